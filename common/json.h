@@ -1,0 +1,33 @@
+/* JSON helpers on top of jansson for untrusted input and canonical hashing. */
+#pragma once
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/sha256.h"
+
+/* Maximum nesting depth accepted from untrusted input. */
+#define AGD_JSON_MAX_DEPTH 64
+
+/* Parse untrusted JSON strictly: duplicate keys rejected, invalid UTF-8 rejected,
+ * NUL in strings rejected, nesting deeper than max_depth rejected, a single
+ * top-level value only. Returns a new reference, or NULL with err filled. */
+json_t *agd_json_parse(const char *buf, size_t len, size_t max_depth, json_error_t *err);
+
+/* Canonical compact encoding (sorted keys, no spaces, UTF-8 as is).
+ * Returns a malloc'd string owned by the caller, or NULL. */
+char *agd_json_canonical(const json_t *v);
+
+/* Hex SHA-256 of the canonical encoding of v. Returns 0 or -ENOMEM. */
+int agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX]);
+
+/* Depth of the deepest array/object in v (a scalar is 0). */
+size_t agd_json_depth(const json_t *v);
+
+/* Free a jansson value via cleanup attribute (json_auto_t style). */
+static inline void
+agd_json_decrefp(json_t **p)
+{
+	json_decref(*p);
+}
+#define cleanup_json __attribute__((cleanup(agd_json_decrefp)))

@@ -1,0 +1,106 @@
+/* Policy language (version 1): parse and evaluate. Pure code: no syscalls, no I/O
+ * except the thin file/dir loaders at the bottom, so it can be fuzzed.
+ * See docs/policy.md for the language. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum policy_decision {
+	POLICY_DENY = 0,
+	POLICY_ASK = 1,
+	POLICY_ALLOW = 2,
+};
+
+struct policy;      /* opaque, immutable once parsed */
+struct policy_rule; /* opaque, owned by its policy */
+
+/* Where a parse/validation error is: 1-based line and column in the input (0 if unknown). */
+struct policy_error {
+	int line;
+	int column;
+	char message[256];
+};
+
+/* Resource limits from the policy's "limits" object; 0 means "not set". */
+struct policy_limits {
+	uint64_t calls_per_minute;
+	uint64_t max_calls;
+	uint64_t wall_clock_ms;
+	uint64_t memory_bytes;
+	uint64_t pids;
+};
+
+/* One entry of "sandbox.mounts". */
+struct policy_mount {
+	const char *host; /* absolute, normalised */
+	const char *path; /* absolute path inside the sandbox */
+	bool read_write;
+};
+
+/* Result of one evaluation. Pointers point into the policy and stay valid as long
+ * as the policy lives. */
+struct policy_result {
+	enum policy_decision decision;
+	const struct policy_rule *rule; /* NULL: no rule matched (decision is DENY) */
+	const char *rule_id;            /* "" when rule is NULL */
+	/* For path-matching rules: the literal directory prefix of the matched rule's
+	 * path glob (e.g. "/srv/project" for "/srv/project/ **"), "/" otherwise. Tools
+	 * open paths beneath it with RESOLVE_BENEATH. */
+	const char *path_root;
+	/* Normalised absolute path argument that was matched ("" if the call had none). */
+	char path[4096];
+	/* Human-readable explanation, e.g. "rule 'no-hooks' (deny) matched fs.read path ..." */
+	char reason[512];
+};
+
+/* Parse a policy document from (buf, len). `extends` is recorded, not resolved
+ * (see policy_load_dir). Returns 0 and a new policy in *ret, or -EINVAL with err
+ * filled (line/column of the offending value), or -ENOMEM. */
+int policy_parse(const char *buf, size_t len, struct policy **ret, struct policy_error *err);
+
+/* Destructor; accepts NULL, returns NULL. */
+struct policy *policy_free(struct policy *p);
+
+/* Evaluate a tool call. `tool` is the tool name, `args` its arguments object,
+ * `cwd` the directory relative paths are resolved against (absolute).
+ * Among matching rules deny > ask > allow; no match is a denial.
+ * Malformed arguments for a matcher (e.g. a non-string path, a NUL byte, an
+ * unparsable URL) make the rule's matcher fail closed: deny rules still match
+ * conservatively, allow/ask rules do not. Returns 0 (result in *ret) or -ENOMEM. */
+int policy_eval(const struct policy *p, const char *tool, const json_t *args, const char *cwd,
+		struct policy_result *ret);
+
+/* True if some allow or ask rule's tool pattern matches `tool` (used for tools/list). */
+bool policy_tool_visible(const struct policy *p, const char *tool);
+
+/* Rule accessors. */
+const char *policy_rule_id(const struct policy_rule *r);
+/* "ask" rules: approvers (NULL-terminated, may be empty) and expiry in ms (0 = none). */
+const char *const *policy_rule_approvers(const struct policy_rule *r);
+uint64_t policy_rule_expires_ms(const struct policy_rule *r);
+
+const struct policy_limits *policy_limits(const struct policy *p);
+size_t policy_mounts(const struct policy *p, const struct policy_mount **ret);
+/* The "extends" name, or NULL. */
+const char *policy_extends(const struct policy *p);
+
+/* Merge `base` (the policy extended) under `p`: rules of both apply, limits of
+ * `p` override set ones of base. Returns a new policy or NULL on ENOMEM. */
+struct policy *policy_merge(const struct policy *base, const struct policy *p);
+
+/* Lexically normalise `path` against `cwd` ("." and ".." and "//" removed).
+ * Returns 0, -EINVAL (empty, NUL, not absolute after join) or -ENAMETOOLONG. */
+int policy_normalize_path(const char *path, const char *cwd, char *out, size_t outsz);
+
+/* Load a policy file, resolving `extends` against `dir` (files "<name>.json");
+ * the built-in name "default" with no file present is an empty policy (deny all).
+ * Cycles and depth over 8 are errors. err->message names the file. */
+int policy_load_file(const char *path, const char *dir, struct policy **ret, struct policy_error *err);
+
+/* Serialise a (merged) policy back into a self-contained version-1 document with
+ * no "extends", such that policy_parse of its encoding evaluates identically.
+ * Used to store the exact policy a run started with. New reference or NULL. */
+json_t *policy_to_json(const struct policy *p);

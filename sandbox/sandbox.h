@@ -1,0 +1,67 @@
+/* Turn a freshly created child into a jail and exec a program in it.
+ * Knows nothing about agents, tools or policies.
+ *
+ * Split (crun's generate/apply): sandbox_prepare() builds everything in the
+ * parent (seccomp BPF, mount plan, id maps, env); sandbox_spawn() clones the
+ * child, which only applies the plan with async-signal-safe calls and reports a
+ * setup failure through a pipe as (step, errno). Fail closed: if any defence
+ * cannot be applied the program is never executed. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct sandbox_bind {
+	const char *host; /* absolute host path (file or directory) */
+	const char *path; /* absolute path inside the sandbox */
+	bool read_write;
+};
+
+struct sandbox_rlimits {
+	uint64_t address_space; /* RLIMIT_AS bytes; 0 = default (16 GiB) */
+	uint64_t cpu_seconds;   /* RLIMIT_CPU; 0 = unlimited */
+	uint64_t file_size;     /* RLIMIT_FSIZE bytes; 0 = default (1 GiB) */
+	uint64_t open_files;    /* RLIMIT_NOFILE; 0 = default (1024) */
+	uint64_t processes;     /* RLIMIT_NPROC; 0 = default (256) */
+};
+
+struct sandbox_config {
+	const char *const *argv; /* program and arguments; argv[0] looked up in PATH of envp */
+	const char *const *envp; /* the complete environment of the program */
+	const char *cwd;         /* host directory bound read-only at the same path; working dir */
+	const char *workspace;   /* host directory bound read-write at /workspace */
+	int channel_fd;          /* becomes fd 3 in the child; -1 for none */
+	int stdin_fd, stdout_fd, stderr_fd; /* become 0, 1, 2; -1 = /dev/null */
+	const struct sandbox_bind *binds; /* extra binds (SDK, policy mounts) */
+	size_t n_binds;
+	struct sandbox_rlimits rlimits;
+	/* Root mode only: the unprivileged host uid/gid the program runs as. When the
+	 * supervisor is not root these are ignored and the caller's ids are mapped. */
+	uid_t uid;
+	gid_t gid;
+	const char *hostname; /* default "agentd" */
+	/* Test switch: skip the seccomp filter. Only the escape suite's
+	 * "protection off" controls set it; never reachable from a policy. */
+	bool unsafe_no_seccomp;
+};
+
+struct sandbox_plan; /* opaque: everything the child will apply */
+
+/* Build the plan in the parent. Returns 0 and *ret, or a negative errno with a
+ * one-line reason in err (naming the defence that is unavailable and why). */
+int sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, char *err,
+		    size_t errsz);
+struct sandbox_plan *sandbox_plan_free(struct sandbox_plan *p);
+
+struct sandbox_child {
+	pid_t pid;
+	int pidfd; /* O_CLOEXEC pidfd of the child; owned by the caller */
+};
+
+/* Create the sandboxed child and exec the program. Blocks until the child has
+ * either exec'd successfully or failed setup. On setup failure returns a
+ * negative errno with err naming the failed step (e.g. "seccomp: EINVAL"), and
+ * the child has been reaped. The plan may be reused for further spawns. */
+int sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz);

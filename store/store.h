@@ -1,0 +1,102 @@
+/* Durable storage behind one interface. Backend: embedded SQLite (WAL).
+ * All functions return 0 or a negative errno; outputs written only on success.
+ * Everything read back is validated like untrusted input (-EBADMSG if not). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sha256.h"
+
+struct store;
+
+enum store_durability {
+	STORE_DURABILITY_PROCESS = 0, /* synchronous=NORMAL: survives any process crash */
+	STORE_DURABILITY_POWER = 1,   /* synchronous=FULL: survives power loss */
+};
+
+/* Open (creating if needed, mode 0600) the store at `path` and migrate its schema. */
+int store_open(const char *path, enum store_durability d, struct store **ret);
+/* Destructor; accepts NULL, returns NULL. */
+struct store *store_close(struct store *s);
+
+/* ---- runs ---- */
+struct store_run {
+	char *id;
+	char *status;  /* "running", "succeeded", "failed", "interrupted", ... */
+	json_t *spec;  /* argv, cwd, workspace, policy, options (owned) */
+	int attempts;  /* number of child starts so far */
+	int exit_code; /* agent's exit status when finished, -1 otherwise */
+	char *reason;  /* one-line reason when failed, "" otherwise */
+	int64_t created_ms;
+	int64_t updated_ms;
+};
+void store_run_clear(struct store_run *r); /* frees members; accepts zeroed */
+
+/* Insert a new run with status "running". -EEXIST if the id is taken. */
+int store_run_create(struct store *s, const char *id, const json_t *spec);
+/* -ENOENT if unknown. */
+int store_run_get(struct store *s, const char *id, struct store_run *ret);
+int store_run_set_status(struct store *s, const char *id, const char *status, int exit_code,
+			 const char *reason);
+int store_run_set_attempts(struct store *s, const char *id, int attempts);
+/* Call fn for every run, newest first; fn returning non-zero stops (and is returned). */
+int store_run_foreach(struct store *s, int (*fn)(const struct store_run *r, void *ud), void *ud);
+
+/* ---- journal ---- */
+enum store_call_status {
+	STORE_CALL_INTENT = 0, /* started, outcome unknown */
+	STORE_CALL_OK = 1,     /* tool ran, result recorded (may be a tool-level error) */
+	STORE_CALL_ERROR = 2,  /* tool ran and failed; result holds the error result */
+	STORE_CALL_DENIED = 3, /* policy (or a human) refused; result holds the error */
+};
+
+struct store_call {
+	int64_t seq;
+	char *tool;
+	char args_hash[AGD_SHA256_HEX];
+	json_t *args;   /* owned */
+	enum store_call_status status;
+	json_t *result; /* owned; NULL while INTENT */
+	int attempt;    /* attempt that executed it */
+	char *decision; /* "allow", "ask:approved", "deny", ... */
+	char *rule;     /* rule id or "" */
+	int64_t started_ms;
+	int64_t finished_ms;
+};
+void store_call_clear(struct store_call *c);
+
+/* Insert an INTENT row (one commit). First writer wins: -EEXIST if (run, seq) exists. */
+int store_journal_intent(struct store *s, const char *run, const struct store_call *c);
+/* Record the outcome of an INTENT row (one commit): status, result, finished_ms. */
+int store_journal_finish(struct store *s, const char *run, int64_t seq,
+			 enum store_call_status status, const json_t *result, int64_t finished_ms);
+/* Insert a complete row in one commit (pure calls, denials). -EEXIST as above. */
+int store_journal_record(struct store *s, const char *run, const struct store_call *c);
+/* Load a run's journal ordered by seq. *ret is a malloc'd array of *n calls;
+ * free with store_calls_free. */
+int store_journal_load(struct store *s, const char *run, struct store_call **ret, size_t *n);
+void store_calls_free(struct store_call *calls, size_t n);
+
+/* ---- agent state (agentd/checkpoint) ---- */
+/* Save a state blob taken after call `seq`. */
+int store_state_save(struct store *s, const char *run, int64_t seq, const json_t *state);
+/* Newest state: -ENOENT if none. */
+int store_state_load(struct store *s, const char *run, json_t **ret_state, int64_t *ret_seq);
+
+/* ---- events (timeline) ---- */
+struct store_event {
+	int64_t id;
+	int64_t ts_ms;
+	int attempt;
+	int64_t seq; /* 0 when not about a call */
+	char *type;  /* "run.started", "call.finished", "child.exited", ... */
+	json_t *data;
+};
+int store_event_append(struct store *s, const char *run, int attempt, int64_t seq,
+		       const char *type, const json_t *data);
+/* Call fn for each event of `run` in order; non-zero from fn stops and is returned. */
+int store_event_foreach(struct store *s, const char *run,
+			int (*fn)(const struct store_event *e, void *ud), void *ud);

@@ -1,0 +1,44 @@
+/* Built-in tools run by the supervisor on behalf of the agent. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* How a tool call behaves when rerun after a crash left its outcome unknown. */
+enum tool_class {
+	TOOL_PURE = 0,       /* no side effect: safe to rerun; needs no intent row */
+	TOOL_IDEMPOTENT = 1, /* rerun with the same idempotency key is safe */
+	TOOL_EFFECT = 2,     /* never rerun blindly */
+};
+
+struct tool_ctx {
+	const char *run_id;
+	int64_t seq;
+	const char *cwd;             /* relative paths resolve against it (absolute) */
+	const char *path_root;       /* fs.*: open beneath this directory (from policy) */
+	const char *idempotency_key; /* "<run>:<seq>", sent by idempotent tools */
+	int default_timeout_ms;      /* used when the call gives none */
+	size_t max_result_bytes;     /* cap on data returned to the agent */
+};
+
+struct tool_def {
+	const char *name;
+	const char *description;
+	const char *input_schema; /* JSON Schema text for tools/list */
+	/* Class of this particular call (e.g. fs.write with append is an effect). */
+	enum tool_class (*classify)(const json_t *args);
+	/* Run the call. Always produces a result: on success the structured content
+	 * with *ret_is_error false; on a tool-level failure (bad arguments, ENOENT,
+	 * connection refused, timeout...) {"error":{"code":"ENOENT","message":"..."}}
+	 * with *ret_is_error true. Returns 0, or -ENOMEM only. */
+	int (*call)(const struct tool_ctx *ctx, const json_t *args, json_t **ret_content,
+		    bool *ret_is_error);
+};
+
+/* The registry: all built-in tools, NULL-terminated order is stable. */
+extern const struct tool_def *const tools_builtin[];
+const struct tool_def *tools_find(const char *name);
+
+/* Build a tool-level error content object {"error":{"code":code,"message":msg}}. */
+json_t *tools_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
