@@ -1,0 +1,97 @@
+#include "common/json.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t
+agd_json_depth(const json_t *v)
+{
+	size_t max = 0, d;
+	const char *key;
+	json_t *child;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, key, child)
+		{
+			(void)key;
+			d = agd_json_depth(child);
+			if (d > max)
+				max = d;
+		}
+		return max + 1;
+	}
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, child)
+		{
+			d = agd_json_depth(child);
+			if (d > max)
+				max = d;
+		}
+		return max + 1;
+	}
+	return 0;
+}
+
+/* Bound nesting before handing the text to jansson: counting brackets outside
+ * strings is cheap and keeps a hostile frame from costing deep recursion. */
+static bool
+too_deep(const char *buf, size_t len, size_t max_depth)
+{
+	size_t depth = 0;
+	bool in_str = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max_depth)
+				return true;
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return false;
+}
+
+json_t *
+agd_json_parse(const char *buf, size_t len, size_t max_depth, json_error_t *err)
+{
+	if (too_deep(buf, len, max_depth)) {
+		if (err) {
+			memset(err, 0, sizeof(*err));
+			snprintf(err->text, sizeof(err->text), "nesting deeper than %zu",
+				 max_depth);
+		}
+		return NULL;
+	}
+	/* Default flags already reject NUL in strings and invalid UTF-8. */
+	return json_loadb(buf, len, JSON_REJECT_DUPLICATES, err);
+}
+
+char *
+agd_json_canonical(const json_t *v)
+{
+	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+int
+agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX])
+{
+	char *s = agd_json_canonical(v);
+
+	if (!s)
+		return -ENOMEM;
+	agd_sha256_hex(s, strlen(s), out);
+	free(s);
+	return 0;
+}

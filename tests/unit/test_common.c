@@ -1,0 +1,96 @@
+/* Unit tests for common/: SHA-256 vectors, canonical JSON, strict parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/json.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+static void
+test_sha256_vectors(void **state)
+{
+	char hex[AGD_SHA256_HEX];
+	char million[1000];
+
+	agd_sha256_hex("", 0, hex);
+	assert_string_equal(hex,
+			    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	agd_sha256_hex("abc", 3, hex);
+	assert_string_equal(hex,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	agd_sha256_hex(two, strlen(two), hex);
+	assert_string_equal(hex,
+			    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+
+	/* Streaming in odd chunks equals one shot: one million 'a'. */
+	struct agd_sha256 s;
+	uint8_t d[AGD_SHA256_LEN];
+	memset(million, 'a', sizeof(million));
+	agd_sha256_init(&s);
+	for (int i = 0; i < 1000; i++)
+		agd_sha256_update(&s, million, sizeof(million));
+	agd_sha256_final(&s, d);
+	assert_int_equal(d[0], 0xcd);
+	assert_int_equal(d[1], 0xc7);
+	assert_int_equal(d[31], 0xd0);
+}
+
+static void
+test_canonical_hash_ignores_key_order(void **state)
+{
+	json_error_t e;
+	cleanup_json json_t *a = agd_json_parse("{\"b\":1,\"a\":[1,2]}", 17, 8, &e);
+	cleanup_json json_t *b = agd_json_parse("{ \"a\" : [1, 2], \"b\" : 1 }", 25, 8, &e);
+	cleanup_json json_t *c = agd_json_parse("{\"a\":[2,1],\"b\":1}", 17, 8, &e);
+	char ha[AGD_SHA256_HEX], hb[AGD_SHA256_HEX], hc[AGD_SHA256_HEX];
+
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	assert_int_equal(agd_json_hash(a, ha), 0);
+	assert_int_equal(agd_json_hash(b, hb), 0);
+	assert_int_equal(agd_json_hash(c, hc), 0);
+	assert_string_equal(ha, hb);
+	assert_string_not_equal(ha, hc);
+	cleanup_free char *s = agd_json_canonical(b);
+	assert_string_equal(s, "{\"a\":[1,2],\"b\":1}");
+}
+
+static void
+test_strict_parse_rejects(void **state)
+{
+	json_error_t e;
+	char deep[200];
+
+	assert_null(agd_json_parse("{\"a\":1,\"a\":2}", 13, 8, &e));
+	assert_null(agd_json_parse("\"\xff\"", 3, 8, &e));
+	assert_null(agd_json_parse("\"a\\u0000b\"", 10, 8, &e));
+	assert_null(agd_json_parse("{} {}", 5, 8, &e));
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	assert_null(agd_json_parse(deep, 200, 64, &e));
+	json_t *ok = agd_json_parse(deep, 200, 100, &e);
+	assert_non_null(ok);
+	assert_int_equal(agd_json_depth(ok), 100);
+	json_decref(ok);
+	/* Brackets inside strings do not count toward depth. */
+	const char *str = "{\"a\":\"[[[[\\\"[[[[\"}";
+	json_t *s = agd_json_parse(str, strlen(str), 2, &e);
+	assert_non_null(s);
+	json_decref(s);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_sha256_vectors),
+	    cmocka_unit_test(test_canonical_hash_ignores_key_order),
+	    cmocka_unit_test(test_strict_parse_rejects),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
