@@ -40,11 +40,16 @@ void proto_reader_free(struct proto_reader *r);
 /* One read(2) from fd into the buffer (at most 64 KiB). Returns bytes read,
  * 0 on EOF, -EAGAIN when nothing is available, or another -errno. */
 ssize_t proto_reader_fill(struct proto_reader *r, int fd);
-/* Take the next complete frame. Returns 1 with *ret_frame/*ret_len pointing into
+/* Take the next complete frame. Returns 1 with *ret_frame and *ret_len pointing into
  * the reader (valid until the next call; not NUL-terminated; newline and a
  * trailing '\r' stripped), 0 if no complete frame is buffered, or -E2BIG once
  * per over-long frame (which is discarded up to its newline). */
 int proto_reader_next(struct proto_reader *r, const char **ret_frame, size_t *ret_len);
+/* Append up to len bytes from memory instead of reading an fd (tests, fuzzing).
+ * Accepts at most 64 KiB and at most the free space per call, like
+ * proto_reader_fill; returns the number of bytes taken (0 when the buffer is full
+ * and proto_reader_next must be called first). */
+size_t proto_reader_feed(struct proto_reader *r, const void *data, size_t len);
 /* True if bytes of an unterminated frame are buffered (used to report EOF mid-frame). */
 bool proto_reader_partial(const struct proto_reader *r);
 
