@@ -12,6 +12,14 @@
 
 struct store;
 
+/* Limits enforced on write and re-checked on read (docs/store.md). */
+#define STORE_ID_MAX	     128	 /* run id: 1..128 bytes of [!-~] except '/' and '\\' */
+#define STORE_NAME_MAX	     256	 /* tool, decision, rule, event type, run status */
+#define STORE_REASON_MAX     4096	 /* run failure reason */
+#define STORE_VALUE_MAX	     (64u << 20) /* one JSON value (args, result, spec, state, data) */
+#define STORE_JSON_MAX_DEPTH 128	 /* nesting of one stored JSON value */
+#define STORE_JOURNAL_MAX    (1u << 22)	 /* rows returned by store_journal_load */
+
 enum store_durability {
 	STORE_DURABILITY_PROCESS = 0, /* synchronous=NORMAL: survives any process crash */
 	STORE_DURABILITY_POWER = 1,   /* synchronous=FULL: survives power loss */
@@ -42,6 +50,9 @@ int store_run_get(struct store *s, const char *id, struct store_run *ret);
 int store_run_set_status(struct store *s, const char *id, const char *status, int exit_code,
 			 const char *reason);
 int store_run_set_attempts(struct store *s, const char *id, int attempts);
+/* Atomically increment the run's attempts and return the new value (one commit).
+ * -ENOENT if unknown. */
+int store_run_next_attempt(struct store *s, const char *id, int *ret_attempt);
 /* Call fn for every run, newest first; fn returning non-zero stops (and is returned). */
 int store_run_foreach(struct store *s, int (*fn)(const struct store_run *r, void *ud), void *ud);
 
@@ -57,12 +68,12 @@ struct store_call {
 	int64_t seq;
 	char *tool;
 	char args_hash[AGD_SHA256_HEX];
-	json_t *args;   /* owned */
+	json_t *args; /* owned */
 	enum store_call_status status;
 	json_t *result; /* owned; NULL while INTENT */
-	int attempt;    /* attempt that executed it */
+	int attempt;	/* attempt that executed it */
 	char *decision; /* "allow", "ask:approved", "deny", ... */
-	char *rule;     /* rule id or "" */
+	char *rule;	/* rule id or "" */
 	int64_t started_ms;
 	int64_t finished_ms;
 };
@@ -79,6 +90,11 @@ int store_journal_record(struct store *s, const char *run, const struct store_ca
  * free with store_calls_free. */
 int store_journal_load(struct store *s, const char *run, struct store_call **ret, size_t *n);
 void store_calls_free(struct store_call *calls, size_t n);
+/* Delete the run's journal rows with seq > after_seq and the states saved after
+ * after_seq (divergence, restart from a checkpoint, fork), re-sealing the hash
+ * chain of the rows kept; one commit. The journal is verified first: -EBADMSG
+ * if it was tampered with (a truncation never launders an edited row). */
+int store_journal_truncate(struct store *s, const char *run, int64_t after_seq);
 
 /* ---- agent state (agentd/checkpoint) ---- */
 /* Save a state blob taken after call `seq`. */
@@ -95,8 +111,13 @@ struct store_event {
 	char *type;  /* "run.started", "call.finished", "child.exited", ... */
 	json_t *data;
 };
-int store_event_append(struct store *s, const char *run, int attempt, int64_t seq,
-		       const char *type, const json_t *data);
+int store_event_append(struct store *s, const char *run, int attempt, int64_t seq, const char *type,
+		       const json_t *data);
 /* Call fn for each event of `run` in order; non-zero from fn stops and is returned. */
 int store_event_foreach(struct store *s, const char *run,
 			int (*fn)(const struct store_event *e, void *ud), void *ud);
+
+/* ---- operations ---- */
+/* Consistent online copy of the whole store to `path` (created 0600, replaced
+ * if it exists) with the SQLite backup API; writers may continue meanwhile. */
+int store_backup(struct store *s, const char *path);

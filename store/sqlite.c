@@ -1,0 +1,1534 @@
+/* SQLite backend of store/store.h. Design notes: docs/store.md.
+ *
+ * One connection per struct store, used from one thread. The hot path
+ * (journal intent / finish / record) runs on statements prepared once at open
+ * and cached in the struct, inside BEGIN IMMEDIATE so that two processes
+ * writing the same file queue on the busy handler instead of failing with
+ * SQLITE_BUSY on a read-to-write lock upgrade. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/json.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+#define BUSY_TIMEOUT_MS 10000
+
+enum stmt_id {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_RUN_INSERT,
+	ST_RUN_GET,
+	ST_RUN_SET_STATUS,
+	ST_RUN_SET_ATTEMPTS,
+	ST_RUN_NEXT_ATTEMPT,
+	ST_RUN_LIST,
+	ST_J_TAIL,
+	ST_J_INSERT,
+	ST_J_GET_STATUS,
+	ST_J_FINISH,
+	ST_J_LOAD,
+	ST_J_DELETE_AFTER,
+	ST_J_NEGATE_ORD,
+	ST_J_RESEAL,
+	ST_STATE_DELETE_AFTER,
+	ST_STATE_INSERT,
+	ST_STATE_LOAD,
+	ST_EVENT_INSERT,
+	ST_EVENT_LIST,
+	ST__MAX,
+};
+
+static const char *const stmt_sql[ST__MAX] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_RUN_INSERT] = "INSERT INTO runs(id, status, spec, attempts, exit_code, reason, "
+		      "created_ms, updated_ms) VALUES (?1, 'running', ?2, 0, -1, '', ?3, ?3)",
+    [ST_RUN_GET] = "SELECT id, status, spec, attempts, exit_code, reason, created_ms, "
+		   "updated_ms FROM runs WHERE id = ?1",
+    [ST_RUN_SET_STATUS] = "UPDATE runs SET status = ?2, exit_code = ?3, reason = ?4, "
+			  "updated_ms = ?5 WHERE id = ?1",
+    [ST_RUN_SET_ATTEMPTS] = "UPDATE runs SET attempts = ?2, updated_ms = ?3 WHERE id = ?1",
+    [ST_RUN_NEXT_ATTEMPT] = "UPDATE runs SET attempts = attempts + 1, updated_ms = ?2 "
+			    "WHERE id = ?1 RETURNING attempts",
+    [ST_RUN_LIST] = "SELECT id, status, spec, attempts, exit_code, reason, created_ms, "
+		    "updated_ms FROM runs ORDER BY created_ms DESC, rowid DESC",
+    [ST_J_TAIL] = "SELECT ord, link FROM journal WHERE run = ?1 ORDER BY ord DESC LIMIT 1",
+    [ST_J_INSERT] = "INSERT INTO journal(run, seq, ord, tool, args_hash, args, status, result, "
+		    "attempt, decision, rule, started_ms, finished_ms, link, chain) VALUES "
+		    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [ST_J_GET_STATUS] = "SELECT status, link FROM journal WHERE run = ?1 AND seq = ?2",
+    [ST_J_FINISH] = "UPDATE journal SET status = ?3, result = ?4, finished_ms = ?5, "
+		    "chain = ?6 WHERE run = ?1 AND seq = ?2 AND status = 0",
+    [ST_J_LOAD] = "SELECT seq, ord, tool, args_hash, args, status, result, attempt, decision, "
+		  "rule, started_ms, finished_ms, link, chain FROM journal WHERE run = ?1 "
+		  "ORDER BY seq",
+    [ST_J_DELETE_AFTER] = "DELETE FROM journal WHERE run = ?1 AND seq > ?2",
+    [ST_J_NEGATE_ORD] = "UPDATE journal SET ord = -ord WHERE run = ?1",
+    [ST_J_RESEAL] = "UPDATE journal SET ord = ?3, link = ?4, chain = ?5 "
+		    "WHERE run = ?1 AND seq = ?2",
+    [ST_STATE_DELETE_AFTER] = "DELETE FROM states WHERE run = ?1 AND seq > ?2",
+    [ST_STATE_INSERT] = "INSERT INTO states(run, seq, state, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    [ST_STATE_LOAD] = "SELECT seq, state FROM states WHERE run = ?1 ORDER BY rowid DESC LIMIT 1",
+    [ST_EVENT_INSERT] = "INSERT INTO events(run, ts_ms, attempt, seq, type, data) "
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_EVENT_LIST] = "SELECT id, ts_ms, attempt, seq, type, data FROM events WHERE run = ?1 "
+		      "ORDER BY id",
+};
+
+struct store {
+	sqlite3 *db;
+	enum store_durability durability;
+	bool iterating; /* a foreach is stepping a cached statement */
+	sqlite3_stmt *stmt[ST__MAX];
+};
+
+/* ---- schema migrations ----
+ * Version N is migrations[N - 1]; each runs inside the one transaction that
+ * store_open uses to bring a file from its user_version to the newest. A new
+ * version is a new function appended to the list, never an edit of an old one. */
+
+static const char schema_v1[] = "CREATE TABLE runs ("
+				" id TEXT PRIMARY KEY NOT NULL,"
+				" status TEXT NOT NULL,"
+				" spec TEXT NOT NULL,"
+				" attempts INTEGER NOT NULL DEFAULT 0,"
+				" exit_code INTEGER NOT NULL DEFAULT -1,"
+				" reason TEXT NOT NULL DEFAULT '',"
+				" created_ms INTEGER NOT NULL,"
+				" updated_ms INTEGER NOT NULL);"
+				"CREATE INDEX runs_by_created ON runs(created_ms);"
+				"CREATE TABLE journal ("
+				" run TEXT NOT NULL,"
+				" seq INTEGER NOT NULL,"
+				" ord INTEGER NOT NULL,"
+				" tool TEXT NOT NULL,"
+				" args_hash TEXT NOT NULL,"
+				" args TEXT NOT NULL,"
+				" status INTEGER NOT NULL,"
+				" result TEXT,"
+				" attempt INTEGER NOT NULL,"
+				" decision TEXT NOT NULL,"
+				" rule TEXT NOT NULL,"
+				" started_ms INTEGER NOT NULL,"
+				" finished_ms INTEGER NOT NULL,"
+				" link TEXT NOT NULL,"
+				" chain TEXT NOT NULL,"
+				" PRIMARY KEY (run, seq));"
+				"CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
+				"CREATE TABLE states ("
+				" run TEXT NOT NULL,"
+				" seq INTEGER NOT NULL,"
+				" state TEXT NOT NULL,"
+				" created_ms INTEGER NOT NULL);"
+				"CREATE INDEX states_by_run ON states(run, seq);"
+				"CREATE TABLE events ("
+				" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+				" run TEXT NOT NULL,"
+				" ts_ms INTEGER NOT NULL,"
+				" attempt INTEGER NOT NULL,"
+				" seq INTEGER NOT NULL,"
+				" type TEXT NOT NULL,"
+				" data TEXT);"
+				"CREATE INDEX events_by_run ON events(run, id);";
+
+static int map_rc(int rc);
+
+static int
+migrate_v1(sqlite3 *db)
+{
+	return map_rc(sqlite3_exec(db, schema_v1, NULL, NULL, NULL));
+}
+
+static int (*const migrations[])(sqlite3 *db) = {
+    migrate_v1,
+};
+
+#define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
+
+/* ---- small helpers ---- */
+
+static int
+map_rc(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+			return -EEXIST;
+		return -EINVAL;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_FORMAT:
+	case SQLITE_MISMATCH:
+	case SQLITE_SCHEMA:
+		return -EBADMSG;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_TOOBIG:
+		return -E2BIG;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_RANGE:
+	case SQLITE_MISUSE:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+/* A cached statement is borrowed, never finalized: leaving scope resets it and
+ * drops its bindings (which may own large buffers). */
+static void
+stmt_resetp(sqlite3_stmt **p)
+{
+	if (*p) {
+		sqlite3_reset(*p);
+		sqlite3_clear_bindings(*p);
+	}
+}
+#define cleanup_stmt __attribute__((cleanup(stmt_resetp)))
+
+static void
+stmt_finalizep(sqlite3_stmt **p)
+{
+	sqlite3_finalize(*p);
+}
+#define cleanup_finalize __attribute__((cleanup(stmt_finalizep)))
+
+/* Run a statement that returns no row, then reset it. */
+static int
+step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	int r = rc == SQLITE_DONE ? 0 : (rc == SQLITE_ROW ? -EINVAL : map_rc(rc));
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return r;
+}
+
+/* A write transaction that rolls back when it leaves scope uncommitted. */
+struct tx {
+	struct store *s;
+	bool active;
+};
+
+static void
+tx_cleanup(struct tx *t)
+{
+	if (t->active)
+		step_done(t->s->stmt[ST_ROLLBACK]);
+}
+#define cleanup_tx __attribute__((cleanup(tx_cleanup)))
+
+static int
+tx_begin(struct store *s, struct tx *t)
+{
+	int r = step_done(s->stmt[ST_BEGIN]);
+
+	t->s = s;
+	t->active = r == 0;
+	return r;
+}
+
+static int
+tx_commit(struct tx *t)
+{
+	int r = step_done(t->s->stmt[ST_COMMIT]);
+
+	/* A failed COMMIT leaves the transaction open: the cleanup rolls it back. */
+	if (r == 0)
+		t->active = false;
+	return r;
+}
+
+static bool
+valid_id(const char *id)
+{
+	size_t n;
+
+	if (!id)
+		return false;
+	n = strnlen(id, STORE_ID_MAX + 1);
+	if (n == 0 || n > STORE_ID_MAX || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)id[i];
+		/* Ids name workspace directories and appear in logs. */
+		if (c < 0x21 || c > 0x7e || c == '/' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
+/* Short names (tool, decision, rule, event type): printable, no control bytes. */
+static bool
+valid_name(const char *v, bool allow_empty)
+{
+	size_t n;
+
+	if (!v)
+		return false;
+	n = strnlen(v, STORE_NAME_MAX + 1);
+	if (n > STORE_NAME_MAX || (n == 0 && !allow_empty))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static bool
+valid_run_status(const char *v)
+{
+	size_t n;
+
+	if (!v)
+		return false;
+	n = strnlen(v, STORE_NAME_MAX + 1);
+	if (n == 0 || n > STORE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+		if (!((c >= 'a' && c <= 'z') || c == '_' || c == '-' || c == '.' || c == ':'))
+			return false;
+	}
+	return true;
+}
+
+static bool
+valid_reason(const char *v)
+{
+	return v && strnlen(v, STORE_REASON_MAX + 1) <= STORE_REASON_MAX;
+}
+
+static bool
+valid_hex64(const char *v, size_t len)
+{
+	if (len != AGD_SHA256_HEX - 1)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Canonical text of a value to store; -EINVAL past the depth limit, -E2BIG
+ * past the size limit. Canonical so the bytes hashed into the chain are the
+ * bytes a re-encoding of the parsed value would give. */
+static int
+json_to_text(const json_t *v, char **ret)
+{
+	char *txt;
+
+	if (!v || agd_json_depth(v) > STORE_JSON_MAX_DEPTH)
+		return -EINVAL;
+	txt = agd_json_canonical(v);
+	if (!txt)
+		return -ENOMEM;
+	if (strlen(txt) > STORE_VALUE_MAX) {
+		free(txt);
+		return -E2BIG;
+	}
+	*ret = txt;
+	return 0;
+}
+
+/* Parse a stored JSON value strictly. agd_json_parse accepts only an object or
+ * an array at top level, so a scalar is wrapped in [ ] and unwrapped; a
+ * crafted text that is not exactly one value fails the length-1 check or the
+ * parser's trailing-garbage check. */
+static int
+json_from_text(const char *txt, size_t len, json_t **ret)
+{
+	cleanup_free char *wrapped = NULL;
+	json_t *v;
+	size_t i = 0;
+
+	if (!txt || len > STORE_VALUE_MAX)
+		return -EBADMSG;
+	while (i < len && (txt[i] == ' ' || txt[i] == '\t' || txt[i] == '\n' || txt[i] == '\r'))
+		i++;
+	if (i < len && (txt[i] == '{' || txt[i] == '[')) {
+		v = agd_json_parse(txt, len, STORE_JSON_MAX_DEPTH, NULL);
+		if (!v)
+			return -EBADMSG;
+		*ret = v;
+		return 0;
+	}
+	wrapped = malloc(len + 3);
+	if (!wrapped)
+		return -ENOMEM;
+	wrapped[0] = '[';
+	memcpy(wrapped + 1, txt, len);
+	wrapped[len + 1] = ']';
+	wrapped[len + 2] = '\0';
+	cleanup_json json_t *arr = agd_json_parse(wrapped, len + 2, STORE_JSON_MAX_DEPTH + 1, NULL);
+	if (!json_is_array(arr) || json_array_size(arr) != 1)
+		return -EBADMSG;
+	*ret = json_incref(json_array_get(arr, 0));
+	return 0;
+}
+
+static int
+col_json(sqlite3_stmt *st, int col, json_t **ret)
+{
+	if (sqlite3_column_type(st, col) != SQLITE_TEXT)
+		return -EBADMSG;
+	const char *txt = (const char *)sqlite3_column_text(st, col);
+	if (!txt)
+		return -ENOMEM;
+	return json_from_text(txt, (size_t)sqlite3_column_bytes(st, col), ret);
+}
+
+static int
+col_int64(sqlite3_stmt *st, int col, int64_t min, int64_t max, int64_t *ret)
+{
+	int64_t v;
+
+	if (sqlite3_column_type(st, col) != SQLITE_INTEGER)
+		return -EBADMSG;
+	v = sqlite3_column_int64(st, col);
+	if (v < min || v > max)
+		return -EBADMSG;
+	*ret = v;
+	return 0;
+}
+
+static int
+col_int(sqlite3_stmt *st, int col, int min, int max, int *ret)
+{
+	int64_t v;
+	int r = col_int64(st, col, min, max, &v);
+
+	if (r < 0)
+		return r;
+	*ret = (int)v;
+	return 0;
+}
+
+/* A text column as a C string with no embedded NUL, at most max bytes. */
+static int
+col_text(sqlite3_stmt *st, int col, size_t max, const char **ret, size_t *ret_len)
+{
+	const char *txt;
+	size_t len;
+
+	if (sqlite3_column_type(st, col) != SQLITE_TEXT)
+		return -EBADMSG;
+	txt = (const char *)sqlite3_column_text(st, col);
+	if (!txt)
+		return -ENOMEM;
+	len = (size_t)sqlite3_column_bytes(st, col);
+	if (len > max || strlen(txt) != len)
+		return -EBADMSG;
+	*ret = txt;
+	if (ret_len)
+		*ret_len = len;
+	return 0;
+}
+
+static int
+col_strdup(sqlite3_stmt *st, int col, size_t max, bool (*check)(const char *), char **ret)
+{
+	const char *txt;
+	char *copy;
+	int r = col_text(st, col, max, &txt, NULL);
+
+	if (r < 0)
+		return r;
+	if (check && !check(txt))
+		return -EBADMSG;
+	copy = strdup(txt);
+	if (!copy)
+		return -ENOMEM;
+	*ret = copy;
+	return 0;
+}
+
+static bool
+check_name(const char *v)
+{
+	return valid_name(v, true);
+}
+
+static bool
+check_tool(const char *v)
+{
+	return valid_name(v, false);
+}
+
+/* ---- open / close ---- */
+
+static int
+exec_pragma(sqlite3 *db, const char *sql, const char *expect)
+{
+	cleanup_finalize sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && expect) {
+		const char *v = (const char *)sqlite3_column_text(st, 0);
+		if (!v || strcasecmp(v, expect) != 0)
+			return -EIO;
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		return map_rc(rc);
+	}
+	return 0;
+}
+
+static int
+migrate(sqlite3 *db)
+{
+	cleanup_finalize sqlite3_stmt *st = NULL;
+	int rc, r, version;
+	char sql[64];
+
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		r = map_rc(rc == SQLITE_OK ? sqlite3_errcode(db) : rc);
+		goto fail;
+	}
+	version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(steal_ptr(&st));
+	/* A newer agentd wrote this file: refuse rather than misread it. */
+	if (version < 0 || version > SCHEMA_VERSION) {
+		r = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	for (int v = version; v < SCHEMA_VERSION; v++) {
+		r = migrations[v](db);
+		if (r < 0)
+			goto fail;
+	}
+	if (version != SCHEMA_VERSION) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			r = map_rc(rc);
+			goto fail;
+		}
+	}
+	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		r = map_rc(rc);
+		goto fail;
+	}
+	return 0;
+fail:
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+/* Create the file ourselves so it is 0600 from birth (SQLite would use 0644
+ * less umask); the -wal and -shm files inherit the database file's mode. */
+static int
+precreate(const char *path)
+{
+	cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	struct stat st;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	return 0;
+}
+
+int
+store_open(const char *path, enum store_durability d, struct store **ret)
+{
+	cleanup_free struct store *s = NULL;
+	sqlite3 *db = NULL;
+	int rc, r;
+
+	if (!path || !ret || (d != STORE_DURABILITY_PROCESS && d != STORE_DURABILITY_POWER))
+		return -EINVAL;
+	r = precreate(path);
+	if (r < 0)
+		return r;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	rc = sqlite3_open_v2(path, &db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+				 SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_close(db);
+		return map_rc(rc);
+	}
+	s->db = db;
+	s->durability = d;
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	/* The file is untrusted: no schema-defined functions with side effects,
+	 * no writable_schema tricks. */
+	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
+
+	r = exec_pragma(db, "PRAGMA journal_mode = WAL", "wal");
+	if (r == 0)
+		r = exec_pragma(db,
+				d == STORE_DURABILITY_POWER ? "PRAGMA synchronous = FULL"
+							    : "PRAGMA synchronous = NORMAL",
+				NULL);
+	if (r == 0)
+		r = migrate(db);
+	for (int i = 0; r == 0 && i < ST__MAX; i++) {
+		rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+					NULL);
+		/* A statement that does not fit the file's schema: not our file. */
+		if (rc != SQLITE_OK)
+			r = rc == SQLITE_ERROR ? -EBADMSG : map_rc(rc);
+	}
+	if (r < 0) {
+		store_close(steal_ptr(&s));
+		return r;
+	}
+	*ret = steal_ptr(&s);
+	return 0;
+}
+
+struct store *
+store_close(struct store *s)
+{
+	if (!s)
+		return NULL;
+	for (int i = 0; i < ST__MAX; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->db);
+	free(s);
+	return NULL;
+}
+
+/* ---- runs ---- */
+
+void
+store_run_clear(struct store_run *r)
+{
+	if (!r)
+		return;
+	free(r->id);
+	free(r->status);
+	json_decref(r->spec);
+	free(r->reason);
+	memset(r, 0, sizeof(*r));
+}
+
+int
+store_run_create(struct store *s, const char *id, const json_t *spec)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	char *txt = NULL;
+	int r;
+
+	if (!s || !valid_id(id))
+		return -EINVAL;
+	r = json_to_text(spec ? spec : json_null(), &txt);
+	if (r < 0)
+		return r;
+	st = s->stmt[ST_RUN_INSERT];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, txt, -1, free);
+	sqlite3_bind_int64(st, 3, agd_wall_ms());
+	return step_done(st);
+}
+
+/* Read and validate one runs row (columns as in ST_RUN_GET). */
+static int
+read_run(sqlite3_stmt *st, struct store_run *ret)
+{
+	struct store_run run = {0};
+	int r;
+
+	r = col_strdup(st, 0, STORE_ID_MAX, valid_id, &run.id);
+	if (r == 0)
+		r = col_strdup(st, 1, STORE_NAME_MAX, valid_run_status, &run.status);
+	if (r == 0)
+		r = col_json(st, 2, &run.spec);
+	if (r == 0)
+		r = col_int(st, 3, 0, INT_MAX, &run.attempts);
+	if (r == 0)
+		r = col_int(st, 4, INT_MIN, INT_MAX, &run.exit_code);
+	if (r == 0)
+		r = col_strdup(st, 5, STORE_REASON_MAX, NULL, &run.reason);
+	if (r == 0)
+		r = col_int64(st, 6, 0, INT64_MAX, &run.created_ms);
+	if (r == 0)
+		r = col_int64(st, 7, 0, INT64_MAX, &run.updated_ms);
+	if (r < 0) {
+		store_run_clear(&run);
+		return r;
+	}
+	*ret = run;
+	return 0;
+}
+
+int
+store_run_get(struct store *s, const char *id, struct store_run *ret)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	struct store_run run;
+	int rc, r;
+
+	if (!s || !ret || !valid_id(id))
+		return -EINVAL;
+	st = s->stmt[ST_RUN_GET];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return map_rc(rc);
+	r = read_run(st, &run);
+	if (r < 0)
+		return r;
+	/* The row must be the one asked for (a collation trick must not alias). */
+	if (strcmp(run.id, id) != 0) {
+		store_run_clear(&run);
+		return -EBADMSG;
+	}
+	*ret = run;
+	return 0;
+}
+
+int
+store_run_set_status(struct store *s, const char *id, const char *status, int exit_code,
+		     const char *reason)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!reason)
+		reason = "";
+	if (!s || !valid_id(id) || !valid_run_status(status) || !valid_reason(reason))
+		return -EINVAL;
+	st = s->stmt[ST_RUN_SET_STATUS];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, exit_code);
+	sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, agd_wall_ms());
+	r = step_done(st);
+	if (r < 0)
+		return r;
+	return sqlite3_changes(s->db) == 1 ? 0 : -ENOENT;
+}
+
+int
+store_run_set_attempts(struct store *s, const char *id, int attempts)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!s || !valid_id(id) || attempts < 0)
+		return -EINVAL;
+	st = s->stmt[ST_RUN_SET_ATTEMPTS];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, attempts);
+	sqlite3_bind_int64(st, 3, agd_wall_ms());
+	r = step_done(st);
+	if (r < 0)
+		return r;
+	return sqlite3_changes(s->db) == 1 ? 0 : -ENOENT;
+}
+
+int
+store_run_next_attempt(struct store *s, const char *id, int *ret_attempt)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int64_t v;
+	int rc, r;
+
+	if (!s || !ret_attempt || !valid_id(id))
+		return -EINVAL;
+	st = s->stmt[ST_RUN_NEXT_ATTEMPT];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, agd_wall_ms());
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return map_rc(rc);
+	r = col_int64(st, 0, 1, INT_MAX, &v);
+	/* Step to the end so the autocommit transaction commits here, and a
+	 * commit failure is reported rather than lost in a reset. */
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return map_rc(rc);
+	if (r < 0)
+		return r;
+	*ret_attempt = (int)v;
+	return 0;
+}
+
+int
+store_run_foreach(struct store *s, int (*fn)(const struct store_run *r, void *ud), void *ud)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int rc, r = 0;
+
+	if (!s || !fn)
+		return -EINVAL;
+	/* The cached statement cannot be stepped twice at once. */
+	if (s->iterating)
+		return -EBUSY;
+	st = s->stmt[ST_RUN_LIST];
+	s->iterating = true;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_run run;
+		r = read_run(st, &run);
+		if (r < 0)
+			break;
+		r = fn(&run, ud);
+		store_run_clear(&run);
+		if (r != 0)
+			break;
+	}
+	s->iterating = false;
+	if (r != 0)
+		return r;
+	return rc == SQLITE_DONE ? 0 : map_rc(rc);
+}
+
+/* ---- journal ---- */
+
+/* The hash chain (docs/store.md). Every field is length-prefixed so no two
+ * different rows encode to the same bytes. */
+static void
+chain_bytes(struct agd_sha256 *h, const void *p, size_t len)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+	agd_sha256_update(h, b, sizeof(b));
+	agd_sha256_update(h, p, len);
+}
+
+static void
+chain_str(struct agd_sha256 *h, const char *v)
+{
+	chain_bytes(h, v, strlen(v));
+}
+
+static void
+chain_int(struct agd_sha256 *h, int64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+	chain_bytes(h, b, sizeof(b));
+}
+
+static void
+hash_hex(struct agd_sha256 *h, char out[AGD_SHA256_HEX])
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t d[AGD_SHA256_LEN];
+
+	agd_sha256_final(h, d);
+	for (int i = 0; i < AGD_SHA256_LEN; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[AGD_SHA256_HEX - 1] = '\0';
+}
+
+/* link(row) = H(link of the row inserted before it in this run, or "" for the
+ * first; the row's immutable fields). */
+static void
+journal_link(const char *prev_link, const char *run, int64_t ord, const struct store_call *c,
+	     const char *args_hash, char out[AGD_SHA256_HEX])
+{
+	struct agd_sha256 h;
+
+	agd_sha256_init(&h);
+	chain_str(&h, "agentd.journal.link.v1");
+	chain_str(&h, prev_link);
+	chain_str(&h, run);
+	chain_int(&h, c->seq);
+	chain_int(&h, ord);
+	chain_str(&h, c->tool);
+	chain_str(&h, args_hash);
+	chain_int(&h, c->attempt);
+	chain_str(&h, c->decision ? c->decision : "");
+	chain_str(&h, c->rule ? c->rule : "");
+	chain_int(&h, c->started_ms);
+	hash_hex(&h, out);
+}
+
+/* chain(row) = H(link(row); the outcome: status, result bytes, finished_ms). */
+static void
+journal_seal(const char *link, int status, const char *result, size_t result_len,
+	     int64_t finished_ms, char out[AGD_SHA256_HEX])
+{
+	struct agd_sha256 h;
+
+	agd_sha256_init(&h);
+	chain_str(&h, "agentd.journal.chain.v1");
+	chain_str(&h, link);
+	chain_int(&h, status);
+	chain_int(&h, result != NULL);
+	if (result)
+		chain_bytes(&h, result, result_len);
+	chain_int(&h, finished_ms);
+	hash_hex(&h, out);
+}
+
+void
+store_call_clear(struct store_call *c)
+{
+	if (!c)
+		return;
+	free(c->tool);
+	json_decref(c->args);
+	json_decref(c->result);
+	free(c->decision);
+	free(c->rule);
+	memset(c, 0, sizeof(*c));
+}
+
+void
+store_calls_free(struct store_call *calls, size_t n)
+{
+	if (!calls)
+		return;
+	for (size_t i = 0; i < n; i++)
+		store_call_clear(&calls[i]);
+	free(calls);
+}
+
+static bool
+valid_status(int64_t v)
+{
+	return v >= STORE_CALL_INTENT && v <= STORE_CALL_DENIED;
+}
+
+static int
+journal_insert(struct store *s, const char *run, const struct store_call *c,
+	       enum store_call_status status, const json_t *result, int64_t finished_ms)
+{
+	cleanup_tx struct tx tx = {0};
+	cleanup_free char *args_txt = NULL;
+	cleanup_free char *result_txt = NULL;
+	char args_hash[AGD_SHA256_HEX], link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
+	char prev_link[AGD_SHA256_HEX] = "";
+	int64_t ord = 1;
+	int rc, r;
+
+	if (!s || !c || !valid_id(run) || c->seq <= 0 || !valid_name(c->tool, false) ||
+	    !valid_name(c->decision ? c->decision : "", true) ||
+	    !valid_name(c->rule ? c->rule : "", true) || c->attempt < 0 || c->started_ms < 0 ||
+	    finished_ms < 0)
+		return -EINVAL;
+	r = json_to_text(c->args, &args_txt);
+	if (r < 0)
+		return r;
+	agd_sha256_hex(args_txt, strlen(args_txt), args_hash);
+	/* A caller-supplied hash must describe these args. */
+	if (c->args_hash[0] && strcmp(c->args_hash, args_hash) != 0)
+		return -EINVAL;
+	if (status != STORE_CALL_INTENT) {
+		r = json_to_text(result ? result : json_null(), &result_txt);
+		if (r < 0)
+			return r;
+	}
+
+	r = tx_begin(s, &tx);
+	if (r < 0)
+		return r;
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_TAIL];
+		const char *txt;
+		size_t len;
+
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			r = col_int64(st, 0, 1, INT64_MAX - 1, &ord);
+			if (r == 0)
+				r = col_text(st, 1, AGD_SHA256_HEX, &txt, &len);
+			if (r == 0 && !valid_hex64(txt, len))
+				r = -EBADMSG;
+			if (r < 0)
+				return r;
+			memcpy(prev_link, txt, len + 1);
+			ord++;
+		} else if (rc != SQLITE_DONE) {
+			return map_rc(rc);
+		}
+	}
+	journal_link(prev_link, run, ord, c, args_hash, link);
+	journal_seal(link, status, result_txt, result_txt ? strlen(result_txt) : 0, finished_ms,
+		     chain);
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_INSERT];
+
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, c->seq);
+		sqlite3_bind_int64(st, 3, ord);
+		sqlite3_bind_text(st, 4, c->tool, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, args_hash, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, args_txt, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 7, status);
+		if (result_txt)
+			sqlite3_bind_text(st, 8, result_txt, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 8);
+		sqlite3_bind_int(st, 9, c->attempt);
+		sqlite3_bind_text(st, 10, c->decision ? c->decision : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 11, c->rule ? c->rule : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 12, c->started_ms);
+		sqlite3_bind_int64(st, 13, finished_ms);
+		sqlite3_bind_text(st, 14, link, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 15, chain, -1, SQLITE_STATIC);
+		r = step_done(st);
+		if (r < 0)
+			return r;
+	}
+	return tx_commit(&tx);
+}
+
+int
+store_journal_intent(struct store *s, const char *run, const struct store_call *c)
+{
+	return journal_insert(s, run, c, STORE_CALL_INTENT, NULL, 0);
+}
+
+int
+store_journal_record(struct store *s, const char *run, const struct store_call *c)
+{
+	if (!c || c->status == STORE_CALL_INTENT || !valid_status(c->status))
+		return -EINVAL;
+	return journal_insert(s, run, c, c->status, c->result, c->finished_ms);
+}
+
+int
+store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_call_status status,
+		     const json_t *result, int64_t finished_ms)
+{
+	cleanup_tx struct tx tx = {0};
+	cleanup_free char *result_txt = NULL;
+	char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
+	int64_t cur;
+	int rc, r;
+
+	if (!s || !valid_id(run) || seq <= 0 || status == STORE_CALL_INTENT ||
+	    !valid_status(status) || finished_ms < 0)
+		return -EINVAL;
+	r = json_to_text(result ? result : json_null(), &result_txt);
+	if (r < 0)
+		return r;
+
+	r = tx_begin(s, &tx);
+	if (r < 0)
+		return r;
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_GET_STATUS];
+		const char *txt;
+		size_t len;
+
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, seq);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			return -ENOENT;
+		if (rc != SQLITE_ROW)
+			return map_rc(rc);
+		r = col_int64(st, 0, INT64_MIN, INT64_MAX, &cur);
+		if (r < 0)
+			return r;
+		if (!valid_status(cur))
+			return -EBADMSG;
+		/* Never overwrite a recorded outcome. */
+		if (cur != STORE_CALL_INTENT)
+			return -EALREADY;
+		r = col_text(st, 1, AGD_SHA256_HEX, &txt, &len);
+		if (r < 0)
+			return r;
+		if (!valid_hex64(txt, len))
+			return -EBADMSG;
+		memcpy(link, txt, len + 1);
+	}
+	journal_seal(link, status, result_txt, strlen(result_txt), finished_ms, chain);
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_FINISH];
+
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, seq);
+		sqlite3_bind_int(st, 3, status);
+		sqlite3_bind_text(st, 4, result_txt, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, finished_ms);
+		sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
+		r = step_done(st);
+		if (r < 0)
+			return r;
+		if (sqlite3_changes(s->db) != 1)
+			return -EALREADY;
+	}
+	return tx_commit(&tx);
+}
+
+/* Per-row chain material kept while a journal is verified. */
+struct row_link {
+	int64_t ord;
+	char link[AGD_SHA256_HEX];
+};
+
+/* Read one journal row (columns as in ST_J_LOAD), validating every field and
+ * the row's seal; the link is checked once all rows are known. */
+static int
+read_call(sqlite3_stmt *st, int64_t want_seq, struct store_call *ret, struct row_link *ret_link)
+{
+	struct store_call c = {0};
+	struct row_link l = {0};
+	char hash[AGD_SHA256_HEX], seal[AGD_SHA256_HEX];
+	const char *txt = NULL, *res_txt = NULL;
+	size_t len = 0, res_len = 0;
+	int64_t status;
+	int r;
+
+	r = col_int64(st, 0, 1, INT64_MAX, &c.seq);
+	if (r == 0 && c.seq != want_seq)
+		r = -EBADMSG; /* a gap, or a row out of order */
+	if (r == 0)
+		r = col_int64(st, 1, 1, INT64_MAX, &l.ord);
+	if (r == 0)
+		r = col_strdup(st, 2, STORE_NAME_MAX, check_tool, &c.tool);
+	if (r == 0)
+		r = col_text(st, 3, AGD_SHA256_HEX, &txt, &len);
+	if (r == 0 && !valid_hex64(txt, len))
+		r = -EBADMSG;
+	if (r == 0)
+		memcpy(c.args_hash, txt, len + 1);
+	if (r == 0)
+		r = col_json(st, 4, &c.args);
+	if (r == 0)
+		r = agd_json_hash(c.args, hash);
+	if (r == 0 && strcmp(hash, c.args_hash) != 0)
+		r = -EBADMSG;
+	if (r == 0)
+		r = col_int64(st, 5, STORE_CALL_INTENT, STORE_CALL_DENIED, &status);
+	if (r == 0) {
+		c.status = (enum store_call_status)status;
+		if (c.status == STORE_CALL_INTENT) {
+			if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+				r = -EBADMSG;
+		} else {
+			r = col_text(st, 6, STORE_VALUE_MAX, &res_txt, &res_len);
+			if (r == 0)
+				r = json_from_text(res_txt, res_len, &c.result);
+		}
+	}
+	if (r == 0)
+		r = col_int(st, 7, 0, INT_MAX, &c.attempt);
+	if (r == 0)
+		r = col_strdup(st, 8, STORE_NAME_MAX, check_name, &c.decision);
+	if (r == 0)
+		r = col_strdup(st, 9, STORE_NAME_MAX, check_name, &c.rule);
+	if (r == 0)
+		r = col_int64(st, 10, 0, INT64_MAX, &c.started_ms);
+	if (r == 0)
+		r = col_int64(st, 11, 0, INT64_MAX, &c.finished_ms);
+	if (r == 0)
+		r = col_text(st, 12, AGD_SHA256_HEX, &txt, &len);
+	if (r == 0 && !valid_hex64(txt, len))
+		r = -EBADMSG;
+	if (r == 0) {
+		memcpy(l.link, txt, len + 1);
+		r = col_text(st, 13, AGD_SHA256_HEX, &txt, &len);
+	}
+	if (r == 0 && !valid_hex64(txt, len))
+		r = -EBADMSG;
+	if (r == 0) {
+		/* res_txt is still valid: fetching other columns of the row
+		 * does not convert or move column 6. */
+		journal_seal(l.link, (int)c.status, res_txt, res_len, c.finished_ms, seal);
+		if (strcmp(seal, txt) != 0)
+			r = -EBADMSG;
+	}
+	if (r < 0) {
+		store_call_clear(&c);
+		return r;
+	}
+	*ret = c;
+	*ret_link = l;
+	return 0;
+}
+
+/* Verify the links: the insertion ordinals are exactly 1..n and each row's
+ * link hashes the link of the row inserted before it. */
+static int
+verify_links(const char *run, const struct store_call *calls, const struct row_link *links,
+	     size_t n)
+{
+	cleanup_free size_t *by_ord = NULL;
+	char want[AGD_SHA256_HEX];
+
+	if (n == 0)
+		return 0;
+	by_ord = malloc(n * sizeof(*by_ord));
+	if (!by_ord)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		by_ord[i] = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (links[i].ord < 1 || (uint64_t)links[i].ord > n ||
+		    by_ord[links[i].ord - 1] != SIZE_MAX)
+			return -EBADMSG;
+		by_ord[links[i].ord - 1] = i;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t ord = links[i].ord;
+		const char *prev = ord == 1 ? "" : links[by_ord[ord - 2]].link;
+		journal_link(prev, run, ord, &calls[i], calls[i].args_hash, want);
+		if (strcmp(want, links[i].link) != 0)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+static int
+journal_read(struct store *s, const char *run, struct store_call **ret, size_t *ret_n)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	cleanup_free struct row_link *links = NULL;
+	struct store_call *calls = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+
+	st = s->stmt[ST_J_LOAD];
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct store_call *nc;
+			struct row_link *nl;
+			if (ncap > STORE_JOURNAL_MAX)
+				ncap = STORE_JOURNAL_MAX;
+			if (n >= ncap) {
+				r = -E2BIG;
+				break;
+			}
+			nc = realloc(calls, ncap * sizeof(*calls));
+			if (!nc) {
+				r = -ENOMEM;
+				break;
+			}
+			calls = nc;
+			nl = realloc(links, ncap * sizeof(*links));
+			if (!nl) {
+				r = -ENOMEM;
+				break;
+			}
+			links = nl;
+			cap = ncap;
+		}
+		r = read_call(st, (int64_t)n + 1, &calls[n], &links[n]);
+		if (r < 0)
+			break;
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = map_rc(rc);
+	if (r == 0)
+		r = verify_links(run, calls, links, n);
+	if (r < 0) {
+		store_calls_free(calls, n);
+		return r;
+	}
+	*ret = calls;
+	*ret_n = n;
+	return 0;
+}
+
+int
+store_journal_load(struct store *s, const char *run, struct store_call **ret, size_t *n)
+{
+	if (!s || !ret || !n || !valid_id(run))
+		return -EINVAL;
+	return journal_read(s, run, ret, n);
+}
+
+int
+store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
+{
+	cleanup_tx struct tx tx = {0};
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	char prev[AGD_SHA256_HEX] = "";
+	int r;
+
+	if (!s || !valid_id(run) || after_seq < 0)
+		return -EINVAL;
+	r = tx_begin(s, &tx);
+	if (r < 0)
+		return r;
+	r = journal_read(s, run, &calls, &n);
+	if (r < 0)
+		return r;
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_DELETE_AFTER];
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, after_seq);
+		r = step_done(st);
+	}
+	if (r == 0) {
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_STATE_DELETE_AFTER];
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, after_seq);
+		r = step_done(st);
+	}
+	/* Re-seal the kept rows in seq order: their insertion predecessors may
+	 * have been deleted. Ordinals go negative first so the unique index on
+	 * (run, ord) never sees two rows with one ordinal mid-way. */
+	if (r == 0) {
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_NEGATE_ORD];
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		r = step_done(st);
+	}
+	for (size_t i = 0; r == 0 && i < n && calls[i].seq <= after_seq; i++) {
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_RESEAL];
+		cleanup_free char *res = NULL;
+		char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
+
+		/* Stored results are canonical text, and a verified row's result
+		 * re-encodes to the bytes it was sealed with. */
+		if (calls[i].result) {
+			res = agd_json_canonical(calls[i].result);
+			if (!res) {
+				r = -ENOMEM;
+				break;
+			}
+		}
+		journal_link(prev, run, calls[i].seq, &calls[i], calls[i].args_hash, link);
+		journal_seal(link, (int)calls[i].status, res, res ? strlen(res) : 0,
+			     calls[i].finished_ms, chain);
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, calls[i].seq);
+		sqlite3_bind_int64(st, 3, calls[i].seq);
+		sqlite3_bind_text(st, 4, link, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, chain, -1, SQLITE_STATIC);
+		r = step_done(st);
+		memcpy(prev, link, sizeof(prev));
+	}
+	store_calls_free(calls, n);
+	if (r < 0)
+		return r;
+	return tx_commit(&tx);
+}
+
+/* ---- agent state ---- */
+
+int
+store_state_save(struct store *s, const char *run, int64_t seq, const json_t *state)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	char *txt = NULL;
+	int r;
+
+	if (!s || !valid_id(run) || seq < 0 || !state)
+		return -EINVAL;
+	r = json_to_text(state, &txt);
+	if (r < 0)
+		return r;
+	st = s->stmt[ST_STATE_INSERT];
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, seq);
+	sqlite3_bind_text(st, 3, txt, -1, free);
+	sqlite3_bind_int64(st, 4, agd_wall_ms());
+	return step_done(st);
+}
+
+int
+store_state_load(struct store *s, const char *run, json_t **ret_state, int64_t *ret_seq)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	json_t *state = NULL;
+	int64_t seq;
+	int rc, r;
+
+	if (!s || !ret_state || !valid_id(run))
+		return -EINVAL;
+	st = s->stmt[ST_STATE_LOAD];
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return map_rc(rc);
+	r = col_int64(st, 0, 0, INT64_MAX, &seq);
+	if (r == 0)
+		r = col_json(st, 1, &state);
+	if (r < 0)
+		return r;
+	*ret_state = state;
+	if (ret_seq)
+		*ret_seq = seq;
+	return 0;
+}
+
+/* ---- events ---- */
+
+int
+store_event_append(struct store *s, const char *run, int attempt, int64_t seq, const char *type,
+		   const json_t *data)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	char *txt = NULL;
+	int r;
+
+	if (!s || !valid_id(run) || attempt < 0 || seq < 0 || !valid_name(type, false))
+		return -EINVAL;
+	if (data) {
+		r = json_to_text(data, &txt);
+		if (r < 0)
+			return r;
+	}
+	st = s->stmt[ST_EVENT_INSERT];
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, agd_wall_ms());
+	sqlite3_bind_int(st, 3, attempt);
+	sqlite3_bind_int64(st, 4, seq);
+	sqlite3_bind_text(st, 5, type, -1, SQLITE_STATIC);
+	if (txt)
+		sqlite3_bind_text(st, 6, txt, -1, free);
+	else
+		sqlite3_bind_null(st, 6);
+	return step_done(st);
+}
+
+static int
+read_event(sqlite3_stmt *st, struct store_event *ret)
+{
+	struct store_event e = {0};
+	int r;
+
+	r = col_int64(st, 0, 1, INT64_MAX, &e.id);
+	if (r == 0)
+		r = col_int64(st, 1, 0, INT64_MAX, &e.ts_ms);
+	if (r == 0)
+		r = col_int(st, 2, 0, INT_MAX, &e.attempt);
+	if (r == 0)
+		r = col_int64(st, 3, 0, INT64_MAX, &e.seq);
+	if (r == 0)
+		r = col_strdup(st, 4, STORE_NAME_MAX, check_tool, &e.type);
+	if (r == 0 && sqlite3_column_type(st, 5) != SQLITE_NULL)
+		r = col_json(st, 5, &e.data);
+	if (r < 0) {
+		free(e.type);
+		json_decref(e.data);
+		return r;
+	}
+	*ret = e;
+	return 0;
+}
+
+int
+store_event_foreach(struct store *s, const char *run,
+		    int (*fn)(const struct store_event *e, void *ud), void *ud)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int rc, r = 0;
+
+	if (!s || !fn || !valid_id(run))
+		return -EINVAL;
+	if (s->iterating)
+		return -EBUSY;
+	st = s->stmt[ST_EVENT_LIST];
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	s->iterating = true;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_event e;
+		r = read_event(st, &e);
+		if (r < 0)
+			break;
+		r = fn(&e, ud);
+		free(e.type);
+		json_decref(e.data);
+		if (r != 0)
+			break;
+	}
+	s->iterating = false;
+	if (r != 0)
+		return r;
+	return rc == SQLITE_DONE ? 0 : map_rc(rc);
+}
+
+/* ---- operations ---- */
+
+int
+store_backup(struct store *s, const char *path)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b;
+	int rc, r;
+
+	if (!s || !path)
+		return -EINVAL;
+	r = precreate(path);
+	if (r < 0)
+		return r;
+	rc = sqlite3_open_v2(path, &dst,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+				 SQLITE_OPEN_EXRESCODE,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_close(dst);
+		return map_rc(rc);
+	}
+	sqlite3_busy_timeout(dst, BUSY_TIMEOUT_MS);
+	b = sqlite3_backup_init(dst, "main", s->db, "main");
+	if (!b) {
+		r = map_rc(sqlite3_extended_errcode(dst));
+		sqlite3_close(dst);
+		return r < 0 ? r : -EIO;
+	}
+	/* Copy in one step: the source is read inside one read transaction,
+	 * so the copy is a consistent snapshot. */
+	for (int tries = 0; tries < BUSY_TIMEOUT_MS / 10; tries++) {
+		rc = sqlite3_backup_step(b, -1);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+			break;
+		sqlite3_sleep(10);
+	}
+	sqlite3_backup_finish(b);
+	r = rc == SQLITE_DONE ? 0 : map_rc(rc);
+	if (sqlite3_close(dst) != SQLITE_OK && r == 0)
+		r = -EIO;
+	return r;
+}
