@@ -1,0 +1,601 @@
+/* agentd: the one-shot CLI (run, resume, runs, show) over the embedded store. */
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agentd/cli.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "policy/policy.h"
+#include "store/store.h"
+#include "supervisor/supervisor.h"
+#include "supervisor/tools/tools.h"
+
+#define NOBODY 65534
+
+static const char *state_opt;
+
+static void
+usage(FILE *f)
+{
+	fputs("usage:\n"
+	      "  agentd run [--id NAME] [--policy FILE] [--state DIR] [--workspace DIR]\n"
+	      "             [--approve | --deny] [--max-restarts N] [--on-divergence fail|live]\n"
+	      "             -- CMD [ARG...]\n"
+	      "  agentd resume NAME [--state DIR] [--approve | --deny]\n"
+	      "  agentd runs [--state DIR]\n"
+	      "  agentd show NAME [--state DIR]\n"
+	      "  agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
+	      "  agentd policy lint FILE\n"
+	      "  agentd version\n",
+	      f);
+}
+
+int
+agd_die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("agentd: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+/* $XDG_STATE_HOME/agentd, ~/.local/state/agentd, or /var/lib/agentd for root. */
+static int
+state_dir(char *out, size_t outsz)
+{
+	const char *xdg = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+
+	if (state_opt)
+		snprintf(out, outsz, "%s", state_opt);
+	else if (geteuid() == 0)
+		snprintf(out, outsz, "/var/lib/agentd");
+	else if (xdg && xdg[0] == '/')
+		snprintf(out, outsz, "%s/agentd", xdg);
+	else if (home && home[0] == '/')
+		snprintf(out, outsz, "%s/.local/state/agentd", home);
+	else
+		return -ENOENT;
+	return agd_mkdir_p(out, 0700);
+}
+
+static int
+open_store(char *dir, size_t dirsz, struct store **ret)
+{
+	char path[PATH_MAX];
+	int e = state_dir(dir, dirsz);
+
+	if (e < 0)
+		return agd_die(1, "cannot use state directory %s: %s", dir, strerror(-e));
+	snprintf(path, sizeof(path), "%s/agentd.db", dir);
+	e = store_open(path, STORE_DURABILITY_PROCESS, ret);
+	if (e < 0)
+		return agd_die(1, "cannot open store %s: %s", path, strerror(-e));
+	return 0;
+}
+
+static bool
+valid_id(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > 64 || id[0] == '.' || id[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(id[i] >= 'a' && id[i] <= 'z') && !(id[i] >= 'A' && id[i] <= 'Z') &&
+		    !(id[i] >= '0' && id[i] <= '9') && !strchr("._-", id[i]))
+			return false;
+	return true;
+}
+
+/* The SDK bound at /opt/agentd: $AGENTD_SDK_DIR, or ../share/agentd/sdk next to us. */
+static const char *
+sdk_dir(char *buf, size_t bufsz)
+{
+	const char *env = getenv("AGENTD_SDK_DIR");
+	char exe[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+
+	if (env && env[0] == '/')
+		return env;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	char *prefix = dirname(dirname(exe)); /* <prefix>/bin/agentd */
+	char candidate[PATH_MAX];
+	snprintf(candidate, sizeof(candidate), "%s/share/agentd/sdk", prefix);
+	if (stat(candidate, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(candidate, exe))
+		return NULL;
+	snprintf(buf, bufsz, "%s", exe);
+	return buf;
+}
+
+static void
+print_event(const char *run_id, int attempt, int64_t seq, const char *type, const json_t *data,
+	    void *ud)
+{
+	char line[1024];
+
+	fprintf(stderr, "%s\n", sup_format_event(attempt, seq, type, data, line, sizeof(line)));
+}
+
+/* Hold the run's lock for as long as we supervise it: one supervisor per run. */
+static int
+lock_run(const char *dir, const char *id)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/runs/%s", dir, id);
+	if (agd_mkdir_p(path, 0700) < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "%s/runs/%s/lock", dir, id);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static int
+supervise(struct store *st, const char *dir, const char *id, enum sup_approval approval,
+	  enum sup_divergence div)
+{
+	char sdk[PATH_MAX], reason[1024];
+	int exit_code = -1;
+	cleanup_close int lock = lock_run(dir, id);
+
+	if (lock == -EWOULDBLOCK)
+		return agd_die(1, "run %s is already being supervised by another agentd", id);
+	if (lock < 0)
+		return agd_die(1, "cannot lock run %s: %s", id, strerror(-lock));
+
+	struct sup_options opt = {
+	    .approval = approval,
+	    .on_divergence = div,
+	    .sdk_dir = sdk_dir(sdk, sizeof(sdk)),
+	    .sandbox_uid = NOBODY,
+	    .sandbox_gid = NOBODY,
+	    .on_event = print_event,
+	    .stdout_fd = -1,
+	    .stderr_fd = -1,
+	};
+	tools_global_init();
+	int e = sup_supervise(st, id, &opt, &exit_code, reason, sizeof(reason));
+	if (e == -EINTR)
+		return agd_die(130, "%s", reason);
+	if (e < 0)
+		return agd_die(1, "%s", reason[0] ? reason : strerror(-e));
+	if (reason[0])
+		return agd_die(exit_code > 0 && exit_code < 126 ? exit_code : 1,
+			       "run %s failed: %s", id, reason);
+	return exit_code;
+}
+
+static enum sup_approval
+approval_from(bool approve, bool deny)
+{
+	return approve ? SUP_APPROVE_ALL : deny ? SUP_DENY_ALL : SUP_APPROVE_ASK_TTY;
+}
+
+static int
+cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"id", required_argument, NULL, 'i'},
+	    {"policy", required_argument, NULL, 'p'},
+	    {"state", required_argument, NULL, 's'},
+	    {"workspace", required_argument, NULL, 'w'},
+	    {"approve", no_argument, NULL, 'A'},
+	    {"deny", no_argument, NULL, 'D'},
+	    {"max-restarts", required_argument, NULL, 'r'},
+	    {"on-divergence", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	const char *id = NULL, *policy_path = NULL, *workspace = NULL;
+	bool approve = false, deny = false;
+	int max_restarts = 5, c;
+	enum sup_divergence div = SUP_DIVERGE_FAIL;
+	char idbuf[80], dir[PATH_MAX], cwd[PATH_MAX], ws[PATH_MAX];
+
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			id = optarg;
+			break;
+		case 'p':
+			policy_path = optarg;
+			break;
+		case 's':
+			state_opt = optarg;
+			break;
+		case 'w':
+			workspace = optarg;
+			break;
+		case 'A':
+			approve = true;
+			break;
+		case 'D':
+			deny = true;
+			break;
+		case 'r': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v > 1000)
+				return agd_die(2, "--max-restarts takes a number from 0 to 1000");
+			max_restarts = (int)v;
+			break;
+		}
+		case 'd':
+			if (strcmp(optarg, "fail") == 0)
+				div = SUP_DIVERGE_FAIL;
+			else if (strcmp(optarg, "live") == 0 || strcmp(optarg, "diverge") == 0)
+				div = SUP_DIVERGE_LIVE;
+			else
+				return agd_die(2, "--on-divergence takes fail or live");
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return agd_die(2, "run: no command given (put it after --)");
+	}
+	if (approve && deny)
+		return agd_die(2, "--approve and --deny exclude each other");
+	if (id && !valid_id(id))
+		return agd_die(2, "invalid run id '%s': use 1-64 of [A-Za-z0-9._-]", id);
+	if (!id) {
+		uint16_t rnd = 0;
+		time_t now = time(NULL);
+		struct tm tm;
+		if (getrandom(&rnd, sizeof(rnd), 0) < 0)
+			rnd = (uint16_t)getpid();
+		gmtime_r(&now, &tm);
+		snprintf(idbuf, sizeof(idbuf), "run-%04d%02d%02d-%02d%02d%02d-%04x",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, rnd);
+		id = idbuf;
+	}
+	if (!getcwd(cwd, sizeof(cwd)))
+		return agd_die(1, "cannot get the working directory: %s", strerror(errno));
+
+	/* The policy is resolved now and stored whole: a resumed run keeps it. */
+	struct policy *pol = NULL;
+	struct policy_error perr = {0};
+	int e;
+	if (policy_path) {
+		cleanup_free char *copy = strdup(policy_path);
+		if (!copy)
+			return agd_die(1, "out of memory");
+		e = policy_load_file(policy_path, dirname(copy), &pol, &perr);
+		if (e < 0) {
+			if (perr.line)
+				return agd_die(2, "%s:%d:%d: %s", policy_path, perr.line,
+					       perr.column, perr.message);
+			return agd_die(2, "%s: %s", policy_path,
+				       perr.message[0] ? perr.message : strerror(-e));
+		}
+	} else {
+		static const char deny_all[] = "{\"version\":1,\"rules\":[]}";
+		e = policy_parse(deny_all, sizeof(deny_all) - 1, &pol, &perr);
+		if (e < 0)
+			return agd_die(1, "built-in policy: %s", perr.message);
+		fprintf(stderr, "agentd: no --policy given: every tool call will be denied\n");
+	}
+	cleanup_json json_t *doc = policy_to_json(pol);
+	policy_free(pol);
+	if (!doc)
+		return agd_die(1, "out of memory");
+
+	struct store *st = NULL;
+	if (open_store(dir, sizeof(dir), &st))
+		return 1;
+
+	bool created_ws = false;
+	if (workspace) {
+		if (!realpath(workspace, ws)) {
+			store_close(st);
+			return agd_die(2, "workspace %s: %s", workspace, strerror(errno));
+		}
+	} else {
+		snprintf(ws, sizeof(ws), "%s/runs/%s/workspace", dir, id);
+		e = agd_mkdir_p(ws, 0700);
+		if (e < 0) {
+			store_close(st);
+			return agd_die(1, "cannot create workspace %s: %s", ws, strerror(-e));
+		}
+		created_ws = true;
+	}
+	/* Root mode: the agent runs as an unprivileged uid that must own its workspace. */
+	if (created_ws && geteuid() == 0 && chown(ws, NOBODY, NOBODY) < 0) {
+		store_close(st);
+		return agd_die(1, "cannot hand workspace %s to the sandbox user: %s", ws,
+			       strerror(errno));
+	}
+
+	cleanup_json json_t *spec = sup_spec_new(argv + optind, cwd, ws, doc, max_restarts, 60);
+	if (!spec) {
+		store_close(st);
+		return agd_die(1, "out of memory");
+	}
+	e = store_run_create(st, id, spec);
+	if (e == -EEXIST) {
+		store_close(st);
+		return agd_die(1,
+			       "a run named %s already exists; continue it with `agentd resume %s`",
+			       id, id);
+	}
+	if (e < 0) {
+		store_close(st);
+		return agd_die(1, "cannot record run %s: %s", id, strerror(-e));
+	}
+	fprintf(stderr, "agentd: run %s (state %s)\n", id, dir);
+	int rc = supervise(st, dir, id, approval_from(approve, deny), div);
+	store_close(st);
+	return rc;
+}
+
+static int
+cmd_resume(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"state", required_argument, NULL, 's'},
+	    {"approve", no_argument, NULL, 'A'},
+	    {"deny", no_argument, NULL, 'D'},
+	    {"on-divergence", required_argument, NULL, 'd'},
+	    {0},
+	};
+	bool approve = false, deny = false;
+	enum sup_divergence div = SUP_DIVERGE_FAIL;
+	char dir[PATH_MAX];
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			state_opt = optarg;
+			break;
+		case 'A':
+			approve = true;
+			break;
+		case 'D':
+			deny = true;
+			break;
+		case 'd':
+			div = strcmp(optarg, "fail") == 0 ? SUP_DIVERGE_FAIL : SUP_DIVERGE_LIVE;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1)
+		return agd_die(2, "usage: agentd resume NAME [--state DIR]");
+	const char *id = argv[optind];
+	struct store *st = NULL;
+	if (open_store(dir, sizeof(dir), &st))
+		return 1;
+	struct store_run sr = {0};
+	int e = store_run_get(st, id, &sr);
+	if (e < 0) {
+		store_close(st);
+		return agd_die(1, "no run named %s in %s", id, dir);
+	}
+	bool finished = strcmp(sr.status, "succeeded") == 0 || strcmp(sr.status, "failed") == 0;
+	char status[32];
+	snprintf(status, sizeof(status), "%s", sr.status);
+	store_run_clear(&sr);
+	if (finished) {
+		store_close(st);
+		return agd_die(1, "run %s has already %s", id, status);
+	}
+	fprintf(stderr, "agentd: resuming run %s (was %s)\n", id, status);
+	int rc = supervise(st, dir, id, approval_from(approve, deny), div);
+	store_close(st);
+	return rc;
+}
+
+static int
+print_run(const struct store_run *r, void *ud)
+{
+	char when[32];
+	time_t t = (time_t)(r->created_ms / 1000);
+	struct tm tm;
+	cleanup_free char *cmd = json_dumps(json_object_get(r->spec, "argv"), JSON_COMPACT);
+
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	printf("%-32s %-12s %-8d %-5d %-20s %s\n", r->id, r->status, r->attempts, r->exit_code,
+	       when, cmd ? cmd : "");
+	return 0;
+}
+
+static int
+cmd_runs(int argc, char **argv)
+{
+	char dir[PATH_MAX];
+	struct store *st = NULL;
+
+	if (argc == 3 && strcmp(argv[1], "--state") == 0)
+		state_opt = argv[2];
+	else if (argc != 1)
+		return agd_die(2, "usage: agentd runs [--state DIR]");
+	if (open_store(dir, sizeof(dir), &st))
+		return 1;
+	printf("%-32s %-12s %-8s %-5s %-20s %s\n", "RUN", "STATUS", "ATTEMPTS", "EXIT", "CREATED",
+	       "COMMAND");
+	int e = store_run_foreach(st, print_run, NULL);
+	store_close(st);
+	return e < 0 ? agd_die(1, "cannot list runs: %s", strerror(-e)) : 0;
+}
+
+struct item {
+	int64_t ts;
+	int64_t order;
+	char *line;
+};
+
+static int
+cmp_item(const void *a, const void *b)
+{
+	const struct item *x = a, *y = b;
+
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+struct items {
+	struct item *v;
+	size_t n, cap;
+};
+
+static int
+add_item(struct items *it, int64_t ts, char *line)
+{
+	if (!line)
+		return -ENOMEM;
+	if (it->n == it->cap) {
+		size_t cap = it->cap ? it->cap * 2 : 64;
+		struct item *v = realloc(it->v, cap * sizeof(*v));
+		if (!v) {
+			free(line);
+			return -ENOMEM;
+		}
+		it->v = v;
+		it->cap = cap;
+	}
+	it->v[it->n] = (struct item){ts, (int64_t)it->n, line};
+	it->n++;
+	return 0;
+}
+
+static int
+add_event(const struct store_event *ev, void *ud)
+{
+	char line[1024];
+
+	sup_format_event(ev->attempt, ev->seq, ev->type, ev->data, line, sizeof(line));
+	return add_item(ud, ev->ts_ms, strdup(line));
+}
+
+static const char *const call_status[] = {"unknown outcome", "ok", "error", "denied"};
+
+static int
+cmd_show(int argc, char **argv)
+{
+	char dir[PATH_MAX];
+	struct store *st = NULL;
+	struct store_run sr = {0};
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	struct items it = {0};
+	const char *id = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+			state_opt = argv[++i];
+		else if (!id && argv[i][0] != '-')
+			id = argv[i];
+		else
+			return agd_die(2, "usage: agentd show NAME [--state DIR]");
+	}
+	if (!id)
+		return agd_die(2, "usage: agentd show NAME [--state DIR]");
+	if (open_store(dir, sizeof(dir), &st))
+		return 1;
+	int e = store_run_get(st, id, &sr);
+	if (e < 0) {
+		store_close(st);
+		return agd_die(1, "no run named %s in %s", id, dir);
+	}
+	cleanup_free char *cmd = json_dumps(json_object_get(sr.spec, "argv"), JSON_COMPACT);
+	printf("run %s: %s after %d attempt%s%s%s\ncommand: %s\n", sr.id, sr.status, sr.attempts,
+	       sr.attempts == 1 ? "" : "s", sr.reason[0] ? " — " : "", sr.reason, cmd ? cmd : "");
+
+	e = store_event_foreach(st, id, add_event, &it);
+	if (e >= 0)
+		e = store_journal_load(st, id, &calls, &n);
+	for (size_t i = 0; e >= 0 && i < n; i++) {
+		const struct store_call *c = &calls[i];
+		char dur[32] = "";
+		if (c->status != STORE_CALL_INTENT && c->status != STORE_CALL_DENIED)
+			snprintf(dur, sizeof(dur), "%lld ms",
+				 (long long)(c->finished_ms - c->started_ms));
+		e = add_item(&it, c->started_ms,
+			     agd_asprintf("  #%-4lld %-13s %-13s %-16s %-9s %s  (attempt %d)",
+					  (long long)c->seq, c->tool, c->decision,
+					  c->rule[0] ? c->rule : "-", dur, call_status[c->status],
+					  c->attempt));
+	}
+	if (e < 0)
+		fprintf(stderr, "agentd: cannot read the timeline of %s: %s\n", id, strerror(-e));
+	qsort(it.v, it.n, sizeof(*it.v), cmp_item);
+	for (size_t i = 0; i < it.n; i++) {
+		puts(it.v[i].line);
+		free(it.v[i].line);
+	}
+	free(it.v);
+	store_calls_free(calls, n);
+	store_run_clear(&sr);
+	store_close(st);
+	return e < 0 ? 1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	argc--, argv++;
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc, argv);
+	if (strcmp(cmd, "resume") == 0)
+		return cmd_resume(argc, argv);
+	if (strcmp(cmd, "runs") == 0)
+		return cmd_runs(argc, argv);
+	if (strcmp(cmd, "show") == 0)
+		return cmd_show(argc, argv);
+	if (strcmp(cmd, "policy") == 0)
+		return agd_cmd_policy(argc, argv);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("agentd %s\n", AGENTD_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return agd_die(2, "unknown command '%s'", cmd);
+}

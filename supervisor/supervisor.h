@@ -1,0 +1,60 @@
+/* A run's life: spawn the sandboxed child, broker its calls (policy, journal,
+ * tools, replay), restart it after a crash. One run per supervisor object; all
+ * work happens on the caller's thread in one epoll loop. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+#include "store/store.h"
+
+enum sup_approval {
+	SUP_APPROVE_ASK_TTY = 0, /* prompt on /dev/tty; deny when there is none */
+	SUP_APPROVE_ALL = 1,	 /* --approve */
+	SUP_DENY_ALL = 2,	 /* --deny */
+};
+
+/* How a journaled call that must be recorded is handled after a mismatch on replay. */
+enum sup_divergence {
+	SUP_DIVERGE_FAIL = 0, /* fail the run naming the seq (default) */
+	SUP_DIVERGE_LIVE = 1, /* truncate the journal there and go live */
+};
+
+/* Receives every event as it is stored; used by `agentd run` to print the timeline. */
+typedef void (*sup_event_fn)(const char *run_id, int attempt, int64_t seq, const char *type,
+			     const json_t *data, void *ud);
+
+struct sup_options {
+	enum sup_approval approval;
+	enum sup_divergence on_divergence;
+	const char *sdk_dir; /* host dir bound at /opt/agentd (NULL: none) */
+	uid_t sandbox_uid;   /* root mode only */
+	gid_t sandbox_gid;
+	size_t max_frame;      /* 0: PROTO_MAX_FRAME_DEFAULT */
+	sup_event_fn on_event; /* may be NULL */
+	void *event_ud;
+	int stdout_fd, stderr_fd; /* the agent's stdout/stderr (-1: inherit ours) */
+};
+
+/* The immutable description of a run, stored as the run's spec:
+ * {"argv":[...],"cwd":"/abs","workspace":"/abs","policy":{v1 doc},
+ *  "max_restarts":5,"restart_window_s":60} */
+json_t *sup_spec_new(char *const *argv, const char *cwd, const char *workspace,
+		     const json_t *policy_doc, int max_restarts, int restart_window_s);
+
+/* Supervise run `run_id` (already created in the store with its spec) until it
+ * succeeds, fails, or we are interrupted by SIGINT/SIGTERM (the run is then left
+ * "interrupted" and can be continued with sup_supervise again: `agentd resume`).
+ * Returns 0 when the run reached a final state, with the agent's exit status in
+ * *ret_exit (or -1 if it failed without one) and a one-line reason in `reason`
+ * for failures ("" on success); returns a negative errno if supervision itself
+ * could not proceed (reason says why). */
+int sup_supervise(struct store *st, const char *run_id, const struct sup_options *opt,
+		  int *ret_exit, char *reason, size_t reasonsz);
+
+/* Render one event as a single timeline line (no newline). Returns buf. */
+const char *sup_format_event(int attempt, int64_t seq, const char *type, const json_t *data,
+			     char *buf, size_t bufsz);
