@@ -13,7 +13,8 @@ Scenario (all keys optional):
   {"calls": [{"tool": "fs.read", "match": {"path": "/x"},      # args subset
               "result": {...} | "tool_error": {"code","message"}
                 | "error": {"code","message","data"} | "raw": "line",
-              "replayed": true, "notify": ["text", ...], "times": 1}],
+              "replayed": true, "notify": ["text", ...], "before": ["raw line", ...],
+              "times": 1}],
    "resume": {...}, "tools": [...], "live": true}
 Scripted entries win; otherwise a live tool runs when "live" (or --policy) is
 given, else the call is denied with "no rule matched". Every frame received is
@@ -256,6 +257,8 @@ class Fake:
                 for text in entry.get("notify", []):
                     self.send(sock, {"jsonrpc": "2.0", "method": "agentd/message",
                                      "params": {"text": text, "mode": "queue"}})
+                for line in entry.get("before", []):
+                    sock.sendall(line.encode() + b"\n")
                 if "raw" in entry:
                     sock.sendall(entry["raw"].encode() + b"\n")
                     return
