@@ -1,0 +1,706 @@
+/* Unit tests for store/: the SQLite backend of store/store.h, including
+ * validation of tampered files (edited with the sqlite3 C API directly). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/json.h"
+#include "common/util.h"
+#include "store/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *s;
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/agentd-store-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[160];
+
+	f->s = store_close(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void
+reopen(struct fixture *f)
+{
+	f->s = store_close(f->s);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+}
+
+/* Run SQL on the file behind the store's back, as an attacker or a bug would. */
+static void
+tamper(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	char *err = NULL;
+
+	f->s = store_close(f->s);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("tamper: %s", err);
+	assert_int_equal(sqlite3_changes(db) > 0, 1);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+}
+
+static int64_t
+user_version(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static struct store_call
+mkcall(int64_t seq, const char *tool, json_t *args)
+{
+	struct store_call c = {0};
+
+	c.seq = seq;
+	c.tool = (char *)tool;
+	c.args = args;
+	c.attempt = 1;
+	c.decision = (char *)"allow";
+	c.rule = (char *)"r1";
+	c.started_ms = 1000 + seq;
+	return c;
+}
+
+/* Three calls: 1 intent+finish OK, 2 recorded ERROR, 3 intent+finish DENIED. */
+static void
+fill_journal(struct store *s, const char *run)
+{
+	for (int64_t seq = 1; seq <= 3; seq++) {
+		cleanup_json json_t *args = json_pack("{s:s,s:I}", "path", "/a/b", "n", seq);
+		cleanup_json json_t *res = json_pack("{s:I}", "bytes", seq * 10);
+		struct store_call c = mkcall(seq, "fs.read", args);
+		if (seq == 2) {
+			c.status = STORE_CALL_ERROR;
+			c.result = res;
+			c.finished_ms = 2000 + seq;
+			assert_int_equal(store_journal_record(s, run, &c), 0);
+		} else {
+			assert_int_equal(store_journal_intent(s, run, &c), 0);
+			assert_int_equal(
+			    store_journal_finish(s, run, seq,
+						 seq == 1 ? STORE_CALL_OK : STORE_CALL_DENIED, res,
+						 2000 + seq),
+			    0);
+		}
+	}
+}
+
+static int
+load_rc(struct store *s, const char *run)
+{
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int r = store_journal_load(s, run, &calls, &n);
+
+	store_calls_free(calls, r == 0 ? n : 0);
+	return r;
+}
+
+static void
+test_open_migrate(void **state)
+{
+	struct fixture *f = *state;
+	struct stat st;
+	struct store *other = NULL;
+	char wal[160];
+
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(store_run_create(f->s, "r", NULL), 0);
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(user_version(f->path), 1);
+	/* Reopening an up-to-date file migrates nothing and works. */
+	reopen(f);
+	assert_int_equal(user_version(f->path), 1);
+	/* A file from a newer schema is refused, not misread. */
+	f->s = store_close(f->s);
+	{
+		sqlite3 *db;
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
+				 SQLITE_OK);
+		sqlite3_close(db);
+	}
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_POWER, &other), -EPROTONOSUPPORT);
+	assert_null(other);
+	/* Not a database at all. */
+	{
+		char junk[160];
+		snprintf(junk, sizeof(junk), "%s/junk.db", f->dir);
+		FILE *fp = fopen(junk, "we");
+		assert_non_null(fp);
+		for (int i = 0; i < 200; i++)
+			fputs("this is not an sqlite file ", fp);
+		fclose(fp);
+		assert_int_equal(store_open(junk, STORE_DURABILITY_PROCESS, &other), -EBADMSG);
+	}
+	assert_int_equal(store_open(f->path, 7, &other), -EINVAL);
+}
+
+static int
+collect_ids(const struct store_run *r, void *ud)
+{
+	char *buf = ud;
+
+	strcat(buf, r->id);
+	strcat(buf, ",");
+	return 0;
+}
+
+static int
+stop_at_second(const struct store_run *r, void *ud)
+{
+	int *count = ud;
+
+	return ++*count == 2 ? 42 : 0;
+}
+
+static void
+test_runs(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *spec =
+	    json_pack("{s:[s,s],s:s}", "argv", "python3", "a.py", "cwd", "/srv");
+	struct store_run r = {0};
+	char ids[128] = "";
+	int attempt = 0, count = 0;
+
+	assert_int_equal(store_run_create(f->s, "alpha", spec), 0);
+	assert_int_equal(store_run_create(f->s, "alpha", spec), -EEXIST);
+	assert_int_equal(store_run_create(f->s, "../etc", spec), -EINVAL);
+	assert_int_equal(store_run_create(f->s, "", spec), -EINVAL);
+	assert_int_equal(store_run_get(f->s, "nope", &r), -ENOENT);
+
+	assert_int_equal(store_run_get(f->s, "alpha", &r), 0);
+	assert_string_equal(r.id, "alpha");
+	assert_string_equal(r.status, "running");
+	assert_true(json_equal(r.spec, spec));
+	assert_int_equal(r.attempts, 0);
+	assert_int_equal(r.exit_code, -1);
+	assert_string_equal(r.reason, "");
+	assert_true(r.created_ms > 0 && r.updated_ms >= r.created_ms);
+	store_run_clear(&r);
+
+	assert_int_equal(store_run_set_status(f->s, "alpha", "failed", 3, "agent crashed"), 0);
+	assert_int_equal(store_run_set_status(f->s, "nope", "failed", 3, NULL), -ENOENT);
+	assert_int_equal(store_run_set_status(f->s, "alpha", "Bad Status", 3, NULL), -EINVAL);
+	assert_int_equal(store_run_set_attempts(f->s, "alpha", 4), 0);
+	assert_int_equal(store_run_set_attempts(f->s, "nope", 4), -ENOENT);
+	assert_int_equal(store_run_next_attempt(f->s, "alpha", &attempt), 0);
+	assert_int_equal(attempt, 5);
+	assert_int_equal(store_run_next_attempt(f->s, "nope", &attempt), -ENOENT);
+	assert_int_equal(attempt, 5);
+	assert_int_equal(store_run_get(f->s, "alpha", &r), 0);
+	assert_string_equal(r.status, "failed");
+	assert_int_equal(r.exit_code, 3);
+	assert_string_equal(r.reason, "agent crashed");
+	assert_int_equal(r.attempts, 5);
+	store_run_clear(&r);
+
+	/* Newest first, including runs created within the same millisecond. */
+	assert_int_equal(store_run_create(f->s, "beta", NULL), 0);
+	assert_int_equal(store_run_create(f->s, "gamma", NULL), 0);
+	assert_int_equal(store_run_foreach(f->s, collect_ids, ids), 0);
+	assert_string_equal(ids, "gamma,beta,alpha,");
+	assert_int_equal(store_run_foreach(f->s, stop_at_second, &count), 42);
+	assert_int_equal(count, 2);
+
+	/* A tampered status is rejected on read. */
+	tamper(f, "UPDATE runs SET status = 'RUN\nNING' WHERE id = 'beta'");
+	assert_int_equal(store_run_get(f->s, "beta", &r), -EBADMSG);
+	assert_int_equal(store_run_get(f->s, "alpha", &r), 0);
+	store_run_clear(&r);
+	tamper(f, "UPDATE runs SET attempts = 'many' WHERE id = 'alpha'");
+	assert_int_equal(store_run_get(f->s, "alpha", &r), -EBADMSG);
+	tamper(f, "UPDATE runs SET spec = '{\"a\":1,\"a\":2}' WHERE id = 'gamma'");
+	assert_int_equal(store_run_get(f->s, "gamma", &r), -EBADMSG);
+}
+
+static void
+test_journal(void **state)
+{
+	struct fixture *f = *state;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	char hash[AGD_SHA256_HEX];
+
+	fill_journal(f->s, "run1");
+	assert_int_equal(store_journal_load(f->s, "run1", &calls, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(calls[i].seq, (int64_t)i + 1);
+		assert_string_equal(calls[i].tool, "fs.read");
+		assert_int_equal(agd_json_hash(calls[i].args, hash), 0);
+		assert_string_equal(calls[i].args_hash, hash);
+		assert_int_equal(json_integer_value(json_object_get(calls[i].args, "n")), i + 1);
+		assert_int_equal(json_integer_value(json_object_get(calls[i].result, "bytes")),
+				 (i + 1) * 10);
+		assert_int_equal(calls[i].attempt, 1);
+		assert_string_equal(calls[i].decision, "allow");
+		assert_string_equal(calls[i].rule, "r1");
+		assert_int_equal(calls[i].started_ms, 1001 + (int64_t)i);
+		assert_int_equal(calls[i].finished_ms, 2001 + (int64_t)i);
+	}
+	assert_int_equal(calls[0].status, STORE_CALL_OK);
+	assert_int_equal(calls[1].status, STORE_CALL_ERROR);
+	assert_int_equal(calls[2].status, STORE_CALL_DENIED);
+	store_calls_free(calls, n);
+
+	/* Other runs are separate; an empty journal loads as zero rows. */
+	assert_int_equal(store_journal_load(f->s, "other", &calls, &n), 0);
+	assert_int_equal(n, 0);
+	store_calls_free(calls, n);
+}
+
+static void
+test_first_writer_wins(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *a1 = json_pack("{s:i}", "x", 1);
+	cleanup_json json_t *a2 = json_pack("{s:i}", "x", 2);
+	cleanup_json json_t *res = json_pack("{s:s}", "ok", "yes");
+	cleanup_json json_t *res2 = json_pack("{s:s}", "ok", "no");
+	struct store_call c1 = mkcall(1, "http.request", a1);
+	struct store_call c2 = mkcall(1, "fs.write", a2);
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	assert_int_equal(store_journal_intent(f->s, "r", &c1), 0);
+	assert_int_equal(store_journal_intent(f->s, "r", &c2), -EEXIST);
+	c2.status = STORE_CALL_OK;
+	c2.result = res2;
+	assert_int_equal(store_journal_record(f->s, "r", &c2), -EEXIST);
+	assert_int_equal(store_journal_finish(f->s, "r", 2, STORE_CALL_OK, res, 5), -ENOENT);
+	assert_int_equal(store_journal_finish(f->s, "r", 1, STORE_CALL_INTENT, res, 5), -EINVAL);
+	assert_int_equal(store_journal_finish(f->s, "r", 1, STORE_CALL_OK, res, 5), 0);
+	assert_int_equal(store_journal_finish(f->s, "r", 1, STORE_CALL_ERROR, res2, 6), -EALREADY);
+	/* A record row is finished from birth. */
+	c2.seq = 2;
+	assert_int_equal(store_journal_record(f->s, "r", &c2), 0);
+	assert_int_equal(store_journal_finish(f->s, "r", 2, STORE_CALL_OK, res, 7), -EALREADY);
+	/* Wrong caller-supplied hash, bad seq, missing args. */
+	struct store_call bad = mkcall(3, "fs.read", a1);
+	memset(bad.args_hash, 'a', AGD_SHA256_HEX - 1);
+	assert_int_equal(store_journal_intent(f->s, "r", &bad), -EINVAL);
+	bad = mkcall(0, "fs.read", a1);
+	assert_int_equal(store_journal_intent(f->s, "r", &bad), -EINVAL);
+	bad = mkcall(3, "fs.read", NULL);
+	assert_int_equal(store_journal_intent(f->s, "r", &bad), -EINVAL);
+
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(calls[0].tool, "http.request");
+	assert_true(json_equal(calls[0].result, res));
+	assert_int_equal(calls[0].finished_ms, 5);
+	assert_string_equal(calls[1].tool, "fs.write");
+	assert_true(json_equal(calls[1].result, res2));
+	store_calls_free(calls, n);
+}
+
+/* A pure call's single row can land after a later call's intent. */
+static void
+test_out_of_order_commit(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *args = json_pack("[i,s,n,b]", 1, "two", 1);
+	cleanup_json json_t *scalar = json_string("plain string result");
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	struct store_call c = mkcall(1, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	c = mkcall(3, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	assert_int_equal(load_rc(f->s, "r"), -EBADMSG); /* seq 2 missing: a gap */
+	c = mkcall(2, "t", args);
+	c.status = STORE_CALL_OK;
+	c.result = scalar;
+	assert_int_equal(store_journal_record(f->s, "r", &c), 0);
+	assert_int_equal(store_journal_finish(f->s, "r", 3, STORE_CALL_OK, NULL, 9), 0);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(calls[0].status, STORE_CALL_INTENT);
+	assert_null(calls[0].result);
+	assert_true(json_equal(calls[1].result, scalar));
+	assert_true(json_is_null(calls[2].result));
+	store_calls_free(calls, n);
+}
+
+static void
+test_tamper_result(void **state)
+{
+	struct fixture *f = *state;
+
+	fill_journal(f->s, "run1");
+	assert_int_equal(load_rc(f->s, "run1"), 0);
+	tamper(f, "UPDATE journal SET result = '{\"bytes\":999}' WHERE seq = 2");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+static void
+test_tamper_args(void **state)
+{
+	struct fixture *f = *state;
+
+	fill_journal(f->s, "run1");
+	tamper(f, "UPDATE journal SET args = '{\"n\":2,\"path\":\"/etc/shadow\"}' WHERE seq = 2");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+static void
+test_tamper_args_and_hash(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *evil = json_pack("{s:s}", "path", "/etc/shadow");
+	char hash[AGD_SHA256_HEX], sql[256];
+
+	/* Consistent args + args_hash still break the chain's link. */
+	fill_journal(f->s, "run1");
+	assert_int_equal(agd_json_hash(evil, hash), 0);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE journal SET args = '{\"path\":\"/etc/shadow\"}', args_hash = '%s' "
+		 "WHERE seq = 1",
+		 hash);
+	tamper(f, sql);
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+static void
+test_tamper_status(void **state)
+{
+	struct fixture *f = *state;
+
+	fill_journal(f->s, "run1");
+	tamper(f, "UPDATE journal SET status = 99 WHERE seq = 3");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+	/* And 99 is not "not INTENT": finishing reports the damage. */
+	assert_int_equal(store_journal_finish(f->s, "run1", 3, STORE_CALL_OK, NULL, 1), -EBADMSG);
+}
+
+static void
+test_tamper_status_valid(void **state)
+{
+	struct fixture *f = *state;
+
+	/* A plausible edit (DENIED -> OK) is caught by the seal. */
+	fill_journal(f->s, "run1");
+	tamper(f, "UPDATE journal SET status = 1 WHERE seq = 3");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+static void
+test_tamper_delete_middle(void **state)
+{
+	struct fixture *f = *state;
+
+	fill_journal(f->s, "run1");
+	tamper(f, "DELETE FROM journal WHERE seq = 2");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+static void
+test_tamper_renumber(void **state)
+{
+	struct fixture *f = *state;
+
+	/* Deleting a row and renumbering the rest closes the gap, not the chain. */
+	fill_journal(f->s, "run1");
+	tamper(f, "DELETE FROM journal WHERE seq = 2; UPDATE journal SET seq = 2 WHERE seq = 3");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+static void
+test_tamper_types(void **state)
+{
+	struct fixture *f = *state;
+
+	fill_journal(f->s, "run1");
+	tamper(f, "UPDATE journal SET seq = 1.5 WHERE seq = 1");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+	fill_journal(f->s, "run2");
+	tamper(f, "UPDATE journal SET args_hash = upper(args_hash) WHERE run = 'run2' AND seq = 1");
+	assert_int_equal(load_rc(f->s, "run2"), -EBADMSG);
+	fill_journal(f->s, "run3");
+	tamper(f, "UPDATE journal SET result = '[1] x' WHERE run = 'run3' AND seq = 1");
+	assert_int_equal(load_rc(f->s, "run3"), -EBADMSG);
+	fill_journal(f->s, "run4");
+	tamper(f, "UPDATE journal SET result = NULL WHERE run = 'run4' AND seq = 1");
+	assert_int_equal(load_rc(f->s, "run4"), -EBADMSG);
+	fill_journal(f->s, "run5");
+	tamper(f, "UPDATE journal SET tool = 'fs.read' || char(10) WHERE run = 'run5'");
+	assert_int_equal(load_rc(f->s, "run5"), -EBADMSG);
+}
+
+static void
+test_truncate(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *args = json_pack("{}");
+	cleanup_json json_t *st = NULL;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int64_t seq = 0;
+
+	/* Insertion order 1, 2, 4, 3, 5 so truncation removes a kept row's
+	 * insertion predecessor and the chain must be re-sealed. */
+	int64_t order[] = {1, 2, 4, 3, 5};
+	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+		struct store_call c = mkcall(order[i], "t", args);
+		assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+		cleanup_json json_t *st_i = json_pack("{s:I}", "at", order[i]);
+		assert_int_equal(store_state_save(f->s, "r", order[i], st_i), 0);
+	}
+	assert_int_equal(store_journal_truncate(f->s, "r", 3), 0);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(calls[2].seq, 3);
+	store_calls_free(calls, n);
+	/* States saved after the cut are gone; the newest kept one wins. */
+	assert_int_equal(store_state_load(f->s, "r", &st, &seq), 0);
+	assert_int_equal(seq, 3);
+	/* Going live again after the cut. */
+	struct store_call c = mkcall(4, "t2", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	assert_int_equal(store_journal_finish(f->s, "r", 2, STORE_CALL_OK, args, 1), 0);
+	reopen(f);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(calls[3].tool, "t2");
+	store_calls_free(calls, n);
+	assert_int_equal(store_journal_truncate(f->s, "r", 0), 0);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 0);
+	store_calls_free(calls, n);
+
+	/* A tampered journal is not laundered by a truncation. */
+	fill_journal(f->s, "q");
+	tamper(f, "UPDATE journal SET result = '{\"bytes\":1}' WHERE run = 'q' AND seq = 1");
+	assert_int_equal(store_journal_truncate(f->s, "q", 2), -EBADMSG);
+	assert_int_equal(load_rc(f->s, "q"), -EBADMSG);
+}
+
+static void
+test_states(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *a = json_pack("{s:i}", "step", 1);
+	cleanup_json json_t *b = json_integer(7);
+	json_t *got = NULL;
+	int64_t seq = -1;
+
+	assert_int_equal(store_state_load(f->s, "r", &got, &seq), -ENOENT);
+	assert_int_equal(store_state_save(f->s, "r", 5, a), 0);
+	assert_int_equal(store_state_save(f->s, "r", 2, b), 0);
+	assert_int_equal(store_state_load(f->s, "r", &got, &seq), 0);
+	/* Newest saved wins, even with a lower seq. */
+	assert_true(json_equal(got, b));
+	assert_int_equal(seq, 2);
+	json_decref(got);
+	assert_int_equal(store_state_save(f->s, "r", 1, NULL), -EINVAL);
+	tamper(f, "UPDATE states SET state = '7 8' WHERE seq = 2");
+	assert_int_equal(store_state_load(f->s, "r", &got, &seq), -EBADMSG);
+}
+
+struct ev_collect {
+	int count;
+	int64_t last_id;
+	char types[128];
+};
+
+static int
+collect_events(const struct store_event *e, void *ud)
+{
+	struct ev_collect *c = ud;
+
+	assert_true(e->id > c->last_id);
+	c->last_id = e->id;
+	strcat(c->types, e->type);
+	strcat(c->types, e->data ? "+" : "-");
+	strcat(c->types, ",");
+	c->count++;
+	return 0;
+}
+
+static void
+test_events(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *d = json_pack("{s:i}", "pid", 42);
+	struct ev_collect c = {0};
+
+	assert_int_equal(store_event_append(f->s, "r", 1, 0, "run.started", d), 0);
+	assert_int_equal(store_event_append(f->s, "x", 1, 0, "other.run", d), 0);
+	assert_int_equal(store_event_append(f->s, "r", 1, 1, "call.finished", NULL), 0);
+	assert_int_equal(store_event_append(f->s, "r", 2, 0, "child.exited", d), 0);
+	assert_int_equal(store_event_append(f->s, "r", 2, 0, "", d), -EINVAL);
+	assert_int_equal(store_event_foreach(f->s, "r", collect_events, &c), 0);
+	assert_int_equal(c.count, 3);
+	assert_string_equal(c.types, "run.started+,call.finished-,child.exited+,");
+	tamper(f, "UPDATE events SET attempt = -1 WHERE type = 'child.exited'");
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_event_foreach(f->s, "r", collect_events, &c), -EBADMSG);
+	assert_int_equal(c.count, 2);
+}
+
+static void
+test_persist_and_backup(void **state)
+{
+	struct fixture *f = *state;
+	struct store *b = NULL;
+	struct store_run r = {0};
+	char bpath[160];
+	struct stat st;
+
+	assert_int_equal(store_run_create(f->s, "keep", NULL), 0);
+	fill_journal(f->s, "keep");
+	reopen(f);
+	assert_int_equal(store_run_get(f->s, "keep", &r), 0);
+	store_run_clear(&r);
+	assert_int_equal(load_rc(f->s, "keep"), 0);
+
+	snprintf(bpath, sizeof(bpath), "%s/backup.db", f->dir);
+	assert_int_equal(store_backup(f->s, bpath), 0);
+	assert_int_equal(stat(bpath, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* Later writes do not reach the copy. */
+	assert_int_equal(store_run_create(f->s, "later", NULL), 0);
+	assert_int_equal(store_open(bpath, STORE_DURABILITY_PROCESS, &b), 0);
+	assert_int_equal(store_run_get(b, "keep", &r), 0);
+	store_run_clear(&r);
+	assert_int_equal(store_run_get(b, "later", &r), -ENOENT);
+	assert_int_equal(load_rc(b, "keep"), 0);
+	b = store_close(b);
+	/* Backing up again over an existing copy replaces it. */
+	assert_int_equal(store_backup(f->s, bpath), 0);
+	assert_int_equal(store_open(bpath, STORE_DURABILITY_PROCESS, &b), 0);
+	assert_int_equal(store_run_get(b, "later", &r), 0);
+	store_run_clear(&r);
+	b = store_close(b);
+}
+
+/* Two processes write the same file, including the same run: every call
+ * returns 0 or -EEXIST, never a surfaced SQLITE_BUSY. */
+static void
+test_concurrent_processes(void **state)
+{
+	struct fixture *f = *state;
+	pid_t pids[2];
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	f->s = store_close(f->s);
+	for (int p = 0; p < 2; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			struct store *s = NULL;
+			char run[16];
+			int bad = 0;
+			if (store_open(f->path, STORE_DURABILITY_PROCESS, &s) < 0)
+				_exit(2);
+			snprintf(run, sizeof(run), "own%d", p);
+			for (int64_t seq = 1; seq <= 150; seq++) {
+				json_t *args = json_pack("{s:I,s:i}", "seq", seq, "p", p);
+				struct store_call c = mkcall(seq, "t", args);
+				if (store_journal_intent(s, run, &c) != 0 ||
+				    store_journal_finish(s, run, seq, STORE_CALL_OK, args, 1) != 0)
+					bad++;
+				c.status = STORE_CALL_OK;
+				c.result = args;
+				int r = store_journal_record(s, "shared", &c);
+				if (r != 0 && r != -EEXIST)
+					bad++;
+				json_decref(args);
+			}
+			store_close(s);
+			_exit(bad ? 1 : 0);
+		}
+	}
+	for (int p = 0; p < 2; p++) {
+		int status;
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	for (int p = 0; p < 2; p++) {
+		char run[16];
+		snprintf(run, sizeof(run), "own%d", p);
+		assert_int_equal(store_journal_load(f->s, run, &calls, &n), 0);
+		assert_int_equal(n, 150);
+		assert_int_equal(calls[149].status, STORE_CALL_OK);
+		store_calls_free(calls, n);
+	}
+	assert_int_equal(store_journal_load(f->s, "shared", &calls, &n), 0);
+	assert_int_equal(n, 150);
+	store_calls_free(calls, n);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_first_writer_wins, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_out_of_order_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_result, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_args, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_args_and_hash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_status, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_status_valid, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_delete_middle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_renumber, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_types, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_persist_and_backup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
