@@ -42,3 +42,20 @@ const struct tool_def *tools_find(const char *name);
 
 /* Build a tool-level error content object {"error":{"code":code,"message":msg}}. */
 json_t *tools_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Process-wide setup of the tools' libraries (curl_global_init). Call once at
+ * start, before any tool runs and before other threads exist. Idempotent. */
+void tools_global_init(void);
+
+/* The individual built-in tools (also reachable through tools_builtin). */
+extern const struct tool_def tools_fs_read;
+extern const struct tool_def tools_fs_write;
+extern const struct tool_def tools_fs_list;
+extern const struct tool_def tools_fs_stat;
+extern const struct tool_def tools_fs_delete;
+extern const struct tool_def tools_http_request;
+
+/* Limits applied by the built-in tools regardless of the context. */
+#define TOOLS_MAX_READ_BYTES   (4u << 20) /* fs.read per call */
+#define TOOLS_MAX_LIST_ENTRIES 10000      /* fs.list per call */
+#define TOOLS_MAX_TIMEOUT_MS   300000     /* http.request timeout_ms */
