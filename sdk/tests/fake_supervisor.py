@@ -229,6 +229,8 @@ class Fake:
         method, params = msg.get("method"), msg.get("params") or {}
         if "id" not in msg:
             return
+        if method is None:
+            return  # the agent answering one of our requests (a ping)
         rid = msg["id"]
         reply = None
         if method == "initialize":

@@ -83,7 +83,7 @@ run_call fs.read '{"path":"/data/garbage"}'
 
 run_call http.request '{"url":"http://127.0.0.1/big"}'
 [ "$rc" -eq 0 ] && [ "${#out}" -gt $((2 << 20)) ] && pass "2 MiB result with an interleaved ping" ||
-	fail "big: rc=$rc len=${#out}"
+	fail "big: rc=$rc len=${#out} err=$errout"
 
 printf '{"path":"/out/r.md","content":"x\\ny"}' >"$TMP/stdin.json"
 rm -f "$TMP/frames.jsonl"
