@@ -53,7 +53,8 @@ int store_run_set_attempts(struct store *s, const char *id, int attempts);
 /* Atomically increment the run's attempts and return the new value (one commit).
  * -ENOENT if unknown. */
 int store_run_next_attempt(struct store *s, const char *id, int *ret_attempt);
-/* Call fn for every run, newest first; fn returning non-zero stops (and is returned). */
+/* Call fn for every run, newest first; fn returning non-zero stops (and is returned).
+ * fn may call other store functions but not a foreach (-EBUSY). */
 int store_run_foreach(struct store *s, int (*fn)(const struct store_run *r, void *ud), void *ud);
 
 /* ---- journal ---- */
@@ -81,7 +82,9 @@ void store_call_clear(struct store_call *c);
 
 /* Insert an INTENT row (one commit). First writer wins: -EEXIST if (run, seq) exists. */
 int store_journal_intent(struct store *s, const char *run, const struct store_call *c);
-/* Record the outcome of an INTENT row (one commit): status, result, finished_ms. */
+/* Record the outcome of an INTENT row (one commit): status, result, finished_ms.
+ * -ENOENT if the row does not exist, -EALREADY if it is not INTENT (a recorded
+ * outcome is never overwritten). A NULL result is stored as JSON null. */
 int store_journal_finish(struct store *s, const char *run, int64_t seq,
 			 enum store_call_status status, const json_t *result, int64_t finished_ms);
 /* Insert a complete row in one commit (pure calls, denials). -EEXIST as above. */
@@ -113,7 +116,8 @@ struct store_event {
 };
 int store_event_append(struct store *s, const char *run, int attempt, int64_t seq, const char *type,
 		       const json_t *data);
-/* Call fn for each event of `run` in order; non-zero from fn stops and is returned. */
+/* Call fn for each event of `run` in order; non-zero from fn stops and is returned.
+ * e->data is NULL when appended without data. fn may not start a foreach (-EBUSY). */
 int store_event_foreach(struct store *s, const char *run,
 			int (*fn)(const struct store_event *e, void *ud), void *ud);
 

@@ -1,0 +1,447 @@
+/* Store conformance checks (see conformance.h). Included by each backend's
+ * cmocka test file; everything but store_conformance_run is static. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/util.h"
+#include "tests/store/conformance.h"
+
+static const struct store_conformance_backend *cf_backend;
+
+struct cf_fixture {
+	char dir[64];
+	struct store *s;
+};
+
+static int
+cf_setup(void **state)
+{
+	struct cf_fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/agentd-conf-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	*state = f;
+	return 0;
+}
+
+static int
+cf_teardown(void **state)
+{
+	struct cf_fixture *f = *state;
+	char cmd[128];
+
+	f->s = store_close(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static struct store *
+cf_open(struct cf_fixture *f)
+{
+	f->s = store_close(f->s);
+	assert_int_equal(cf_backend->open(f->dir, STORE_DURABILITY_PROCESS, &f->s), 0);
+	return f->s;
+}
+
+static struct store_call
+cf_call(int64_t seq, const char *tool, json_t *args, int attempt)
+{
+	struct store_call c = {0};
+
+	c.seq = seq;
+	c.tool = (char *)tool;
+	c.args = args;
+	c.attempt = attempt;
+	c.decision = (char *)"allow";
+	c.rule = (char *)"";
+	c.started_ms = seq;
+	return c;
+}
+
+/* Intent then finish, with result {"r": seq}. */
+static int
+cf_commit_pair(struct store *s, const char *run, int64_t seq, int attempt)
+{
+	cleanup_json json_t *args = json_pack("{s:I}", "seq", seq);
+	cleanup_json json_t *res = json_pack("{s:I}", "r", seq);
+	struct store_call c = cf_call(seq, "tool.x", args, attempt);
+	int r = store_journal_intent(s, run, &c);
+
+	if (r < 0)
+		return r;
+	return store_journal_finish(s, run, seq, STORE_CALL_OK, res, seq + 1);
+}
+
+/* Rows come back ordered by seq whatever the commit order and interleaving
+ * across runs; events come back in append order. */
+static void
+cf_ordering(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f);
+	const char *runs[] = {"a", "b", "c"};
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	for (int64_t i = 0; i < 50; i++) {
+		/* 17 is coprime with 50: a fixed permutation of 1..50. */
+		int64_t seq = (i * 17) % 50 + 1;
+		for (size_t r = 0; r < ARRAY_SIZE(runs); r++) {
+			cleanup_json json_t *args =
+			    json_pack("{s:s,s:I}", "run", runs[r], "seq", seq);
+			struct store_call c = cf_call(seq, "t", args, 1);
+			c.status = STORE_CALL_OK;
+			c.result = args;
+			c.finished_ms = seq;
+			assert_int_equal(store_journal_record(s, runs[r], &c), 0);
+		}
+		assert_int_equal(store_event_append(s, "a", 1, seq, "call.finished", NULL), 0);
+	}
+	for (size_t r = 0; r < ARRAY_SIZE(runs); r++) {
+		assert_int_equal(store_journal_load(s, runs[r], &calls, &n), 0);
+		assert_int_equal(n, 50);
+		for (size_t i = 0; i < n; i++) {
+			assert_int_equal(calls[i].seq, (int64_t)i + 1);
+			assert_string_equal(
+			    json_string_value(json_object_get(calls[i].args, "run")), runs[r]);
+			assert_int_equal(
+			    json_integer_value(json_object_get(calls[i].result, "seq")), i + 1);
+		}
+		store_calls_free(calls, n);
+	}
+}
+
+struct cf_events {
+	int64_t expect[50];
+	size_t n;
+};
+
+static int
+cf_event_order(const struct store_event *e, void *ud)
+{
+	struct cf_events *c = ud;
+
+	assert_true(c->n < ARRAY_SIZE(c->expect));
+	assert_int_equal(e->seq, c->expect[c->n]);
+	c->n++;
+	return 0;
+}
+
+static void
+cf_event_ordering(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f);
+	struct cf_events c = {0};
+	struct cf_events want = {0};
+
+	for (int64_t i = 0; i < 50; i++) {
+		want.expect[i] = (i * 31) % 50;
+		assert_int_equal(store_event_append(s, "e", 1, want.expect[i], "x", NULL), 0);
+		assert_int_equal(store_event_append(s, "other", 1, 0, "y", NULL), 0);
+	}
+	memcpy(c.expect, want.expect, sizeof(c.expect));
+	assert_int_equal(store_event_foreach(s, "e", cf_event_order, &c), 0);
+	assert_int_equal(c.n, 50);
+}
+
+static void
+cf_first_writer_wins(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f);
+	cleanup_json json_t *a = json_pack("{s:s}", "who", "first");
+	cleanup_json json_t *b = json_pack("{s:s}", "who", "second");
+	struct store_call first = cf_call(1, "first.tool", a, 1);
+	struct store_call second = cf_call(1, "second.tool", b, 2);
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	assert_int_equal(store_journal_intent(s, "r", &first), 0);
+	assert_int_equal(store_journal_intent(s, "r", &second), -EEXIST);
+	second.status = STORE_CALL_OK;
+	second.result = b;
+	assert_int_equal(store_journal_record(s, "r", &second), -EEXIST);
+	assert_int_equal(store_journal_finish(s, "r", 1, STORE_CALL_OK, a, 3), 0);
+	assert_int_equal(store_journal_finish(s, "r", 1, STORE_CALL_OK, b, 4), -EALREADY);
+	assert_int_equal(store_journal_finish(s, "r", 9, STORE_CALL_OK, b, 4), -ENOENT);
+	/* Recorded rows win the same way. */
+	second.seq = 2;
+	assert_int_equal(store_journal_record(s, "r", &second), 0);
+	first.seq = 2;
+	assert_int_equal(store_journal_intent(s, "r", &first), -EEXIST);
+
+	assert_int_equal(store_journal_load(s, "r", &calls, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(calls[0].tool, "first.tool");
+	assert_true(json_equal(calls[0].result, a));
+	assert_int_equal(calls[0].finished_ms, 3);
+	assert_string_equal(calls[1].tool, "second.tool");
+	assert_int_equal(calls[1].attempt, 2);
+	store_calls_free(calls, n);
+}
+
+/* Several processes race for the same (run, seq) slots and also write their
+ * own runs: no error other than -EEXIST surfaces, each slot has exactly one
+ * winner, and the stored row is the winner's. */
+#define CF_WRITERS 4
+#define CF_SLOTS   100
+
+static void
+cf_concurrent_writers(void **state)
+{
+	struct cf_fixture *f = *state;
+	pid_t pids[CF_WRITERS];
+	int wins[CF_WRITERS] = {0}, stored[CF_WRITERS] = {0}, total = 0;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	f->s = store_close(f->s);
+	/* Create the store first so the children race on data, not creation. */
+	cf_open(f);
+	f->s = store_close(f->s);
+	for (int p = 0; p < CF_WRITERS; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			struct store *s = NULL;
+			char own[16];
+			int won = 0;
+			if (cf_backend->open(f->dir, STORE_DURABILITY_PROCESS, &s) < 0)
+				_exit(255);
+			snprintf(own, sizeof(own), "own%d", p);
+			for (int64_t seq = 1; seq <= CF_SLOTS; seq++) {
+				json_t *args = json_pack("{s:i}", "p", p);
+				struct store_call c = cf_call(seq, "race", args, 1);
+				c.status = STORE_CALL_OK;
+				c.result = args;
+				int r = store_journal_record(s, "shared", &c);
+				if (r == 0)
+					won++;
+				else if (r != -EEXIST)
+					_exit(254);
+				if (cf_commit_pair(s, own, seq, 1) < 0)
+					_exit(253);
+				json_decref(args);
+			}
+			store_close(s);
+			_exit(won);
+		}
+	}
+	for (int p = 0; p < CF_WRITERS; p++) {
+		int status;
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status));
+		assert_true(WEXITSTATUS(status) <= CF_SLOTS);
+		wins[p] = WEXITSTATUS(status);
+		total += wins[p];
+	}
+	assert_int_equal(total, CF_SLOTS);
+	struct store *s = cf_open(f);
+	assert_int_equal(store_journal_load(s, "shared", &calls, &n), 0);
+	assert_int_equal(n, CF_SLOTS);
+	for (size_t i = 0; i < n; i++) {
+		json_int_t p = json_integer_value(json_object_get(calls[i].args, "p"));
+		assert_true(p >= 0 && p < CF_WRITERS);
+		stored[p]++;
+	}
+	store_calls_free(calls, n);
+	for (int p = 0; p < CF_WRITERS; p++) {
+		char own[16];
+		assert_int_equal(stored[p], wins[p]);
+		snprintf(own, sizeof(own), "own%d", p);
+		assert_int_equal(store_journal_load(s, own, &calls, &n), 0);
+		assert_int_equal(n, CF_SLOTS);
+		store_calls_free(calls, n);
+	}
+}
+
+/* A writer reports each commit after it returns, and is SIGKILLed at some
+ * point in a series of commits; every reported commit must be in the store,
+ * intact, and the store must open and accept the next commits. Repeated with
+ * growing delays, resuming the same journal each round. */
+static void
+cf_crash_consistency(void **state)
+{
+	struct cf_fixture *f = *state;
+	int64_t next = 1;
+
+	f->s = store_close(f->s);
+	cf_open(f);
+	f->s = store_close(f->s);
+	for (int round = 0; round < 6; round++) {
+		int64_t reported = 0; /* 2*seq for an intent, 2*seq+1 for a finish */
+		int64_t v;
+		int pfd[2];
+		pid_t pid;
+
+		assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct store *s = NULL;
+			close(pfd[0]);
+			if (cf_backend->open(f->dir, STORE_DURABILITY_PROCESS, &s) < 0)
+				_exit(2);
+			for (int64_t seq = next;; seq++) {
+				cleanup_json json_t *args = json_pack("{s:I}", "seq", seq);
+				cleanup_json json_t *res = json_pack("{s:I}", "r", seq);
+				struct store_call c = cf_call(seq, "tool.x", args, round + 1);
+				if (store_journal_intent(s, "crash", &c) < 0)
+					_exit(3);
+				v = 2 * seq;
+				if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
+					_exit(4);
+				if (store_journal_finish(s, "crash", seq, STORE_CALL_OK, res,
+							 seq + 1) < 0)
+					_exit(3);
+				v = 2 * seq + 1;
+				if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
+					_exit(4);
+			}
+		}
+		close(pfd[1]);
+		/* Let it commit a varying number of rows, then kill it mid-series. */
+		for (int i = 0; i < 20 + round * 37; i++) {
+			assert_int_equal(read(pfd[0], &v, sizeof(v)), sizeof(v));
+			reported = v;
+		}
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status));
+		/* Commits reported after our last read also count. */
+		while (read(pfd[0], &v, sizeof(v)) == sizeof(v))
+			reported = v;
+		close(pfd[0]);
+
+		struct store *s = cf_open(f);
+		struct store_call *calls = NULL;
+		size_t n = 0;
+		assert_int_equal(store_journal_load(s, "crash", &calls, &n), 0);
+		assert_true((int64_t)n >= reported / 2);
+		assert_true((int64_t)n <= reported / 2 + 1);
+		for (size_t i = 0; i < n; i++) {
+			int64_t seq = (int64_t)i + 1;
+			assert_int_equal(json_integer_value(json_object_get(calls[i].args, "seq")),
+					 seq);
+			if (2 * seq + 1 <= reported) {
+				assert_int_equal(calls[i].status, STORE_CALL_OK);
+				assert_int_equal(
+				    json_integer_value(json_object_get(calls[i].result, "r")), seq);
+			}
+		}
+		/* The restarted writer settles an unknown outcome and goes on. */
+		if (n > 0 && calls[n - 1].status == STORE_CALL_INTENT) {
+			cleanup_json json_t *res = json_pack("{s:I}", "r", (json_int_t)n);
+			assert_int_equal(
+			    store_journal_finish(s, "crash", (int64_t)n, STORE_CALL_OK, res, 1), 0);
+		}
+		next = (int64_t)n + 1;
+		store_calls_free(calls, n);
+		f->s = store_close(f->s);
+	}
+}
+
+/* 4 MiB args and results (the default frame limit) round-trip intact. */
+static void
+cf_large_values(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f);
+	size_t big = 4u << 20;
+	cleanup_free char *blob = malloc(big + 1);
+	struct store_call *calls = NULL;
+	json_t *got = NULL;
+	int64_t seq;
+	size_t n = 0;
+
+	assert_non_null(blob);
+	for (size_t i = 0; i < big; i++)
+		blob[i] = (char)('a' + i % 26);
+	blob[big] = '\0';
+	cleanup_json json_t *args = json_pack("{s:s}", "content", blob);
+	blob[0] = 'Z';
+	cleanup_json json_t *res = json_pack("{s:s}", "body", blob);
+	cleanup_json json_t *arr = json_array();
+	for (int i = 0; i < 1000; i++)
+		json_array_append_new(arr, json_pack("{s:i,s:s}", "i", i, "pad", "0123456789"));
+
+	struct store_call c = cf_call(1, "fs.write", args, 1);
+	assert_int_equal(store_journal_intent(s, "big", &c), 0);
+	assert_int_equal(store_journal_finish(s, "big", 1, STORE_CALL_OK, res, 2), 0);
+	c = cf_call(2, "http.request", arr, 1);
+	c.status = STORE_CALL_OK;
+	c.result = args;
+	assert_int_equal(store_journal_record(s, "big", &c), 0);
+	assert_int_equal(store_state_save(s, "big", 2, res), 0);
+
+	s = cf_open(f);
+	assert_int_equal(store_journal_load(s, "big", &calls, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(json_equal(calls[0].args, args));
+	assert_true(json_equal(calls[0].result, res));
+	assert_true(json_equal(calls[1].args, arr));
+	assert_true(json_equal(calls[1].result, args));
+	store_calls_free(calls, n);
+	assert_int_equal(store_state_load(s, "big", &got, &seq), 0);
+	assert_true(json_equal(got, res));
+	assert_int_equal(seq, 2);
+	json_decref(got);
+}
+
+/* An empty, version-0 store is migrated to the current version on open and
+ * then behaves like a fresh one. */
+static void
+cf_migration_from_empty(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store_run r = {0};
+	int version = -1;
+
+	assert_int_equal(cf_backend->make_empty(f->dir), 0);
+	assert_int_equal(cf_backend->schema_version(f->dir, &version), 0);
+	assert_int_equal(version, 0);
+	struct store *s = cf_open(f);
+	assert_int_equal(cf_backend->schema_version(f->dir, &version), 0);
+	assert_int_equal(version, cf_backend->current_version);
+	assert_int_equal(store_run_create(s, "m", NULL), 0);
+	assert_int_equal(cf_commit_pair(s, "m", 1, 1), 0);
+	/* Opening again is idempotent. */
+	s = cf_open(f);
+	assert_int_equal(cf_backend->schema_version(f->dir, &version), 0);
+	assert_int_equal(version, cf_backend->current_version);
+	assert_int_equal(store_run_get(s, "m", &r), 0);
+	store_run_clear(&r);
+}
+
+int
+store_conformance_run(const struct store_conformance_backend *b)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(cf_ordering, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_event_ordering, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_first_writer_wins, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_concurrent_writers, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_crash_consistency, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_large_values, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_migration_from_empty, cf_setup, cf_teardown),
+	};
+
+	cf_backend = b;
+	return _cmocka_run_group_tests(b->name, tests, ARRAY_SIZE(tests), NULL, NULL);
+}
