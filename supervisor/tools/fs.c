@@ -15,6 +15,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "policy/policy.h"
 #include "supervisor/tools/tools-internal.h"
 #include "supervisor/tools/tools.h"
 
@@ -33,56 +34,6 @@ static void
 fs_path_done(struct fs_path *p)
 {
 	agd_closep(&p->rootfd);
-}
-
-/* Lexical normalisation with the contract of policy_normalize_path ("." "..",
- * "//" removed; relative paths joined to cwd). Kept here until the policy
- * library provides it, so the tools build and test on their own. */
-static int
-fs_normalize(const char *path, const char *cwd, char *out, size_t outsz)
-{
-	char buf[2 * FS_PATH_MAX + 2];
-	size_t o = 0;
-
-	if (!path || !path[0] || !cwd)
-		return -EINVAL;
-	int n = path[0] == '/' ? snprintf(buf, sizeof(buf), "%s", path)
-			       : snprintf(buf, sizeof(buf), "%s/%s", cwd, path);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	if (buf[0] != '/')
-		return -EINVAL;
-	for (char *seg = buf, *end; *seg; seg = end) {
-		while (*seg == '/')
-			seg++;
-		if (!*seg)
-			break;
-		end = seg;
-		while (*end && *end != '/')
-			end++;
-		size_t sl = (size_t)(end - seg);
-		if (sl == 1 && seg[0] == '.')
-			continue;
-		if (sl == 2 && seg[0] == '.' && seg[1] == '.') {
-			while (o > 0 && out[o - 1] != '/')
-				o--;
-			if (o > 0)
-				o--; /* drop the separator; ".." at the root stays at the root */
-			continue;
-		}
-		if (o + 1 + sl + 1 > outsz)
-			return -ENAMETOOLONG;
-		out[o++] = '/';
-		memcpy(out + o, seg, sl);
-		o += sl;
-	}
-	if (o == 0) {
-		if (outsz < 2)
-			return -ENAMETOOLONG;
-		out[o++] = '/';
-	}
-	out[o] = '\0';
-	return 0;
 }
 
 static int
@@ -113,13 +64,13 @@ fs_resolve(const struct tool_ctx *ctx, const char *arg, struct fs_path *p, json_
 	int r;
 
 	p->rootfd = -1;
-	r = fs_normalize(arg, cwd, p->abs, sizeof(p->abs));
+	r = policy_normalize_path(arg, cwd, p->abs, sizeof(p->abs));
 	if (r < 0) {
 		*ret_content = tools_errno_error(r, "invalid path");
 		return *ret_content ? 1 : -ENOMEM;
 	}
-	r = fs_normalize(ctx->path_root && ctx->path_root[0] ? ctx->path_root : "/", "/", root,
-			 sizeof(root));
+	r = policy_normalize_path(ctx->path_root && ctx->path_root[0] ? ctx->path_root : "/", "/",
+				  root, sizeof(root));
 	if (r < 0) {
 		*ret_content = tools_errno_error(r, "invalid granted root");
 		return *ret_content ? 1 : -ENOMEM;
