@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -21,20 +22,20 @@ struct sandbox_bind {
 
 struct sandbox_rlimits {
 	uint64_t address_space; /* RLIMIT_AS bytes; 0 = default (16 GiB) */
-	uint64_t cpu_seconds;   /* RLIMIT_CPU; 0 = unlimited */
-	uint64_t file_size;     /* RLIMIT_FSIZE bytes; 0 = default (1 GiB) */
-	uint64_t open_files;    /* RLIMIT_NOFILE; 0 = default (1024) */
-	uint64_t processes;     /* RLIMIT_NPROC; 0 = default (256) */
+	uint64_t cpu_seconds;	/* RLIMIT_CPU; 0 = unlimited */
+	uint64_t file_size;	/* RLIMIT_FSIZE bytes; 0 = default (1 GiB) */
+	uint64_t open_files;	/* RLIMIT_NOFILE; 0 = default (1024) */
+	uint64_t processes;	/* RLIMIT_NPROC; 0 = default (256) */
 };
 
 struct sandbox_config {
 	const char *const *argv; /* program and arguments; argv[0] looked up in PATH of envp */
 	const char *const *envp; /* the complete environment of the program */
-	const char *cwd;         /* host directory bound read-only at the same path; working dir */
-	const char *workspace;   /* host directory bound read-write at /workspace */
-	int channel_fd;          /* becomes fd 3 in the child; -1 for none */
+	const char *cwd;	 /* host directory bound read-only at the same path; working dir */
+	const char *workspace;	 /* host directory bound read-write at /workspace */
+	int channel_fd;		 /* becomes fd 3 in the child; -1 for none */
 	int stdin_fd, stdout_fd, stderr_fd; /* become 0, 1, 2; -1 = /dev/null */
-	const struct sandbox_bind *binds; /* extra binds (SDK, policy mounts) */
+	const struct sandbox_bind *binds;   /* extra binds (SDK, policy mounts) */
 	size_t n_binds;
 	struct sandbox_rlimits rlimits;
 	/* Root mode only: the unprivileged host uid/gid the program runs as. When the
@@ -57,7 +58,8 @@ struct sandbox_plan *sandbox_plan_free(struct sandbox_plan *p);
 
 struct sandbox_child {
 	pid_t pid;
-	int pidfd; /* O_CLOEXEC pidfd of the child; owned by the caller */
+	int pidfd;     /* O_CLOEXEC pidfd of the child; owned by the caller */
+	int status_fd; /* O_CLOEXEC pipe, read by sandbox_child_exit(); owned by the caller */
 };
 
 /* Create the sandboxed child and exec the program. Blocks until the child has
@@ -65,3 +67,27 @@ struct sandbox_child {
  * negative errno with err naming the failed step (e.g. "seccomp: EINVAL"), and
  * the child has been reaped. The plan may be reused for further spawns. */
 int sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz);
+
+/* Non-fatal degradations of this plan (today: landlock missing or older than
+ * expected), as one line for the caller to log; NULL when there are none. The
+ * string lives as long as the plan. */
+const char *sandbox_notes(const struct sandbox_plan *p);
+
+/* How the program ended. */
+struct sandbox_exit {
+	bool signaled; /* killed by signal `code` (else exited with status `code`) */
+	int code;
+};
+
+/* PID 1 of the sandbox is a small init that runs the program. A namespace
+ * init cannot die of a signal sent from inside, so when the program is killed
+ * init exits with 128+sig and, just before, writes the program's exact wait
+ * status to status_fd. After waitid(P_PIDFD, c->pidfd, &si, WEXITED) reported
+ * init's end, this combines both: a SIGKILLed program gives {signaled=true,
+ * code=SIGKILL}, an exit(137) gives {false, 137}; init killed from outside
+ * (supervisor, OOM) gives si's signal. Does not block. Returns 0 or -EINVAL. */
+int sandbox_child_exit(const struct sandbox_child *c, const siginfo_t *si,
+		       struct sandbox_exit *ret);
+
+/* Close pidfd and status_fd (set to -1). Accepts NULL. Does not kill or reap. */
+void sandbox_child_close(struct sandbox_child *c);

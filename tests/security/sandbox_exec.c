@@ -1,0 +1,157 @@
+/* agentd-sandbox-exec: run one program in the sandbox and exit with its
+ * status (128+sig for a signal death, like a shell). A test and bench driver
+ * for the sandbox library; the real entry point is `agentd run`. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/sandbox.h"
+
+extern char **environ;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: agentd-sandbox-exec [--no-seccomp] [--cwd DIR] [--workspace DIR]\n"
+		   "       [--bind HOST:PATH[:rw]]... [--uid N --gid N] [--channel FD]\n"
+		   "       [--quiet] -- CMD [ARG...]\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"no-seccomp", no_argument, NULL, 'S'},
+	    {"cwd", required_argument, NULL, 'c'},
+	    {"workspace", required_argument, NULL, 'w'},
+	    {"bind", required_argument, NULL, 'b'},
+	    {"uid", required_argument, NULL, 'u'},
+	    {"gid", required_argument, NULL, 'g'},
+	    {"channel", required_argument, NULL, 'C'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct sandbox_bind binds[32];
+	char cwdbuf[4096], err[512] = "";
+	struct sandbox_config cfg = {
+	    .channel_fd = -1,
+	    .stdin_fd = 0,
+	    .stdout_fd = 1,
+	    .stderr_fd = 2,
+	    .binds = binds,
+	    .uid = 65534,
+	    .gid = 65534,
+	};
+	bool quiet = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'S':
+			cfg.unsafe_no_seccomp = true;
+			break;
+		case 'c':
+			cfg.cwd = optarg;
+			break;
+		case 'w':
+			cfg.workspace = optarg;
+			break;
+		case 'b': {
+			if (cfg.n_binds == ARRAY_SIZE(binds)) {
+				fprintf(stderr, "agentd-sandbox-exec: too many --bind\n");
+				return 125;
+			}
+			char *host = optarg, *path = strchr(optarg, ':');
+			if (!path) {
+				usage(stderr);
+				return 125;
+			}
+			*path++ = '\0';
+			char *mode = strchr(path, ':');
+			bool rw = false;
+			if (mode) {
+				*mode++ = '\0';
+				rw = strcmp(mode, "rw") == 0;
+			}
+			binds[cfg.n_binds++] = (struct sandbox_bind){host, path, rw};
+			break;
+		}
+		case 'u':
+			cfg.uid = (uid_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'g':
+			cfg.gid = (gid_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'C':
+			cfg.channel_fd = atoi(optarg);
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 125;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 125;
+	}
+	if (!cfg.cwd) {
+		if (!getcwd(cwdbuf, sizeof(cwdbuf))) {
+			perror("agentd-sandbox-exec: getcwd");
+			return 125;
+		}
+		cfg.cwd = cwdbuf;
+	}
+	if (!cfg.workspace)
+		cfg.workspace = cfg.cwd;
+	cfg.argv = (const char *const *)&argv[optind];
+	cfg.envp = (const char *const *)environ;
+
+	struct sandbox_plan *plan = NULL;
+	int r = sandbox_prepare(&cfg, &plan, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "agentd-sandbox-exec: %s\n", err);
+		return 125;
+	}
+	if (!quiet && sandbox_notes(plan))
+		fprintf(stderr, "agentd-sandbox-exec: note: %s\n", sandbox_notes(plan));
+	struct sandbox_child child;
+	r = sandbox_spawn(plan, &child, err, sizeof(err));
+	plan = sandbox_plan_free(plan);
+	if (r < 0) {
+		fprintf(stderr, "agentd-sandbox-exec: %s\n", err);
+		return r == -ENOENT ? 127 : 126;
+	}
+	siginfo_t si;
+	do
+		r = waitid((idtype_t)P_PIDFD, (id_t)child.pidfd, &si, WEXITED);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		perror("agentd-sandbox-exec: waitid");
+		return 125;
+	}
+	struct sandbox_exit ex;
+	r = sandbox_child_exit(&child, &si, &ex);
+	sandbox_child_close(&child);
+	if (r < 0)
+		return 125;
+	if (ex.signaled) {
+		if (!quiet)
+			fprintf(stderr, "agentd-sandbox-exec: killed by signal %d (%s)\n", ex.code,
+				strsignal(ex.code));
+		return 128 + ex.code;
+	}
+	return ex.code;
+}
