@@ -120,6 +120,15 @@ http_on_header(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* Headers that frame the message or address the connection are libcurl's to
+ * set: letting the agent choose them would allow request smuggling (a second
+ * request hidden in the body) or a virtual host other than the URL's, which the
+ * policy checked. */
+static const char *const http_reserved_headers[] = {
+    "host",    "content-length", "transfer-encoding",	"connection",	    "upgrade", "te",
+    "trailer", "keep-alive",	 "proxy-authorization", "proxy-connection", NULL,
+};
+
 /* Header names are RFC 9110 tokens; values must not smuggle a line break. */
 static bool
 http_header_ok(const char *name, const char *value)
@@ -128,6 +137,9 @@ http_header_ok(const char *name, const char *value)
 
 	if (!name[0])
 		return false;
+	for (size_t i = 0; http_reserved_headers[i]; i++)
+		if (strcasecmp(name, http_reserved_headers[i]) == 0)
+			return false;
 	for (const char *p = name; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr(tchar, *p))
 			return false;

@@ -25,6 +25,19 @@ tools_find(const char *name)
 	return NULL;
 }
 
+json_t *
+tools_describe(const struct tool_def *t)
+{
+	json_error_t e;
+	json_t *schema = json_loads(t->input_schema, JSON_REJECT_DUPLICATES, &e);
+
+	/* The schemas are compiled-in constants; test_tools checks they parse. */
+	if (!schema)
+		return NULL;
+	return json_pack("{s:s,s:s,s:o}", "name", t->name, "description", t->description,
+			 "inputSchema", schema);
+}
+
 void
 tools_global_init(void)
 {

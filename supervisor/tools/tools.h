@@ -43,6 +43,10 @@ const struct tool_def *tools_find(const char *name);
 /* Build a tool-level error content object {"error":{"code":code,"message":msg}}. */
 json_t *tools_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The tools/list entry of a tool: {"name","description","inputSchema"} with the
+ * schema parsed into JSON. New reference, or NULL on allocation failure. */
+json_t *tools_describe(const struct tool_def *t);
+
 /* Process-wide setup of the tools' libraries (curl_global_init). Call once at
  * start, before any tool runs and before other threads exist. Idempotent. */
 void tools_global_init(void);

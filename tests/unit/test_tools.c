@@ -163,6 +163,13 @@ test_registry(void **state)
 		json_decref(schema);
 		assert_non_null(tools_builtin[n]->description);
 		assert_ptr_equal(tools_find(tools_builtin[n]->name), tools_builtin[n]);
+		json_t *d = tools_describe(tools_builtin[n]);
+		assert_non_null(d);
+		assert_string_equal(json_string_value(json_object_get(d, "name")),
+				    tools_builtin[n]->name);
+		assert_true(json_is_object(json_object_get(d, "inputSchema")));
+		assert_int_equal(json_object_size(d), 3);
+		json_decref(d);
 	}
 	assert_int_equal(n, 6);
 	assert_null(tools_find("fs.nope"));
@@ -630,6 +637,14 @@ test_http_failures(void **state)
 		     "EINVAL");
 	expect_error(&f->ctx, "http.request",
 		     "{\"method\":\"GET\",\"url\":\"http://x/\",\"headers\":{\"A\":1}}", "EINVAL");
+	expect_error(&f->ctx, "http.request",
+		     "{\"method\":\"GET\",\"url\":\"http://x/\",\"headers\":{\"HOST\":\"y\"}}",
+		     "EINVAL");
+	expect_error(
+	    &f->ctx, "http.request",
+	    "{\"method\":\"POST\",\"url\":\"http://x/\",\"headers\":{\"Transfer-Encoding\":"
+	    "\"chunked\"}}",
+	    "EINVAL");
 	expect_error(&f->ctx, "http.request",
 		     "{\"method\":\"GET\",\"url\":\"http://x/\",\"timeout_ms\":300001}", "EINVAL");
 	expect_error(&f->ctx, "http.request",
