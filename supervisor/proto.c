@@ -175,6 +175,17 @@ proto_reader_partial(const struct proto_reader *r)
 static int parse_fail(int code, char *err, size_t errsz, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Replace every byte outside printable ASCII with '?'. Error texts may quote
+ * the offending input (jansson's "near '...'"), possibly cut mid-character, and
+ * a reply must still be valid UTF-8 JSON. */
+static void
+ascii_sanitize(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}
+
 static int
 parse_fail(int code, char *err, size_t errsz, const char *fmt, ...)
 {
@@ -183,6 +194,7 @@ parse_fail(int code, char *err, size_t errsz, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, errsz, fmt, ap);
 		va_end(ap);
+		ascii_sanitize(err);
 	}
 	return code;
 }
@@ -362,8 +374,18 @@ proto_error(const json_t *id, int code, const char *message, json_t *data)
 	cleanup_json json_t *e = json_object();
 	cleanup_json json_t *d = data;
 
-	if (!e || json_object_set_new(e, "code", json_integer(code)) < 0 ||
-	    json_object_set_new(e, "message", json_string(message ? message : "")) < 0)
+	if (!e || json_object_set_new(e, "code", json_integer(code)) < 0)
+		return NULL;
+	json_t *m = json_string(message ? message : "");
+	if (!m && message) {
+		/* Not UTF-8: send a sanitised copy rather than no reply at all. */
+		cleanup_free char *copy = strdup(message);
+		if (!copy)
+			return NULL;
+		ascii_sanitize(copy);
+		m = json_string(copy);
+	}
+	if (json_object_set_new(e, "message", m) < 0)
 		return NULL;
 	if (d && json_object_set_new(e, "data", steal_ptr(&d)) < 0)
 		return NULL;

@@ -163,8 +163,13 @@ parse(const char *s, struct proto_msg *m, json_t **id)
 	int r = proto_parse(s, strlen(s), &tmp, id, err, sizeof(err));
 	if (r == 0)
 		*m = tmp;
-	else
+	else {
 		assert_true(err[0] != '\0');
+		/* Error texts are always safe to put in a reply. */
+		json_t *js = json_string(err);
+		assert_non_null(js);
+		json_decref(js);
+	}
 	return r;
 }
 
@@ -391,6 +396,10 @@ test_builders(void **state)
 	    "{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"error\\\":{\\\"code\\\":"
 	    "\\\"ENOENT\\\",\\\"message\\\":\\\"no such file\\\"}}\"}],\"structuredContent\":"
 	    "{\"error\":{\"code\":\"ENOENT\",\"message\":\"no such file\"}},\"isError\":true}");
+	/* A message that is not UTF-8 is sanitised, never dropped. */
+	expect_dump(proto_error(NULL, PROTO_PARSE_ERROR, "near '\xc3'", NULL),
+		    "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":"
+		    "\"near '?'\"}}");
 	/* The id is copied, not shared. */
 	json_t *res = proto_result(id, json_object());
 	json_integer_set(id, 10);
