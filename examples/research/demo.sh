@@ -27,6 +27,9 @@ if [ "$FAKE" != 1 ] && [ ! -x "$AGENTD" ]; then
 fi
 
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/agentd-demo.XXXXXX")
+# mktemp makes it 0700; the sandboxed child runs as another uid and must be
+# able to traverse to its workspace under here.
+chmod 0755 "$STATE"
 SERVICE_PID=
 cleanup() {
 	if [ -n "$SERVICE_PID" ]; then
