@@ -4,6 +4,8 @@
 #include "supervisor/proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -452,6 +454,29 @@ proto_tool_result(json_t *content, bool is_error)
 
 /* ---- writer ---- */
 
+/* Wait until fd is writable or the deadline passes. Returns 0, -ETIMEDOUT or -errno. */
+static int
+wait_writable(int fd, int64_t deadline)
+{
+	for (;;) {
+		int64_t left_ns = deadline - agd_now_ns();
+		if (left_ns <= 0)
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		int pr = poll(&pfd, 1, (int)((left_ns + 999999) / 1000000));
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr < 0)
+			return -errno;
+		if (pr == 0)
+			return -ETIMEDOUT;
+		if (pfd.revents & POLLNVAL)
+			return -EBADF;
+		/* POLLERR/POLLHUP: let the next write report the precise error. */
+		return 0;
+	}
+}
+
 int
 proto_send(int fd, const json_t *msg, int timeout_ms)
 {
@@ -463,8 +488,9 @@ proto_send(int fd, const json_t *msg, int timeout_ms)
 	text[len++] = '\n';
 
 	int64_t deadline = agd_now_ns() + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
-	bool is_socket = true;
+	bool is_socket = true, blocking = false;
 	size_t off = 0;
+	int r;
 
 	while (off < len) {
 		ssize_t n;
@@ -473,9 +499,21 @@ proto_send(int fd, const json_t *msg, int timeout_ms)
 			 * MSG_NOSIGNAL: a dead peer is -EPIPE, not SIGPIPE. */
 			n = send(fd, text + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
 			if (n < 0 && errno == ENOTSOCK) {
+				int fl = fcntl(fd, F_GETFL);
+				if (fl < 0)
+					return -errno;
 				is_socket = false;
+				blocking = !(fl & O_NONBLOCK);
 				continue;
 			}
+		} else if (blocking) {
+			/* A pipe that polls writable takes PIPE_BUF bytes without
+			 * blocking; more could block past the deadline. */
+			r = wait_writable(fd, deadline);
+			if (r < 0)
+				return r;
+			size_t chunk = len - off < PIPE_BUF ? len - off : PIPE_BUF;
+			n = write(fd, text + off, chunk);
 		} else {
 			n = write(fd, text + off, len - off);
 		}
@@ -487,17 +525,9 @@ proto_send(int fd, const json_t *msg, int timeout_ms)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		int64_t left_ns = deadline - agd_now_ns();
-		if (left_ns <= 0)
-			return -ETIMEDOUT;
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		int pr = poll(&pfd, 1, (int)((left_ns + 999999) / 1000000));
-		if (pr < 0 && errno != EINTR)
-			return -errno;
-		if (pr == 0)
-			return -ETIMEDOUT;
-		if (pr > 0 && (pfd.revents & (POLLERR | POLLNVAL)) && !(pfd.revents & POLLOUT))
-			return (pfd.revents & POLLNVAL) ? -EBADF : -EPIPE;
+		r = wait_writable(fd, deadline);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

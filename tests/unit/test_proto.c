@@ -441,8 +441,28 @@ test_send_roundtrip_and_timeout(void **state)
 	/* A closed peer is -EPIPE without SIGPIPE killing us. */
 	close(fds[1]);
 	assert_int_equal(proto_send(fds[0], msg, 200), -EPIPE);
-	json_decref(msg);
 	close(fds[0]);
+
+	/* A blocking pipe (not a socket) that nobody reads also times out. */
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	t0 = agd_now_ns();
+	assert_int_equal(proto_send(pp[1], msg, 200), -ETIMEDOUT);
+	ms = (agd_now_ns() - t0) / 1000000;
+	assert_true(ms >= 150 && ms < 2000);
+	close(pp[0]);
+	close(pp[1]);
+	json_decref(msg);
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	msg = proto_notification("ping", NULL);
+	assert_int_equal(proto_send(pp[1], msg, 200), 0);
+	json_decref(msg);
+	n = read(pp[0], buf, sizeof(buf) - 1);
+	const char *want = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}\n";
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(buf, want, strlen(want));
+	close(pp[0]);
+	close(pp[1]);
 }
 
 int
