@@ -395,6 +395,44 @@ add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
 	return r;
 }
 
+/* ioctl: everything but terminal input injection (TIOCSTI, TIOCLINUX). The
+ * kernel looks only at the low 32 bits of the request, so must we. libseccomp
+ * drops conditional rules of a syscall that also has an unconditional one, so
+ * "allow unless" is spelled as allow rules that cover every other value:
+ * requests that differ from the bad ones in a bit they share are allowed bit
+ * by bit, and the few values left (all combinations of the bits in which the
+ * bad ones differ) are listed one by one. */
+static int
+add_ioctl_rules(scmp_filter_ctx ctx, char *err, size_t errsz)
+{
+	static const uint32_t bad[] = {TIOCSTI, TIOCLINUX};
+	uint32_t diff = bad[0] ^ bad[1], common = ~diff, pattern = bad[0] & common;
+	int r;
+
+	for (int b = 0; b < 32; b++) {
+		uint32_t bit = 1u << b;
+		if (!(common & bit))
+			continue;
+		struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, bit, ~pattern & bit);
+		if ((r = add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", 1, &c, err, errsz)) < 0)
+			return r;
+	}
+	/* Enumerate the subsets of diff. */
+	for (uint32_t sub = diff;; sub = (sub - 1) & diff) {
+		uint32_t v = pattern | sub;
+		bool is_bad = false;
+		for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+			is_bad |= v == bad[i];
+		struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, v);
+		if ((r = add_rule(ctx, is_bad ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_ALLOW, "ioctl", 1,
+				  &c, err, errsz)) < 0)
+			return r;
+		if (sub == 0)
+			break;
+	}
+	return 0;
+}
+
 static void
 release_ctx(scmp_filter_ctx *ctx)
 {
@@ -450,15 +488,7 @@ sandbox_seccomp_compile(struct sock_filter **ret_bpf, unsigned short *ret_len, c
 	if ((r = add_rule(ctx, SCMP_ACT_ALLOW, "clone", 1, &no_new, err, errsz)) < 0)
 		return r;
 
-	/* ioctl: everything but terminal input injection. The kernel compares
-	 * only the low 32 bits of the request, so must we. */
-	static const unsigned long bad_ioctls[] = {TIOCSTI, TIOCLINUX};
-	for (size_t i = 0; i < ARRAY_SIZE(bad_ioctls); i++) {
-		struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, bad_ioctls[i]);
-		if ((r = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), "ioctl", 1, &c, err, errsz)) < 0)
-			return r;
-	}
-	if ((r = add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", 0, NULL, err, errsz)) < 0)
+	if ((r = add_ioctl_rules(ctx, err, errsz)) < 0)
 		return r;
 
 	/* Sockets: unix and IP only (the network namespace has only lo). Every
