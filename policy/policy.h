@@ -14,7 +14,7 @@ enum policy_decision {
 	POLICY_ALLOW = 2,
 };
 
-struct policy;      /* opaque, immutable once parsed */
+struct policy;	    /* opaque, immutable once parsed */
 struct policy_rule; /* opaque, owned by its policy */
 
 /* Where a parse/validation error is: 1-based line and column in the input (0 if unknown). */
@@ -45,7 +45,7 @@ struct policy_mount {
 struct policy_result {
 	enum policy_decision decision;
 	const struct policy_rule *rule; /* NULL: no rule matched (decision is DENY) */
-	const char *rule_id;            /* "" when rule is NULL */
+	const char *rule_id;		/* "" when rule is NULL */
 	/* For path-matching rules: the literal directory prefix of the matched rule's
 	 * path glob (e.g. "/srv/project" for "/srv/project/ **"), "/" otherwise. Tools
 	 * open paths beneath it with RESOLVE_BENEATH. */
@@ -98,9 +98,59 @@ int policy_normalize_path(const char *path, const char *cwd, char *out, size_t o
 /* Load a policy file, resolving `extends` against `dir` (files "<name>.json");
  * the built-in name "default" with no file present is an empty policy (deny all).
  * Cycles and depth over 8 are errors. err->message names the file. */
-int policy_load_file(const char *path, const char *dir, struct policy **ret, struct policy_error *err);
+int policy_load_file(const char *path, const char *dir, struct policy **ret,
+		     struct policy_error *err);
 
 /* Serialise a (merged) policy back into a self-contained version-1 document with
  * no "extends", such that policy_parse of its encoding evaluates identically.
  * Used to store the exact policy a run started with. New reference or NULL. */
 json_t *policy_to_json(const struct policy *p);
+
+/* ---- Additions: secrets, lint, helpers ---- */
+
+/* One entry of "secrets": agentd injects the value of secret `name` into the header
+ * `header` (formatted by replacing "{}" in `format`) of HTTP requests to `hosts`.
+ * The secret value itself is never in the policy. */
+struct policy_secret {
+	const char *name;
+	const char *const *hosts; /* NULL-terminated host globs as written (lowercased) */
+	const char *header;
+	const char *format; /* contains "{}" exactly once; default "{}" */
+};
+
+size_t policy_secrets(const struct policy *p, const struct policy_secret **ret);
+/* The secret whose hosts match the host of `url` (first in name order), or NULL
+ * (also for URLs that carry userinfo or do not parse). */
+const struct policy_secret *policy_secret_for_url(const struct policy *p, const char *url);
+
+const char *policy_rule_description(const struct policy_rule *r); /* NULL if none */
+enum policy_decision policy_rule_decision(const struct policy_rule *r);
+size_t policy_rule_count(const struct policy *p);
+const struct policy_rule *policy_rule_at(const struct policy *p, size_t i);
+const char *policy_decision_name(enum policy_decision d); /* "deny" | "ask" | "allow" */
+
+/* Lint, for `agentd policy lint FILE` / `agentctl policy lint`.
+ * Reports every problem it can find in one pass, not only the first: JSON syntax
+ * errors and duplicate keys (one finding, parsing stops there), unknown keys,
+ * invalid values, duplicate rule ids, and rules that can never take effect because
+ * a rule with a stronger decision covers them (same or wider tool pattern and
+ * every matcher at least as wide). Each finding has the 1-based line and column
+ * of the offending key or value (of the rule object for shadowed rules).
+ * `extends` is not resolved. Returns 0 with *ret (owned by the caller, free with
+ * policy_findings_free) and *ret_n set, possibly zero findings; -ENOMEM.
+ * The CLI prints "FILE:LINE:COLUMN: SEVERITY: MESSAGE" per finding and exits 1 if
+ * any finding is an error, 0 otherwise (warnings alone do not fail). */
+enum policy_severity {
+	POLICY_SEV_ERROR = 0,
+	POLICY_SEV_WARNING = 1,
+};
+
+struct policy_finding {
+	int line;
+	int column;
+	enum policy_severity severity;
+	char message[256];
+};
+
+int policy_lint(const char *buf, size_t len, struct policy_finding **ret, size_t *ret_n);
+struct policy_finding *policy_findings_free(struct policy_finding *f);

@@ -1,0 +1,388 @@
+/* Evaluation: find the strongest matching rule for one tool call, without
+ * allocating. Arguments are decoded lazily, once, the first time a rule needs them. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/util.h"
+#include "policy/policy_int.h"
+
+enum arg_state {
+	ARG_UNKNOWN = 0,
+	ARG_OK,
+	ARG_MISSING,   /* the call has no such argument: the matcher does not apply */
+	ARG_MALFORMED, /* present but unusable: fail closed */
+};
+
+enum m_result {
+	M_NO = 0,
+	M_YES,
+	M_BAD, /* argument malformed: matches deny rules only */
+};
+
+struct evstate {
+	const json_t *args;
+	const char *cwd;
+	char *path; /* the caller's result buffer */
+	enum arg_state path_st;
+	size_t path_len;
+	enum arg_state url_st;
+	struct purl url;
+	enum arg_state method_st;
+	const char *method;
+	enum arg_state size_st;
+	uint64_t size;
+	const char *bad; /* what made the last M_BAD */
+};
+
+static const json_t *
+arg(const struct evstate *s, const char *key)
+{
+	return json_is_object(s->args) ? json_object_get(s->args, key) : NULL;
+}
+
+static enum arg_state
+load_path(struct evstate *s)
+{
+	if (s->path_st != ARG_UNKNOWN)
+		return s->path_st;
+	const json_t *v = arg(s, "path");
+	if (!v && json_is_object(s->args)) {
+		s->path_st = ARG_MISSING;
+	} else if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		s->path_st = ARG_MALFORMED; /* not a string, or a NUL byte inside */
+	} else if (policy_normalize_path(json_string_value(v), s->cwd ? s->cwd : "/", s->path,
+					 4096) < 0) {
+		s->path_st = ARG_MALFORMED;
+	} else {
+		s->path_st = ARG_OK;
+		s->path_len = strlen(s->path);
+	}
+	if (s->path_st != ARG_OK)
+		s->path[0] = '\0';
+	return s->path_st;
+}
+
+static enum arg_state
+load_url(struct evstate *s)
+{
+	if (s->url_st != ARG_UNKNOWN)
+		return s->url_st;
+	const json_t *v = arg(s, "url");
+	if (!v && json_is_object(s->args))
+		s->url_st = ARG_MISSING;
+	else if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+		 purl_parse(json_string_value(v), json_string_length(v), &s->url) < 0)
+		s->url_st = ARG_MALFORMED;
+	else if (s->url.userinfo) /* http://allowed.example@evil.example/ */
+		s->url_st = ARG_MALFORMED;
+	else
+		s->url_st = ARG_OK;
+	return s->url_st;
+}
+
+static enum arg_state
+load_method(struct evstate *s)
+{
+	if (s->method_st != ARG_UNKNOWN)
+		return s->method_st;
+	const json_t *v = arg(s, "method");
+	if (!v && json_is_object(s->args)) {
+		s->method_st = ARG_MISSING;
+	} else if (!json_is_string(v)) {
+		s->method_st = ARG_MALFORMED;
+	} else {
+		s->method = json_string_value(v);
+		s->method_st = ARG_OK;
+	}
+	return s->method_st;
+}
+
+static enum arg_state
+load_size(struct evstate *s)
+{
+	static const char *const keys[] = {"content", "body", "length"};
+
+	if (s->size_st != ARG_UNKNOWN)
+		return s->size_st;
+	s->size = 0;
+	s->size_st = json_is_object(s->args) ? ARG_OK : ARG_MALFORMED;
+	for (size_t i = 0; i < ARRAY_SIZE(keys) && s->size_st == ARG_OK; i++) {
+		const json_t *v = arg(s, keys[i]);
+		uint64_t n;
+		if (!v || json_is_null(v))
+			continue;
+		if (json_is_string(v))
+			n = json_string_length(v);
+		else if (json_is_integer(v) && json_integer_value(v) >= 0)
+			n = (uint64_t)json_integer_value(v);
+		else {
+			s->size_st = ARG_MALFORMED;
+			break;
+		}
+		if (n > s->size)
+			s->size = n;
+	}
+	return s->size_st;
+}
+
+static enum m_result
+from_state(struct evstate *s, enum arg_state st, const char *what)
+{
+	if (st == ARG_MISSING)
+		return M_NO;
+	s->bad = what;
+	return M_BAD;
+}
+
+static enum m_result
+match_paths(struct evstate *s, const struct policy_rule *r, const struct pglob **ret_glob)
+{
+	enum arg_state st = load_path(s);
+
+	if (st != ARG_OK)
+		return from_state(s, st, "path");
+	for (size_t i = 0; i < r->n_paths; i++) {
+		if (pglob_match(&r->paths[i], s->path, s->path_len)) {
+			*ret_glob = &r->paths[i];
+			return M_YES;
+		}
+	}
+	return M_NO;
+}
+
+static enum m_result
+match_hosts(struct evstate *s, const struct policy_rule *r)
+{
+	enum arg_state st = load_url(s);
+
+	if (st != ARG_OK)
+		return from_state(s, st, "url");
+	const char *h = s->url.host;
+	size_t hl = strlen(h);
+	for (size_t i = 0; i < r->n_hosts; i++) {
+		const struct pglob *g = &r->hosts[i];
+		if (s->url.is_ip) {
+			/* numeric hosts match their canonical literal; only deny rules let
+			 * a name glob cover them too, so "*.example.com" never admits an IP */
+			if (g->is_ip ? strcmp(g->src, h) == 0
+				     : (r->decision == POLICY_DENY && !g->literal &&
+					pglob_match(g, h, hl)))
+				return M_YES;
+		} else if (!g->is_ip && pglob_match(g, h, hl)) {
+			return M_YES;
+		}
+	}
+	return M_NO;
+}
+
+static enum m_result
+match_methods(struct evstate *s, const struct policy_rule *r)
+{
+	enum arg_state st = load_method(s);
+
+	if (st != ARG_OK)
+		return from_state(s, st, "method");
+	for (size_t i = 0; i < r->n_methods; i++)
+		if (strcasecmp(r->methods[i], s->method) == 0)
+			return M_YES;
+	return M_NO;
+}
+
+static enum m_result
+match_url_prefixes(struct evstate *s, const struct policy_rule *r)
+{
+	enum arg_state st = load_url(s);
+
+	if (st != ARG_OK)
+		return from_state(s, st, "url");
+	for (size_t i = 0; i < r->n_url_prefixes; i++)
+		if (strncmp(s->url.norm, r->url_prefixes[i], strlen(r->url_prefixes[i])) == 0)
+			return M_YES;
+	return M_NO;
+}
+
+static enum m_result
+match_size(struct evstate *s, const struct policy_rule *r)
+{
+	enum arg_state st = load_size(s);
+
+	if (st != ARG_OK)
+		return from_state(s, st, "size");
+	return s->size <= r->max_bytes ? M_YES : M_NO;
+}
+
+/* Does rule r match? *ret_failclosed is set when a deny rule matched only because
+ * an argument it inspects was malformed. */
+static bool
+rule_matches(struct evstate *s, const struct policy_rule *r, const struct pglob **ret_glob,
+	     bool *ret_failclosed)
+{
+	enum m_result m[5];
+	size_t n = 0;
+
+	*ret_glob = NULL;
+	*ret_failclosed = false;
+	if (r->n_paths)
+		m[n++] = match_paths(s, r, ret_glob);
+	if (n && m[n - 1] == M_NO)
+		return false;
+	if (r->n_hosts)
+		m[n++] = match_hosts(s, r);
+	if (n && m[n - 1] == M_NO)
+		return false;
+	if (r->n_methods)
+		m[n++] = match_methods(s, r);
+	if (n && m[n - 1] == M_NO)
+		return false;
+	if (r->n_url_prefixes)
+		m[n++] = match_url_prefixes(s, r);
+	if (n && m[n - 1] == M_NO)
+		return false;
+	if (r->has_max_bytes)
+		m[n++] = match_size(s, r);
+	for (size_t i = 0; i < n; i++) {
+		if (m[i] == M_NO)
+			return false;
+		if (m[i] == M_BAD) {
+			if (r->decision != POLICY_DENY)
+				return false;
+			*ret_failclosed = true;
+		}
+	}
+	return true;
+}
+
+static void
+explain(const struct evstate *s, const struct policy_rule *r, const char *tool, bool failclosed,
+	char *out, size_t outsz)
+{
+	size_t n = 0;
+
+#define ADD(...)                                                                                   \
+	do {                                                                                       \
+		if (n < outsz) {                                                                   \
+			int k_ = snprintf(out + n, outsz - n, __VA_ARGS__);                        \
+			if (k_ > 0)                                                                \
+				n += (size_t)k_;                                                   \
+		}                                                                                  \
+	} while (0)
+
+	ADD("rule '%s' (%s) matched %s", r->id, policy_decision_name(r->decision), tool);
+	if (failclosed) {
+		ADD(": invalid or unparsable %s argument (fails closed)", s->bad ? s->bad : "");
+		return;
+	}
+	if (r->n_paths)
+		ADD(" path %s", s->path);
+	if (r->n_hosts)
+		ADD(" host %s", s->url.host);
+	if (r->n_methods)
+		ADD(" method %s", s->method);
+	if (r->n_url_prefixes)
+		ADD(" url %s", s->url.norm);
+	if (r->has_max_bytes)
+		ADD(" size %llu <= %llu", (unsigned long long)s->size,
+		    (unsigned long long)r->max_bytes);
+#undef ADD
+}
+
+int
+policy_eval(const struct policy *p, const char *tool, const json_t *args, const char *cwd,
+	    struct policy_result *ret)
+{
+	struct evstate s = {.args = args, .cwd = cwd, .path = ret ? ret->path : NULL};
+	const uint32_t *idx;
+	size_t n;
+	bool check_tool = false;
+
+	if (!p || !ret)
+		return -EINVAL;
+	ret->path[0] = '\0';
+	const struct policy_bucket *b = tool ? policy_bucket_find(p, tool) : NULL;
+	if (b) {
+		idx = b->idx;
+		n = b->n;
+	} else {
+		idx = p->wild;
+		n = tool ? p->n_wild : 0;
+		check_tool = true;
+	}
+	size_t tlen = tool ? strlen(tool) : 0;
+	/* indices are in precedence order: the first match decides */
+	for (size_t i = 0; i < n; i++) {
+		const struct policy_rule *r = &p->rules[idx[i]];
+		const struct pglob *g;
+		bool failclosed;
+
+		if (check_tool && !pglob_match(&r->tool, tool, tlen))
+			continue;
+		if (!rule_matches(&s, r, &g, &failclosed))
+			continue;
+		ret->decision = r->decision;
+		ret->rule = r;
+		ret->rule_id = r->id;
+		ret->path_root = (g && !failclosed) ? g->root : "/";
+		explain(&s, r, tool, failclosed, ret->reason, sizeof(ret->reason));
+		load_path(&s); /* report the call's normalised path even if r had no matcher */
+		return 0;
+	}
+	ret->decision = POLICY_DENY;
+	ret->rule = NULL;
+	ret->rule_id = "";
+	ret->path_root = "/";
+	snprintf(ret->reason, sizeof(ret->reason), "no rule matched");
+	load_path(&s);
+	return 0;
+}
+
+bool
+policy_tool_visible(const struct policy *p, const char *tool)
+{
+	if (!p || !tool)
+		return false;
+	const struct policy_bucket *b = policy_bucket_find(p, tool);
+	if (b) {
+		for (size_t i = 0; i < b->n; i++)
+			if (p->rules[b->idx[i]].decision != POLICY_DENY)
+				return true;
+		return false;
+	}
+	size_t tlen = strlen(tool);
+	for (size_t i = 0; i < p->n_wild; i++) {
+		const struct policy_rule *r = &p->rules[p->wild[i]];
+		if (r->decision != POLICY_DENY && pglob_match(&r->tool, tool, tlen))
+			return true;
+	}
+	return false;
+}
+
+const struct policy_secret *
+policy_secret_for_url(const struct policy *p, const char *url)
+{
+	struct purl *u;
+	const struct policy_secret *found = NULL;
+
+	if (!p || !url || p->n_secrets == 0)
+		return NULL;
+	u = malloc(sizeof(*u));
+	if (!u)
+		return NULL;
+	if (purl_parse(url, strlen(url), u) == 0 && !u->userinfo) {
+		size_t hl = strlen(u->host);
+		for (size_t i = 0; i < p->n_secrets && !found; i++) {
+			const struct psecret_hosts *h = &p->secret_hosts[i];
+			for (size_t k = 0; k < h->n && !found; k++) {
+				const struct pglob *g = &h->globs[k];
+				/* a secret goes to an IP only when that IP is named */
+				bool m = u->is_ip ? (g->is_ip && strcmp(g->src, u->host) == 0)
+						  : (!g->is_ip && pglob_match(g, u->host, hl));
+				if (m)
+					found = &p->secrets[i];
+			}
+		}
+	}
+	free(u);
+	return found;
+}

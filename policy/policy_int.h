@@ -1,0 +1,149 @@
+/* Internal representation of a compiled policy, shared by the policy sources only. */
+#pragma once
+
+#include <stdarg.h>
+
+#include "policy/policy.h"
+
+/* Limits that keep compilation and matching bounded whatever the input. */
+#define PGLOB_MAX_LEN	      1024 /* characters in one glob */
+#define PGLOB_MAX_WORDS	      ((PGLOB_MAX_LEN + 1 + 63) / 64)
+#define PURL_MAX_LEN	      8192
+#define PHOST_MAX_LEN	      253
+#define AGD_POLICY_SCAN_DEPTH 128
+#define POLICY_MAX_RULES      100000
+
+enum ptok_kind {
+	PTOK_LIT = 0, /* one literal byte */
+	PTOK_ANY1,    /* '?': one byte other than the separator */
+	PTOK_STAR,    /* '*': any run of bytes without the separator */
+	PTOK_DSTAR,   /* '**': any run of bytes */
+};
+
+struct ptok {
+	uint8_t kind;
+	uint8_t c;
+	/* Epsilon from this token's state straight to the state after the next token:
+	 * lets "a/ **" match "a" and "a/ ** /b" match "a/b" (spaces added here only to
+	 * keep the comment closed). */
+	uint8_t eps2;
+};
+
+/* A glob compiled into a token list, matched by simulating its NFA with a bitset,
+ * so matching is linear in the subject whatever the pattern. */
+struct pglob {
+	char *src;	  /* as written (host globs: lowercased / canonical IP) */
+	struct ptok *tok; /* ntok tokens */
+	uint32_t ntok;
+	char sep;	     /* '/' for paths, '.' for hosts, 0 for tool names */
+	bool literal;	     /* no wildcard: compare src directly */
+	char *prefix;	     /* literal bytes before the first wildcard */
+	uint32_t prefix_len; /* == number of leading LIT tokens skipped by the prefix test */
+	char *root;	     /* path globs: literal directory prefix (see policy_result) */
+	bool is_ip;	     /* host globs: an IP literal in canonical form */
+};
+
+/* A parsed URL in the form matchers use. */
+struct purl {
+	bool https;
+	bool userinfo;
+	bool is_ip;
+	char host[PHOST_MAX_LEN + 3]; /* lowercased, no trailing dot; IPv6 as "[...]" */
+	unsigned port;		      /* 0: default for the scheme */
+	/* "scheme://host[:port]/path[?query]" with default port dropped, dot
+	 * segments removed and the fragment dropped. */
+	char norm[PURL_MAX_LEN + 1];
+};
+
+struct policy_rule {
+	char *id;
+	enum policy_decision decision;
+	size_t index; /* position in the policy's rule list */
+	struct pglob tool;
+	struct pglob *paths;
+	size_t n_paths;
+	struct pglob *hosts;
+	size_t n_hosts;
+	char **methods; /* uppercased */
+	size_t n_methods;
+	char **url_prefixes; /* normalised like purl.norm */
+	size_t n_url_prefixes;
+	bool has_max_bytes;
+	uint64_t max_bytes;
+	char **approvers; /* NULL-terminated, always non-NULL */
+	uint64_t expires_ms;
+	json_t *src; /* the rule object as written, for policy_to_json */
+};
+
+struct psecret_hosts {
+	char **names; /* NULL-terminated; what policy_secret.hosts points to */
+	struct pglob *globs;
+	size_t n;
+};
+
+struct policy_bucket {
+	const char *name; /* NULL: empty slot */
+	uint32_t hash;
+	uint32_t *idx; /* rule indices, sorted by (decision, index) */
+	size_t n;
+};
+
+struct policy {
+	char *extends;
+	json_t *description; /* string or NULL */
+	struct policy_rule *rules;
+	size_t n_rules;
+	struct policy_limits limits;
+	struct policy_mount *mounts;
+	size_t n_mounts;
+	struct policy_secret *secrets;	    /* sorted by name */
+	struct psecret_hosts *secret_hosts; /* parallel to secrets */
+	size_t n_secrets;
+	/* Index of rules by literal tool name; unknown names fall back to `wild`
+	 * (rules whose tool pattern has a wildcard), also sorted by precedence. */
+	struct policy_bucket *tab;
+	size_t tab_size; /* power of two */
+	uint32_t *wild;
+	size_t n_wild;
+};
+
+/* glob.c */
+int pglob_compile(const char *src, char sep, struct pglob *ret);
+void pglob_done(struct pglob *g);
+bool pglob_match(const struct pglob *g, const char *s, size_t len);
+/* True if every string matched by `a` is matched by `d` (sound, not complete). */
+bool pglob_covers(const struct pglob *d, const struct pglob *a);
+
+/* parse.c: the bucket of rules for a literal tool name, or NULL. */
+const struct policy_bucket *policy_bucket_find(const struct policy *p, const char *tool);
+
+/* url.c */
+int purl_parse(const char *url, size_t len, struct purl *ret);
+/* Canonical text of an IP literal host ("127.0.0.1", "[::1]") into out, if it is one.
+ * Returns 1 if it is an IP, 0 if it is a name, -EINVAL if it is an invalid number. */
+int purl_host_ip(const char *host, size_t len, char *out, size_t outsz);
+
+/* Position-aware error reporting during compilation. A path into the document:
+ * key != NULL selects an object member, otherwise idx selects an array element. */
+struct pstep {
+	const char *key;
+	size_t idx;
+};
+
+/* Finds the 1-based line/column of the value (or, with want_key, of the member key)
+ * at steps in buf. Returns false if not found. */
+bool ppos_locate(const char *buf, size_t len, const struct pstep *steps, size_t n, bool want_key,
+		 int *ret_line, int *ret_col);
+void ppos_of_offset(const char *buf, size_t len, size_t off, int *ret_line, int *ret_col);
+
+/* parse.c: compile a document already parsed by jansson. buf may be NULL (positions
+ * then unknown). In lint mode every problem is reported through the findings list
+ * and compilation continues where it can. */
+struct plint {
+	struct policy_finding *f;
+	size_t n, cap;
+};
+int policy_compile(json_t *doc, const char *buf, size_t len, struct plint *lint,
+		   struct policy **ret, struct policy_error *err);
+int plint_add(struct plint *l, int line, int column, enum policy_severity sev, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
