@@ -20,7 +20,7 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: agentd-sandbox-exec [--no-seccomp] [--cwd DIR] [--workspace DIR]\n"
 		   "       [--bind HOST:PATH[:rw]]... [--uid N --gid N] [--channel FD]\n"
-		   "       [--quiet] -- CMD [ARG...]\n");
+		   "       [--pidfile FILE] [--quiet] -- CMD [ARG...]\n");
 }
 
 int
@@ -35,6 +35,7 @@ main(int argc, char **argv)
 	    {"gid", required_argument, NULL, 'g'},
 	    {"channel", required_argument, NULL, 'C'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"pidfile", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -50,6 +51,7 @@ main(int argc, char **argv)
 	    .gid = 65534,
 	};
 	bool quiet = false;
+	const char *pidfile = NULL;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -95,6 +97,9 @@ main(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case 'p':
+			pidfile = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -133,6 +138,14 @@ main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "agentd-sandbox-exec: %s\n", err);
 		return r == -ENOENT ? 127 : 126;
+	}
+	if (pidfile) {
+		/* Host pid of the sandbox's init, for tests that signal it. */
+		FILE *f = fopen(pidfile, "we");
+		if (!f || fprintf(f, "%d\n", (int)child.pid) < 0 || fclose(f) != 0) {
+			perror("agentd-sandbox-exec: pidfile");
+			return 125;
+		}
 	}
 	siginfo_t si;
 	do
