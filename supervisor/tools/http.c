@@ -2,9 +2,13 @@
  * agent. Bounded in time (timeout_ms, at most 5 minutes) and size (response body
  * and headers capped by the context), no redirects followed, no proxy from the
  * environment, and an Idempotency-Key so a rerun after a crash is safe. */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -149,13 +153,144 @@ http_header_ok(const char *name, const char *value)
 	return true;
 }
 
-/* Where egress control will go: resolve the host, refuse private, loopback and
- * link-local ranges unless the policy grants them, and pin the checked address
- * with CURLOPT_RESOLVE so a second DNS answer cannot redirect the connection.
- * v0.1 relies on the policy's host/URL matchers only. Returns 0 or a tool error. */
-static json_t *
-http_egress_check(CURL *curl, const char *url)
+static bool
+http_v4_private(const uint8_t a[4])
 {
+	return a[0] == 0 || a[0] == 10 || a[0] == 127 || a[0] >= 224 ||
+	       (a[0] == 100 && (a[1] & 0xc0) == 64) || (a[0] == 169 && a[1] == 254) ||
+	       (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+	       (a[0] == 192 && a[1] == 0 && a[2] == 0) || (a[0] == 198 && (a[1] & 0xfe) == 18);
+}
+
+static bool
+http_addr_private(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return http_v4_private(
+		    (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+	if (sa->sa_family != AF_INET6)
+		return true;
+	const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
+	static const uint8_t zero[16];
+	/* Embedded IPv4 addresses are judged as IPv4. */
+	if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
+		return http_v4_private(b + 12);
+	if (memcmp(b, zero, 15) == 0) /* :: and ::1 */
+		return true;
+	return (b[0] & 0xfe) == 0xfc ||			  /* fc00::/7 unique local */
+	       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
+	       (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) || /* fec0::/10 site-local */
+	       b[0] == 0xff;				  /* multicast */
+}
+
+static void
+http_url_cleanup(CURLU **u)
+{
+	curl_url_cleanup(*u);
+}
+
+static void
+http_addrinfo_cleanup(struct addrinfo **ai)
+{
+	if (*ai)
+		freeaddrinfo(*ai);
+}
+
+static void
+http_curl_free(char **p)
+{
+	curl_free(*p);
+}
+
+/* A refusal from the egress check; a failed allocation is reported as such so
+ * the request is never made when the check did not complete. */
+static json_t *http_deny(bool *ret_oom, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static json_t *
+http_deny(bool *ret_oom, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_t *e = tools_error(code, "%s", msg);
+	if (!e)
+		*ret_oom = true;
+	return e;
+}
+
+/* Egress address control. The policy decides which hosts may be called; this
+ * decides which addresses they may be: the host is resolved here, every address
+ * must be public, and the checked addresses are pinned with CURLOPT_RESOLVE so a
+ * second DNS answer (rebinding) cannot redirect the connection. The lookup uses
+ * the system resolver's own timeouts, not timeout_ms.
+ * Returns NULL when allowed (pins added to *pins and set on curl), or a tool
+ * error; on allocation failure *ret_oom is set. */
+static json_t *
+http_egress_deny(const struct tool_ctx *ctx, CURL *curl, const char *url, struct curl_slist **pins,
+		 bool *ret_oom)
+{
+	__attribute__((cleanup(http_url_cleanup))) CURLU *u = curl_url();
+	__attribute__((cleanup(http_addrinfo_cleanup))) struct addrinfo *ai = NULL;
+	__attribute__((cleanup(http_curl_free))) char *host = NULL;
+	__attribute__((cleanup(http_curl_free))) char *port = NULL;
+	char list[1024], ip[INET6_ADDRSTRLEN], bare[256], pin[1400];
+	size_t off = 0;
+
+	if (!u) {
+		*ret_oom = true;
+		return NULL;
+	}
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		return http_deny(ret_oom, "EINVAL", "malformed url");
+	/* curl returns an IPv6 literal in brackets; the resolver wants it bare. */
+	size_t hl = strlen(host);
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+		snprintf(bare, sizeof(bare), "%.*s", (int)(hl - 2), host + 1);
+	else
+		snprintf(bare, sizeof(bare), "%s", host);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	int gr = getaddrinfo(bare, NULL, &hints, &ai);
+	if (gr != 0)
+		return http_deny(ret_oom, "EHOSTUNREACH", "%s: %s", bare, gai_strerror(gr));
+	for (struct addrinfo *a = ai; a; a = a->ai_next) {
+		const void *addr =
+		    a->ai_family == AF_INET
+			? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+			: (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+		if (!inet_ntop(a->ai_family, addr, ip, sizeof(ip)))
+			continue;
+		/* One non-public answer refuses the host: mixed answers are what
+		 * rebinding looks like. */
+		if (http_addr_private(a->ai_addr))
+			return http_deny(ret_oom, "EACCES", "%s resolves to non-public address %s",
+					 bare, ip);
+		bool v6 = a->ai_family == AF_INET6;
+		int n = snprintf(list + off, sizeof(list) - off, "%s%s%s%s", off ? "," : "",
+				 v6 ? "[" : "", ip, v6 ? "]" : "");
+		if (n < 0 || (size_t)n >= sizeof(list) - off) {
+			list[off] = '\0';
+			break; /* enough addresses pinned */
+		}
+		off += (size_t)n;
+	}
+	if (off == 0)
+		return http_deny(ret_oom, "EHOSTUNREACH", "%s: no usable address", bare);
+	snprintf(pin, sizeof(pin), "%s:%s:%s", host, port, list);
+	struct curl_slist *nl = curl_slist_append(*pins, pin);
+	if (!nl) {
+		*ret_oom = true;
+		return NULL;
+	}
+	*pins = nl;
+	curl_easy_setopt(curl, CURLOPT_RESOLVE, *pins);
 	return NULL;
 }
 
@@ -231,6 +366,7 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 	json_int_t timeout_ms = -1;
 	__attribute__((cleanup(http_curl_cleanup))) CURL *curl = NULL;
 	__attribute__((cleanup(http_slist_cleanup))) struct curl_slist *hl = NULL;
+	__attribute__((cleanup(http_slist_cleanup))) struct curl_slist *pins = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	bool have_idem = false, have_expect = false;
 	const char *key;
@@ -340,9 +476,14 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
 	}
 
-	json_t *deny = http_egress_check(curl, url);
-	if (deny)
-		return http_done(deny, true, ret_content, ret_is_error);
+	if (ctx->deny_private_addresses) {
+		bool oom = false;
+		json_t *deny = http_egress_deny(ctx, curl, url, &pins, &oom);
+		if (oom)
+			return -ENOMEM;
+		if (deny)
+			return http_done(deny, true, ret_content, ret_is_error);
+	}
 
 	CURLcode rc = curl_easy_perform(curl);
 	cleanup_free char *rbody = resp.body;

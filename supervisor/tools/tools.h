@@ -20,6 +20,10 @@ struct tool_ctx {
 	const char *idempotency_key; /* "<run>:<seq>", sent by idempotent tools */
 	int default_timeout_ms;      /* used when the call gives none */
 	size_t max_result_bytes;     /* cap on data returned to the agent */
+	/* http.request: refuse hosts that resolve to loopback, private, link-local,
+	 * CGNAT, multicast or reserved addresses, and pin the checked addresses so
+	 * DNS cannot change them before the connection (false: no address check). */
+	bool deny_private_addresses;
 };
 
 struct tool_def {

@@ -653,6 +653,54 @@ test_http_failures(void **state)
 		     "EINVAL");
 }
 
+static void
+test_http_egress(void **state)
+{
+	struct fx *f = *state;
+	struct tool_ctx strict = f->ctx;
+	struct srv s;
+	char args[512];
+	bool is_error;
+
+	strict.deny_private_addresses = true;
+	/* Non-public destinations are refused before any connection is made. */
+	srv_start(&s, SRV_OK);
+	const char *hosts[] = {"127.0.0.1",   "localhost",  "[::1]",	       "10.1.2.3",
+			       "192.168.0.1", "172.16.5.5", "169.254.169.254", "100.64.0.1",
+			       "0.0.0.0",     "[fe80::1]",  "[fd00::1]",       "[::ffff:127.0.0.1]",
+			       "224.0.0.1"};
+	for (size_t i = 0; i < ARRAY_SIZE(hosts); i++) {
+		snprintf(args, sizeof(args),
+			 "{\"method\":\"GET\",\"url\":\"http://%s:%d/\",\"timeout_ms\":500}",
+			 hosts[i], s.port);
+		expect_error(&strict, "http.request", args, "EACCES");
+	}
+	/* The in-test server saw nothing: it is still waiting for its first client. */
+	int st;
+	assert_int_equal(waitpid(s.pid, &st, WNOHANG), 0);
+	/* Without the flag the same request goes through. */
+	snprintf(args, sizeof(args), "{\"method\":\"GET\",\"url\":\"http://127.0.0.1:%d/\"}",
+		 s.port);
+	json_t *c = run(&f->ctx, "http.request", args, &is_error);
+	assert_false(is_error);
+	assert_int_equal(json_integer_value(json_object_get(c, "status")), 201);
+	json_decref(c);
+	free(srv_stop(&s));
+
+	/* A public literal passes the check (and then fails to connect offline). */
+	c = run(&strict, "http.request",
+		"{\"method\":\"GET\",\"url\":\"http://192.0.2.1:9/\",\"timeout_ms\":200}",
+		&is_error);
+	assert_true(is_error);
+	assert_string_not_equal(
+	    json_string_value(json_object_get(json_object_get(c, "error"), "code")), "EACCES");
+	json_decref(c);
+	/* A name that does not resolve. */
+	expect_error(&strict, "http.request",
+		     "{\"method\":\"GET\",\"url\":\"http://no-such-host.invalid/\"}",
+		     "EHOSTUNREACH");
+}
+
 int
 main(void)
 {
@@ -666,6 +714,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_fs_list_stat, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_http_request, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_http_failures, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_http_egress, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
