@@ -1,0 +1,302 @@
+/* Unit tests for sandbox/: configuration validation with clear errors, and
+ * real spawns whose exit status, signal death and channel are observed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/sandbox.h"
+
+static char g_ws[64];
+static const char *const g_env[] = {"PATH=/usr/bin:/bin", "HOME=/workspace", NULL};
+
+static void
+base_config(struct sandbox_config *cfg, const char *const *argv)
+{
+	*cfg = (struct sandbox_config){
+	    .argv = argv,
+	    .envp = g_env,
+	    .cwd = g_ws,
+	    .workspace = g_ws,
+	    .channel_fd = -1,
+	    .stdin_fd = -1,
+	    .stdout_fd = -1,
+	    .stderr_fd = 2,
+	    .uid = 65534,
+	    .gid = 65534,
+	};
+}
+
+static int
+setup(void **state)
+{
+	snprintf(g_ws, sizeof(g_ws), "/tmp/agentd-test-sandbox.XXXXXX");
+	if (!mkdtemp(g_ws))
+		return -1;
+	chmod(g_ws, 0755);
+	if (geteuid() == 0 && chown(g_ws, 65534, 65534) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	rmdir(g_ws);
+	return 0;
+}
+
+/* prepare must fail with want (negative errno) and an error naming `needle`. */
+static void
+expect_reject(const struct sandbox_config *cfg, int want, const char *needle)
+{
+	struct sandbox_plan *p = NULL;
+	char err[256] = "";
+
+	int r = sandbox_prepare(cfg, &p, err, sizeof(err));
+	assert_int_equal(r, want);
+	assert_null(p);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void
+test_prepare_rejects_bad_configs(void **state)
+{
+	static const char *const argv[] = {"/bin/true", NULL};
+	static const char *const empty_argv[] = {NULL};
+	struct sandbox_config cfg;
+
+	base_config(&cfg, empty_argv);
+	expect_reject(&cfg, -EINVAL, "argv");
+
+	base_config(&cfg, argv);
+	cfg.envp = NULL;
+	expect_reject(&cfg, -EINVAL, "envp");
+
+	base_config(&cfg, argv);
+	cfg.cwd = "relative/dir";
+	expect_reject(&cfg, -EINVAL, "cwd must be a canonical absolute path");
+
+	base_config(&cfg, argv);
+	cfg.cwd = "/";
+	expect_reject(&cfg, -EINVAL, "cwd");
+
+	base_config(&cfg, argv);
+	cfg.cwd = "/usr/../etc";
+	expect_reject(&cfg, -EINVAL, "cwd");
+
+	base_config(&cfg, argv);
+	cfg.workspace = NULL;
+	expect_reject(&cfg, -EINVAL, "workspace");
+
+	base_config(&cfg, argv);
+	cfg.workspace = "/nonexistent/agentd-workspace";
+	expect_reject(&cfg, -ENOENT, "workspace /nonexistent/agentd-workspace");
+
+	base_config(&cfg, argv);
+	cfg.workspace = "/etc/passwd";
+	expect_reject(&cfg, -ENOTDIR, "not a directory");
+
+	struct sandbox_bind bad_rel = {.host = "usr", .path = "/x"};
+	base_config(&cfg, argv);
+	cfg.binds = &bad_rel;
+	cfg.n_binds = 1;
+	expect_reject(&cfg, -EINVAL, "bind 0");
+
+	struct sandbox_bind bad_proc = {.host = "/usr", .path = "/proc/x"};
+	cfg.binds = &bad_proc;
+	expect_reject(&cfg, -EINVAL, "reserved");
+
+	struct sandbox_bind missing = {.host = "/nonexistent/src", .path = "/data"};
+	cfg.binds = &missing;
+	expect_reject(&cfg, -ENOENT, "/nonexistent/src");
+
+	base_config(&cfg, argv);
+	cfg.channel_fd = 987;
+	expect_reject(&cfg, -EBADF, "channel fd 987");
+
+	base_config(&cfg, argv);
+	cfg.hostname = "this-hostname-is-far-too-long-to-be-a-valid-uts-name-in-the-kernel-x";
+	expect_reject(&cfg, -EINVAL, "hostname");
+
+	if (geteuid() == 0) {
+		base_config(&cfg, argv);
+		cfg.uid = 0;
+		expect_reject(&cfg, -EPERM, "root is never mapped");
+	}
+}
+
+/* Spawn, wait on the pidfd, decode. Returns the spawn result. */
+static int
+run(const struct sandbox_config *cfg, struct sandbox_exit *ex, char *err, size_t errsz)
+{
+	struct sandbox_plan *p = NULL;
+	struct sandbox_child c;
+	siginfo_t si;
+
+	int r = sandbox_prepare(cfg, &p, err, errsz);
+	if (r < 0)
+		fail_msg("prepare: %s", err);
+	r = sandbox_spawn(p, &c, err, errsz);
+	p = sandbox_plan_free(p);
+	if (r < 0)
+		return r;
+	assert_true(c.pid > 0);
+	assert_true(c.pidfd >= 0);
+	assert_int_equal(waitid((idtype_t)P_PIDFD, (id_t)c.pidfd, &si, WEXITED), 0);
+	assert_int_equal(sandbox_child_exit(&c, &si, ex), 0);
+	sandbox_child_close(&c);
+	assert_int_equal(c.pidfd, -1);
+	return 0;
+}
+
+static void
+test_exit_status(void **state)
+{
+	static const char *const t[] = {"/bin/true", NULL};
+	static const char *const f[] = {"false", NULL}; /* PATH lookup */
+	static const char *const e42[] = {"/bin/sh", "-c", "exit 42", NULL};
+	struct sandbox_config cfg;
+	struct sandbox_exit ex;
+	char err[256];
+
+	base_config(&cfg, t);
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), 0);
+	assert_false(ex.signaled);
+	assert_int_equal(ex.code, 0);
+
+	base_config(&cfg, f);
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), 0);
+	assert_false(ex.signaled);
+	assert_int_equal(ex.code, 1);
+
+	base_config(&cfg, e42);
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), 0);
+	assert_false(ex.signaled);
+	assert_int_equal(ex.code, 42);
+}
+
+static void
+test_signal_death(void **state)
+{
+	static const char *const k9[] = {"/bin/sh", "-c", "kill -9 $$", NULL};
+	static const char *const e137[] = {"/bin/sh", "-c", "exit 137", NULL};
+	struct sandbox_config cfg;
+	struct sandbox_exit ex;
+	char err[256];
+
+	base_config(&cfg, k9);
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), 0);
+	assert_true(ex.signaled);
+	assert_int_equal(ex.code, SIGKILL);
+
+	/* The same number as an exit code is not a signal. */
+	base_config(&cfg, e137);
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), 0);
+	assert_false(ex.signaled);
+	assert_int_equal(ex.code, 137);
+}
+
+static void
+test_killed_from_outside(void **state)
+{
+	static const char *const argv[] = {"/bin/sleep", "30", NULL};
+	struct sandbox_config cfg;
+	struct sandbox_plan *p = NULL;
+	struct sandbox_child c;
+	struct sandbox_exit ex;
+	siginfo_t si;
+	char err[256];
+
+	base_config(&cfg, argv);
+	assert_int_equal(sandbox_prepare(&cfg, &p, err, sizeof(err)), 0);
+	/* The plan is reusable: two children from one plan. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(sandbox_spawn(p, &c, err, sizeof(err)), 0);
+		assert_int_equal(syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, NULL, 0), 0);
+		assert_int_equal(waitid((idtype_t)P_PIDFD, (id_t)c.pidfd, &si, WEXITED), 0);
+		assert_int_equal(si.si_code, CLD_KILLED);
+		assert_int_equal(sandbox_child_exit(&c, &si, &ex), 0);
+		assert_true(ex.signaled);
+		assert_int_equal(ex.code, SIGKILL);
+		sandbox_child_close(&c);
+	}
+	sandbox_plan_free(p);
+}
+
+static void
+test_setup_errors_named(void **state)
+{
+	static const char *const missing[] = {"/nonexistent/program", NULL};
+	static const char *const t[] = {"/bin/true", NULL};
+	struct sandbox_config cfg;
+	struct sandbox_exit ex;
+	char err[256] = "";
+
+	base_config(&cfg, missing);
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), -ENOENT);
+	if (!strstr(err, "exec /nonexistent/program failed: ENOENT"))
+		fail_msg("unexpected error: %s", err);
+
+	/* A mount point that cannot be created inside a read-only bind. */
+	struct sandbox_bind b = {.host = g_ws, .path = "/usr/agentd-no-such-dir"};
+	base_config(&cfg, t);
+	cfg.binds = &b;
+	cfg.n_binds = 1;
+	err[0] = '\0';
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), -EROFS);
+	if (!strstr(err, "/usr/agentd-no-such-dir") || !strstr(err, "EROFS"))
+		fail_msg("unexpected error: %s", err);
+}
+
+static void
+test_channel_is_fd3(void **state)
+{
+	static const char *const argv[] = {"/bin/sh", "-c", "echo \"hi $AGENTD_FD\" >&3", NULL};
+	static const char *const env[] = {"PATH=/usr/bin:/bin", "AGENTD_FD=3", NULL};
+	struct sandbox_config cfg;
+	struct sandbox_exit ex;
+	char err[256], buf[32] = "";
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	base_config(&cfg, argv);
+	cfg.envp = env;
+	cfg.channel_fd = sv[1];
+	assert_int_equal(run(&cfg, &ex, err, sizeof(err)), 0);
+	assert_int_equal(ex.code, 0);
+	close(sv[1]);
+	ssize_t n = read(sv[0], buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	assert_string_equal(buf, "hi 3\n");
+	/* Nobody in the sandbox holds the channel any more: EOF. */
+	assert_int_equal(read(sv[0], buf, sizeof(buf)), 0);
+	close(sv[0]);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_prepare_rejects_bad_configs),
+	    cmocka_unit_test(test_exit_status),
+	    cmocka_unit_test(test_signal_death),
+	    cmocka_unit_test(test_killed_from_outside),
+	    cmocka_unit_test(test_setup_errors_named),
+	    cmocka_unit_test(test_channel_is_fd3),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
