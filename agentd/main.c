@@ -217,7 +217,7 @@ cmd_run(int argc, char **argv)
 	bool approve = false, deny = false;
 	int max_restarts = 5, c;
 	enum sup_divergence div = SUP_DIVERGE_FAIL;
-	char idbuf[80], dir[PATH_MAX], cwd[PATH_MAX], ws[PATH_MAX];
+	char idbuf[80], dir[PATH_MAX], cwd[PATH_MAX], ws[PATH_MAX + 128];
 
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {

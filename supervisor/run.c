@@ -358,7 +358,7 @@ do_live_call(struct run *r, const json_t *id, const struct tool_def *t, const ch
 	emit(r, seq, "call.finished",
 	     call_event(seq, tool, decision, pr.rule_id, outcome_name(c.status), false,
 			(agd_now_ns() - t0) / 1000));
-	send_msg(r, tool_reply(content, is_error, seq, false));
+	send_msg(r, proto_result(id, tool_reply(content, is_error, seq, false)));
 }
 
 /* A journaled call whose outcome a crash left unknown (intent, no result). */
@@ -414,7 +414,7 @@ do_unknown_outcome(struct run *r, const json_t *id, const struct tool_def *t,
 	emit(r, c->seq, "call.finished",
 	     call_event(c->seq, c->tool, "rerun", c->rule, outcome_name(status), false,
 			(agd_now_ns() - t0) / 1000));
-	send_msg(r, tool_reply(content, is_error, c->seq, false));
+	send_msg(r, proto_result(id, tool_reply(content, is_error, c->seq, false)));
 }
 
 static void
@@ -436,7 +436,8 @@ do_replayed_call(struct run *r, const json_t *id, const struct store_call *c)
 			    data ? json_deep_copy(data) : NULL);
 		return;
 	}
-	send_msg(r, tool_reply(c->result, c->status == STORE_CALL_ERROR, c->seq, true));
+	send_msg(r, proto_result(
+			id, tool_reply(c->result, c->status == STORE_CALL_ERROR, c->seq, true)));
 }
 
 static void

@@ -14,7 +14,7 @@ print("tools:", ",".join(names))
 print("read:", c.call("fs.read", {"path": f"{data}/hello.txt"})["content"].strip())
 for label, tool, args in [
     ("shadow", "fs.read", {"path": "/etc/shadow"}),
-    ("dotdot", "fs.read", {"path": f"{data}/../../etc/shadow"}),
+    ("dotdot", "fs.read", {"path": f"{data}/../../../etc/shadow"}),
     ("nomatch", "http.request", {"method": "GET", "url": "http://evil.example/"}),
     ("ask", "http.request", {"method": "POST", "url": f"{url}/effect/asked", "body": "x"}),
 ]:
