@@ -320,12 +320,6 @@ valid_run_status(const char *v)
 }
 
 static bool
-valid_reason(const char *v)
-{
-	return v && strnlen(v, STORE_REASON_MAX + 1) <= STORE_REASON_MAX;
-}
-
-static bool
 valid_hex64(const char *v, size_t len)
 {
 	if (len != AGD_SHA256_HEX - 1)
@@ -731,15 +725,25 @@ store_run_set_status(struct store *s, const char *id, const char *status, int ex
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	int r;
 
+	size_t len;
+
 	if (!reason)
 		reason = "";
-	if (!s || !valid_id(id) || !valid_run_status(status) || !valid_reason(reason))
+	if (!s || !valid_id(id) || !valid_run_status(status))
 		return -EINVAL;
+	/* A reason is informational: an over-long one is cut (on a UTF-8
+	 * character boundary) rather than failing the status change. */
+	len = strnlen(reason, STORE_REASON_MAX + 1);
+	if (len > STORE_REASON_MAX) {
+		len = STORE_REASON_MAX;
+		while (len > 0 && ((unsigned char)reason[len] & 0xc0) == 0x80)
+			len--;
+	}
 	st = s->stmt[ST_RUN_SET_STATUS];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, exit_code);
-	sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, reason, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, agd_wall_ms());
 	r = step_done(st);
 	if (r < 0)

@@ -226,6 +226,19 @@ test_runs(void **state)
 	assert_int_equal(store_run_set_status(f->s, "alpha", "failed", 3, "agent crashed"), 0);
 	assert_int_equal(store_run_set_status(f->s, "nope", "failed", 3, NULL), -ENOENT);
 	assert_int_equal(store_run_set_status(f->s, "alpha", "Bad Status", 3, NULL), -EINVAL);
+	/* An over-long reason is cut at a character boundary, not refused. */
+	{
+		char longr[STORE_REASON_MAX + 8];
+		memset(longr, 'x', sizeof(longr));
+		memcpy(longr + STORE_REASON_MAX - 1, "\xc3\xa9", 2); /* é across the cut */
+		longr[sizeof(longr) - 1] = '\0';
+		assert_int_equal(store_run_set_status(f->s, "alpha", "failed", 1, longr), 0);
+		assert_int_equal(store_run_get(f->s, "alpha", &r), 0);
+		assert_int_equal(strlen(r.reason), STORE_REASON_MAX - 1);
+		store_run_clear(&r);
+		assert_int_equal(store_run_set_status(f->s, "alpha", "failed", 3, "agent crashed"),
+				 0);
+	}
 	assert_int_equal(store_run_set_attempts(f->s, "alpha", 4), 0);
 	assert_int_equal(store_run_set_attempts(f->s, "nope", 4), -ENOENT);
 	assert_int_equal(store_run_next_attempt(f->s, "alpha", &attempt), 0);
