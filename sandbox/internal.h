@@ -134,6 +134,14 @@ struct sandbox_plan {
 int sandbox_seccomp_compile(struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
 			    size_t errsz);
 
+/* The ahead-of-time compiled program for this architecture (static storage),
+ * or -ENOENT if there is none. */
+int sandbox_seccomp_prebuilt(const struct sock_filter **ret_bpf, unsigned short *ret_len);
+
+/* The filter for a plan: the prebuilt one if present, else compiled now. */
+int sandbox_seccomp_get(struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
+			size_t errsz);
+
 /* child.c: runs in the freshly cloned child; never returns. */
 _Noreturn void sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd,
 				  int status_fd);

@@ -590,7 +590,7 @@ sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, cha
 		goto fail;
 	probe_landlock(p);
 	if (!cfg->unsafe_no_seccomp &&
-	    (r = sandbox_seccomp_compile(&p->bpf, &p->bpf_len, err, errsz)) < 0)
+	    (r = sandbox_seccomp_get(&p->bpf, &p->bpf_len, err, errsz)) < 0)
 		goto fail;
 	*ret = p;
 	return 0;

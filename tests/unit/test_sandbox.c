@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "sandbox/internal.h"
 #include "sandbox/sandbox.h"
 
 static char g_ws[64];
@@ -285,6 +286,24 @@ test_channel_is_fd3(void **state)
 	/* Nobody in the sandbox holds the channel any more: EOF. */
 	assert_int_equal(read(sv[0], buf, sizeof(buf)), 0);
 	close(sv[0]);
+}
+
+/* The prebuilt filter used at spawn time is exactly what libseccomp compiles
+ * from the rules in sandbox/seccomp.c (regenerate with agentd-seccomp-gen). */
+static void
+test_prebuilt_seccomp_is_current(void **state)
+{
+	const struct sock_filter *pre;
+	unsigned short pre_len, len;
+	struct sock_filter *bpf = NULL;
+	char err[256];
+
+	if (sandbox_seccomp_prebuilt(&pre, &pre_len) < 0)
+		skip();
+	assert_int_equal(sandbox_seccomp_compile(&bpf, &len, err, sizeof(err)), 0);
+	assert_int_equal(pre_len, len);
+	assert_memory_equal(pre, bpf, len * sizeof(*bpf));
+	free(bpf);
 }
 
 int
