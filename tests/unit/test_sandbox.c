@@ -316,6 +316,7 @@ main(void)
 	    cmocka_unit_test(test_killed_from_outside),
 	    cmocka_unit_test(test_setup_errors_named),
 	    cmocka_unit_test(test_channel_is_fd3),
+	    cmocka_unit_test(test_prebuilt_seccomp_is_current),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
