@@ -588,7 +588,8 @@ sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, cha
 
 	if ((r = build_mounts(p, cfg, err, errsz)) < 0)
 		goto fail;
-	probe_landlock(p);
+	if (!cfg->unsafe_no_landlock)
+		probe_landlock(p);
 	if (!cfg->unsafe_no_seccomp &&
 	    (r = sandbox_seccomp_get(&p->bpf, &p->bpf_len, err, errsz)) < 0)
 		goto fail;

@@ -46,6 +46,8 @@ struct sandbox_config {
 	/* Test switch: skip the seccomp filter. Only the escape suite's
 	 * "protection off" controls set it; never reachable from a policy. */
 	bool unsafe_no_seccomp;
+	/* Test switch, same rules: skip the landlock ruleset. */
+	bool unsafe_no_landlock;
 };
 
 struct sandbox_plan; /* opaque: everything the child will apply */

@@ -5,6 +5,7 @@
  *   agentd-probe try VECTOR [ARG] attempt one escape; prints
  *                                "VECTOR: BLOCKED (ERRNO)" and exits 0, or
  *                                "VECTOR: ESCAPED" and exits 1
+ *   agentd-probe try openat-fd0 NAME  open NAME relative to fd 0 (a directory)
  *   agentd-probe list            the vector names
  *
  * A vector the kernel answers by killing the process (seccomp's bad-arch
@@ -530,7 +531,7 @@ main(int argc, char **argv)
 			printf("%s\n", vectors[i].name);
 		for (size_t i = 0; i < sizeof(child_vectors) / sizeof(child_vectors[0]); i++)
 			printf("%s\n", child_vectors[i].name);
-		printf("open PATH\nwrite PATH\n");
+		printf("open PATH\nwrite PATH\nopenat-fd0 NAME\n");
 		return 0;
 	}
 	if (argc < 3 || strcmp(argv[1], "try") != 0) {
@@ -538,6 +539,17 @@ main(int argc, char **argv)
 		return 2;
 	}
 	const char *v = argv[2];
+	if (strcmp(v, "openat-fd0") == 0 && argc >= 4) {
+		/* A host directory leaked in as fd 0: only landlock stands
+		 * between it and the files below it. */
+		int fd = openat(0, argv[3], O_RDONLY | O_CLOEXEC);
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		char name[600];
+		snprintf(name, sizeof(name), "openat-fd0 %s", argv[3]);
+		return report(name, fd, e);
+	}
 	if (strcmp(v, "open") == 0 || strcmp(v, "write") == 0) {
 		if (argc < 4) {
 			fprintf(stderr, "agentd-probe: %s needs a PATH\n", v);

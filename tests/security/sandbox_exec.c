@@ -18,7 +18,8 @@ extern char **environ;
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: agentd-sandbox-exec [--no-seccomp] [--cwd DIR] [--workspace DIR]\n"
+	fprintf(f, "usage: agentd-sandbox-exec [--no-seccomp] [--no-landlock] [--cwd DIR] "
+		   "[--workspace DIR]\n"
 		   "       [--bind HOST:PATH[:rw]]... [--uid N --gid N] [--channel FD]\n"
 		   "       [--pidfile FILE] [--quiet] -- CMD [ARG...]\n");
 }
@@ -27,17 +28,12 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"no-seccomp", no_argument, NULL, 'S'},
-	    {"cwd", required_argument, NULL, 'c'},
-	    {"workspace", required_argument, NULL, 'w'},
-	    {"bind", required_argument, NULL, 'b'},
-	    {"uid", required_argument, NULL, 'u'},
-	    {"gid", required_argument, NULL, 'g'},
-	    {"channel", required_argument, NULL, 'C'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"pidfile", required_argument, NULL, 'p'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"no-seccomp", no_argument, NULL, 'S'}, {"no-landlock", no_argument, NULL, 'L'},
+	    {"cwd", required_argument, NULL, 'c'},  {"workspace", required_argument, NULL, 'w'},
+	    {"bind", required_argument, NULL, 'b'}, {"uid", required_argument, NULL, 'u'},
+	    {"gid", required_argument, NULL, 'g'},  {"channel", required_argument, NULL, 'C'},
+	    {"quiet", no_argument, NULL, 'q'},	    {"pidfile", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
 	};
 	struct sandbox_bind binds[32];
 	char cwdbuf[4096], err[512] = "";
@@ -58,6 +54,9 @@ main(int argc, char **argv)
 		switch (c) {
 		case 'S':
 			cfg.unsafe_no_seccomp = true;
+			break;
+		case 'L':
+			cfg.unsafe_no_landlock = true;
 			break;
 		case 'c':
 			cfg.cwd = optarg;

@@ -82,6 +82,16 @@ for user in $USERS; do
 		fail "[$user] binds: got '$got', file '$(cat "$STAGE/data/own")'"
 	fi
 	: >"$STAGE/data/own"
+	# Landlock: a host directory handed in as fd 0 bypasses the mount
+	# namespace; landlock still refuses what lies below it. Control: the
+	# same with landlock off succeeds.
+	got=$(sandboxed "$user" -- "$PROBE" try openat-fd0 hostname </etc 2>&1)
+	ctl=$(sandboxed "$user" --no-landlock -- "$PROBE" try openat-fd0 hostname </etc 2>&1)
+	if [[ "$got" == *"BLOCKED (EACCES)"* && "$ctl" == *ESCAPED* ]]; then
+		pass "[$user] landlock: $got (without landlock: ESCAPED)"
+	else
+		fail "[$user] landlock: got '$got', without landlock '$ctl'"
+	fi
 	# Kernel knobs under /proc stay read-only.
 	got=$(sandboxed "$user" -- "$PROBE" try write /proc/sys/kernel/hostname 2>&1)
 	case "$got" in *BLOCKED*) pass "[$user] $got" ;; *) fail "[$user] $got" ;; esac
