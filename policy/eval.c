@@ -288,35 +288,136 @@ explain(const struct evstate *s, const struct policy_rule *r, const char *tool, 
 #undef ADD
 }
 
+/* Candidate rules of a bucket for one call, in precedence order: a merge of the
+ * bucket's short keyed lists, or the whole bucket when the index cannot be used. */
+struct cand {
+	const struct policy_bucket *b;
+	bool linear;
+	size_t li;
+	size_t nl;
+	const uint32_t *list[PCAND_MAX_LISTS];
+	uint32_t len[PCAND_MAX_LISTS];
+	uint32_t cur[PCAND_MAX_LISTS];
+};
+
+static void
+cand_add(struct cand *c, const uint32_t *list, size_t len)
+{
+	if (len == 0)
+		return;
+	if (c->nl == PCAND_MAX_LISTS) {
+		c->linear = true;
+		return;
+	}
+	c->list[c->nl] = list;
+	c->len[c->nl] = (uint32_t)len;
+	c->cur[c->nl] = 0;
+	c->nl++;
+}
+
+static void
+cand_key(struct cand *c, const char *key, size_t len, uint32_t h)
+{
+	const struct pkey *k = pindex_key(c->b, key, len, h);
+
+	if (k)
+		cand_add(c, k->pos, k->n);
+}
+
+static void
+cand_init(struct evstate *s, const struct policy_bucket *b, struct cand *c)
+{
+	c->b = b;
+	c->li = 0;
+	c->nl = 0;
+	c->linear = b->keys_size == 0;
+	if (c->linear)
+		return;
+	cand_add(c, b->always, b->n_always);
+	if (b->path_keys) {
+		/* a malformed path must still reach deny rules: no shortcut then */
+		enum arg_state st = load_path(s);
+		if (st == ARG_MALFORMED) {
+			c->linear = true;
+			return;
+		}
+		if (st == ARG_OK) {
+			/* every ancestor of the path, and the path itself */
+			uint32_t h = pindex_hash_step(PINDEX_HASH_INIT, '/');
+			cand_key(c, "/", 1, h);
+			for (size_t k = 1; k <= s->path_len; k++) {
+				if ((k == s->path_len || s->path[k] == '/') && k > 1)
+					cand_key(c, s->path, k, h);
+				if (k < s->path_len)
+					h = pindex_hash_step(h, (uint8_t)s->path[k]);
+			}
+		}
+	}
+	if (b->host_keys) {
+		enum arg_state st = load_url(s);
+		if (st == ARG_MALFORMED) {
+			c->linear = true;
+			return;
+		}
+		if (st == ARG_OK) {
+			size_t hl = strlen(s->url.host);
+			uint32_t h = PINDEX_HASH_INIT;
+			for (size_t k = 0; k < hl; k++)
+				h = pindex_hash_step(h, (uint8_t)s->url.host[k]);
+			cand_key(c, s->url.host, hl, h);
+		}
+	}
+}
+
+/* Next position in the bucket's idx, or SIZE_MAX when done. */
+static size_t
+cand_next(struct cand *c)
+{
+	if (c->linear)
+		return c->li < c->b->n ? c->li++ : SIZE_MAX;
+	uint32_t min = UINT32_MAX;
+	for (size_t i = 0; i < c->nl; i++)
+		if (c->cur[i] < c->len[i] && c->list[i][c->cur[i]] < min)
+			min = c->list[i][c->cur[i]];
+	if (min == UINT32_MAX)
+		return SIZE_MAX;
+	/* a rule keyed under several roots appears in several lists: take it once */
+	for (size_t i = 0; i < c->nl; i++)
+		if (c->cur[i] < c->len[i] && c->list[i][c->cur[i]] == min)
+			c->cur[i]++;
+	return min;
+}
+
 int
 policy_eval(const struct policy *p, const char *tool, const json_t *args, const char *cwd,
 	    struct policy_result *ret)
 {
-	struct evstate s = {.args = args, .cwd = cwd, .path = ret ? ret->path : NULL};
-	const uint32_t *idx;
-	size_t n;
-	bool check_tool = false;
+	struct evstate s;
+	struct cand c;
 
 	if (!p || !ret)
 		return -EINVAL;
+	/* field by field: zeroing the whole state would clear an 8 KiB URL buffer */
+	s.args = args;
+	s.cwd = cwd;
+	s.path = ret->path;
+	s.path_st = s.url_st = s.method_st = s.size_st = ARG_UNKNOWN;
+	s.path_len = 0;
+	s.method = NULL;
+	s.size = 0;
+	s.bad = NULL;
 	ret->path[0] = '\0';
-	const struct policy_bucket *b = tool ? policy_bucket_find(p, tool) : NULL;
-	if (b) {
-		idx = b->idx;
-		n = b->n;
-	} else {
-		idx = p->wild;
-		n = tool ? p->n_wild : 0;
-		check_tool = true;
-	}
+	const struct policy_bucket *b = tool ? pindex_bucket(p, tool) : NULL;
 	size_t tlen = tool ? strlen(tool) : 0;
-	/* indices are in precedence order: the first match decides */
-	for (size_t i = 0; i < n; i++) {
-		const struct policy_rule *r = &p->rules[idx[i]];
+	if (b)
+		cand_init(&s, b, &c);
+	/* candidates come in precedence order: the first match decides */
+	for (size_t pos; b && (pos = cand_next(&c)) != SIZE_MAX;) {
+		const struct policy_rule *r = &p->rules[b->idx[pos]];
 		const struct pglob *g;
 		bool failclosed;
 
-		if (check_tool && !pglob_match(&r->tool, tool, tlen))
+		if (b->check_tool && !pglob_match(&r->tool, tool, tlen))
 			continue;
 		if (!rule_matches(&s, r, &g, &failclosed))
 			continue;
@@ -342,17 +443,12 @@ policy_tool_visible(const struct policy *p, const char *tool)
 {
 	if (!p || !tool)
 		return false;
-	const struct policy_bucket *b = policy_bucket_find(p, tool);
-	if (b) {
-		for (size_t i = 0; i < b->n; i++)
-			if (p->rules[b->idx[i]].decision != POLICY_DENY)
-				return true;
-		return false;
-	}
+	const struct policy_bucket *b = pindex_bucket(p, tool);
 	size_t tlen = strlen(tool);
-	for (size_t i = 0; i < p->n_wild; i++) {
-		const struct policy_rule *r = &p->rules[p->wild[i]];
-		if (r->decision != POLICY_DENY && pglob_match(&r->tool, tool, tlen))
+	for (size_t i = 0; i < b->n; i++) {
+		const struct policy_rule *r = &p->rules[b->idx[i]];
+		if (r->decision != POLICY_DENY &&
+		    (!b->check_tool || pglob_match(&r->tool, tool, tlen)))
 			return true;
 	}
 	return false;

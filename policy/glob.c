@@ -16,6 +16,8 @@ pglob_done(struct pglob *g)
 	free(g->tok);
 	free(g->prefix);
 	free(g->root);
+	free(g->cls);
+	free(g->adv);
 	memset(g, 0, sizeof(*g));
 }
 
@@ -28,15 +30,10 @@ path_root_of(const struct pglob *g)
 
 	while (n < g->ntok && g->tok[n].kind == PTOK_LIT)
 		n++;
-	if (n == g->ntok) {
-		/* fully literal: the parent of the named file, so a symlink at that
-		 * name is still resolved beneath the root */
-		while (n > 0 && g->tok[n - 1].c != '/')
-			n--;
-	} else {
-		while (n > 0 && g->tok[n - 1].c != '/')
-			n--;
-	}
+	/* back to the last '/': for a fully literal path this is its parent, so a
+	 * symlink at that name is still resolved beneath the root */
+	while (n > 0 && g->tok[n - 1].c != '/')
+		n--;
 	/* drop the trailing '/' unless it is the root itself */
 	if (n > 1)
 		n--;
@@ -50,6 +47,8 @@ path_root_of(const struct pglob *g)
 	root[n] = '\0';
 	return root;
 }
+
+static int compile_fast(struct pglob *g);
 
 int
 pglob_compile(const char *src, char sep, struct pglob *ret)
@@ -97,7 +96,8 @@ pglob_compile(const char *src, char sep, struct pglob *ret)
 		if (g.tok[i].kind != PTOK_DSTAR)
 			continue;
 		bool sep_before = i > 0 && g.tok[i - 1].kind == PTOK_LIT && g.tok[i - 1].c == sep;
-		bool sep_after = i + 1 < n && g.tok[i + 1].kind == PTOK_LIT && g.tok[i + 1].c == sep;
+		bool sep_after =
+		    i + 1 < n && g.tok[i + 1].kind == PTOK_LIT && g.tok[i + 1].c == sep;
 		/* The jump starts before the separator, never from the star's own
 		 * self-looping state: "a/ ** /z" must not match "a/b/cz". */
 		if (sep_before && (sep_after || i + 1 == n))
@@ -122,6 +122,10 @@ pglob_compile(const char *src, char sep, struct pglob *ret)
 			g.src[i] = (char)g.tok[i].c;
 		g.src[n] = '\0';
 	}
+	if (compile_fast(&g) < 0) {
+		pglob_done(&g);
+		return -ENOMEM;
+	}
 	if (sep == '/') {
 		g.root = path_root_of(&g);
 		if (!g.root) {
@@ -136,19 +140,94 @@ pglob_compile(const char *src, char sep, struct pglob *ret)
 #define BIT_SET(b, i)  ((b)[(i) >> 6] |= (uint64_t)1 << ((i)&63))
 #define BIT_TEST(b, i) (((b)[(i) >> 6] >> ((i)&63)) & 1)
 
-/* Add the epsilon successors of every state in b (states only move forward). */
+/* Add the epsilon successors of every state in b. Epsilons only move forward, so
+ * one pass in increasing order, revisiting bits it adds, reaches the fixpoint. */
 static void
 closure(const struct pglob *g, uint64_t *b)
 {
-	for (uint32_t i = 0; i < g->ntok; i++) {
-		if (!BIT_TEST(b, i))
-			continue;
-		const struct ptok *t = &g->tok[i];
-		if (t->kind == PTOK_STAR || t->kind == PTOK_DSTAR)
-			BIT_SET(b, i + 1);
-		if (t->eps2 == 1)
-			BIT_SET(b, i + 2);
+	size_t nw = (g->ntok + 1 + 63) / 64;
+
+	for (size_t w = 0; w < nw; w++) {
+		uint64_t bits = b[w];
+		while (bits) {
+			uint32_t i = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+			bits &= bits - 1;
+			if (i >= g->ntok)
+				continue;
+			const struct ptok *t = &g->tok[i];
+			uint32_t succ[2], ns = 0;
+			if (t->kind == PTOK_STAR || t->kind == PTOK_DSTAR)
+				succ[ns++] = i + 1;
+			if (t->eps2 == 1)
+				succ[ns++] = i + 2;
+			for (uint32_t k = 0; k < ns; k++) {
+				uint32_t j = succ[k];
+				if (BIT_TEST(b, j))
+					continue;
+				BIT_SET(b, j);
+				if ((j >> 6) == w)
+					bits |= (uint64_t)1 << (j & 63);
+			}
+		}
 	}
+}
+
+static uint64_t
+closure_fast(const struct pglob *g, uint64_t x)
+{
+	for (;;) {
+		uint64_t add = ((x & g->m_eps1) << 1) | ((x & g->m_eps2) << 2);
+		if ((add & ~x) == 0)
+			return x;
+		x |= add;
+	}
+}
+
+/* Precompute the single-word form (see struct pglob). */
+static int
+compile_fast(struct pglob *g)
+{
+	uint8_t ncls = 2; /* 0: other bytes, 1: the separator */
+
+	if (g->ntok >= 63)
+		return 0;
+	g->cls = calloc(256, 1);
+	g->adv = calloc(g->ntok + 2, sizeof(uint64_t));
+	if (!g->cls || !g->adv)
+		return -ENOMEM;
+	if (g->sep)
+		g->cls[(uint8_t)g->sep] = 1;
+	for (uint32_t i = 0; i < g->ntok; i++) {
+		const struct ptok *t = &g->tok[i];
+		uint64_t bit = (uint64_t)1 << i;
+		if (t->kind == PTOK_LIT && g->cls[t->c] == 0 &&
+		    !(g->sep && t->c == (uint8_t)g->sep))
+			g->cls[t->c] = ncls++;
+		if (t->kind == PTOK_STAR || t->kind == PTOK_DSTAR) {
+			g->m_loop |= bit;
+			g->m_eps1 |= bit;
+		}
+		if (t->kind == PTOK_DSTAR)
+			g->m_dstar |= bit;
+		if (t->eps2 == 1)
+			g->m_eps2 |= bit;
+	}
+	for (uint32_t i = 0; i < g->ntok; i++) {
+		const struct ptok *t = &g->tok[i];
+		uint64_t bit = (uint64_t)1 << i;
+		if (t->kind == PTOK_LIT)
+			g->adv[g->cls[t->c]] |= bit;
+		else if (t->kind == PTOK_ANY1)
+			for (uint8_t c = 0; c < ncls; c++)
+				if (c != 1 || !g->sep)
+					g->adv[c] |= bit;
+	}
+	uint64_t init = (uint64_t)1 << g->prefix_len;
+	if (g->prefix_len == 0 && g->ntok > 0 && g->tok[0].eps2 == 2)
+		init |= (uint64_t)1 << 2;
+	g->m_init = closure_fast(g, init);
+	g->fast = true;
+	return 0;
 }
 
 /* The start state set: state 0 and its closure, plus the skip of a leading
@@ -181,6 +260,19 @@ pglob_match(const struct pglob *g, const char *s, size_t len)
 		return len == g->ntok && memcmp(s, g->src, len) == 0;
 	if (len < g->prefix_len || memcmp(s, g->prefix, g->prefix_len) != 0)
 		return false;
+	if (g->fast) {
+		uint64_t x = g->m_init;
+		uint8_t sep = (uint8_t)g->sep;
+		for (size_t k = g->prefix_len; k < len; k++) {
+			uint8_t c = (uint8_t)s[k];
+			uint64_t stay = x & ((sep && c == sep) ? g->m_dstar : g->m_loop);
+			x = ((x & g->adv[g->cls[c]]) << 1) | stay;
+			if (!x)
+				return false;
+			x = closure_fast(g, x);
+		}
+		return (x >> g->ntok) & 1;
+	}
 	memset(cur, 0, nw * sizeof(uint64_t));
 	initial(g, cur, g->prefix_len);
 	for (size_t k = g->prefix_len; k < len; k++) {

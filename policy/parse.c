@@ -315,10 +315,7 @@ policy_free(struct policy *p)
 	}
 	free(p->secrets);
 	free(p->secret_hosts);
-	for (size_t i = 0; i < p->tab_size; i++)
-		free(p->tab[i].idx);
-	free(p->tab);
-	free(p->wild);
+	pindex_free(p);
 	free(p);
 	return NULL;
 }
@@ -888,112 +885,6 @@ compile_secrets(struct pctx *c, const json_t *o, struct policy *p)
 	return r;
 }
 
-static uint32_t
-hash_name(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
-}
-
-/* Sort rule indices by precedence: deny, ask, allow, then document order. Insertion
- * sort: C17 qsort has no context argument and buckets are small. */
-static void
-sort_idx(const struct policy_rule *rules, uint32_t *v, size_t n)
-{
-	for (size_t i = 1; i < n; i++) {
-		uint32_t x = v[i];
-		size_t j = i;
-		while (j > 0) {
-			const struct policy_rule *a = &rules[v[j - 1]], *b = &rules[x];
-			if (a->decision < b->decision ||
-			    (a->decision == b->decision && a->index < b->index))
-				break;
-			v[j] = v[j - 1];
-			j--;
-		}
-		v[j] = x;
-	}
-}
-
-static int
-build_index(struct policy *p)
-{
-	size_t n_lit = 0;
-
-	for (size_t i = 0; i < p->n_rules; i++) {
-		if (p->rules[i].tool.literal)
-			n_lit++;
-		else
-			p->n_wild++;
-	}
-	p->wild = calloc(p->n_wild + 1, sizeof(uint32_t));
-	if (!p->wild)
-		return -ENOMEM;
-	size_t w = 0;
-	for (size_t i = 0; i < p->n_rules; i++)
-		if (!p->rules[i].tool.literal)
-			p->wild[w++] = (uint32_t)i;
-	sort_idx(p->rules, p->wild, p->n_wild);
-
-	p->tab_size = 8;
-	while (p->tab_size < n_lit * 2)
-		p->tab_size *= 2;
-	p->tab = calloc(p->tab_size, sizeof(*p->tab));
-	if (!p->tab)
-		return -ENOMEM;
-	/* first pass: count entries per distinct literal tool name */
-	for (size_t i = 0; i < p->n_rules; i++) {
-		const struct policy_rule *r = &p->rules[i];
-		if (!r->tool.literal)
-			continue;
-		uint32_t h = hash_name(r->tool.src);
-		size_t s = h & (p->tab_size - 1);
-		while (p->tab[s].name && strcmp(p->tab[s].name, r->tool.src) != 0)
-			s = (s + 1) & (p->tab_size - 1);
-		p->tab[s].name = r->tool.src;
-		p->tab[s].hash = h;
-		p->tab[s].n++;
-	}
-	for (size_t s = 0; s < p->tab_size; s++) {
-		struct policy_bucket *b = &p->tab[s];
-		if (!b->name)
-			continue;
-		size_t extra = 0;
-		for (size_t k = 0; k < p->n_wild; k++)
-			if (pglob_match(&p->rules[p->wild[k]].tool, b->name, strlen(b->name)))
-				extra++;
-		b->idx = calloc(b->n + extra, sizeof(uint32_t));
-		if (!b->idx)
-			return -ENOMEM;
-		b->n = 0;
-		for (size_t i = 0; i < p->n_rules; i++)
-			if (p->rules[i].tool.literal && strcmp(p->rules[i].tool.src, b->name) == 0)
-				b->idx[b->n++] = (uint32_t)i;
-		for (size_t k = 0; k < p->n_wild; k++)
-			if (pglob_match(&p->rules[p->wild[k]].tool, b->name, strlen(b->name)))
-				b->idx[b->n++] = p->wild[k];
-		sort_idx(p->rules, b->idx, b->n);
-	}
-	return 0;
-}
-
-const struct policy_bucket *
-policy_bucket_find(const struct policy *p, const char *tool)
-{
-	uint32_t h = hash_name(tool);
-	size_t s = h & (p->tab_size - 1);
-
-	while (p->tab[s].name) {
-		if (p->tab[s].hash == h && strcmp(p->tab[s].name, tool) == 0)
-			return &p->tab[s];
-		s = (s + 1) & (p->tab_size - 1);
-	}
-	return NULL;
-}
-
 static int
 compile_rules(struct pctx *c, const json_t *rules, struct policy *p)
 {
@@ -1113,7 +1004,7 @@ policy_compile(json_t *doc, const char *buf, size_t len, struct plint *lint, str
 		r = -ENOMEM;
 		goto fail;
 	}
-	rr = build_index(p);
+	rr = pindex_build(p);
 	if (rr < 0) {
 		r = rr;
 		goto fail;

@@ -41,6 +41,12 @@ struct pglob {
 	uint32_t prefix_len; /* == number of leading LIT tokens skipped by the prefix test */
 	char *root;	     /* path globs: literal directory prefix (see policy_result) */
 	bool is_ip;	     /* host globs: an IP literal in canonical form */
+	/* Bit-parallel form for globs of fewer than 63 tokens (nearly all): one word
+	 * of states, a byte -> class map and per-class advance masks. */
+	bool fast;
+	uint8_t *cls;  /* 256 entries */
+	uint64_t *adv; /* per class: states that advance on a byte of that class */
+	uint64_t m_loop, m_dstar, m_eps1, m_eps2, m_init;
 };
 
 /* A parsed URL in the form matchers use. */
@@ -81,12 +87,31 @@ struct psecret_hosts {
 	size_t n;
 };
 
-struct policy_bucket {
-	const char *name; /* NULL: empty slot */
+/* Rules keyed by a literal: a path glob's root directory or a literal host. */
+struct pkey {
+	char *key; /* NULL: empty slot */
+	uint32_t len;
 	uint32_t hash;
-	uint32_t *idx; /* rule indices, sorted by (decision, index) */
-	size_t n;
+	uint32_t *pos; /* positions in the bucket's idx, ascending */
+	uint32_t n, cap;
 };
+
+/* The rules that can apply to a set of tool names, in precedence order, with a
+ * sub-index so a call only looks at rules whose path root or host it could match. */
+struct policy_bucket {
+	char *name; /* literal tool name or first label; NULL: empty slot */
+	uint32_t hash;
+	bool check_tool; /* rules' tool globs still have to be matched */
+	uint32_t *idx;	 /* rule indices, sorted by (decision, index) */
+	size_t n;
+	uint32_t *always; /* positions in idx of rules not in `keys` */
+	size_t n_always;
+	struct pkey *keys; /* open addressing, keys_size a power of two (0: no sub-index) */
+	size_t keys_size;
+	bool path_keys, host_keys;
+};
+
+#define PCAND_MAX_LISTS 32
 
 struct policy {
 	char *extends;
@@ -99,12 +124,13 @@ struct policy {
 	struct policy_secret *secrets;	    /* sorted by name */
 	struct psecret_hosts *secret_hosts; /* parallel to secrets */
 	size_t n_secrets;
-	/* Index of rules by literal tool name; unknown names fall back to `wild`
-	 * (rules whose tool pattern has a wildcard), also sorted by precedence. */
+	/* Index: literal tool names, then the first label of wildcard tool patterns
+	 * ("fs" for "fs.*"), then the rest (patterns like "*"). */
 	struct policy_bucket *tab;
 	size_t tab_size; /* power of two */
-	uint32_t *wild;
-	size_t n_wild;
+	struct policy_bucket *groups;
+	size_t groups_size;
+	struct policy_bucket residual;
 };
 
 /* glob.c */
@@ -114,10 +140,19 @@ bool pglob_match(const struct pglob *g, const char *s, size_t len);
 /* True if every string matched by `a` is matched by `d` (sound, not complete). */
 bool pglob_covers(const struct pglob *d, const struct pglob *a);
 
-/* parse.c: the bucket of rules for a literal tool name, or NULL. */
-const struct policy_bucket *policy_bucket_find(const struct policy *p, const char *tool);
+/* index.c */
+int pindex_build(struct policy *p);
+void pindex_free(struct policy *p);
+/* The bucket to evaluate `tool` against (never NULL). */
+const struct policy_bucket *pindex_bucket(const struct policy *p, const char *tool);
+const struct pkey *pindex_key(const struct policy_bucket *b, const char *key, size_t len,
+			      uint32_t hash);
+uint32_t pindex_hash_step(uint32_t h, uint8_t c);
+#define PINDEX_HASH_INIT 2166136261u
 
 /* url.c */
+/* Parses into *ret, which is scratch space: its contents are meaningful only when
+ * 0 is returned. Returns 0 or -EINVAL. */
 int purl_parse(const char *url, size_t len, struct purl *ret);
 /* Canonical text of an IP literal host ("127.0.0.1", "[::1]") into out, if it is one.
  * Returns 1 if it is an IP, 0 if it is a name, -EINVAL if it is an invalid number. */

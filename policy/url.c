@@ -199,8 +199,13 @@ remove_dots(char *p, size_t len)
 int
 purl_parse(const char *url, size_t len, struct purl *ret)
 {
-	struct purl u = {0};
+	/* the matcher state is large; parse in place rather than copy 8 KiB */
+	struct purl *const up = ret;
 	size_t i, n = 0;
+
+	up->https = up->userinfo = up->is_ip = false;
+	up->port = 0;
+	up->host[0] = up->norm[0] = '\0';
 	char path[PURL_MAX_LEN + 1];
 
 	if (len == 0 || len > PURL_MAX_LEN)
@@ -214,7 +219,7 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 	if (len >= 7 && strncasecmp(url, "http://", 7) == 0) {
 		i = 7;
 	} else if (len >= 8 && strncasecmp(url, "https://", 8) == 0) {
-		u.https = true;
+		up->https = true;
 		i = 8;
 	} else {
 		return -EINVAL;
@@ -224,7 +229,7 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 		i++;
 	size_t auth_end = i;
 	if (memchr(url + auth, '@', auth_end - auth))
-		u.userinfo = true;
+		up->userinfo = true;
 	/* host[:port] after any userinfo (kept so a denial can still name the host) */
 	size_t h = auth;
 	for (size_t k = auth; k < auth_end; k++)
@@ -256,10 +261,10 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 		}
 		if (port > 65535)
 			return -EINVAL;
-		u.port = (unsigned)port;
+		up->port = (unsigned)port;
 	}
-	if (u.port == (u.https ? 443u : 80u))
-		u.port = 0;
+	if (up->port == (up->https ? 443u : 80u))
+		up->port = 0;
 
 	size_t hlen = hend - h;
 	char host[PHOST_MAX_LEN + 3];
@@ -270,11 +275,11 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 	for (size_t k = 0; k < hlen; k++)
 		host[k] = lower(url[h + k]);
 	host[hlen] = '\0';
-	int r = purl_host_ip(host, hlen, u.host, sizeof(u.host));
+	int r = purl_host_ip(host, hlen, up->host, sizeof(up->host));
 	if (r < 0)
 		return r;
 	if (r == 1) {
-		u.is_ip = true;
+		up->is_ip = true;
 	} else {
 		if (hlen > PHOST_MAX_LEN)
 			return -EINVAL;
@@ -285,7 +290,7 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 			if (!ok || (c == '.' && (k == 0 || host[k - 1] == '.')))
 				return -EINVAL;
 		}
-		memcpy(u.host, host, hlen + 1);
+		memcpy(up->host, host, hlen + 1);
 	}
 
 	/* path and query; the fragment never reaches the server */
@@ -323,16 +328,15 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 	plen = remove_dots(path, plen);
 
 	char portbuf[8];
-	if (put(&u, &n, u.https ? "https://" : "http://", u.https ? 8 : 7) < 0 ||
-	    put(&u, &n, u.host, strlen(u.host)) < 0)
+	if (put(up, &n, up->https ? "https://" : "http://", up->https ? 8 : 7) < 0 ||
+	    put(up, &n, up->host, strlen(up->host)) < 0)
 		return -EINVAL;
-	if (u.port) {
-		int pl = snprintf(portbuf, sizeof(portbuf), ":%u", u.port);
-		if (put(&u, &n, portbuf, (size_t)pl) < 0)
+	if (up->port) {
+		int pl = snprintf(portbuf, sizeof(portbuf), ":%u", up->port);
+		if (put(up, &n, portbuf, (size_t)pl) < 0)
 			return -EINVAL;
 	}
-	if (put(&u, &n, path, plen) < 0 || put(&u, &n, url + q, frag - q) < 0)
+	if (put(up, &n, path, plen) < 0 || put(up, &n, url + q, frag - q) < 0)
 		return -EINVAL;
-	*ret = u;
 	return 0;
 }

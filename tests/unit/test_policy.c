@@ -496,6 +496,127 @@ test_methods_prefix_size(void **state)
 	policy_free(p);
 }
 
+/* Deterministic PRNG for the differential test. */
+static uint32_t
+rnd(uint32_t *st)
+{
+	*st = *st * 1103515245u + 12345u;
+	return (*st >> 16) & 0x7fff;
+}
+
+#define PICK(st, arr) ((arr)[rnd(st) % ARRAY_SIZE(arr)])
+
+/* The indexed evaluation of a large policy must decide exactly like evaluating each
+ * rule on its own (one-rule policies are too small to be indexed) and taking the
+ * strongest match: deny > ask > allow, then document order. */
+static void
+test_index_differential(void **state)
+{
+	static const char *tools[] = {"fs.read", "fs.write", "fs.*",   "*",	 "http.request",
+				      "http.*",	 "mcp.a.*",  "kv.get", "fs.read"};
+	static const char *paths[] = {"/srv/a/**",  "/srv/a/b/*.c", "/srv/**", "/srv/a/secret/**",
+				      "**/.git/**", "/etc/hosts",   "/srv/a",  "/srv/a/b/?.c",
+				      "/**",	    "/srv/a/b/**/x"};
+	static const char *hosts[] = {"a.com",	  "*.a.com", "127.0.0.1", "b.org",
+				      "**.b.org", "[::1]",   "c.net"};
+	static const char *decisions[] = {"allow", "ask", "deny", "allow"};
+	static const char *ctools[] = {"fs.read", "fs.write", "fs.list", "http.request",
+				       "mcp.a.x", "kv.get",   "kv.put",	 "other"};
+	static const char *cpaths[] = {
+	    "/srv/a/b/c.c",	  "/srv/a/b/x", "/srv/a/b/q/x", "/srv/a/secret/k",
+	    "/srv/a/.git/config", "/etc/hosts", "/srv/a",	"b/c.c",
+	    "../../etc/hosts",	  "/",		"/srv"};
+	static const char *curls[] = {
+	    "https://a.com/x",	    "https://x.a.com/", "http://127.1/",
+	    "https://b.org",	    "https://y.b.org/", "http://[::1]/",
+	    "https://a.com@c.net/", "ftp://a.com/",	"https://c.net./x"};
+	uint32_t st = 12345;
+
+	for (int round = 0; round < 25; round++) {
+		size_t n_rules = 10 + rnd(&st) % 40;
+		json_t *rules = json_array();
+		for (size_t i = 0; i < n_rules; i++) {
+			char id[16];
+			snprintf(id, sizeof(id), "r%zu", i);
+			json_t *r = json_pack("{s:s, s:s, s:s}", "id", id, "tool", PICK(&st, tools),
+					      "decision", PICK(&st, decisions));
+			if (rnd(&st) % 2) {
+				json_t *a = json_array();
+				for (uint32_t k = 0, m = 1 + rnd(&st) % 2; k < m; k++)
+					json_array_append_new(a, json_string(PICK(&st, paths)));
+				json_object_set_new(r, "path", a);
+			}
+			if (rnd(&st) % 3 == 0) {
+				json_t *a = json_array();
+				for (uint32_t k = 0, m = 1 + rnd(&st) % 2; k < m; k++)
+					json_array_append_new(a, json_string(PICK(&st, hosts)));
+				json_object_set_new(r, "host", a);
+			}
+			if (rnd(&st) % 4 == 0)
+				json_object_set_new(r, "method",
+						    json_string(rnd(&st) % 2 ? "GET" : "post"));
+			json_array_append_new(rules, r);
+		}
+		cleanup_json json_t *doc = json_pack("{s:i, s:o}", "version", 1, "rules", rules);
+		cleanup_free char *text = json_dumps(doc, 0);
+		struct policy *big = parse_ok(text);
+		struct policy **single = calloc(n_rules, sizeof(*single));
+		assert_non_null(single);
+		for (size_t i = 0; i < n_rules; i++) {
+			cleanup_json json_t *one = json_pack("{s:i, s:[O]}", "version", 1, "rules",
+							     json_array_get(rules, i));
+			cleanup_free char *t1 = json_dumps(one, 0);
+			single[i] = parse_ok(t1);
+		}
+		for (int call = 0; call < 300; call++) {
+			const char *tool = PICK(&st, ctools);
+			cleanup_json json_t *args = json_object();
+			uint32_t shape = rnd(&st) % 8;
+			if (shape < 5)
+				json_object_set_new(args, "path", json_string(PICK(&st, cpaths)));
+			else if (shape == 5)
+				json_object_set_new(args, "path", json_integer(7));
+			if (rnd(&st) % 2)
+				json_object_set_new(args, "url", json_string(PICK(&st, curls)));
+			if (rnd(&st) % 2)
+				json_object_set_new(args, "method",
+						    json_string(rnd(&st) % 2 ? "get" : "POST"));
+			struct policy_result got, one;
+			assert_int_equal(policy_eval(big, tool, args, "/srv/a", &got), 0);
+			int best = -1;
+			enum policy_decision bd = POLICY_ALLOW;
+			char want_root[4096] = "/";
+			for (size_t i = 0; i < n_rules; i++) {
+				assert_int_equal(policy_eval(single[i], tool, args, "/srv/a", &one),
+						 0);
+				if (!one.rule)
+					continue;
+				if (best < 0 || one.decision < bd) {
+					best = (int)i;
+					bd = one.decision;
+					snprintf(want_root, sizeof(want_root), "%s", one.path_root);
+				}
+			}
+			if (best < 0) {
+				if (got.rule)
+					fail_msg("round %d: %s %s: got %s, want no match", round,
+						 tool, json_dumps(args, JSON_COMPACT), got.reason);
+				continue;
+			}
+			char want_id[16];
+			snprintf(want_id, sizeof(want_id), "r%d", best);
+			if (!got.rule || strcmp(got.rule_id, want_id) != 0 || got.decision != bd)
+				fail_msg("round %d: %s %s: got '%s', want rule %s", round, tool,
+					 json_dumps(args, JSON_COMPACT), got.reason, want_id);
+			assert_string_equal(got.path_root, want_root);
+		}
+		for (size_t i = 0; i < n_rules; i++)
+			policy_free(single[i]);
+		free(single);
+		policy_free(big);
+	}
+}
+
 static void
 expect_error(const char *text, int line, int col, const char *needle)
 {
@@ -880,6 +1001,7 @@ main(void)
 	    cmocka_unit_test(test_path_tricks),
 	    cmocka_unit_test(test_host_tricks),
 	    cmocka_unit_test(test_methods_prefix_size),
+	    cmocka_unit_test(test_index_differential),
 	    cmocka_unit_test(test_parse_errors),
 	    cmocka_unit_test(test_value_forms),
 	    cmocka_unit_test(test_to_json_roundtrip),
