@@ -242,15 +242,27 @@ add_bind(struct sandbox_plan *p, const char *host, const char *path, unsigned fl
 		set_err(err, errsz, "sandbox: bind source %s: %s", host, strerror(-r));
 		return r;
 	}
+	/* Symlinks are resolved here, against the host root: in the child an
+	 * absolute link target would be looked up in the scratch root instead
+	 * (/etc/localtime -> /usr/share/zoneinfo/... would not be found). */
+	cleanup_free char *real = realpath(host, NULL);
+	if (!real) {
+		r = -errno;
+		set_err(err, errsz, "sandbox: bind source %s: %s", host, strerror(-r));
+		return r;
+	}
 	if ((r = add_parents(p, path)) < 0)
 		return r;
 	snprintf(what, sizeof(what), "creating mount point %s", path);
 	r = add_op(p, S_ISDIR(st.st_mode) ? SBX_MKDIR : SBX_MKFILE, 0, 0755, NULL, path, what);
 	if (r < 0)
 		return r;
-	cleanup_free char *src = agd_asprintf(SBX_OLDROOT "%s", host);
+	cleanup_free char *src = agd_asprintf(SBX_OLDROOT "%s", real);
 	if (!src)
 		return -ENOMEM;
+	/* Optional means "skip if absent now"; once planned, the bind is
+	 * mandatory like every other step. */
+	flags &= ~SBX_F_OPTIONAL;
 	snprintf(what, sizeof(what), "bind %s at %s (%s)", host, path,
 		 (flags & SBX_F_RO) ? "ro" : "rw");
 	if ((r = add_op(p, SBX_BIND, flags, 0, src, path, what)) < 0)

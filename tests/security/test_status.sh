@@ -82,6 +82,14 @@ for user in $USERS; do
 		fail "[$user] binds: got '$got', file '$(cat "$STAGE/data/own")'"
 	fi
 	: >"$STAGE/data/own"
+	# Bound files have their content (a symlinked source such as
+	# /etc/localtime is resolved on the host, not in the new root).
+	if [ -e /etc/localtime ]; then
+		want=$(stat -L -c %s /etc/localtime)
+		got=$(sandboxed "$user" -- /bin/sh -c 'wc -c < /etc/localtime' 2>&1)
+		if [ "$got" = "$want" ]; then pass "[$user] /etc/localtime has $got bytes"
+		else fail "[$user] /etc/localtime: want $want bytes, got '$got'"; fi
+	fi
 	# Landlock: a host directory handed in as fd 0 bypasses the mount
 	# namespace; landlock still refuses what lies below it. Control: the
 	# same with landlock off succeeds.
