@@ -536,7 +536,7 @@ test_index_differential(void **state)
 		size_t n_rules = 10 + rnd(&st) % 40;
 		json_t *rules = json_array();
 		for (size_t i = 0; i < n_rules; i++) {
-			char id[16];
+			char id[32];
 			snprintf(id, sizeof(id), "r%zu", i);
 			json_t *r = json_pack("{s:s, s:s, s:s}", "id", id, "tool", PICK(&st, tools),
 					      "decision", PICK(&st, decisions));
@@ -603,7 +603,7 @@ test_index_differential(void **state)
 						 tool, json_dumps(args, JSON_COMPACT), got.reason);
 				continue;
 			}
-			char want_id[16];
+			char want_id[32];
 			snprintf(want_id, sizeof(want_id), "r%d", best);
 			if (!got.rule || strcmp(got.rule_id, want_id) != 0 || got.decision != bd)
 				fail_msg("round %d: %s %s: got '%s', want rule %s", round, tool,
