@@ -496,33 +496,34 @@ sandbox_seccomp_compile(struct sock_filter **ret_bpf, unsigned short *ret_len, c
 	if ((r = add_ioctl_rules(ctx, err, errsz)) < 0)
 		return r;
 
+	/* (The unused second datum of EQ/GT is spelled out for -Wmissing-field-initializers.) */
 	/* Sockets: unix and IP only (the network namespace has only lo). Every
 	 * other family value, including ones with high bits set, is refused. */
 	static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
 	for (size_t i = 0; i < ARRAY_SIZE(families); i++) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)families[i]);
+		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)families[i], 0);
 		if ((r = add_rule(ctx, SCMP_ACT_ALLOW, "socket", 1, &c, err, errsz)) < 0)
 			return r;
 	}
 	for (int fam = 0; fam <= AF_INET6; fam++) {
 		if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6)
 			continue;
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)fam);
+		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)fam, 0);
 		if ((r = add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &c, err, errsz)) <
 		    0)
 			return r;
 	}
-	struct scmp_arg_cmp big = SCMP_A0(SCMP_CMP_GT, (uint64_t)AF_INET6);
+	struct scmp_arg_cmp big = SCMP_A0(SCMP_CMP_GT, (uint64_t)AF_INET6, 0);
 	if ((r = add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &big, err, errsz)) < 0)
 		return r;
-	struct scmp_arg_cmp unix_only = SCMP_A0(SCMP_CMP_EQ, (uint64_t)AF_UNIX);
+	struct scmp_arg_cmp unix_only = SCMP_A0(SCMP_CMP_EQ, (uint64_t)AF_UNIX, 0);
 	if ((r = add_rule(ctx, SCMP_ACT_ALLOW, "socketpair", 1, &unix_only, err, errsz)) < 0)
 		return r;
 
 	/* personality: only the values ordinary programs query or set. */
 	static const uint64_t personas[] = {0x0, 0x0008, 0x20000, 0x20008, 0xffffffff};
 	for (size_t i = 0; i < ARRAY_SIZE(personas); i++) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, personas[i]);
+		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, personas[i], 0);
 		if ((r = add_rule(ctx, SCMP_ACT_ALLOW, "personality", 1, &c, err, errsz)) < 0)
 			return r;
 	}
