@@ -988,6 +988,82 @@ test_fixtures(void **state)
 	policy_findings_free(f);
 }
 
+/* The examples of docs/policy.md (copied verbatim into tests/fixtures/policy/) must
+ * parse, lint clean and decide as the page says. */
+static void
+test_doc_examples(void **state)
+{
+	const char *src = getenv("AGENTD_SRC_DIR");
+	char dir[1024], path[1100];
+	struct policy *p = NULL;
+	struct policy_error err;
+	struct policy_result res;
+
+	if (!src)
+		skip(); /* run through ctest, which sets it */
+	snprintf(dir, sizeof(dir), "%s/tests/fixtures/policy", src);
+	static const char *clean[] = {"design.json", "coding-agent.json", "site/default.json",
+				      "site/alice.json", "clean.json"};
+	for (size_t i = 0; i < ARRAY_SIZE(clean); i++) {
+		cleanup_free char *buf = NULL;
+		size_t len;
+		struct policy_finding *f = NULL;
+		size_t n = 0;
+		snprintf(path, sizeof(path), "%s/%s", dir, clean[i]);
+		assert_int_equal(agd_read_file(path, 1 << 20, &buf, &len), 0);
+		assert_int_equal(policy_lint(buf, len, &f, &n), 0);
+		if (n)
+			fail_msg("%s:%d:%d: %s", clean[i], f[0].line, f[0].column, f[0].message);
+		policy_findings_free(f);
+	}
+
+	snprintf(path, sizeof(path), "%s/design.json", dir);
+	assert_int_equal(policy_load_file(path, dir, &p, &err), 0);
+	assert_int_equal(
+	    eval(p, "fs.read", "{\"path\":\"/srv/project/../../etc/passwd\"}", NULL, &res),
+	    POLICY_DENY);
+	assert_string_equal(res.path, "/etc/passwd");
+	assert_null(res.rule);
+	p = policy_free(p);
+
+	snprintf(path, sizeof(path), "%s/coding-agent.json", dir);
+	assert_int_equal(policy_load_file(path, dir, &p, &err), 0);
+	assert_int_equal(eval(p, "fs.read", "{\"path\":\"/home/dev/src/app/main.py\"}", NULL, &res),
+			 POLICY_ALLOW);
+	assert_int_equal(eval(p, "fs.read", "{\"path\":\"/home/dev/src/app/.env\"}", NULL, &res),
+			 POLICY_DENY);
+	assert_string_equal(res.rule_id, "no-secrets");
+	assert_int_equal(eval(p, "fs.write",
+			      "{\"path\":\"/home/dev/src/app/a.py\",\"content\":\"x\"}", NULL,
+			      &res),
+			 POLICY_ASK);
+	assert_int_equal(
+	    url_decision(p, "POST", "https://api.github.com/repos/acme/app/pulls", &res),
+	    POLICY_ASK);
+	assert_string_equal(res.rule_id, "github-pr");
+	assert_int_equal(url_decision(p, "GET", "http://169.254.169.254/latest/", &res),
+			 POLICY_DENY);
+	assert_string_equal(res.rule_id, "no-metadata");
+	assert_non_null(policy_secret_for_url(p, "https://api.github.com/user"));
+	p = policy_free(p);
+
+	/* site/ holds a default.json, which replaces the built-in empty default */
+	snprintf(path, sizeof(path), "%s/site/alice.json", dir);
+	assert_int_equal(policy_load_file(path, NULL, &p, &err), 0);
+	assert_int_equal(policy_rule_count(p), 5);
+	assert_int_equal(policy_limits(p)->max_calls, 5000);
+	assert_int_equal(policy_limits(p)->calls_per_minute, 60);
+	assert_int_equal(policy_limits(p)->memory_bytes, 2ull << 30);
+	assert_int_equal(eval(p, "fs.read", "{\"path\":\"/home/alice/notes\"}", NULL, &res),
+			 POLICY_ALLOW);
+	assert_int_equal(eval(p, "fs.read", "{\"path\":\"/home/alice/.ssh/id\"}", NULL, &res),
+			 POLICY_DENY);
+	assert_int_equal(eval(p, "fs.read", "{\"path\":\"/etc/passwd\"}", NULL, &res), POLICY_DENY);
+	assert_string_equal(res.rule_id, "site-no-etc");
+	assert_int_equal(url_decision(p, "GET", "https://x.alice.dev/", &res), POLICY_ASK);
+	p = policy_free(p);
+}
+
 int
 main(void)
 {
@@ -1009,6 +1085,7 @@ main(void)
 	    cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_lint),
 	    cmocka_unit_test(test_fixtures),
+	    cmocka_unit_test(test_doc_examples),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
