@@ -36,6 +36,14 @@ struct evstate {
 	const char *bad; /* what made the last M_BAD */
 };
 
+/* No arguments at all (NULL: MCP makes "arguments" optional) is an empty object;
+ * arguments that are not an object are malformed for every matcher. */
+static bool
+args_usable(const struct evstate *s)
+{
+	return !s->args || json_is_object(s->args);
+}
+
 static const json_t *
 arg(const struct evstate *s, const char *key)
 {
@@ -48,7 +56,7 @@ load_path(struct evstate *s)
 	if (s->path_st != ARG_UNKNOWN)
 		return s->path_st;
 	const json_t *v = arg(s, "path");
-	if (!v && json_is_object(s->args)) {
+	if (!v && args_usable(s)) {
 		s->path_st = ARG_MISSING;
 	} else if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
 		s->path_st = ARG_MALFORMED; /* not a string, or a NUL byte inside */
@@ -70,7 +78,7 @@ load_url(struct evstate *s)
 	if (s->url_st != ARG_UNKNOWN)
 		return s->url_st;
 	const json_t *v = arg(s, "url");
-	if (!v && json_is_object(s->args))
+	if (!v && args_usable(s))
 		s->url_st = ARG_MISSING;
 	else if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
 		 purl_parse(json_string_value(v), json_string_length(v), &s->url) < 0)
@@ -88,7 +96,7 @@ load_method(struct evstate *s)
 	if (s->method_st != ARG_UNKNOWN)
 		return s->method_st;
 	const json_t *v = arg(s, "method");
-	if (!v && json_is_object(s->args)) {
+	if (!v && args_usable(s)) {
 		s->method_st = ARG_MISSING;
 	} else if (!json_is_string(v)) {
 		s->method_st = ARG_MALFORMED;
@@ -107,7 +115,7 @@ load_size(struct evstate *s)
 	if (s->size_st != ARG_UNKNOWN)
 		return s->size_st;
 	s->size = 0;
-	s->size_st = json_is_object(s->args) ? ARG_OK : ARG_MALFORMED;
+	s->size_st = args_usable(s) ? ARG_OK : ARG_MALFORMED;
 	for (size_t i = 0; i < ARRAY_SIZE(keys) && s->size_st == ARG_OK; i++) {
 		const json_t *v = arg(s, keys[i]);
 		uint64_t n;

@@ -47,8 +47,10 @@ struct policy_result {
 	const struct policy_rule *rule; /* NULL: no rule matched (decision is DENY) */
 	const char *rule_id;		/* "" when rule is NULL */
 	/* For path-matching rules: the literal directory prefix of the matched rule's
-	 * path glob (e.g. "/srv/project" for "/srv/project/ **"), "/" otherwise. Tools
-	 * open paths beneath it with RESOLVE_BENEATH. */
+	 * path glob (e.g. "/srv/project" for "/srv/project/ **"; the parent directory for
+	 * a glob without wildcards, "/etc" for "/etc/hosts"), "/" otherwise. The matched
+	 * path is equal to it or beneath it. Tools open paths beneath it with
+	 * RESOLVE_BENEATH. */
 	const char *path_root;
 	/* Normalised absolute path argument that was matched ("" if the call had none). */
 	char path[4096];
@@ -64,12 +66,15 @@ int policy_parse(const char *buf, size_t len, struct policy **ret, struct policy
 /* Destructor; accepts NULL, returns NULL. */
 struct policy *policy_free(struct policy *p);
 
-/* Evaluate a tool call. `tool` is the tool name, `args` its arguments object,
+/* Evaluate a tool call. `tool` is the tool name, `args` its arguments object (NULL is
+ * taken as {}; a non-object makes every argument matcher see a malformed argument),
  * `cwd` the directory relative paths are resolved against (absolute).
  * Among matching rules deny > ask > allow; no match is a denial.
  * Malformed arguments for a matcher (e.g. a non-string path, a NUL byte, an
  * unparsable URL) make the rule's matcher fail closed: deny rules still match
- * conservatively, allow/ask rules do not. Returns 0 (result in *ret) or -ENOMEM. */
+ * conservatively, allow/ask rules do not. A call that lacks the argument altogether
+ * does not match a rule with that matcher. Never allocates. Returns 0 (result in
+ * *ret), or -EINVAL if p or ret is NULL. */
 int policy_eval(const struct policy *p, const char *tool, const json_t *args, const char *cwd,
 		struct policy_result *ret);
 
@@ -88,14 +93,19 @@ size_t policy_mounts(const struct policy *p, const struct policy_mount **ret);
 const char *policy_extends(const struct policy *p);
 
 /* Merge `base` (the policy extended) under `p`: rules of both apply, limits of
- * `p` override set ones of base. Returns a new policy or NULL on ENOMEM. */
+ * `p` override set ones of base; mounts of both; secrets of both, p's winning on a
+ * name. Returns a new policy (with no "extends"), or NULL with errno ENOMEM, or
+ * EEXIST when a rule id is defined in both. */
 struct policy *policy_merge(const struct policy *base, const struct policy *p);
 
-/* Lexically normalise `path` against `cwd` ("." and ".." and "//" removed).
- * Returns 0, -EINVAL (empty, NUL, not absolute after join) or -ENAMETOOLONG. */
+/* Lexically normalise `path` against `cwd` ("." and ".." and "//" removed, no
+ * trailing "/"; ".." at "/" stays at "/"). No file system access.
+ * Returns 0, -EINVAL (empty, relative with no absolute cwd) or -ENAMETOOLONG (path
+ * or cwd over 4096 bytes, result over 4096 bytes or not fitting outsz). */
 int policy_normalize_path(const char *path, const char *cwd, char *out, size_t outsz);
 
-/* Load a policy file, resolving `extends` against `dir` (files "<name>.json");
+/* Load a policy file, resolving `extends` against `dir` (files "<name>.json"; dir
+ * NULL: the directory of `path`);
  * the built-in name "default" with no file present is an empty policy (deny all).
  * Cycles and depth over 8 are errors. err->message names the file. */
 int policy_load_file(const char *path, const char *dir, struct policy **ret,

@@ -361,6 +361,11 @@ test_path_tricks(void **state)
 	/* a missing path: the matcher does not apply to the call at all */
 	assert_int_equal(eval(p, "fs.read", "{}", NULL, &res), POLICY_DENY);
 	assert_null(res.rule);
+	/* no arguments at all are {}; arguments that are not an object are malformed */
+	assert_int_equal(policy_eval(p, "fs.read", NULL, "/", &res), 0);
+	assert_null(res.rule);
+	assert_int_equal(eval(p, "fs.read", "[\"/srv/p/a\"]", NULL, &res), POLICY_DENY);
+	assert_string_equal(res.rule_id, "nosecret");
 	policy_free(p);
 }
 
