@@ -377,7 +377,7 @@ cmd_resume(int argc, char **argv)
 	char dir[PATH_MAX];
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			state_opt = optarg;

@@ -88,8 +88,44 @@ set_attr(const char *path, unsigned flags, int op, bool recursive)
 		fail(SBX_STEP_MOUNT_OP, op, errno);
 }
 
+/* Bind a host path opened before the id switch (see open_host_sources). */
 static void
-apply_op(const struct sbx_op *o, int i)
+bind_host_fd(int fd, const char *dst, int op)
+{
+	int tree = (int)syscall(SYS_open_tree, fd, "",
+				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+	if (tree < 0)
+		fail(SBX_STEP_MOUNT_OP, op, errno);
+	if (syscall(SYS_move_mount, tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		fail(SBX_STEP_MOUNT_OP, op, errno);
+	close(tree);
+	close(fd);
+}
+
+/* Host bind sources are opened while the child still has the supervisor's
+ * identity: in root mode the agent's unprivileged uid may not be able to
+ * traverse to them (a state directory of mode 0700, a checkout under /root),
+ * yet the mount points in the new root must be created as the mapped uid. The
+ * O_PATH fds are taken in our own mount namespace, so they can be cloned into
+ * the new root after the switch. */
+static void
+open_host_sources(const struct sandbox_plan *p, int *fds)
+{
+	const size_t pre = sizeof(SBX_OLDROOT) - 1;
+
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct sbx_op *o = &p->ops[i];
+		fds[i] = -1;
+		if (o->kind != SBX_BIND || strncmp(o->src, SBX_OLDROOT "/", pre + 1) != 0)
+			continue;
+		fds[i] = open(o->src + pre, O_PATH | O_CLOEXEC);
+		if (fds[i] < 0 && !((o->flags & SBX_F_OPTIONAL) && errno == ENOENT))
+			fail(SBX_STEP_MOUNT_OP, (int)i, errno);
+	}
+}
+
+static void
+apply_op(const struct sbx_op *o, int i, int host_fd)
 {
 	switch (o->kind) {
 	case SBX_MKDIR:
@@ -105,6 +141,11 @@ apply_op(const struct sbx_op *o, int i)
 			fail(SBX_STEP_MOUNT_OP, i, errno);
 		break;
 	case SBX_BIND:
+		if (host_fd >= 0) {
+			bind_host_fd(host_fd, o->dst, i);
+			set_attr(o->dst, o->flags, i, true);
+			break;
+		}
 		if (mount(o->src, o->dst, NULL, MS_BIND | MS_REC, NULL) < 0) {
 			if ((o->flags & SBX_F_OPTIONAL) && errno == ENOENT)
 				break;
@@ -127,7 +168,7 @@ apply_op(const struct sbx_op *o, int i)
 }
 
 static void
-build_root(const struct sandbox_plan *p)
+build_root(const struct sandbox_plan *p, const int *host_fds)
 {
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		fail(SBX_STEP_PROPAGATION, -1, errno);
@@ -146,7 +187,7 @@ build_root(const struct sandbox_plan *p)
 		fail(SBX_STEP_ROOT_TMPFS, -1, errno);
 
 	for (size_t i = 0; i < p->n_ops; i++)
-		apply_op(&p->ops[i], (int)i);
+		apply_op(&p->ops[i], (int)i, host_fds[i]);
 
 	/* pivot_root(".", ".") stacks the scratch root (with the host below it)
 	 * on top of the new root; detaching it drops every host mount at once. */
@@ -416,7 +457,8 @@ run_init(const struct sandbox_plan *p)
 }
 
 _Noreturn void
-sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int status_fd)
+sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int status_fd,
+		   int *host_fds)
 {
 	char c;
 	ssize_t n;
@@ -433,8 +475,9 @@ sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int st
 		fail(SBX_STEP_SYNC, -1, n < 0 ? errno : EPIPE);
 	close(sync_fd);
 
+	open_host_sources(p, host_fds);
 	set_ids(p);
-	build_root(p);
+	build_root(p, host_fds);
 	if (sethostname(p->hostname, strlen(p->hostname)) < 0)
 		fail(SBX_STEP_HOSTNAME, -1, errno);
 	loopback_up();

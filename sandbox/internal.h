@@ -143,5 +143,6 @@ int sandbox_seccomp_get(struct sock_filter **ret_bpf, unsigned short *ret_len, c
 			size_t errsz);
 
 /* child.c: runs in the freshly cloned child; never returns. */
+/* host_fds: room for p->n_ops fds, filled by the child (its own copy). */
 _Noreturn void sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd,
-				  int status_fd);
+				  int status_fd, int *host_fds);

@@ -659,6 +659,12 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 		set_err(err, errsz, "sandbox: no plan");
 		return -EINVAL;
 	}
+	/* Filled in by the child in its copy of our memory; no allocation there. */
+	cleanup_free int *host_fds = calloc(p->n_ops ? p->n_ops : 1, sizeof(int));
+	if (!host_fds) {
+		set_err(err, errsz, "sandbox: out of memory");
+		return -ENOMEM;
+	}
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		goto errno_fail;
 	sync_r = fds[0], sync_w = fds[1];
@@ -685,7 +691,7 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 		close(sync_w);
 		close(err_r);
 		close(st_r);
-		sandbox_child_main(p, sync_r, err_w, st_w);
+		sandbox_child_main(p, sync_r, err_w, st_w, host_fds);
 	}
 	close(take_fd(&sync_r));
 	close(take_fd(&err_w));

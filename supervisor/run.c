@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,7 +41,7 @@
 #define MAX_MALFORMED_BYTES  (10u << 20)
 #define SEND_TIMEOUT_MS	     10000
 #define TOOL_TIMEOUT_MS	     30000
-#define MAX_RESULT_BYTES     (4u << 20)
+#define MAX_RESULT_BYTES     (1u << 20) /* the reply carries it twice: stay under 4 MiB */
 #define BACKOFF_FIRST_MS     100
 #define BACKOFF_MAX_MS	     5000
 
@@ -50,6 +51,7 @@ struct run {
 	struct store *st;
 	const struct sup_options *opt;
 	const char *id;
+	const char *uid; /* random, unique across stores: names idempotency keys */
 	json_t *spec;
 	struct policy *policy;
 	const char *cwd, *workspace;
@@ -60,7 +62,7 @@ struct run {
 	enum run_state state;
 	int attempt;
 	pid_t pid;
-	int pidfd, chan, epfd, sigfd, timerfd;
+	int pidfd, status_fd, chan, epfd, sigfd, timerfd;
 	struct proto_reader rd;
 	struct sup_replay replay;
 	int64_t next_seq;  /* seq of the next live call */
@@ -220,7 +222,7 @@ static int
 execute(struct run *r, const struct tool_def *t, const json_t *args, int64_t seq,
 	const char *path_root, enum tool_class cls, json_t **ret_content, bool *ret_is_error)
 {
-	cleanup_free char *key = agd_asprintf("%s:%lld", r->id, (long long)seq);
+	cleanup_free char *key = agd_asprintf("%s:%lld", r->uid, (long long)seq);
 	struct tool_ctx ctx = {
 	    .run_id = r->id,
 	    .seq = seq,
@@ -541,16 +543,9 @@ m_tools_list(struct run *r, const json_t *id, json_t *params)
 {
 	json_t *tools = json_array();
 
-	for (size_t i = 0; tools_builtin[i]; i++) {
-		const struct tool_def *t = tools_builtin[i];
-		if (!policy_tool_visible(r->policy, t->name))
-			continue;
-		json_error_t e;
-		json_t *schema = json_loads(t->input_schema, 0, &e);
-		json_array_append_new(tools, json_pack("{s:s,s:s,s:o}", "name", t->name,
-						       "description", t->description, "inputSchema",
-						       schema ? schema : json_object()));
-	}
+	for (size_t i = 0; tools && tools_builtin[i]; i++)
+		if (policy_tool_visible(r->policy, tools_builtin[i]->name))
+			json_array_append_new(tools, tools_describe(tools_builtin[i]));
 	send_msg(r, proto_result(id, json_pack("{s:o}", "tools", tools)));
 }
 
@@ -808,6 +803,8 @@ spawn_child(struct run *r)
 	    .gid = r->opt->sandbox_gid,
 	};
 	e = sandbox_prepare(&cfg, &plan, err, sizeof(err));
+	if (e >= 0 && sandbox_notes(plan))
+		emit(r, 0, "sandbox.note", json_pack("{s:s}", "note", sandbox_notes(plan)));
 	if (e >= 0)
 		e = sandbox_spawn(plan, &child, err, sizeof(err));
 	sandbox_plan_free(plan);
@@ -821,6 +818,7 @@ spawn_child(struct run *r)
 
 	r->pid = child.pid;
 	r->pidfd = child.pidfd;
+	r->status_fd = child.status_fd;
 	r->chan = sv[0];
 	fcntl(r->chan, F_SETFL, O_NONBLOCK);
 	proto_reader_free(&r->rd);
@@ -877,19 +875,23 @@ on_child_exit(struct run *r)
 {
 	siginfo_t si = {0};
 
+	struct sandbox_exit ex = {0};
+
 	if (waitid(P_PIDFD, (id_t)r->pidfd, &si, WEXITED) < 0)
 		return;
+	struct sandbox_child c = {r->pid, r->pidfd, r->status_fd};
+	if (sandbox_child_exit(&c, &si, &ex) < 0)
+		ex = (struct sandbox_exit){si.si_code != CLD_EXITED, si.si_status};
 	epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->pidfd, NULL);
-	close(r->pidfd);
-	r->pidfd = -1;
+	sandbox_child_close(&c);
+	r->pidfd = r->status_fd = -1;
 	close_channel(r);
 
-	bool ok = si.si_code == CLD_EXITED && si.si_status == 0;
-	json_t *data =
-	    si.si_code == CLD_EXITED
-		? json_pack("{s:i}", "exit_code", si.si_status)
-		: json_pack("{s:i,s:s}", "signal", si.si_status, "signame",
-			    sigabbrev_np(si.si_status) ? sigabbrev_np(si.si_status) : "?");
+	bool ok = !ex.signaled && ex.code == 0;
+	json_t *data = !ex.signaled
+			   ? json_pack("{s:i}", "exit_code", ex.code)
+			   : json_pack("{s:i,s:s}", "signal", ex.code, "signame",
+				       sigabbrev_np(ex.code) ? sigabbrev_np(ex.code) : "?");
 	if (r->replayed)
 		emit(r, 0, "replay.summary",
 		     json_pack("{s:I,s:I,s:I}", "replayed", (json_int_t)r->replayed, "first",
@@ -907,13 +909,13 @@ on_child_exit(struct run *r)
 		r->exit_code = 0;
 		return;
 	}
-	r->exit_code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+	r->exit_code = ex.signaled ? 128 + ex.code : ex.code;
 	int restarts = recent_starts(r) - 1; /* the first start is not a restart */
 	if (restarts >= r->max_restarts) {
 		snprintf(r->reason, sizeof(r->reason),
 			 "agent %s %d; restart limit reached (%d restarts within %d s)",
-			 si.si_code == CLD_EXITED ? "exited with status" : "killed by signal",
-			 si.si_status, r->max_restarts, r->window_s);
+			 ex.signaled ? "killed by signal" : "exited with status", ex.code,
+			 r->max_restarts, r->window_s);
 		r->state = ST_FAILED;
 		return;
 	}
@@ -986,12 +988,18 @@ sup_spec_new(char *const *argv, const char *cwd, const char *workspace, const js
 	     int max_restarts, int restart_window_s)
 {
 	json_t *a = json_array();
+	uint8_t rnd[16];
+	char uid[33];
 
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		return NULL;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(uid + 2 * i, 3, "%02x", rnd[i]);
 	for (size_t i = 0; a && argv[i]; i++)
 		json_array_append_new(a, json_string(argv[i]));
-	return json_pack("{s:o,s:s,s:s,s:O,s:i,s:i}", "argv", a, "cwd", cwd, "workspace", workspace,
-			 "policy", policy_doc, "max_restarts", max_restarts, "restart_window_s",
-			 restart_window_s);
+	return json_pack("{s:s,s:o,s:s,s:s,s:O,s:i,s:i}", "uid", uid, "argv", a, "cwd", cwd,
+			 "workspace", workspace, "policy", policy_doc, "max_restarts", max_restarts,
+			 "restart_window_s", restart_window_s);
 }
 
 /* Validate the stored spec (it is read back from disk: untrusted). */
@@ -1002,12 +1010,12 @@ load_spec(struct run *r, const struct store_run *sr, char *reason, size_t reason
 	json_error_t jerr;
 	struct policy_error perr = {0};
 
-	if (json_unpack_ex(sr->spec, &jerr, JSON_STRICT, "{s:o,s:s,s:s,s:o,s:i,s:i}", "argv", &argv,
-			   "cwd", &r->cwd, "workspace", &r->workspace, "policy", &pol,
-			   "max_restarts", &r->max_restarts, "restart_window_s",
+	if (json_unpack_ex(sr->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i}", "uid",
+			   &r->uid, "argv", &argv, "cwd", &r->cwd, "workspace", &r->workspace,
+			   "policy", &pol, "max_restarts", &r->max_restarts, "restart_window_s",
 			   &r->window_s) < 0 ||
-	    !json_is_array(argv) || json_array_size(argv) == 0 || r->cwd[0] != '/' ||
-	    r->workspace[0] != '/' || r->max_restarts < 0 || r->window_s <= 0) {
+	    strlen(r->uid) != 32 || !json_is_array(argv) || json_array_size(argv) == 0 ||
+	    r->cwd[0] != '/' || r->workspace[0] != '/' || r->max_restarts < 0 || r->window_s <= 0) {
 		snprintf(reason, reasonsz, "run %s has an invalid spec in the store: %s", sr->id,
 			 jerr.text);
 		return -EBADMSG;
@@ -1121,6 +1129,8 @@ out:
 		syscall(SYS_pidfd_send_signal, r.pidfd, SIGKILL, NULL, 0);
 		close(r.pidfd);
 	}
+	if (r.status_fd >= 0)
+		close(r.status_fd);
 	close_channel(&r);
 	if (r.epfd >= 0)
 		close(r.epfd);

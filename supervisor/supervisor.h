@@ -40,8 +40,9 @@ struct sup_options {
 };
 
 /* The immutable description of a run, stored as the run's spec:
- * {"argv":[...],"cwd":"/abs","workspace":"/abs","policy":{v1 doc},
- *  "max_restarts":5,"restart_window_s":60} */
+ * {"uid":"<32 hex>","argv":[...],"cwd":"/abs","workspace":"/abs","policy":{v1 doc},
+ *  "max_restarts":5,"restart_window_s":60}. The uid is random: idempotency keys
+ * ("<uid>:<seq>") must not collide between runs of the same name in two stores. */
 json_t *sup_spec_new(char *const *argv, const char *cwd, const char *workspace,
 		     const json_t *policy_doc, int max_restarts, int restart_window_s);
 

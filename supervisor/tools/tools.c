@@ -11,7 +11,7 @@
 
 const struct tool_def *const tools_builtin[] = {
     &tools_fs_read,   &tools_fs_write,	   &tools_fs_list, &tools_fs_stat,
-    &tools_fs_delete, &tools_http_request, NULL,
+    &tools_fs_delete, &tools_http_request, &tools_echo,	   NULL,
 };
 
 const struct tool_def *

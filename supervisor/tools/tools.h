@@ -62,6 +62,7 @@ extern const struct tool_def tools_fs_list;
 extern const struct tool_def tools_fs_stat;
 extern const struct tool_def tools_fs_delete;
 extern const struct tool_def tools_http_request;
+extern const struct tool_def tools_echo;
 
 /* Limits applied by the built-in tools regardless of the context. */
 #define TOOLS_MAX_READ_BYTES   (4u << 20) /* fs.read per call */

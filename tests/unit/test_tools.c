@@ -171,8 +171,23 @@ test_registry(void **state)
 		assert_int_equal(json_object_size(d), 3);
 		json_decref(d);
 	}
-	assert_int_equal(n, 6);
+	assert_int_equal(n, 7);
 	assert_null(tools_find("fs.nope"));
+
+	/* agentd.echo returns its value and costs what an effect costs. */
+	json_t *ev = json_pack("{s:[i,s]}", "value", 1, "x");
+	json_t *out = NULL;
+	bool is_err = true;
+	assert_int_equal(tools_echo.classify(ev), TOOL_IDEMPOTENT);
+	assert_int_equal(tools_echo.call(NULL, ev, &out, &is_err), 0);
+	assert_false(is_err);
+	assert_true(json_equal(json_object_get(out, "value"), json_object_get(ev, "value")));
+	json_decref(out);
+	json_object_set_new(ev, "extra", json_true());
+	assert_int_equal(tools_echo.call(NULL, ev, &out, &is_err), 0);
+	assert_true(is_err);
+	json_decref(out);
+	json_decref(ev);
 	assert_null(tools_find(NULL));
 
 	json_t *a = json_pack("{s:s,s:s}", "path", "x", "content", "y");

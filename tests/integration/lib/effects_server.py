@@ -5,6 +5,8 @@ POST /effect/<name>  applies effect <name> once per Idempotency-Key (a repeated
                      key returns the first response and applies nothing);
                      without a key every request applies.
 GET  /_counts        {"requests": {name: n}, "applied": {name: n}}
+POST /_hold/<name>   the next request for <name> is applied, then its reply
+                     is held until POST /_release (to crash a client mid-call)
 Usage: effects_server.py PORTFILE   (binds 127.0.0.1 on a free port)
 """
 import http.server
@@ -14,6 +16,7 @@ import threading
 
 lock = threading.Lock()
 requests, applied, seen = {}, {}, {}
+held, release = set(), threading.Event()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,10 +41,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
+        if self.path.startswith("/_hold/"):
+            held.add(self.path[len("/_hold/"):])
+            release.clear()
+            self.reply(200, {})
+            return
+        if self.path == "/_release":
+            release.set()
+            self.reply(200, {})
+            return
         if not self.path.startswith("/effect/"):
             self.reply(404, {"error": "no such endpoint"})
             return
         name = self.path[len("/effect/"):]
+        hold = False
         key = self.headers.get("Idempotency-Key")
         with lock:
             requests[name] = requests.get(name, 0) + 1
@@ -52,6 +65,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             resp = {"effect": name, "applied": applied[name]}
             if key:
                 seen[key] = resp
+            if name in held:
+                held.discard(name)
+                hold = True
+        if hold:
+            release.wait(30)
         self.reply(200, resp)
 
 
