@@ -1,6 +1,7 @@
 # Set-up and everyday commands. `make demo` and `make test` are all a fresh
 # Debian 12 machine needs (as root they install missing packages first).
 BUILD    ?= build
+MAKEFLAGS += --no-print-directory
 JOBS     ?= $(shell nproc)
 CMAKE_FLAGS ?=
 

@@ -458,6 +458,7 @@ cmd_runs(int argc, char **argv)
 
 struct item {
 	int64_t ts;
+	int64_t seq;
 	int64_t order;
 	char *line;
 };
@@ -467,8 +468,11 @@ cmp_item(const void *a, const void *b)
 {
 	const struct item *x = a, *y = b;
 
+	/* Same millisecond: by seq, an event about a call before the call's row. */
 	if (x->ts != y->ts)
 		return x->ts < y->ts ? -1 : 1;
+	if (x->seq != y->seq && x->seq && y->seq)
+		return x->seq < y->seq ? -1 : 1;
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
@@ -478,7 +482,7 @@ struct items {
 };
 
 static int
-add_item(struct items *it, int64_t ts, char *line)
+add_item(struct items *it, int64_t ts, int64_t seq, char *line)
 {
 	if (!line)
 		return -ENOMEM;
@@ -492,7 +496,7 @@ add_item(struct items *it, int64_t ts, char *line)
 		it->v = v;
 		it->cap = cap;
 	}
-	it->v[it->n] = (struct item){ts, (int64_t)it->n, line};
+	it->v[it->n] = (struct item){ts, seq, (int64_t)it->n, line};
 	it->n++;
 	return 0;
 }
@@ -503,7 +507,7 @@ add_event(const struct store_event *ev, void *ud)
 	char line[1024];
 
 	sup_format_event(ev->attempt, ev->seq, ev->type, ev->data, line, sizeof(line));
-	return add_item(ud, ev->ts_ms, strdup(line));
+	return add_item(ud, ev->ts_ms, ev->seq, strdup(line));
 }
 
 static const char *const call_status[] = {"unknown outcome", "ok", "error", "denied"};
@@ -549,7 +553,7 @@ cmd_show(int argc, char **argv)
 		if (c->status != STORE_CALL_INTENT && c->status != STORE_CALL_DENIED)
 			snprintf(dur, sizeof(dur), "%lld ms",
 				 (long long)(c->finished_ms - c->started_ms));
-		e = add_item(&it, c->started_ms,
+		e = add_item(&it, c->started_ms, c->seq,
 			     agd_asprintf("  #%-4lld %-13s %-13s %-16s %-9s %s  (attempt %d)",
 					  (long long)c->seq, c->tool, c->decision,
 					  c->rule[0] ? c->rule : "-", dur, call_status[c->status],
