@@ -145,8 +145,16 @@ main(int argc, char **argv)
 	}
 	qsort(lat, n_calls, sizeof(*lat), cmp_i64);
 
-	printf("rules: %zu  policy text: %zu bytes  parse: %.2f ms\n", n_rules, strlen(text),
-	       (double)parse_ns / 1e6);
+	struct policy_finding *findings = NULL;
+	size_t n_findings = 0;
+	int64_t l0 = agd_now_ns();
+	if (policy_lint(text, strlen(text), &findings, &n_findings) < 0)
+		return 1;
+	int64_t lint_ns = agd_now_ns() - l0;
+	policy_findings_free(findings);
+
+	printf("rules: %zu  policy text: %zu bytes  parse: %.2f ms  lint: %.2f ms (%zu findings)\n",
+	       n_rules, strlen(text), (double)parse_ns / 1e6, (double)lint_ns / 1e6, n_findings);
 	printf("policy heap: %zu bytes (%.1f KiB, %.0f bytes/rule)\n",
 	       after.uordblks - before.uordblks, (double)(after.uordblks - before.uordblks) / 1024,
 	       (double)(after.uordblks - before.uordblks) / (double)(n_rules ? n_rules : 1));

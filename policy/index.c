@@ -276,6 +276,10 @@ pindex_build(struct policy *p)
 				if (in)
 					b->idx[b->n++] = (uint32_t)i;
 			}
+			/* sized for every rule while filling; give the rest back */
+			uint32_t *shrunk = realloc(b->idx, (b->n + 1) * sizeof(uint32_t));
+			if (shrunk)
+				b->idx = shrunk;
 			if ((r = bucket_finish(p, b)) < 0)
 				return r;
 		}

@@ -8,6 +8,30 @@
 #include "common/util.h"
 #include "policy/policy_int.h"
 
+/* Cheap necessary condition for pglob_covers: every string of a starts with a's
+ * literal prefix, so d's prefix must agree with it. */
+static bool
+prefix_compatible(const struct pglob *d, const struct pglob *a)
+{
+	if (a->literal)
+		return pglob_match(d, a->src, strlen(a->src));
+	if (d->literal)
+		return false; /* a wildcard language is never inside one string */
+	if (d->prefix_len <= a->prefix_len)
+		return memcmp(d->prefix, a->prefix, d->prefix_len) == 0;
+	return true;
+}
+
+static bool
+glob_covers(const struct pglob *d, const struct pglob *a)
+{
+	if (!prefix_compatible(d, a))
+		return false;
+	if (a->literal)
+		return true; /* prefix_compatible matched it exactly */
+	return pglob_covers(d, a);
+}
+
 static bool
 host_covered(const struct policy_rule *d, const struct pglob *h)
 {
@@ -20,7 +44,7 @@ host_covered(const struct policy_rule *d, const struct pglob *h)
 			    (!g->is_ip && d->decision == POLICY_DENY && !g->literal &&
 			     pglob_match(g, h->src, strlen(h->src))))
 				return true;
-		} else if (!g->is_ip && pglob_covers(g, h)) {
+		} else if (!g->is_ip && glob_covers(g, h)) {
 			return true;
 		}
 	}
@@ -31,7 +55,12 @@ host_covered(const struct policy_rule *d, const struct pglob *h)
 static bool
 rule_covers(const struct policy_rule *d, const struct policy_rule *a)
 {
-	if (!pglob_covers(&d->tool, &a->tool))
+	/* presence checks first: most pairs fail here without touching a glob */
+	if ((d->n_paths && !a->n_paths) || (d->n_hosts && !a->n_hosts) ||
+	    (d->n_methods && !a->n_methods) || (d->n_url_prefixes && !a->n_url_prefixes) ||
+	    (d->has_max_bytes && (!a->has_max_bytes || a->max_bytes > d->max_bytes)))
+		return false;
+	if (!glob_covers(&d->tool, &a->tool))
 		return false;
 	if (d->n_paths) {
 		if (!a->n_paths)
@@ -39,7 +68,7 @@ rule_covers(const struct policy_rule *d, const struct policy_rule *a)
 		for (size_t i = 0; i < a->n_paths; i++) {
 			bool ok = false;
 			for (size_t k = 0; k < d->n_paths && !ok; k++)
-				ok = pglob_covers(&d->paths[k], &a->paths[i]);
+				ok = glob_covers(&d->paths[k], &a->paths[i]);
 			if (!ok)
 				return false;
 		}
