@@ -2,7 +2,8 @@
  *
  * Level 1 picks a bucket by tool name: literal tool names get their own bucket
  * (which already includes the wildcard rules that match that name), other names
- * fall back to the bucket of their first label ("fs" for "fs.list") or to the
+ * fall back to the bucket of their longest dotted prefix that wildcard patterns
+ * start with ("fs" for "fs.list" under "fs.*") or to the
  * residual bucket. Each bucket lists its rules in precedence order.
  *
  * Level 2, inside a bucket: a rule with a path matcher can only match paths
@@ -77,17 +78,21 @@ sort_idx(const struct policy_rule *rules, uint32_t *v, size_t n)
 	}
 }
 
-/* Length of the literal first label of a tool pattern ("fs" in "fs.*"), or 0. */
+/* The group key of a wildcard tool pattern: its longest literal dotted prefix
+ * ("mcp.github" for "mcp.github.*", "fs" for "fs.*"), decoded into buf; 0 if it
+ * has none ("*", "fs*"). Only names starting with "<key>." can match it. */
 static size_t
-first_label(const struct pglob *g)
+group_key(const struct pglob *g, char *buf, size_t bufsz)
 {
-	for (uint32_t i = 0; i < g->ntok; i++) {
-		if (g->tok[i].kind != PTOK_LIT)
-			return 0;
+	size_t n = 0, key = 0;
+
+	for (uint32_t i = 0; i < g->ntok && g->tok[i].kind == PTOK_LIT && n + 1 < bufsz; i++) {
 		if (g->tok[i].c == '.')
-			return i;
+			key = n;
+		buf[n++] = (char)g->tok[i].c;
 	}
-	return 0;
+	buf[key] = '\0';
+	return key;
 }
 
 static struct policy_bucket *
@@ -208,12 +213,13 @@ int
 pindex_build(struct policy *p)
 {
 	size_t n_lit = 0, n_groups = 0;
+	char key[PGLOB_MAX_LEN + 1];
 	int r;
 
 	for (size_t i = 0; i < p->n_rules; i++) {
 		if (p->rules[i].tool.literal)
 			n_lit++;
-		else if (first_label(&p->rules[i].tool))
+		else
 			n_groups++;
 	}
 	p->tab_size = 8;
@@ -240,11 +246,12 @@ pindex_build(struct policy *p)
 			if (!b->name && !(b->name = strdup(t->src)))
 				return -ENOMEM;
 			b->hash = hash_mem(t->src, len);
-		} else if ((fl = first_label(t))) {
-			b = table_slot(p->groups, p->groups_size, t->src, fl, hash_mem(t->src, fl));
-			if (!b->name && !(b->name = strndup(t->src, fl)))
+		} else if ((fl = group_key(t, key, sizeof(key)))) {
+			uint32_t h = hash_mem(key, fl);
+			b = table_slot(p->groups, p->groups_size, key, fl, h);
+			if (!b->name && !(b->name = strndup(key, fl)))
 				return -ENOMEM;
-			b->hash = hash_mem(t->src, fl);
+			b->hash = h;
 			b->check_tool = true;
 		} else {
 			p->residual.idx[p->residual.n++] = (uint32_t)i;
@@ -264,15 +271,17 @@ pindex_build(struct policy *p)
 				return -ENOMEM;
 			for (size_t i = 0; i < p->n_rules; i++) {
 				const struct pglob *t = &p->rules[i].tool;
-				size_t fl = t->literal ? 0 : first_label(t);
+				size_t fl = t->literal ? 0 : group_key(t, key, sizeof(key));
 				bool in;
 				if (!pass) /* literal name: exact, or a wildcard that matches it */
 					in = t->literal ? strcmp(t->src, b->name) == 0
 							: pglob_match(t, b->name, blen);
-				else /* first label: the group's wildcards and the residual ones */
+				else /* group: wildcards keyed by a dotted prefix of its key, and
+				      * the residual ones */
 					in = !t->literal &&
 					     (fl == 0 ||
-					      (fl == blen && memcmp(t->src, b->name, fl) == 0));
+					      (fl <= blen && memcmp(key, b->name, fl) == 0 &&
+					       (fl == blen || b->name[fl] == '.')));
 				if (in)
 					b->idx[b->n++] = (uint32_t)i;
 			}
@@ -295,9 +304,11 @@ pindex_bucket(const struct policy *p, const char *tool)
 
 	if (b)
 		return b;
-	const char *dot = memchr(tool, '.', len);
-	if (dot && (b = table_find(p->groups, p->groups_size, tool, (size_t)(dot - tool))))
-		return b;
+	/* the longest dotted prefix that is a group key: its bucket also holds the
+	 * rules of every shorter key */
+	for (size_t k = len; k > 0; k--)
+		if (tool[k - 1] == '.' && (b = table_find(p->groups, p->groups_size, tool, k - 1)))
+			return b;
 	return &p->residual;
 }
 

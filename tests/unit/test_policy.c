@@ -517,16 +517,18 @@ rnd(uint32_t *st)
 static void
 test_index_differential(void **state)
 {
-	static const char *tools[] = {"fs.read", "fs.write", "fs.*",   "*",	 "http.request",
-				      "http.*",	 "mcp.a.*",  "kv.get", "fs.read"};
+	static const char *tools[] = {"fs.read", "fs.write", "fs.*",	"*",	   "http.request",
+				      "http.*",	 "mcp.a.*",  "kv.get",	"fs.read", "mcp.*",
+				      "*.read",	 "fs.r*",    "mcp.a.b", "mcp.?.*"};
 	static const char *paths[] = {"/srv/a/**",  "/srv/a/b/*.c", "/srv/**", "/srv/a/secret/**",
 				      "**/.git/**", "/etc/hosts",   "/srv/a",  "/srv/a/b/?.c",
 				      "/**",	    "/srv/a/b/**/x"};
 	static const char *hosts[] = {"a.com",	  "*.a.com", "127.0.0.1", "b.org",
 				      "**.b.org", "[::1]",   "c.net"};
 	static const char *decisions[] = {"allow", "ask", "deny", "allow"};
-	static const char *ctools[] = {"fs.read", "fs.write", "fs.list", "http.request",
-				       "mcp.a.x", "kv.get",   "kv.put",	 "other"};
+	static const char *ctools[] = {"fs.read", "fs.write", "fs.list", "http.request", "mcp.a.x",
+				       "kv.get",  "kv.put",   "other",	 "mcp.b.y",	 "mcp.a.b",
+				       "mcp.a",	  "x.read",   "mcp"};
 	static const char *cpaths[] = {
 	    "/srv/a/b/c.c",	  "/srv/a/b/x", "/srv/a/b/q/x", "/srv/a/secret/k",
 	    "/srv/a/.git/config", "/etc/hosts", "/srv/a",	"b/c.c",
