@@ -17,22 +17,22 @@
 #define PROTO_INVALID_PARAMS   (-32602)
 #define PROTO_INTERNAL_ERROR   (-32603)
 /* agentd codes (data carries details; see docs/protocol.md) */
-#define PROTO_DENIED           (-32001) /* policy or a human refused the call */
-#define PROTO_DIVERGED         (-32002) /* replayed call does not match the journal */
-#define PROTO_INTERRUPTED      (-32003) /* the user interrupted the pending call */
-#define PROTO_UNKNOWN_OUTCOME  (-32004) /* crash left an effect's outcome unknown */
-#define PROTO_LIMIT            (-32005) /* a budget or rate limit was reached */
-#define PROTO_FRAME_TOO_LARGE  (-32006) /* a frame exceeded the maximum size */
+#define PROTO_DENIED	      (-32001) /* policy or a human refused the call */
+#define PROTO_DIVERGED	      (-32002) /* replayed call does not match the journal */
+#define PROTO_INTERRUPTED     (-32003) /* the user interrupted the pending call */
+#define PROTO_UNKNOWN_OUTCOME (-32004) /* crash left an effect's outcome unknown */
+#define PROTO_LIMIT	      (-32005) /* a budget or rate limit was reached */
+#define PROTO_FRAME_TOO_LARGE (-32006) /* a frame exceeded the maximum size */
 
 /* Incremental newline framing with a hard size limit. */
 struct proto_reader {
 	char *buf;
-	size_t len;        /* bytes buffered */
+	size_t len; /* bytes buffered */
 	size_t cap;
-	size_t max;        /* maximum frame size, excluding the newline */
-	size_t scan;       /* bytes of buf already searched for '\n' */
-	size_t consumed;   /* bytes of buf handed out by the last proto_reader_next */
-	bool discarding;   /* inside an over-long frame: drop until the next newline */
+	size_t max;	 /* maximum frame size, excluding the newline */
+	size_t scan;	 /* bytes of buf already searched for '\n' */
+	size_t consumed; /* bytes of buf handed out by the last proto_reader_next */
+	bool discarding; /* inside an over-long frame: drop until the next newline */
 };
 
 int proto_reader_init(struct proto_reader *r, size_t max_frame);
@@ -54,17 +54,17 @@ size_t proto_reader_feed(struct proto_reader *r, const void *data, size_t len);
 bool proto_reader_partial(const struct proto_reader *r);
 
 enum proto_kind {
-	PROTO_REQUEST,      /* has method and id */
+	PROTO_REQUEST,	    /* has method and id */
 	PROTO_NOTIFICATION, /* has method, no id */
-	PROTO_RESPONSE,     /* has id and result or error (agent answering us) */
+	PROTO_RESPONSE,	    /* has id and result or error (agent answering us) */
 };
 
 struct proto_msg {
 	enum proto_kind kind;
-	json_t *root;       /* owned: the whole message */
-	json_t *id;         /* borrowed from root: string or integer; NULL for notifications */
+	json_t *root;	    /* owned: the whole message */
+	json_t *id;	    /* borrowed from root: string or integer; NULL for notifications */
 	const char *method; /* borrowed; NULL for responses */
-	json_t *params;     /* borrowed: object or array, or NULL if absent */
+	json_t *params;	    /* borrowed: object or array, or NULL if absent */
 };
 
 /* Parse one frame strictly (agd_json_parse: duplicate keys, invalid UTF-8, depth).

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/loop.h"
 #include "policy/policy.h"
 #include "store/store.h"
 
@@ -27,6 +28,11 @@ enum sup_divergence {
 typedef void (*sup_event_fn)(const char *run_id, int attempt, int64_t seq, const char *type,
 			     const json_t *data, void *ud);
 
+struct sup_run;
+/* Called once when a run reaches a final state (succeeded, failed, interrupted).
+ * It must not free the run: free it after the current loop iteration. */
+typedef void (*sup_done_fn)(struct sup_run *r, void *ud);
+
 struct sup_options {
 	enum sup_approval approval;
 	enum sup_divergence on_divergence;
@@ -37,6 +43,8 @@ struct sup_options {
 	sup_event_fn on_event; /* may be NULL */
 	void *event_ud;
 	int stdout_fd, stderr_fd; /* the agent's stdout/stderr (-1: inherit ours) */
+	sup_done_fn on_done;	  /* may be NULL */
+	void *done_ud;
 };
 
 /* The immutable description of a run, stored as the run's spec:
@@ -45,6 +53,25 @@ struct sup_options {
  * ("<uid>:<seq>") must not collide between runs of the same name in two stores. */
 json_t *sup_spec_new(char *const *argv, const char *cwd, const char *workspace,
 		     const json_t *policy_doc, int max_restarts, int restart_window_s);
+
+/* A run driven by an event loop the caller owns (agentd serve runs many).
+ * sup_run_open loads and validates the run's stored spec and registers its
+ * timer; returns 0 or a negative errno with reason filled. Options are copied. */
+int sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
+		 const struct sup_options *opt, struct sup_run **ret, char *reason,
+		 size_t reasonsz);
+/* Start the next attempt (the first, or the one after a supervisor crash).
+ * On failure the run is already final (failed) and -EIO is returned. */
+int sup_run_start(struct sup_run *r);
+/* Kill the child now and leave the run interrupted (resumable). */
+void sup_run_stop(struct sup_run *r, const char *why);
+bool sup_run_done(const struct sup_run *r);
+const char *sup_run_id(const struct sup_run *r);
+/* Once done: 0 (succeeded), -EINTR (interrupted) or -EIO (failed), with the
+ * agent's exit status and the reason (owned by the run). -EBUSY before. */
+int sup_run_result(const struct sup_run *r, int *ret_exit, const char **ret_reason);
+/* Kills a still-running child. Accepts NULL, returns NULL. */
+struct sup_run *sup_run_free(struct sup_run *r);
 
 /* Supervise run `run_id` (already created in the store with its spec) until it
  * succeeds, fails, or we are interrupted by SIGINT/SIGTERM (the run is then left

@@ -40,7 +40,12 @@ json.dump({"calls": calls, "resume": {"attempt": 2}}, open(sys.argv[1], "w"))
 PYEOF
 
 # 1. The library, built against the staged SDK the way agent code would be.
-cc -std=gnu17 -Wall -Wextra -Werror -I"$SDK/include" -o "$TMP/c_client_check" \
+# A sanitizer build of the SDK needs the sanitizer runtimes at link time.
+SAN=""
+if nm "$SDK/lib/libagentd_client.a" 2>/dev/null | grep -q __asan_; then
+	SAN="-fsanitize=address,undefined"
+fi
+cc -std=gnu17 -Wall -Wextra -Werror $SAN -I"$SDK/include" -o "$TMP/c_client_check" \
 	"$SRC/sdk/tests/c_client_check.c" "$SDK/lib/libagentd_client.a" -ljansson
 if "$PY" "$FAKE" --scenario "$TMP/scenario.json" -- "$TMP/c_client_check"; then
 	pass "C library checks"

@@ -1,0 +1,395 @@
+/* tools/call: replay match, policy, approval, journal, execution.
+ *
+ * A live call: the policy decides (deny / ask / allow); a denial is journaled
+ * and answered; otherwise an intent row is committed unless the tool is pure,
+ * the tool runs, its result is committed, and only then is it answered.
+ * A call matching a journaled one is answered from the journal. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/util.h"
+#include "supervisor/internal.h"
+#include "supervisor/tools/tools.h"
+
+/* The MCP result for a stored outcome, tagged with its seq (and replay flag). */
+static json_t *
+tool_reply(const json_t *content, bool is_error, int64_t seq, bool replayed)
+{
+	json_t *res = proto_tool_result(json_deep_copy(content), is_error);
+	json_t *meta = json_pack("{s:I}", "agentd/seq", (json_int_t)seq);
+
+	if (!res || !meta) {
+		json_decref(res);
+		json_decref(meta);
+		return NULL;
+	}
+	if (replayed)
+		json_object_set_new(meta, "agentd/replayed", json_true());
+	json_object_set_new(res, "_meta", meta);
+	return res;
+}
+
+static bool
+ask_tty(struct sup_run *r, int64_t seq, const char *tool, const json_t *args, const char *rule)
+{
+	cleanup_free char *a = agd_json_canonical(args);
+	char line[32];
+	FILE *tty = fopen("/dev/tty", "r+e");
+
+	if (!tty)
+		return false;
+	fprintf(tty, "agentd: approve call #%lld %s %s (rule '%s')? [y/N] ", (long long)seq, tool,
+		a ? a : "", rule);
+	fflush(tty);
+	bool yes = fgets(line, sizeof(line), tty) && (line[0] == 'y' || line[0] == 'Y');
+	fclose(tty);
+	return yes;
+}
+
+static bool
+approve(struct sup_run *r, int64_t seq, const char *tool, const json_t *args, const char *rule,
+	const char **ret_by)
+{
+	switch (r->opt.approval) {
+	case SUP_APPROVE_ALL:
+		*ret_by = "--approve";
+		return true;
+	case SUP_DENY_ALL:
+		*ret_by = "--deny";
+		return false;
+	case SUP_APPROVE_ASK_TTY:
+		break;
+	}
+	*ret_by = "tty";
+	return ask_tty(r, seq, tool, args, rule);
+}
+
+static json_t *
+call_event(int64_t seq, const char *tool, const char *decision, const char *rule,
+	   const char *outcome, bool replayed, int64_t dur_us)
+{
+	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:b,s:I}", "seq", (json_int_t)seq, "tool", tool,
+			 "decision", decision, "rule", rule ? rule : "", "outcome", outcome,
+			 "replayed", replayed, "duration_us", (json_int_t)dur_us);
+}
+
+static const char *
+outcome_name(enum store_call_status s)
+{
+	switch (s) {
+	case STORE_CALL_OK:
+		return "ok";
+	case STORE_CALL_ERROR:
+		return "error";
+	case STORE_CALL_DENIED:
+		return "denied";
+	case STORE_CALL_INTENT:
+		break;
+	}
+	return "unknown";
+}
+
+/* Run a tool and record its outcome; the row for seq is an intent unless pure. */
+static int
+execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
+	const char *path_root, enum tool_class cls, json_t **ret_content, bool *ret_is_error)
+{
+	cleanup_free char *key = agd_asprintf("%s:%lld", r->uid, (long long)seq);
+	struct tool_ctx ctx = {
+	    .run_id = r->id,
+	    .seq = seq,
+	    .cwd = r->cwd,
+	    .path_root = path_root,
+	    .idempotency_key = key,
+	    .default_timeout_ms = SUP_TOOL_TIMEOUT_MS,
+	    .max_result_bytes = SUP_MAX_RESULT_BYTES,
+	};
+	json_t *content = NULL;
+	bool is_error = false;
+	int e;
+
+	if (!key)
+		return -ENOMEM;
+	e = t->call(&ctx, args, &content, &is_error);
+	if (e < 0)
+		return e;
+	(void)cls;
+	*ret_content = content;
+	*ret_is_error = is_error;
+	return 0;
+}
+
+static void
+do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, const char *tool,
+	     const json_t *args, const char *hash)
+{
+	struct policy_result pr;
+	int64_t seq = r->next_seq;
+	int64_t t0 = agd_now_ns();
+	const struct policy_limits *lim = policy_limits(r->policy);
+	const char *decision = "allow";
+	int e;
+
+	if (policy_eval(r->policy, tool, args, r->cwd, &pr) < 0) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "policy evaluation failed", NULL);
+		return;
+	}
+	if (lim->max_calls && r->live_calls >= lim->max_calls && pr.decision != POLICY_DENY) {
+		pr.decision = POLICY_DENY;
+		snprintf(pr.reason, sizeof(pr.reason), "limit max_calls (%llu) reached",
+			 (unsigned long long)lim->max_calls);
+		pr.rule_id = "limits.max_calls";
+	}
+
+	struct store_call c = {
+	    .seq = seq,
+	    .tool = (char *)tool,
+	    .args = (json_t *)args,
+	    .attempt = r->attempt,
+	    .rule = (char *)pr.rule_id,
+	    .started_ms = agd_wall_ms(),
+	};
+	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
+
+	bool refused = pr.decision == POLICY_DENY;
+	const char *by = NULL;
+	if (pr.decision == POLICY_ASK) {
+		sup_emit(r, seq, "approval.requested",
+			 json_pack("{s:I,s:s,s:O,s:s}", "seq", (json_int_t)seq, "tool", tool,
+				   "args", args, "rule", pr.rule_id));
+		refused = !approve(r, seq, tool, args, pr.rule_id, &by);
+		decision = refused ? "ask:denied" : "ask:approved";
+		sup_emit(r, seq, refused ? "approval.denied" : "approval.granted",
+			 json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)seq, "rule", pr.rule_id,
+				   "by", by));
+	}
+	if (refused) {
+		bool asked = pr.decision == POLICY_ASK;
+		json_t *data = json_pack("{s:s,s:s?,s:s}", "decision", asked ? "ask" : "deny",
+					 "rule", pr.rule ? pr.rule_id : NULL, "reason",
+					 asked ? "refused by the approver" : pr.reason);
+		if (asked && data)
+			json_object_set_new(data, "approved", json_false());
+		if (!pr.rule && !asked && data)
+			json_object_set_new(data, "reason", json_string("no rule matched"));
+		json_t *err = json_pack("{s:i,s:s,s:O}", "code", PROTO_DENIED, "message",
+					"denied by policy", "data", data);
+		c.status = STORE_CALL_DENIED;
+		c.result = err;
+		c.decision = asked ? "ask:denied" : "deny";
+		c.finished_ms = c.started_ms;
+		e = store_journal_record(r->st, r->id, &c);
+		if (e < 0) {
+			json_decref(err);
+			json_decref(data);
+			sup_fail(r, "journal write failed for #%lld: %s", (long long)seq,
+				 strerror(-e));
+			return;
+		}
+		r->next_seq++;
+		r->last_seq = seq;
+		r->live_calls++;
+		sup_emit(r, seq, "call.denied",
+			 call_event(seq, tool, c.decision, pr.rule_id, "denied", false, 0));
+		sup_reply_error(r, id, PROTO_DENIED, "denied by policy", json_incref(data));
+		json_decref(err);
+		json_decref(data);
+		return;
+	}
+
+	enum tool_class cls = t->classify(args);
+	c.decision = (char *)decision;
+	if (cls != TOOL_PURE) {
+		/* The intent is durable before the effect can happen. */
+		c.status = STORE_CALL_INTENT;
+		e = store_journal_intent(r->st, r->id, &c);
+		if (e < 0) {
+			sup_fail(r, "journal write failed for #%lld: %s", (long long)seq,
+				 strerror(-e));
+			return;
+		}
+	}
+	r->next_seq++;
+	r->last_seq = seq;
+	r->live_calls++;
+
+	cleanup_json json_t *content = NULL;
+	bool is_error = false;
+	e = execute(r, t, args, seq, pr.path_root, cls, &content, &is_error);
+	if (e < 0) {
+		sup_fail(r, "tool %s failed internally: %s", tool, strerror(-e));
+		return;
+	}
+	c.status = is_error ? STORE_CALL_ERROR : STORE_CALL_OK;
+	c.result = content;
+	c.finished_ms = agd_wall_ms();
+	e = cls == TOOL_PURE
+		? store_journal_record(r->st, r->id, &c)
+		: store_journal_finish(r->st, r->id, seq, c.status, content, c.finished_ms);
+	if (e < 0) {
+		/* Never reply with an outcome the journal does not hold. */
+		sup_fail(r, "journal write failed for #%lld: %s", (long long)seq, strerror(-e));
+		return;
+	}
+	sup_emit(r, seq, "call.finished",
+		 call_event(seq, tool, decision, pr.rule_id, outcome_name(c.status), false,
+			    (agd_now_ns() - t0) / 1000));
+	sup_send(r, proto_result(id, tool_reply(content, is_error, seq, false)));
+}
+
+/* A journaled call whose outcome a crash left unknown (intent, no result). */
+static void
+do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t,
+		   const struct store_call *c)
+{
+	enum tool_class cls = t->classify(c->args);
+	struct policy_result pr;
+	int64_t t0 = agd_now_ns();
+	const char *by = "class";
+	int e;
+
+	if (policy_eval(r->policy, c->tool, c->args, r->cwd, &pr) < 0) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "policy evaluation failed", NULL);
+		return;
+	}
+	sup_emit(r, c->seq, "call.unknown_outcome",
+		 json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)c->seq, "tool", c->tool, "class",
+			   cls == TOOL_EFFECT ? "effect" : "idempotent"));
+	/* pure and idempotent calls are rerun (the same idempotency key is sent);
+	 * an effect is rerun only when a human confirms. */
+	if (cls == TOOL_EFFECT && !approve(r, c->seq, c->tool, c->args, "on_unknown", &by)) {
+		json_t *data = json_pack("{s:I,s:s}", "seq", (json_int_t)c->seq, "reason",
+					 "a crash left this effect's outcome unknown");
+		json_t *err = json_pack("{s:i,s:s,s:O}", "code", PROTO_UNKNOWN_OUTCOME, "message",
+					"unknown outcome", "data", data);
+		e = store_journal_finish(r->st, r->id, c->seq, STORE_CALL_DENIED, err,
+					 agd_wall_ms());
+		json_decref(err);
+		if (e < 0) {
+			json_decref(data);
+			sup_fail(r, "journal write failed for #%lld: %s", (long long)c->seq,
+				 strerror(-e));
+			return;
+		}
+		sup_reply_error(r, id, PROTO_UNKNOWN_OUTCOME, "unknown outcome", data);
+		return;
+	}
+	cleanup_json json_t *content = NULL;
+	bool is_error = false;
+	e = execute(r, t, c->args, c->seq, pr.path_root, cls, &content, &is_error);
+	if (e < 0) {
+		sup_fail(r, "tool %s failed internally: %s", c->tool, strerror(-e));
+		return;
+	}
+	enum store_call_status status = is_error ? STORE_CALL_ERROR : STORE_CALL_OK;
+	e = store_journal_finish(r->st, r->id, c->seq, status, content, agd_wall_ms());
+	if (e < 0) {
+		sup_fail(r, "journal write failed for #%lld: %s", (long long)c->seq, strerror(-e));
+		return;
+	}
+	sup_emit(r, c->seq, "call.finished",
+		 call_event(c->seq, c->tool, "rerun", c->rule, outcome_name(status), false,
+			    (agd_now_ns() - t0) / 1000));
+	sup_send(r, proto_result(id, tool_reply(content, is_error, c->seq, false)));
+}
+
+static void
+do_replayed_call(struct sup_run *r, const json_t *id, const struct store_call *c)
+{
+	r->replayed++;
+	if (!r->first_replayed)
+		r->first_replayed = c->seq;
+	r->last_replayed = c->seq;
+	sup_emit(
+	    r, c->seq, "call.replayed",
+	    call_event(c->seq, c->tool, c->decision, c->rule, outcome_name(c->status), true, 0));
+	if (c->status == STORE_CALL_DENIED) {
+		json_t *code = json_object_get(c->result, "code");
+		json_t *msg = json_object_get(c->result, "message");
+		json_t *data = json_object_get(c->result, "data");
+		sup_reply_error(
+		    r, id, json_is_integer(code) ? (int)json_integer_value(code) : PROTO_DENIED,
+		    json_is_string(msg) ? json_string_value(msg) : "denied",
+		    data ? json_deep_copy(data) : NULL);
+		return;
+	}
+	sup_send(r, proto_result(
+			id, tool_reply(c->result, c->status == STORE_CALL_ERROR, c->seq, true)));
+}
+
+void
+sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
+{
+	const char *tool = NULL;
+	json_t *args = NULL;
+	json_error_t jerr;
+	char hash[AGD_SHA256_HEX];
+
+	if (!params ||
+	    json_unpack_ex(params, &jerr, JSON_STRICT, "{s:s,s?o}", "name", &tool, "arguments",
+			   &args) < 0 ||
+	    (args && !json_is_object(args))) {
+		sup_reply_error(r, id, PROTO_INVALID_PARAMS,
+				"tools/call needs {\"name\": string, \"arguments\": object}", NULL);
+		return;
+	}
+	cleanup_json json_t *empty = args ? NULL : json_object();
+	if (!args)
+		args = empty;
+	const struct tool_def *t = tools_find(tool);
+	if (!t) {
+		sup_reply_error(r, id, PROTO_INVALID_PARAMS, "unknown tool",
+				json_pack("{s:s}", "tool", tool));
+		return;
+	}
+	if (agd_json_hash(args, hash) < 0) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+		return;
+	}
+
+	ssize_t i = sup_replay_match(&r->replay, tool, hash);
+	if (i >= 0) {
+		const struct store_call *c = &r->replay.calls[i];
+		sup_replay_consume(&r->replay, (size_t)i);
+		if (c->seq > r->last_seq)
+			r->last_seq = c->seq;
+		if (c->status == STORE_CALL_INTENT)
+			do_unknown_outcome(r, id, t, c);
+		else
+			do_replayed_call(r, id, c);
+		return;
+	}
+	const struct store_call *p = sup_replay_pending(&r->replay);
+	if (p) {
+		if (r->opt.on_divergence == SUP_DIVERGE_LIVE) {
+			int e = store_journal_truncate(r->st, r->id, p->seq - 1);
+			if (e < 0) {
+				sup_fail(r, "journal truncate failed: %s", strerror(-e));
+				return;
+			}
+			sup_emit(
+			    r, p->seq, "replay.diverged",
+			    json_pack("{s:I,s:s}", "seq", (json_int_t)p->seq, "action", "live"));
+			r->next_seq = p->seq;
+			/* Forget the rest of the journal: from here the run is live. */
+			for (size_t k = 0; k < r->replay.n; k++)
+				if (r->replay.calls[k].seq >= p->seq)
+					sup_replay_consume(&r->replay, k);
+		} else {
+			json_t *data =
+			    json_pack("{s:I,s:{s:s,s:s},s:{s:s,s:s}}", "seq", (json_int_t)p->seq,
+				      "recorded", "tool", p->tool, "args_hash", p->args_hash,
+				      "received", "tool", tool, "args_hash", hash);
+			sup_emit(r, p->seq, "replay.diverged", json_incref(data));
+			sup_reply_error(r, id, PROTO_DIVERGED, "replay diverged from the journal",
+					data);
+			sup_fail(r,
+				 "replay diverged at #%lld: the journal has %s (args %.12s), the "
+				 "agent called %s (args %.12s)",
+				 (long long)p->seq, p->tool, p->args_hash, tool, hash);
+			return;
+		}
+	}
+	do_live_call(r, id, t, tool, args, hash);
+}
