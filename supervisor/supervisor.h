@@ -16,6 +16,19 @@ enum sup_approval {
 	SUP_APPROVE_ASK_TTY = 0, /* prompt on /dev/tty; deny when there is none */
 	SUP_APPROVE_ALL = 1,	 /* --approve */
 	SUP_DENY_ALL = 2,	 /* --deny */
+	/* agentd serve: an `ask` creates a durable approval row in the store and the
+	 * call waits; sup_run_decide (or a decision stored while the run was
+	 * suspended) lets it go on. After approval_idle_suspend_s of waiting the
+	 * child is stopped and the run ends "suspended" (see sup_run_result). */
+	SUP_APPROVE_DURABLE = 3,
+};
+
+/* How a user message reaches a running run (DESIGN.md, Interaction). */
+enum sup_msg_mode {
+	SUP_MSG_QUEUE = 0,     /* delivered at the next call boundary / agentd/inbox */
+	SUP_MSG_INTERRUPT = 1, /* the pending call returns -32003 carrying the message */
+	SUP_MSG_RESTART = 2,   /* roll back to the last checkpoint, restart with the message */
+	SUP_MSG_REJECT = 3,    /* refused (-EBUSY) while a call is in flight */
 };
 
 /* How a journaled call that must be recorded is handled after a mismatch on replay. */
@@ -67,9 +80,21 @@ int sup_run_start(struct sup_run *r);
 void sup_run_stop(struct sup_run *r, const char *why);
 bool sup_run_done(const struct sup_run *r);
 const char *sup_run_id(const struct sup_run *r);
-/* Once done: 0 (succeeded), -EINTR (interrupted) or -EIO (failed), with the
- * agent's exit status and the reason (owned by the run). -EBUSY before. */
+/* Once done: 0 (succeeded), -EINTR (interrupted), -EAGAIN (suspended while
+ * waiting for an approval: start it again once decided) or -EIO (failed), with
+ * the agent's exit status and the reason (owned by the run). -EBUSY before. */
 int sup_run_result(const struct sup_run *r, int *ret_exit, const char **ret_reason);
+/* Decide the approval pending at `seq` of this live run: approve (optionally
+ * with edited arguments, which replace the call's arguments) or deny, with who
+ * decided and an optional comment; recorded in the store. 0, -ENOENT when no
+ * approval is pending at seq, -EALREADY when it was decided already. For a run
+ * that is not live (suspended), record the decision in the store instead; the
+ * run picks it up when it is started again. */
+int sup_run_decide(struct sup_run *r, int64_t seq, bool approve, const char *by,
+		   const char *comment, const json_t *edited_args);
+/* Hand a user message to the run in the given mode. 0, or -EBUSY for
+ * SUP_MSG_REJECT while a call is in flight. Queued messages are stored. */
+int sup_run_message(struct sup_run *r, const char *text, enum sup_msg_mode mode);
 /* Kills a still-running child. Accepts NULL, returns NULL. */
 struct sup_run *sup_run_free(struct sup_run *r);
 
