@@ -169,6 +169,10 @@ match_hosts(struct evstate *s, const struct policy_rule *r)
 		return from_state(s, st, "url");
 	const char *h = s->url.host;
 	size_t hl = strlen(h);
+	if (s->url.is_ip)
+		for (size_t i = 0; i < r->n_cidrs; i++)
+			if (pcidr_contains(&r->cidrs[i], &s->url.ip))
+				return M_YES;
 	for (size_t i = 0; i < r->n_hosts; i++) {
 		const struct pglob *g = &r->hosts[i];
 		if (s->url.is_ip) {
@@ -236,7 +240,7 @@ rule_matches(struct evstate *s, const struct policy_rule *r, const struct pglob 
 		m[n++] = match_paths(s, r, ret_glob);
 	if (n && m[n - 1] == M_NO)
 		return false;
-	if (r->n_hosts)
+	if (r->n_hosts || r->n_cidrs)
 		m[n++] = match_hosts(s, r);
 	if (n && m[n - 1] == M_NO)
 		return false;
@@ -284,7 +288,7 @@ explain(const struct evstate *s, const struct policy_rule *r, const char *tool, 
 	}
 	if (r->n_paths)
 		ADD(" path %s", s->path);
-	if (r->n_hosts)
+	if (r->n_hosts || r->n_cidrs)
 		ADD(" host %s", s->url.host);
 	if (r->n_methods)
 		ADD(" method %s", s->method);

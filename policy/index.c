@@ -160,7 +160,7 @@ hosts_literal(const struct policy_rule *r)
 	for (size_t i = 0; i < r->n_hosts; i++)
 		if (!r->hosts[i].literal)
 			return false;
-	return r->n_hosts > 0;
+	return r->n_hosts > 0 && r->n_cidrs == 0;
 }
 
 /* Sort the bucket and build its sub-index. */

@@ -35,6 +35,14 @@ glob_covers(const struct pglob *d, const struct pglob *a)
 static bool
 host_covered(const struct policy_rule *d, const struct pglob *h)
 {
+	if (h->is_ip && d->n_cidrs) {
+		struct pip ip;
+		char txt[PHOST_MAX_LEN + 3];
+		if (purl_host_ip(h->src, strlen(h->src), &ip, txt, sizeof(txt)) == 1)
+			for (size_t i = 0; i < d->n_cidrs; i++)
+				if (pcidr_contains(&d->cidrs[i], &ip))
+					return true;
+	}
 	for (size_t i = 0; i < d->n_hosts; i++) {
 		const struct pglob *g = &d->hosts[i];
 		if (h->is_ip) {
@@ -56,7 +64,8 @@ static bool
 rule_covers(const struct policy_rule *d, const struct policy_rule *a)
 {
 	/* presence checks first: most pairs fail here without touching a glob */
-	if ((d->n_paths && !a->n_paths) || (d->n_hosts && !a->n_hosts) ||
+	bool d_hosts = d->n_hosts || d->n_cidrs, a_hosts = a->n_hosts || a->n_cidrs;
+	if ((d->n_paths && !a->n_paths) || (d_hosts && !a_hosts) ||
 	    (d->n_methods && !a->n_methods) || (d->n_url_prefixes && !a->n_url_prefixes) ||
 	    (d->has_max_bytes && (!a->has_max_bytes || a->max_bytes > d->max_bytes)))
 		return false;
@@ -73,12 +82,20 @@ rule_covers(const struct policy_rule *d, const struct policy_rule *a)
 				return false;
 		}
 	}
-	if (d->n_hosts) {
-		if (!a->n_hosts)
-			return false;
+	if (d_hosts) {
 		for (size_t i = 0; i < a->n_hosts; i++)
 			if (!host_covered(d, &a->hosts[i]))
 				return false;
+		/* a block is covered by a block of d that contains it */
+		for (size_t i = 0; i < a->n_cidrs; i++) {
+			const struct pcidr *ac = &a->cidrs[i];
+			bool ok = false;
+			for (size_t k = 0; k < d->n_cidrs && !ok; k++)
+				ok = d->cidrs[k].plen <= ac->plen &&
+				     pcidr_contains(&d->cidrs[k], &ac->net);
+			if (!ok)
+				return false;
+		}
 	}
 	if (d->n_methods) {
 		if (!a->n_methods)

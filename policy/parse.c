@@ -282,6 +282,9 @@ rule_done(struct policy_rule *r)
 	for (size_t i = 0; i < r->n_hosts; i++)
 		pglob_done(&r->hosts[i]);
 	free(r->hosts);
+	for (size_t i = 0; i < r->n_cidrs; i++)
+		free(r->cidrs[i].src);
+	free(r->cidrs);
 	free_strv(r->methods, r->n_methods);
 	free_strv(r->url_prefixes, r->n_url_prefixes);
 	free_strv_null(r->approvers);
@@ -420,7 +423,7 @@ host_glob(const char *s, struct pglob *ret)
 		low[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
 	low[n] = '\0';
 	if (!strpbrk(low, "*?")) {
-		int r = purl_host_ip(low, n, ip, sizeof(ip));
+		int r = purl_host_ip(low, n, NULL, ip, sizeof(ip));
 		if (r < 0)
 			return -EINVAL;
 		if (r == 1) {
@@ -440,31 +443,56 @@ host_glob(const char *s, struct pglob *ret)
 	return pglob_compile(low, '.', ret);
 }
 
+/* A host matcher: host globs, and (where ret_c is given) address blocks. */
 static int
-compile_hosts(struct pctx *c, const char *key, const json_t *v, struct pglob **ret, size_t *ret_n)
+compile_hosts(struct pctx *c, const char *key, const json_t *v, struct pglob **ret, size_t *ret_n,
+	      struct pcidr **ret_c, size_t *ret_nc)
 {
 	cleanup_free const char **list = NULL;
-	size_t n = 0;
+	size_t n = 0, ng = 0, nc = 0;
 	int r = string_list(c, key, v, &list, &n);
 
 	if (r < 0)
 		return r;
 	struct pglob *g = calloc(n, sizeof(*g));
-	if (!g)
+	struct pcidr *cid = calloc(n, sizeof(*cid));
+	if (!g || !cid) {
+		free(g);
+		free(cid);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++) {
-		r = host_glob(list[i], &g[i]);
+		if (strchr(list[i], '/'))
+			r = ret_c ? pcidr_parse(list[i], &cid[nc]) : -EINVAL;
+		else
+			r = host_glob(list[i], &g[ng]);
 		if (r < 0) {
-			for (size_t k = 0; k < i; k++)
+			for (size_t k = 0; k < ng; k++)
 				pglob_done(&g[k]);
+			for (size_t k = 0; k < nc; k++)
+				free(cid[k].src);
 			free(g);
+			free(cid);
 			if (r == -ENOMEM)
 				return r;
-			return perr_entry(c, key, v, i, "invalid host pattern in '%s'", key);
+			return perr_entry(c, key, v, i,
+					  ret_c ? "invalid host pattern or address block in '%s'"
+						: "invalid host pattern in '%s'",
+					  key);
 		}
+		if (strchr(list[i], '/'))
+			nc++;
+		else
+			ng++;
 	}
 	*ret = g;
-	*ret_n = n;
+	*ret_n = ng;
+	if (ret_c) {
+		*ret_c = cid;
+		*ret_nc = nc;
+	} else {
+		free(cid);
+	}
 	return 0;
 }
 
@@ -548,7 +576,8 @@ compile_rule(struct pctx *c, const json_t *o, struct policy_rule *rule)
 		free(steal_ptr(&list));
 	}
 	if ((v = json_object_get(o, "host"))) {
-		r = compile_hosts(c, "host", v, &rule->hosts, &rule->n_hosts);
+		r = compile_hosts(c, "host", v, &rule->hosts, &rule->n_hosts, &rule->cidrs,
+				  &rule->n_cidrs);
 		if (r < 0)
 			return r;
 	}
@@ -849,7 +878,7 @@ compile_secrets(struct pctx *c, const json_t *o, struct policy *p)
 				 "characters");
 			goto next_pop;
 		}
-		if ((r = compile_hosts(c, "hosts", hosts, &ph->globs, &ph->n)) < 0)
+		if ((r = compile_hosts(c, "hosts", hosts, &ph->globs, &ph->n, NULL, NULL)) < 0)
 			goto next_pop;
 		ph->names = calloc(ph->n + 1, sizeof(char *));
 		ps->name = strdup(name);

@@ -49,11 +49,25 @@ struct pglob {
 	uint64_t m_loop, m_dstar, m_eps1, m_eps2, m_init;
 };
 
+/* An IP address in binary: fam 4 (b[0..3]) or 6 (b[0..15]). */
+struct pip {
+	uint8_t fam;
+	uint8_t b[16];
+};
+
+/* A host matcher entry that is an address block: "10.0.0.0/8", "[fc00::]/7". */
+struct pcidr {
+	char *src; /* canonical text, "10.0.0.0/8" */
+	struct pip net;
+	uint8_t plen;
+};
+
 /* A parsed URL in the form matchers use. */
 struct purl {
 	bool https;
 	bool userinfo;
 	bool is_ip;
+	struct pip ip;		      /* when is_ip */
 	char host[PHOST_MAX_LEN + 3]; /* lowercased, no trailing dot; IPv6 as "[...]" */
 	unsigned port;		      /* 0: default for the scheme */
 	/* "scheme://host[:port]/path[?query]" with default port dropped, dot
@@ -70,6 +84,8 @@ struct policy_rule {
 	size_t n_paths;
 	struct pglob *hosts;
 	size_t n_hosts;
+	struct pcidr *cidrs; /* address blocks of the host matcher */
+	size_t n_cidrs;
 	char **methods; /* uppercased */
 	size_t n_methods;
 	char **url_prefixes; /* normalised like purl.norm */
@@ -156,7 +172,10 @@ uint32_t pindex_hash_step(uint32_t h, uint8_t c);
 int purl_parse(const char *url, size_t len, struct purl *ret);
 /* Canonical text of an IP literal host ("127.0.0.1", "[::1]") into out, if it is one.
  * Returns 1 if it is an IP, 0 if it is a name, -EINVAL if it is an invalid number. */
-int purl_host_ip(const char *host, size_t len, char *out, size_t outsz);
+int purl_host_ip(const char *host, size_t len, struct pip *ret_ip, char *out, size_t outsz);
+/* Parse "ADDR/LEN" (IPv6 in brackets or bare). Returns 0 or -EINVAL. */
+int pcidr_parse(const char *s, struct pcidr *ret);
+bool pcidr_contains(const struct pcidr *c, const struct pip *ip);
 
 /* Position-aware error reporting during compilation. A path into the document:
  * key != NULL selects an object member, otherwise idx selects an array element. */

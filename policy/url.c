@@ -86,7 +86,7 @@ label_numeric(const char *s, size_t len)
 }
 
 int
-purl_host_ip(const char *host, size_t len, char *out, size_t outsz)
+purl_host_ip(const char *host, size_t len, struct pip *ret_ip, char *out, size_t outsz)
 {
 	char tmp[PHOST_MAX_LEN + 3];
 
@@ -105,11 +105,28 @@ purl_host_ip(const char *host, size_t len, char *out, size_t outsz)
 		memcpy(tmp, host + off, n);
 		tmp[n] = '\0';
 		/* zone ids and anything inet_pton rejects make the host invalid */
-		if (inet_pton(AF_INET6, tmp, &a6) != 1 ||
-		    !inet_ntop(AF_INET6, &a6, txt, sizeof(txt)))
+		if (inet_pton(AF_INET6, tmp, &a6) != 1)
+			return -EINVAL;
+		if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+			/* [::ffff:127.0.0.1] reaches 127.0.0.1: one address, one name */
+			const uint8_t *b = a6.s6_addr + 12;
+			if (ret_ip) {
+				ret_ip->fam = 4;
+				memcpy(ret_ip->b, b, 4);
+			}
+			if ((size_t)snprintf(out, outsz, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]) >=
+			    outsz)
+				return -EINVAL;
+			return 1;
+		}
+		if (!inet_ntop(AF_INET6, &a6, txt, sizeof(txt)))
 			return -EINVAL;
 		if ((size_t)snprintf(out, outsz, "[%s]", txt) >= outsz)
 			return -EINVAL;
+		if (ret_ip) {
+			ret_ip->fam = 6;
+			memcpy(ret_ip->b, a6.s6_addr, 16);
+		}
 		return 1;
 	}
 	/* last label decides; a trailing dot was already stripped by the caller */
@@ -142,6 +159,11 @@ purl_host_ip(const char *host, size_t len, char *out, size_t outsz)
 	if (parts[np - 1] >= ((uint64_t)1 << (8 * (5 - np))))
 		return -EINVAL;
 	v |= parts[np - 1];
+	if (ret_ip) {
+		ret_ip->fam = 4;
+		for (int k = 0; k < 4; k++)
+			ret_ip->b[k] = (uint8_t)(v >> (8 * (3 - k)));
+	}
 	if ((size_t)snprintf(out, outsz, "%u.%u.%u.%u", (unsigned)(v >> 24) & 255,
 			     (unsigned)(v >> 16) & 255, (unsigned)(v >> 8) & 255,
 			     (unsigned)v & 255) >= outsz)
@@ -275,7 +297,7 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 	for (size_t k = 0; k < hlen; k++)
 		host[k] = lower(url[h + k]);
 	host[hlen] = '\0';
-	int r = purl_host_ip(host, hlen, up->host, sizeof(up->host));
+	int r = purl_host_ip(host, hlen, &up->ip, up->host, sizeof(up->host));
 	if (r < 0)
 		return r;
 	if (r == 1) {
@@ -339,4 +361,71 @@ purl_parse(const char *url, size_t len, struct purl *ret)
 	if (put(up, &n, path, plen) < 0 || put(up, &n, url + q, frag - q) < 0)
 		return -EINVAL;
 	return 0;
+}
+
+int
+pcidr_parse(const char *s, struct pcidr *ret)
+{
+	char addr[PHOST_MAX_LEN + 3], canon[PHOST_MAX_LEN + 3], buf[PHOST_MAX_LEN + 8];
+	struct pip ip;
+	const char *slash = strrchr(s, '/');
+	unsigned long plen = 0;
+
+	if (!slash || slash == s || (size_t)(slash - s) >= sizeof(addr) || !slash[1] ||
+	    strlen(slash + 1) > 3)
+		return -EINVAL;
+	for (const char *q = slash + 1; *q; q++) {
+		if (!is_digit(*q))
+			return -EINVAL;
+		plen = plen * 10 + (unsigned long)(*q - '0');
+	}
+	size_t n = (size_t)(slash - s);
+	for (size_t i = 0; i < n; i++)
+		addr[i] = lower(s[i]);
+	addr[n] = '\0';
+	if (purl_host_ip(addr, n, &ip, canon, sizeof(canon)) != 1)
+		return -EINVAL;
+	/* "[::ffff:a.b.c.d]/N" would need its length rebased: write the IPv4 block */
+	if (ip.fam == 4 && (addr[0] == '[' || strchr(addr, ':')))
+		return -EINVAL;
+	if (plen > (ip.fam == 4 ? 32u : 128u))
+		return -EINVAL;
+	/* keep the network part only, so equal blocks compare equal as text */
+	for (unsigned k = 0; k < 16; k++) {
+		unsigned bit0 = k * 8;
+		if (bit0 >= plen)
+			ip.b[k] = 0;
+		else if (bit0 + 8 > plen)
+			ip.b[k] &= (uint8_t)(0xff << (8 - (plen - bit0)));
+	}
+	if (ip.fam == 4) {
+		snprintf(buf, sizeof(buf), "%u.%u.%u.%u/%lu", ip.b[0], ip.b[1], ip.b[2], ip.b[3],
+			 plen);
+	} else {
+		char txt[INET6_ADDRSTRLEN];
+		if (!inet_ntop(AF_INET6, ip.b, txt, sizeof(txt)))
+			return -EINVAL;
+		snprintf(buf, sizeof(buf), "[%s]/%lu", txt, plen);
+	}
+	ret->src = strdup(buf);
+	if (!ret->src)
+		return -ENOMEM;
+	ret->net = ip;
+	ret->plen = (uint8_t)plen;
+	return 0;
+}
+
+bool
+pcidr_contains(const struct pcidr *c, const struct pip *ip)
+{
+	unsigned full = c->plen / 8, rest = c->plen % 8;
+
+	if (c->net.fam != ip->fam)
+		return false;
+	if (memcmp(c->net.b, ip->b, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+	return (c->net.b[full] & mask) == (ip->b[full] & mask);
 }

@@ -523,8 +523,8 @@ test_index_differential(void **state)
 	static const char *paths[] = {"/srv/a/**",  "/srv/a/b/*.c", "/srv/**", "/srv/a/secret/**",
 				      "**/.git/**", "/etc/hosts",   "/srv/a",  "/srv/a/b/?.c",
 				      "/**",	    "/srv/a/b/**/x"};
-	static const char *hosts[] = {"a.com",	  "*.a.com", "127.0.0.1", "b.org",
-				      "**.b.org", "[::1]",   "c.net"};
+	static const char *hosts[] = {"127.0.0.0/8", "[::]/0",	 "a.com", "*.a.com", "127.0.0.1",
+				      "b.org",	     "**.b.org", "[::1]", "c.net"};
 	static const char *decisions[] = {"allow", "ask", "deny", "allow"};
 	static const char *ctools[] = {"fs.read", "fs.write", "fs.list", "http.request", "mcp.a.x",
 				       "kv.get",  "kv.put",   "other",	 "mcp.b.y",	 "mcp.a.b",
@@ -533,10 +533,17 @@ test_index_differential(void **state)
 	    "/srv/a/b/c.c",	  "/srv/a/b/x", "/srv/a/b/q/x", "/srv/a/secret/k",
 	    "/srv/a/.git/config", "/etc/hosts", "/srv/a",	"b/c.c",
 	    "../../etc/hosts",	  "/",		"/srv"};
-	static const char *curls[] = {
-	    "https://a.com/x",	    "https://x.a.com/", "http://127.1/",
-	    "https://b.org",	    "https://y.b.org/", "http://[::1]/",
-	    "https://a.com@c.net/", "ftp://a.com/",	"https://c.net./x"};
+	static const char *curls[] = {"http://[::ffff:127.0.0.9]/",
+				      "http://[2001:db8::1]/",
+				      "https://a.com/x",
+				      "https://x.a.com/",
+				      "http://127.1/",
+				      "https://b.org",
+				      "https://y.b.org/",
+				      "http://[::1]/",
+				      "https://a.com@c.net/",
+				      "ftp://a.com/",
+				      "https://c.net./x"};
 	uint32_t st = 12345;
 
 	for (int round = 0; round < 25; round++) {
@@ -622,6 +629,87 @@ test_index_differential(void **state)
 		free(single);
 		policy_free(big);
 	}
+}
+
+static const struct policy_finding *find(const struct policy_finding *f, size_t n,
+					 const char *needle);
+
+static void
+test_address_blocks(void **state)
+{
+	struct policy *p =
+	    parse_ok("{\"version\":1,\"rules\":["
+		     "{\"id\":\"web\",\"tool\":\"http.request\",\"decision\":\"allow\"},"
+		     "{\"id\":\"no-local\",\"tool\":\"http.request\",\"host\":[\"127.0.0.0/8\","
+		     "\"0.0.0.0/8\",\"[::1]/128\",\"169.254.0.0/16\"],\"decision\":\"deny\"},"
+		     "{\"id\":\"lan\",\"tool\":\"http.request\",\"host\":[\"10.0.0.0/8\","
+		     "\"[FD00::]/8\"],\"decision\":\"ask\"}]}");
+	struct policy_result res;
+
+	const char *local[] = {"http://127.0.0.2/",	     "http://0x7f.0.0.5/", "http://127.1/",
+			       "http://[::ffff:127.0.0.1]/", "http://[::1]:8080/", "http://0/",
+			       "http://169.254.169.254/"};
+	for (size_t i = 0; i < ARRAY_SIZE(local); i++) {
+		assert_int_equal(url_decision(p, "GET", local[i], &res), POLICY_DENY);
+		assert_string_equal(res.rule_id, "no-local");
+	}
+	assert_int_equal(url_decision(p, "GET", "https://example.com/", &res), POLICY_ALLOW);
+	assert_int_equal(url_decision(p, "GET", "http://128.0.0.1/", &res), POLICY_ALLOW);
+	assert_int_equal(url_decision(p, "GET", "http://10.1.2.3/", &res), POLICY_ASK);
+	assert_int_equal(url_decision(p, "GET", "http://[fd12::1]/", &res), POLICY_ASK);
+	assert_int_equal(url_decision(p, "GET", "http://[fe80::1]/", &res), POLICY_ALLOW);
+
+	/* the blocks survive the round trip through policy_to_json */
+	cleanup_json json_t *j = policy_to_json(p);
+	cleanup_free char *text = json_dumps(j, 0);
+	struct policy *q = parse_ok(text);
+	assert_int_equal(url_decision(q, "GET", "http://[::ffff:127.0.0.1]/", &res), POLICY_DENY);
+	assert_int_equal(url_decision(q, "GET", "http://[fd12::1]/", &res), POLICY_ASK);
+	policy_free(q);
+	policy_free(p);
+
+	/* an IPv4-mapped address matches its IPv4 literal */
+	p = parse_ok("{\"version\":1,\"rules\":[{\"id\":\"l\",\"tool\":\"http.request\","
+		     "\"host\":\"[::ffff:10.0.0.1]\",\"decision\":\"allow\"}]}");
+	assert_int_equal(url_decision(p, "GET", "http://10.0.0.1/", &res), POLICY_ALLOW);
+	policy_free(p);
+
+	struct policy_error err;
+	const char *bad[] = {"10.0.0.0/33", "[::1]/129", "foo/8",      "[::ffff:1.2.3.4]/120",
+			     "10.0.0.0/",   "/8",	 "10.0.0.0/8x"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char doc[256];
+		snprintf(doc, sizeof(doc),
+			 "{\"version\":1,\"rules\":[{\"id\":\"x\",\"tool\":\"t\",\"host\":"
+			 "\"%s\",\"decision\":\"deny\"}]}",
+			 bad[i]);
+		assert_int_equal(parse_err(doc, &err), -EINVAL);
+		assert_non_null(strstr(err.message, "host"));
+	}
+	/* secrets name hosts, not blocks */
+	assert_int_equal(parse_err("{\"version\":1,\"secrets\":{\"s\":{\"hosts\":\"10.0.0.0/8\","
+				   "\"header\":\"X\"}}}",
+				   &err),
+			 -EINVAL);
+
+	/* lint: an address or a smaller block inside a denied block is shadowed */
+	const char *t = "{\"version\":1,\"rules\":["
+			"{\"id\":\"d\",\"tool\":\"http.request\",\"host\":\"10.0.0.0/8\","
+			"\"decision\":\"deny\"},"
+			"{\"id\":\"a1\",\"tool\":\"http.request\",\"host\":\"10.1.2.3\","
+			"\"decision\":\"allow\"},"
+			"{\"id\":\"a2\",\"tool\":\"http.request\",\"host\":\"10.1.0.0/16\","
+			"\"decision\":\"ask\"},"
+			"{\"id\":\"a3\",\"tool\":\"http.request\",\"host\":\"11.0.0.0/16\","
+			"\"decision\":\"ask\"}]}";
+	struct policy_finding *f = NULL;
+	size_t n = 0;
+	assert_int_equal(policy_lint(t, strlen(t), &f, &n), 0);
+	assert_non_null(find(f, n, "rule 'a1'"));
+	assert_non_null(find(f, n, "rule 'a2'"));
+	assert_null(find(f, n, "rule 'a3'"));
+	assert_int_equal(n, 2);
+	policy_findings_free(f);
 }
 
 static void
@@ -1102,6 +1190,7 @@ main(void)
 	    cmocka_unit_test(test_host_tricks),
 	    cmocka_unit_test(test_methods_prefix_size),
 	    cmocka_unit_test(test_index_differential),
+	    cmocka_unit_test(test_address_blocks),
 	    cmocka_unit_test(test_parse_errors),
 	    cmocka_unit_test(test_value_forms),
 	    cmocka_unit_test(test_to_json_roundtrip),
