@@ -59,7 +59,7 @@ struct policy_result {
 };
 
 /* Parse a policy document from (buf, len). `extends` is recorded, not resolved
- * (see policy_load_dir). Returns 0 and a new policy in *ret, or -EINVAL with err
+ * (see policy_load_file). Returns 0 and a new policy in *ret, or -EINVAL with err
  * filled (line/column of the offending value), or -ENOMEM. */
 int policy_parse(const char *buf, size_t len, struct policy **ret, struct policy_error *err);
 
