@@ -357,7 +357,7 @@ cand_init(struct evstate *s, const struct policy_bucket *b, struct cand *c)
 			/* every ancestor of the path, and the path itself */
 			uint32_t h = pindex_hash_step(PINDEX_HASH_INIT, '/');
 			cand_key(c, "/", 1, h);
-			for (size_t k = 1; k <= s->path_len; k++) {
+			for (size_t k = 1; k <= s->path_len && !c->linear; k++) {
 				if ((k == s->path_len || s->path[k] == '/') && k > 1)
 					cand_key(c, s->path, k, h);
 				if (k < s->path_len)

@@ -631,6 +631,37 @@ test_index_differential(void **state)
 	}
 }
 
+/* More matching roots than the merge can track: evaluation falls back to a scan of
+ * the whole bucket and must still find the deny deep down. */
+static void
+test_index_many_roots(void **state)
+{
+	char prefix[512] = "";
+	cleanup_json json_t *rules = json_array();
+	struct policy_result res;
+
+	for (int i = 0; i < 45; i++) {
+		char id[32], glob[600];
+		strcat(prefix, "/a");
+		snprintf(id, sizeof(id), "r%d", i);
+		snprintf(glob, sizeof(glob), "%s/**", prefix);
+		json_array_append_new(rules, json_pack("{s:s, s:s, s:s, s:s}", "id", id, "tool",
+						       "fs.read", "path", glob, "decision",
+						       i == 44 ? "deny" : "allow"));
+	}
+	cleanup_json json_t *doc = json_pack("{s:i, s:O}", "version", 1, "rules", rules);
+	cleanup_free char *text = json_dumps(doc, 0);
+	struct policy *p = parse_ok(text);
+	char path[600];
+	snprintf(path, sizeof(path), "{\"path\":\"%s/x\"}", prefix);
+	assert_int_equal(eval(p, "fs.read", path, NULL, &res), POLICY_DENY);
+	assert_string_equal(res.rule_id, "r44");
+	assert_int_equal(eval(p, "fs.read", "{\"path\":\"/a/a/x\"}", NULL, &res), POLICY_ALLOW);
+	assert_string_equal(res.rule_id, "r0");
+	assert_string_equal(res.path_root, "/a");
+	policy_free(p);
+}
+
 static const struct policy_finding *find(const struct policy_finding *f, size_t n,
 					 const char *needle);
 
@@ -1191,6 +1222,7 @@ main(void)
 	    cmocka_unit_test(test_methods_prefix_size),
 	    cmocka_unit_test(test_index_differential),
 	    cmocka_unit_test(test_address_blocks),
+	    cmocka_unit_test(test_index_many_roots),
 	    cmocka_unit_test(test_parse_errors),
 	    cmocka_unit_test(test_value_forms),
 	    cmocka_unit_test(test_to_json_roundtrip),
