@@ -18,6 +18,7 @@
 #include "common/json.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "store/sqlite-internal.h"
 
 #define BUSY_TIMEOUT_MS 10000
 
@@ -90,6 +91,7 @@ struct store {
 	enum store_durability durability;
 	bool iterating; /* a foreach is stepping a cached statement */
 	sqlite3_stmt *stmt[ST__MAX];
+	struct store_ix *ix; /* approvals and messages: sqlite_interact.c */
 };
 
 /* ---- schema migrations ----
@@ -151,6 +153,7 @@ migrate_v1(sqlite3 *db)
 
 static int (*const migrations[])(sqlite3 *db) = {
     migrate_v1,
+    store_sqlite_migrate_v2,
 };
 
 #define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
@@ -622,6 +625,7 @@ store_close(struct store *s)
 		return NULL;
 	for (int i = 0; i < ST__MAX; i++)
 		sqlite3_finalize(s->stmt[i]);
+	s->ix = store_ix_free(s->ix);
 	sqlite3_close(s->db);
 	free(s);
 	return NULL;
@@ -1535,4 +1539,67 @@ store_backup(struct store *s, const char *path)
 	if (sqlite3_close(dst) != SQLITE_OK && r == 0)
 		r = -EIO;
 	return r;
+}
+
+/* ---- helpers shared with sqlite_interact.c (sqlite-internal.h) ---- */
+
+sqlite3 *
+store_sqlite_db(struct store *s)
+{
+	return s->db;
+}
+
+bool *
+store_sqlite_iterating(struct store *s)
+{
+	return &s->iterating;
+}
+
+struct store_ix **
+store_sqlite_ix(struct store *s)
+{
+	return &s->ix;
+}
+
+int
+store_sqlite_map_rc(int rc)
+{
+	return map_rc(rc);
+}
+
+bool
+store_sqlite_valid_id(const char *id)
+{
+	return valid_id(id);
+}
+
+bool
+store_sqlite_valid_name(const char *v, bool allow_empty)
+{
+	return valid_name(v, allow_empty);
+}
+
+int
+store_sqlite_json_to_text(const json_t *v, char **ret)
+{
+	return json_to_text(v, ret);
+}
+
+int
+store_sqlite_col_json(sqlite3_stmt *st, int col, json_t **ret)
+{
+	return col_json(st, col, ret);
+}
+
+int
+store_sqlite_col_int64(sqlite3_stmt *st, int col, int64_t min, int64_t max, int64_t *ret)
+{
+	return col_int64(st, col, min, max, ret);
+}
+
+int
+store_sqlite_col_strdup(sqlite3_stmt *st, int col, size_t max, bool (*check)(const char *),
+			char **ret)
+{
+	return col_strdup(st, col, max, check, ret);
 }

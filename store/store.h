@@ -121,6 +121,107 @@ int store_event_append(struct store *s, const char *run, int attempt, int64_t se
 int store_event_foreach(struct store *s, const char *run,
 			int (*fn)(const struct store_event *e, void *ud), void *ud);
 
+/* ---- approvals (durable `ask` decisions; docs/interaction.md) ---- */
+#define STORE_MESSAGE_MAX (64u << 10) /* one user message's text */
+
+enum store_approval_status {
+	STORE_APPROVAL_PENDING = 0,
+	STORE_APPROVAL_APPROVED = 1,
+	STORE_APPROVAL_DENIED = 2,
+	STORE_APPROVAL_EXPIRED = 3, /* counts as a denial */
+};
+
+/* What an approval covers: this call, later asks for the same tool in this
+ * run, or always (a user-visible rule the caller writes). */
+enum store_approval_scope {
+	STORE_SCOPE_ONCE = 0,
+	STORE_SCOPE_RUN = 1,
+	STORE_SCOPE_ALWAYS = 2,
+};
+
+struct store_approval {
+	char *run;
+	int64_t seq;	     /* the call's seq in the run's journal */
+	char *tool;
+	json_t *args;	     /* owned; the call's arguments as the agent sent them */
+	char *rule;	     /* rule id that asked, "" if none */
+	json_t *approvers;   /* owned; JSON array of strings, [] = anyone */
+	char *reason;	     /* why it asks ("" if none) */
+	int64_t created_ms;
+	int64_t expires_ms;  /* 0: never */
+	enum store_approval_status status;
+	char *decided_by;    /* "" while pending */
+	int64_t decided_ms;  /* 0 while pending */
+	char *comment;	     /* "" if none */
+	json_t *edited_args; /* owned; NULL unless approved with edited arguments */
+	enum store_approval_scope scope;
+};
+void store_approval_clear(struct store_approval *a); /* frees members; accepts zeroed */
+/* "pending", "approved", "denied", "expired" / "once", "run", "always". */
+const char *store_approval_status_name(enum store_approval_status st);
+const char *store_approval_scope_name(enum store_approval_scope sc);
+/* 0 and *ret set, or -EINVAL for an unknown name. */
+int store_approval_scope_parse(const char *name, enum store_approval_scope *ret);
+
+/* Insert a pending approval from a's run, seq, tool, args, rule, approvers
+ * (NULL = []), reason, created_ms (0 = now) and expires_ms; the decision
+ * fields are ignored. First writer wins: -EEXIST if (run, seq) has one. */
+int store_approval_create(struct store *s, const struct store_approval *a);
+/* -ENOENT if none. The stored status is returned as is (a pending row past
+ * its expiry stays pending until decided or expired). */
+int store_approval_get(struct store *s, const char *run, int64_t seq, struct store_approval *ret);
+/* Decide a pending approval in one transaction: approved (with optional
+ * edited_args, an object) or denied, by `by` (1..256 bytes), with an optional
+ * comment and the scope. -ENOENT if none; -EALREADY if it is not pending;
+ * -ETIMEDOUT if its expiry has passed: it is then recorded as expired. */
+int store_approval_decide(struct store *s, const char *run, int64_t seq, bool approve,
+			  const char *by, const char *comment, const json_t *edited_args,
+			  enum store_approval_scope scope);
+/* Mark a pending approval expired (decided_by "expiry"). -ENOENT, -EALREADY. */
+int store_approval_expire(struct store *s, const char *run, int64_t seq);
+/* Call fn for each approval matching every non-NULL filter, oldest first:
+ * run id, status name, approver (rows whose approvers list names it or is
+ * empty). Non-zero from fn stops and is returned; fn may not start a foreach. */
+int store_approval_foreach(struct store *s, const char *run, const char *status,
+			   const char *approver,
+			   int (*fn)(const struct store_approval *a, void *ud), void *ud);
+
+/* ---- user messages ---- */
+enum store_msg_status {
+	STORE_MSG_QUEUED = 0,
+	STORE_MSG_DELIVERED = 1,
+	STORE_MSG_REJECTED = 2,
+};
+
+struct store_message {
+	int64_t id; /* increasing within the store */
+	char *run;
+	char *text; /* 0..STORE_MESSAGE_MAX bytes, no NUL */
+	char *mode; /* "queue", "interrupt", "restart", "reject" */
+	enum store_msg_status status;
+	int64_t created_ms;
+	int64_t delivered_ms;  /* 0 unless delivered */
+	int64_t delivered_seq; /* journal seq of the delivery, 0 unless delivered */
+};
+void store_message_clear(struct store_message *m);
+void store_messages_free(struct store_message *m, size_t n);
+const char *store_msg_status_name(enum store_msg_status st);
+
+/* Queue a message for run (which need not exist yet: the daemon may accept
+ * one first); *ret_id is its id. -EINVAL for a bad mode or text. */
+int store_message_add(struct store *s, const char *run, const char *text, const char *mode,
+		      int64_t *ret_id);
+/* Take the run's queued messages, oldest first, marking them delivered at
+ * delivered_seq in one transaction. *ret is NULL and *ret_n 0 when none (the
+ * common case costs one read, no write lock). Free with store_messages_free. */
+int store_message_take_queued(struct store *s, const char *run, int64_t delivered_seq,
+			      struct store_message **ret, size_t *ret_n);
+/* Mark one queued message rejected. -ENOENT if none, -EALREADY if not queued. */
+int store_message_reject(struct store *s, const char *run, int64_t id);
+/* Call fn for each message of run, oldest first; as the other foreach calls. */
+int store_message_foreach(struct store *s, const char *run,
+			  int (*fn)(const struct store_message *m, void *ud), void *ud);
+
 /* ---- operations ---- */
 /* Consistent online copy of the whole store to `path` (created 0600, replaced
  * if it exists) with the SQLite backup API; writers may continue meanwhile. */

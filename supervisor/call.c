@@ -59,6 +59,7 @@ approve(struct sup_run *r, int64_t seq, const char *tool, const json_t *args, co
 		*ret_by = "--deny";
 		return false;
 	case SUP_APPROVE_ASK_TTY:
+	case SUP_APPROVE_DURABLE: /* unknown outcomes: a durable run asks the TTY too */
 		break;
 	}
 	*ret_by = "tty";

@@ -1,0 +1,33 @@
+/* Shared between the SQLite backend's files: sqlite.c (runs, journal, states,
+ * events) and sqlite_interact.c (approvals, messages). Not a public API. */
+#pragma once
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct store_ix;
+
+/* The connection and its iteration guard (one cached statement at a time). */
+sqlite3 *store_sqlite_db(struct store *s);
+bool *store_sqlite_iterating(struct store *s);
+/* sqlite_interact.c's statement cache, prepared on first use, freed by store_close. */
+struct store_ix **store_sqlite_ix(struct store *s);
+struct store_ix *store_ix_free(struct store_ix *ix);
+
+/* Validation and conversion helpers of sqlite.c (docs/store.md). */
+int store_sqlite_map_rc(int rc);
+bool store_sqlite_valid_id(const char *id);
+bool store_sqlite_valid_name(const char *v, bool allow_empty);
+int store_sqlite_json_to_text(const json_t *v, char **ret);
+int store_sqlite_col_json(sqlite3_stmt *st, int col, json_t **ret);
+int store_sqlite_col_int64(sqlite3_stmt *st, int col, int64_t min, int64_t max, int64_t *ret);
+int store_sqlite_col_strdup(sqlite3_stmt *st, int col, size_t max, bool (*check)(const char *),
+			    char **ret);
+
+/* Schema version 2: approvals and messages (in sqlite_interact.c). */
+int store_sqlite_migrate_v2(sqlite3 *db);
