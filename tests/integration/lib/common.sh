@@ -24,6 +24,8 @@ stage() {
 	cp -r "$SRC/tests/integration/lib" "$T/lib"
 	chmod -R a+rX "$T/inst" "$T/lib"
 	AGENTD="$T/inst/bin/agentd"
+	# The staged SDK, not the build tree's (which nobody may not reach).
+	export AGENTD_SDK_DIR="$T/inst/share/agentd/sdk"
 }
 
 # start_effects_server: sets PORT and URL
