@@ -56,6 +56,7 @@ enum ix_stmt {
 	IX_A_GET,
 	IX_A_DECIDE,
 	IX_A_LIST,
+	IX_A_DISCARD,
 	IX_M_INSERT,
 	IX_M_QUEUED,
 	IX_M_DELIVER,
@@ -82,6 +83,7 @@ static const char *const ix_sql[IX__MAX] = {
 		    "WHERE run = ?1 AND seq = ?2 AND status = 'pending'",
     [IX_A_LIST] = "SELECT " A_COLS " FROM approvals WHERE (?1 IS NULL OR run = ?1) AND "
 		  "(?2 IS NULL OR status = ?2) ORDER BY created_ms, rowid",
+    [IX_A_DISCARD] = "DELETE FROM approvals WHERE run = ?1 AND seq > ?2",
     [IX_M_INSERT] = "INSERT INTO messages(run, text, mode, status, created_ms, delivered_ms, "
 		    "delivered_seq) VALUES (?1, ?2, ?3, 'queued', ?4, 0, 0)",
     [IX_M_QUEUED] = "SELECT " M_COLS " FROM messages WHERE run = ?1 AND status = 'queued' "
@@ -822,13 +824,40 @@ store_message_take_queued(struct store *s, const char *run, int64_t delivered_se
 }
 
 int
-store_message_reject(struct store *s, const char *run, int64_t id)
+store_approval_discard(struct store *s, const char *run, int64_t after_seq)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!s || !store_sqlite_valid_id(run) || after_seq < 0)
+		return -EINVAL;
+	r = ix_stmt(s, IX_A_DISCARD, &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, after_seq);
+	return step_done(st);
+}
+
+int
+store_message_list_queued(struct store *s, const char *run, struct store_message **ret,
+			  size_t *ret_n)
+{
+	if (!s || !ret || !ret_n || !store_sqlite_valid_id(run))
+		return -EINVAL;
+	if (*store_sqlite_iterating(s))
+		return -EBUSY;
+	return queued_read(s, run, ret, ret_n);
+}
+
+/* Set message id's status from queued (M_DELIVER or M_REJECT) in one
+ * transaction, telling a missing row from one no longer queued. */
+static int
+message_mark(struct store *s, const char *run, int64_t id, enum ix_stmt which, int64_t seq)
 {
 	cleanup_tx struct tx tx = {0};
 	int rc, r, status = 0;
 
-	if (!s || !store_sqlite_valid_id(run) || id <= 0)
-		return -EINVAL;
 	r = tx_begin(s, &tx);
 	if (r < 0)
 		return r;
@@ -852,16 +881,36 @@ store_message_reject(struct store *s, const char *run, int64_t id)
 	}
 	{
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		r = ix_stmt(s, IX_M_REJECT, &st);
+		r = ix_stmt(s, which, &st);
 		if (r < 0)
 			return r;
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, id);
+		if (which == IX_M_DELIVER) {
+			sqlite3_bind_int64(st, 3, agd_wall_ms());
+			sqlite3_bind_int64(st, 4, seq);
+		}
 		r = step_done(st);
 		if (r < 0)
 			return r;
 	}
 	return tx_commit(&tx);
+}
+
+int
+store_message_deliver(struct store *s, const char *run, int64_t id, int64_t delivered_seq)
+{
+	if (!s || !store_sqlite_valid_id(run) || id <= 0 || delivered_seq < 0)
+		return -EINVAL;
+	return message_mark(s, run, id, IX_M_DELIVER, delivered_seq);
+}
+
+int
+store_message_reject(struct store *s, const char *run, int64_t id)
+{
+	if (!s || !store_sqlite_valid_id(run) || id <= 0)
+		return -EINVAL;
+	return message_mark(s, run, id, IX_M_REJECT, 0);
 }
 
 int

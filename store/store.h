@@ -177,6 +177,9 @@ int store_approval_get(struct store *s, const char *run, int64_t seq, struct sto
 int store_approval_decide(struct store *s, const char *run, int64_t seq, bool approve,
 			  const char *by, const char *comment, const json_t *edited_args,
 			  enum store_approval_scope scope);
+/* Delete the run's approvals with seq > after_seq, whatever their status:
+ * the journal was rolled back past them and their seqs will be reused. */
+int store_approval_discard(struct store *s, const char *run, int64_t after_seq);
 /* Mark a pending approval expired (decided_by "expiry"). -ENOENT, -EALREADY. */
 int store_approval_expire(struct store *s, const char *run, int64_t seq);
 /* Call fn for each approval matching every non-NULL filter, oldest first:
@@ -216,6 +219,12 @@ int store_message_add(struct store *s, const char *run, const char *text, const 
  * common case costs one read, no write lock). Free with store_messages_free. */
 int store_message_take_queued(struct store *s, const char *run, int64_t delivered_seq,
 			      struct store_message **ret, size_t *ret_n);
+/* The run's queued messages, oldest first, without changing them (*ret NULL
+ * when none). Free with store_messages_free. */
+int store_message_list_queued(struct store *s, const char *run, struct store_message **ret,
+			      size_t *ret_n);
+/* Mark one queued message delivered at delivered_seq. -ENOENT, -EALREADY. */
+int store_message_deliver(struct store *s, const char *run, int64_t id, int64_t delivered_seq);
 /* Mark one queued message rejected. -ENOENT if none, -EALREADY if not queued. */
 int store_message_reject(struct store *s, const char *run, int64_t id);
 /* Call fn for each message of run, oldest first; as the other foreach calls. */

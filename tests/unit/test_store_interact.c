@@ -336,6 +336,47 @@ test_messages_foreach_tampered(void **state)
 	store_messages_free(m, n);
 }
 
+static void
+test_list_deliver_discard(void **state)
+{
+	struct fixture *f = *state;
+	struct store_message *m = NULL;
+	struct store_approval a = {0};
+	size_t n = 0;
+	int64_t id1 = 0, id2 = 0;
+
+	assert_int_equal(store_message_list_queued(f->s, "r1", &m, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_message_add(f->s, "r1", "a", "queue", &id1), 0);
+	assert_int_equal(store_message_add(f->s, "r1", "b", "restart", &id2), 0);
+	assert_int_equal(store_message_list_queued(f->s, "r1", &m, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(m[1].mode, "restart");
+	store_messages_free(m, n);
+	/* Listing changes nothing; delivering one leaves the other queued. */
+	assert_int_equal(store_message_deliver(f->s, "r1", id2, 9), 0);
+	assert_int_equal(store_message_deliver(f->s, "r1", id2, 9), -EALREADY);
+	assert_int_equal(store_message_deliver(f->s, "r2", id1, 9), -ENOENT);
+	assert_int_equal(store_message_list_queued(f->s, "r1", &m, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(m[0].id, id1);
+	store_messages_free(m, n);
+
+	create(f, "r1", 1, 0);
+	create(f, "r1", 2, 0);
+	create(f, "r1", 3, 0);
+	create(f, "r2", 3, 0);
+	assert_int_equal(store_approval_discard(f->s, "r1", 1), 0);
+	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), 0);
+	store_approval_clear(&a);
+	assert_int_equal(store_approval_get(f->s, "r1", 2, &a), -ENOENT);
+	assert_int_equal(store_approval_get(f->s, "r1", 3, &a), -ENOENT);
+	assert_int_equal(store_approval_get(f->s, "r2", 3, &a), 0);
+	store_approval_clear(&a);
+	/* The seq is free again. */
+	create(f, "r1", 2, 0);
+}
+
 int
 main(void)
 {
@@ -346,6 +387,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_approval_tampered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_foreach_tampered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_deliver_discard, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
