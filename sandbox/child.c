@@ -30,6 +30,7 @@
 /* Fixed fd numbers once the child has arranged its descriptors. */
 #define FD_ERR	  4
 #define FD_STATUS 5
+#define FD_NOTIFY 6 /* only with report_violations, closed before the program runs */
 
 static int g_err_fd = -1;
 
@@ -225,11 +226,11 @@ loopback_up(void)
 }
 
 /* Put the caller's descriptors on 0..3, the error and status pipes on 4 and 5
- * (close-on-exec), and close everything else. */
+ * and the listener socket on 6 (close-on-exec), and close everything else. */
 static void
-arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd)
+arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd, int notify_sock)
 {
-	int tmp[4], e, s;
+	int tmp[4], e, s, ns = -1, last = FD_STATUS;
 
 	e = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
 	if (e < 0)
@@ -237,6 +238,8 @@ arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd)
 	g_err_fd = e;
 	s = fcntl(status_fd, F_DUPFD_CLOEXEC, 10);
 	if (s < 0)
+		fail(SBX_STEP_FDS, -1, errno);
+	if (notify_sock >= 0 && (ns = fcntl(notify_sock, F_DUPFD_CLOEXEC, 10)) < 0)
 		fail(SBX_STEP_FDS, -1, errno);
 	for (int i = 0; i < 4; i++) {
 		if (p->stdio[i] >= 0)
@@ -261,7 +264,12 @@ arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd)
 	g_err_fd = FD_ERR;
 	if (dup3(s, FD_STATUS, O_CLOEXEC) < 0)
 		fail(SBX_STEP_FDS, -1, errno);
-	if (syscall(SYS_close_range, FD_STATUS + 1, ~0u, 0) < 0)
+	if (ns >= 0) {
+		if (dup3(ns, FD_NOTIFY, O_CLOEXEC) < 0)
+			fail(SBX_STEP_FDS, -1, errno);
+		last = FD_NOTIFY;
+	}
+	if (syscall(SYS_close_range, last + 1, ~0u, 0) < 0)
 		fail(SBX_STEP_FDS, -1, errno);
 }
 
@@ -327,6 +335,7 @@ apply_landlock(const struct sandbox_plan *p)
 {
 	struct sbx_ll_attr attr = {
 	    .handled_access_fs = p->ll_handled_fs,
+	    .handled_access_net = p->ll_handled_net,
 	    .scoped = p->ll_scoped,
 	};
 	size_t size = p->ll_abi >= 6 ? sizeof(attr) : p->ll_abi >= 4 ? 16 : 8;
@@ -456,9 +465,64 @@ run_init(const struct sandbox_plan *p)
 	}
 }
 
+/* Hand the seccomp listener to the supervisor. */
+static void
+send_listener(int listener)
+{
+	char byte = 'L';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.buf,
+			    .msg_controllen = sizeof(cm.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	memset(cm.buf, 0, sizeof(cm.buf));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &listener, sizeof(int));
+	if (sendmsg(FD_NOTIFY, &mh, MSG_NOSIGNAL) != 1)
+		fail(SBX_STEP_SECCOMP, -1, errno);
+}
+
+/* The filter goes in last. With report_violations, denied calls wait for
+ * the supervisor, which holds the listener; if the kernel refuses a listener
+ * (EBUSY: a filter above us already has one) the plain errno program is
+ * installed instead and the supervisor receives none. Nothing in the sandbox
+ * keeps the listener: the program could otherwise answer for itself. */
+static void
+apply_seccomp(const struct sandbox_plan *p, int notify_sock)
+{
+	if (p->notify_bpf && notify_sock >= 0) {
+		struct sock_fprog prog = {.len = p->notify_len, .filter = p->notify_bpf};
+		long lfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+				   SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+		if (lfd >= 0) {
+			send_listener((int)lfd);
+			close((int)lfd);
+			close(FD_NOTIFY);
+			return;
+		}
+		if (errno != EBUSY)
+			fail(SBX_STEP_SECCOMP, -1, errno);
+	}
+	if (notify_sock >= 0)
+		close(FD_NOTIFY);
+	if (p->bpf) {
+		struct sock_fprog prog = {.len = p->bpf_len, .filter = p->bpf};
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+			fail(SBX_STEP_SECCOMP, -1, errno);
+	}
+}
+
 _Noreturn void
 sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int status_fd,
-		   int *host_fds)
+		   int notify_sock, int *host_fds)
 {
 	char c;
 	ssize_t n;
@@ -485,7 +549,7 @@ sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int st
 	 * terminal cannot push input to the supervisor's shell. */
 	if (setsid() < 0)
 		fail(SBX_STEP_SETSID, -1, errno);
-	arrange_fds(p, err_fd, status_fd);
+	arrange_fds(p, err_fd, status_fd, notify_sock);
 	for (size_t i = 0; i < p->n_rl; i++)
 		if (setrlimit((__rlimit_resource_t)p->rl_resource[i], &p->rl_value[i]) < 0)
 			fail(SBX_STEP_RLIMIT, p->rl_resource[i], errno);
@@ -499,10 +563,6 @@ sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int st
 	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLERR))
 		_exit(127);
 	apply_landlock(p);
-	if (p->bpf) {
-		struct sock_fprog prog = {.len = p->bpf_len, .filter = p->bpf};
-		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-			fail(SBX_STEP_SECCOMP, -1, errno);
-	}
+	apply_seccomp(p, notify_sock);
 	run_init(p);
 }

@@ -122,27 +122,43 @@ struct sandbox_plan {
 
 	struct sock_filter *bpf;
 	unsigned short bpf_len;
+	/* report_violations: bpf with errno returns turned into user notifications */
+	struct sock_filter *notify_bpf;
+	unsigned short notify_len;
+	bool inet;
 
 	int ll_abi; /* 0: landlock not used */
 	uint64_t ll_handled_fs;
+	uint64_t ll_handled_net;
 	uint64_t ll_scoped;
 
 	char notes[256];
 };
 
-/* seccomp.c: compile the filter into *ret_bpf (malloc'd). */
-int sandbox_seccomp_compile(struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
-			    size_t errsz);
+/* seccomp.c: compile the filter into *ret_bpf (malloc'd). inet: AF_INET and
+ * AF_INET6 sockets allowed besides AF_UNIX. */
+int sandbox_seccomp_compile(bool inet, struct sock_filter **ret_bpf, unsigned short *ret_len,
+			    char *err, size_t errsz);
 
 /* The ahead-of-time compiled program for this architecture (static storage),
  * or -ENOENT if there is none. */
-int sandbox_seccomp_prebuilt(const struct sock_filter **ret_bpf, unsigned short *ret_len);
+int sandbox_seccomp_prebuilt(bool inet, const struct sock_filter **ret_bpf,
+			     unsigned short *ret_len);
 
 /* The filter for a plan: the prebuilt one if present, else compiled now. */
-int sandbox_seccomp_get(struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
+int sandbox_seccomp_get(bool inet, struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
 			size_t errsz);
+
+/* violation.c: the notify variant of an errno program (malloc'd), and a
+ * classic-BPF interpreter that returns what the kernel would. */
+struct seccomp_data;
+int sbx_seccomp_notify_variant(const struct sock_filter *in, unsigned short len,
+			       struct sock_filter **ret_bpf, unsigned short *ret_len);
+uint32_t sbx_bpf_run(const struct sock_filter *prog, unsigned short len,
+		     const struct seccomp_data *d);
 
 /* child.c: runs in the freshly cloned child; never returns. */
 /* host_fds: room for p->n_ops fds, filled by the child (its own copy). */
+/* notify_sock: where the seccomp listener is sent (SCM_RIGHTS), or -1. */
 _Noreturn void sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd,
-				  int status_fd, int *host_fds);
+				  int status_fd, int notify_sock, int *host_fds);

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -52,15 +53,17 @@ static const char *const sbx_step_names[SBX_STEP__MAX] = {
 };
 
 /* Landlock filesystem rights by bit. */
-#define LL_EXECUTE    (1ull << 0)
-#define LL_WRITE_FILE (1ull << 1)
-#define LL_READ_FILE  (1ull << 2)
-#define LL_READ_DIR   (1ull << 3)
-#define LL_IOCTL_DEV  (1ull << 15)
-#define LL_TRUNCATE   (1ull << 14)
-#define LL_RO	      (LL_EXECUTE | LL_READ_FILE | LL_READ_DIR)
-#define LL_ALL	      ((1ull << 16) - 1)
-#define LL_SCOPE_ALL  ((1ull << 0) | (1ull << 1)) /* abstract unix sockets, signals */
+#define LL_EXECUTE	   (1ull << 0)
+#define LL_WRITE_FILE	   (1ull << 1)
+#define LL_READ_FILE	   (1ull << 2)
+#define LL_READ_DIR	   (1ull << 3)
+#define LL_IOCTL_DEV	   (1ull << 15)
+#define LL_TRUNCATE	   (1ull << 14)
+#define LL_RO		   (LL_EXECUTE | LL_READ_FILE | LL_READ_DIR)
+#define LL_ALL		   ((1ull << 16) - 1)
+#define LL_SCOPE_ALL	   ((1ull << 0) | (1ull << 1)) /* abstract unix sockets, signals */
+#define LL_NET_BIND_TCP	   (1ull << 0)
+#define LL_NET_CONNECT_TCP (1ull << 1)
 
 static void __attribute__((format(printf, 3, 4)))
 set_err(char *err, size_t errsz, const char *fmt, ...)
@@ -131,6 +134,7 @@ sandbox_plan_free(struct sandbox_plan *p)
 	free(p->uid_map);
 	free(p->gid_map);
 	free(p->bpf);
+	free(p->notify_bpf);
 	free(p);
 	return NULL;
 }
@@ -550,6 +554,10 @@ probe_landlock(struct sandbox_plan *p)
 		p->ll_handled_fs |= 1ull << 14; /* truncate */
 	if (abi >= 5)
 		p->ll_handled_fs |= 1ull << 15; /* ioctl_dev */
+	/* TCP bind and connect with no rule allowing any port: a second fence
+	 * behind the socket-family filter when only unix sockets are allowed. */
+	if (abi >= 4 && !p->inet)
+		p->ll_handled_net = LL_NET_BIND_TCP | LL_NET_CONNECT_TCP;
 	if (abi >= 6)
 		p->ll_scoped = LL_SCOPE_ALL;
 }
@@ -600,11 +608,18 @@ sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, cha
 
 	if ((r = build_mounts(p, cfg, err, errsz)) < 0)
 		goto fail;
+	p->inet = cfg->network_loopback;
 	if (!cfg->unsafe_no_landlock)
 		probe_landlock(p);
 	if (!cfg->unsafe_no_seccomp &&
-	    (r = sandbox_seccomp_get(&p->bpf, &p->bpf_len, err, errsz)) < 0)
+	    (r = sandbox_seccomp_get(p->inet, &p->bpf, &p->bpf_len, err, errsz)) < 0)
 		goto fail;
+	if (p->bpf && cfg->report_violations &&
+	    (r = sbx_seccomp_notify_variant(p->bpf, p->bpf_len, &p->notify_bpf, &p->notify_len)) <
+		0) {
+		set_err(err, errsz, "sandbox: seccomp notify program: %s", errname(-r));
+		goto fail;
+	}
 	*ret = p;
 	return 0;
 fail:
@@ -648,11 +663,36 @@ reap(int pidfd)
 	return r;
 }
 
+/* One fd sent with SCM_RIGHTS, or -1. */
+static int
+recv_fd(int sock)
+{
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.buf,
+			    .msg_controllen = sizeof(cm.buf)};
+	int fd = -1;
+
+	if (recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0)
+		return -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
 int
 sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz)
 {
 	cleanup_close int sync_r = -1, sync_w = -1, err_r = -1, err_w = -1, st_r = -1, st_w = -1;
-	cleanup_close int pidfd = -1;
+	cleanup_close int pidfd = -1, nt_r = -1, nt_w = -1;
 	int fds[2], r;
 
 	if (!p || !ret) {
@@ -674,6 +714,12 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		goto errno_fail;
 	st_r = fds[0], st_w = fds[1];
+	/* The seccomp listener comes back over this (SCM_RIGHTS). */
+	if (p->notify_bpf) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
+			goto errno_fail;
+		nt_r = fds[0], nt_w = fds[1];
+	}
 
 	struct clone_args ca = {
 	    .flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
@@ -691,11 +737,15 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 		close(sync_w);
 		close(err_r);
 		close(st_r);
-		sandbox_child_main(p, sync_r, err_w, st_w, host_fds);
+		if (nt_r >= 0)
+			close(nt_r);
+		sandbox_child_main(p, sync_r, err_w, st_w, nt_w, host_fds);
 	}
 	close(take_fd(&sync_r));
 	close(take_fd(&err_w));
 	close(take_fd(&st_w));
+	if (nt_w >= 0)
+		close(take_fd(&nt_w));
 
 	/* Id maps: map exactly one unprivileged id to itself. Rootless needs
 	 * setgroups denied before gid_map may be written. */
@@ -732,9 +782,14 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 		got += (size_t)n;
 	}
 	if (got == 0) {
+		/* init sent the listener before it forked the program, so it is
+		 * queued by now; none means the kernel refused one (EBUSY). */
+		int listener = nt_r >= 0 ? recv_fd(nt_r) : -1;
 		ret->pid = (pid_t)pid;
 		ret->pidfd = take_fd(&pidfd);
 		ret->status_fd = take_fd(&st_r);
+		ret->notify_fd = listener;
+		ret->network_loopback = p->inet;
 		return 0;
 	}
 	reap(pidfd);
@@ -802,5 +857,7 @@ sandbox_child_close(struct sandbox_child *c)
 		close(c->pidfd);
 	if (c->status_fd >= 0)
 		close(c->status_fd);
-	c->pidfd = c->status_fd = -1;
+	if (c->notify_fd >= 0)
+		close(c->notify_fd);
+	c->pidfd = c->status_fd = c->notify_fd = -1;
 }

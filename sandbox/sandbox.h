@@ -43,6 +43,14 @@ struct sandbox_config {
 	uid_t uid;
 	gid_t gid;
 	const char *hostname; /* default "agentd" */
+	/* Sockets the program may create. false (default): AF_UNIX only, and
+	 * landlock (ABI 4+) also refuses TCP bind/connect. true: AF_UNIX, AF_INET
+	 * and AF_INET6 too; the network namespace still has only lo. */
+	bool network_loopback;
+	/* Record denied syscalls: the kernel holds each one until the caller
+	 * answers it through sandbox_child.notify_fd (see sandbox_violation_next).
+	 * A caller that sets this must serve notify_fd, or denied calls block. */
+	bool report_violations;
 	/* Test switch: skip the seccomp filter. Only the escape suite's
 	 * "protection off" controls set it; never reachable from a policy. */
 	bool unsafe_no_seccomp;
@@ -62,6 +70,12 @@ struct sandbox_child {
 	pid_t pid;
 	int pidfd;     /* O_CLOEXEC pidfd of the child; owned by the caller */
 	int status_fd; /* O_CLOEXEC pipe, read by sandbox_child_exit(); owned by the caller */
+	/* O_CLOEXEC seccomp listener when report_violations was set, else -1;
+	 * owned by the caller. Still -1 with report_violations set when the
+	 * kernel refused a listener (one already exists above us, e.g. inside a
+	 * container runtime that uses one): denials then apply unrecorded. */
+	int notify_fd;
+	bool network_loopback; /* copied from the config: which filter answers */
 };
 
 /* Create the sandboxed child and exec the program. Blocks until the child has
@@ -91,5 +105,25 @@ struct sandbox_exit {
 int sandbox_child_exit(const struct sandbox_child *c, const siginfo_t *si,
 		       struct sandbox_exit *ret);
 
-/* Close pidfd and status_fd (set to -1). Accepts NULL. Does not kill or reap. */
+/* One denied syscall, already answered. */
+struct sandbox_violation {
+	pid_t pid;	  /* the calling thread, in the caller's pid namespace */
+	int nr;		  /* syscall number (native architecture) */
+	char syscall[32]; /* its name, or "syscall_<nr>" */
+	struct {
+		const char *name; /* static string, e.g. "family" */
+		uint64_t value;
+	} args[3]; /* the arguments that decide the answer, if any */
+	size_t n_args;
+	int err; /* the errno the program got (the filter's own answer) */
+};
+
+/* Take one pending notification from c->notify_fd, answer it with the errno
+ * the filter gives that call (never letting it run), and describe it in *ret.
+ * Never blocks. Returns 0; -EAGAIN when nothing is pending; -EPIPE when no
+ * process is left under the filter (stop watching); -ENOENT when the caller
+ * died before it was read; another negative errno on failure. */
+int sandbox_violation_next(const struct sandbox_child *c, struct sandbox_violation *ret);
+
+/* Close pidfd, status_fd and notify_fd (set to -1). Accepts NULL. Does not kill or reap. */
 void sandbox_child_close(struct sandbox_child *c);

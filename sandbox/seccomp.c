@@ -441,7 +441,7 @@ release_ctx(scmp_filter_ctx *ctx)
 }
 
 int
-sandbox_seccomp_compile(struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
+sandbox_seccomp_compile(bool inet, struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
 			size_t errsz)
 {
 	_cleanup_(release_ctx) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS));
@@ -497,20 +497,14 @@ sandbox_seccomp_compile(struct sock_filter **ret_bpf, unsigned short *ret_len, c
 		return r;
 
 	/* (The unused second datum of EQ/GT is spelled out for -Wmissing-field-initializers.) */
-	/* Sockets: unix and IP only (the network namespace has only lo). Every
-	 * other family value, including ones with high bits set, is refused. */
-	static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
-	for (size_t i = 0; i < ARRAY_SIZE(families); i++) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)families[i], 0);
-		if ((r = add_rule(ctx, SCMP_ACT_ALLOW, "socket", 1, &c, err, errsz)) < 0)
-			return r;
-	}
+	/* Sockets: unix only by default; unix and IP when the policy asks for
+	 * the loopback network (the network namespace has only lo). Every other
+	 * family value, including ones with high bits set, is refused. */
 	for (int fam = 0; fam <= AF_INET6; fam++) {
-		if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6)
-			continue;
+		bool ok = fam == AF_UNIX || (inet && (fam == AF_INET || fam == AF_INET6));
 		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)fam, 0);
-		if ((r = add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &c, err, errsz)) <
-		    0)
+		if ((r = add_rule(ctx, ok ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket",
+				  1, &c, err, errsz)) < 0)
 			return r;
 	}
 	struct scmp_arg_cmp big = SCMP_A0(SCMP_CMP_GT, (uint64_t)AF_INET6, 0);
@@ -559,37 +553,42 @@ sandbox_seccomp_compile(struct sock_filter **ret_bpf, unsigned short *ret_len, c
 }
 
 #if defined(__x86_64__)
-/* The same program, compiled ahead of time: libseccomp needs milliseconds to
- * build it, a large share of a sandbox spawn. tests/unit/test_sandbox.c
- * fails if this ever differs from what sandbox_seccomp_compile() produces;
- * regenerate with `agentd-seccomp-gen > sandbox/seccomp_x86_64.inc`. */
-static const struct sock_filter prebuilt[] = {
+/* The same programs, compiled ahead of time: libseccomp needs milliseconds to
+ * build one, a large share of a sandbox spawn. tests/unit/test_sandbox.c
+ * fails if either ever differs from what sandbox_seccomp_compile() produces;
+ * regenerate with `agentd-seccomp-gen > sandbox/seccomp_x86_64.inc` and
+ * `agentd-seccomp-gen --inet > sandbox/seccomp_x86_64_inet.inc`. */
+static const struct sock_filter prebuilt_unix[] = {
 #include "sandbox/seccomp_x86_64.inc"
+};
+static const struct sock_filter prebuilt_inet[] = {
+#include "sandbox/seccomp_x86_64_inet.inc"
 };
 
 int
-sandbox_seccomp_prebuilt(const struct sock_filter **ret_bpf, unsigned short *ret_len)
+sandbox_seccomp_prebuilt(bool inet, const struct sock_filter **ret_bpf, unsigned short *ret_len)
 {
-	*ret_bpf = prebuilt;
-	*ret_len = (unsigned short)ARRAY_SIZE(prebuilt);
+	*ret_bpf = inet ? prebuilt_inet : prebuilt_unix;
+	*ret_len = (unsigned short)(inet ? ARRAY_SIZE(prebuilt_inet) : ARRAY_SIZE(prebuilt_unix));
 	return 0;
 }
 #else
 int
-sandbox_seccomp_prebuilt(const struct sock_filter **ret_bpf, unsigned short *ret_len)
+sandbox_seccomp_prebuilt(bool inet, const struct sock_filter **ret_bpf, unsigned short *ret_len)
 {
 	return -ENOENT;
 }
 #endif
 
 int
-sandbox_seccomp_get(struct sock_filter **ret_bpf, unsigned short *ret_len, char *err, size_t errsz)
+sandbox_seccomp_get(bool inet, struct sock_filter **ret_bpf, unsigned short *ret_len, char *err,
+		    size_t errsz)
 {
 	const struct sock_filter *pre;
 	unsigned short len;
 
-	if (sandbox_seccomp_prebuilt(&pre, &len) < 0 || len == 0)
-		return sandbox_seccomp_compile(ret_bpf, ret_len, err, errsz);
+	if (sandbox_seccomp_prebuilt(inet, &pre, &len) < 0 || len == 0)
+		return sandbox_seccomp_compile(inet, ret_bpf, ret_len, err, errsz);
 	struct sock_filter *copy = malloc(len * sizeof(*copy));
 	if (!copy)
 		return -ENOMEM;

@@ -16,6 +16,14 @@
 #define SUP_TOOL_TIMEOUT_MS  30000
 #define SUP_MAX_RESULT_BYTES (1u << 20) /* the reply carries it twice: stay under 4 MiB */
 
+/* Denied syscalls of the current child, as sandbox.violation events. */
+struct sup_violations {
+	struct agd_watch w;	 /* the child's seccomp listener; fd -1 when none */
+	bool network_loopback;	 /* which filter answers (sandbox_child) */
+	int64_t tokens, last_ms; /* rate limit: events per run */
+	uint64_t suppressed;	 /* dropped by the rate limit, not yet reported */
+};
+
 /* The run's lifecycle; see the table in run.c. */
 enum sup_state {
 	SUP_ST_NEW,
@@ -57,6 +65,9 @@ struct sup_run {
 
 	int exit_code;
 	char reason[512];
+
+	struct sup_violations viol; /* violations.c */
+	struct agd_watch w_wall;    /* wall-clock limit (policy limits.wall_clock) */
 };
 
 /* Store an event (except the live-only "call.*" ones) and pass it to the
@@ -72,6 +83,14 @@ void sup_reply_error(struct sup_run *r, const json_t *id, int code, const char *
 /* broker.c: read and answer everything the agent sent; close on EOF. */
 void sup_broker_read(struct sup_run *r);
 void sup_broker_close(struct sup_run *r);
+
+/* violations.c: watch the child's seccomp listener (takes notify_fd; -1 is
+ * recorded as a note when violations were asked for); stop at reap, after
+ * answering what is still pending; the SIGSYS death of a program killed by the
+ * filter (a foreign-architecture syscall) is a violation too. */
+void sup_violations_start(struct sup_run *r, int notify_fd, bool network_loopback);
+void sup_violations_stop(struct sup_run *r);
+void sup_violations_exit(struct sup_run *r, bool signaled, int code);
 
 /* call.c: the tools/call method. */
 void sup_tools_call(struct sup_run *r, const json_t *id, json_t *params);

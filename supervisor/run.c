@@ -10,6 +10,8 @@
  *   CHILD    stop             -> kill; INTERRUPTED
  *   BACKOFF  timer            -> CHILD | FAILED (respawn failed)
  *   BACKOFF  stop             -> INTERRUPTED
+ *   CHILD    wall-clock limit -> kill; FAILED when the child is reaped
+ *   BACKOFF  wall-clock limit -> FAILED
  *
  * SUCCEEDED, FAILED and INTERRUPTED are final for this supervisor; an
  * INTERRUPTED run is resumable (`agentd resume`): its journal is the checkpoint.
@@ -242,6 +244,7 @@ spawn_child(struct sup_run *r)
 	    .rlimits = {.address_space = lim->memory_bytes, .processes = lim->pids},
 	    .uid = r->opt.sandbox_uid,
 	    .gid = r->opt.sandbox_gid,
+	    .report_violations = true,
 	};
 	e = sandbox_prepare(&cfg, &plan, err, sizeof(err));
 	if (e >= 0 && sandbox_notes(plan))
@@ -273,9 +276,12 @@ spawn_child(struct sup_run *r)
 		waitid(P_PIDFD, (id_t)r->w_pid.fd, &si, WEXITED);
 		agd_loop_close_watch(r->loop, &r->w_chan);
 		agd_loop_close_watch(r->loop, &r->w_pid);
+		if (child.notify_fd >= 0)
+			close(child.notify_fd);
 		snprintf(r->reason, sizeof(r->reason), "cannot watch the agent");
 		return -ENOMEM;
 	}
+	sup_violations_start(r, child.notify_fd, child.network_loopback);
 	r->malformed = 0;
 	r->malformed_bytes = 0;
 	r->replayed = r->first_replayed = r->last_replayed = 0;
@@ -324,10 +330,14 @@ reap(struct sup_run *r)
 	struct sandbox_exit ex = {.signaled = true, .code = SIGKILL};
 
 	if (waitid(P_PIDFD, (id_t)r->w_pid.fd, &si, WEXITED) == 0) {
-		struct sandbox_child c = {r->pid, r->w_pid.fd, r->status_fd};
+		struct sandbox_child c = {.pid = r->pid,
+					  .pidfd = r->w_pid.fd,
+					  .status_fd = r->status_fd,
+					  .notify_fd = -1};
 		if (sandbox_child_exit(&c, &si, &ex) < 0)
 			ex = (struct sandbox_exit){si.si_code != CLD_EXITED, si.si_status};
 	}
+	sup_violations_stop(r);
 	agd_loop_close_watch(r->loop, &r->w_pid);
 	if (r->status_fd >= 0)
 		close(r->status_fd);
@@ -345,6 +355,7 @@ on_pidfd(struct agd_watch *w, uint32_t events)
 	if (r->w_chan.fd >= 0)
 		sup_broker_read(r);
 	struct sandbox_exit ex = reap(r);
+	sup_violations_exit(r, ex.signaled, ex.code);
 	json_t *data = !ex.signaled
 			   ? json_pack("{s:i}", "exit_code", ex.code)
 			   : json_pack("{s:i,s:s}", "signal", ex.code, "signame",
@@ -477,7 +488,7 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	r->st = st;
 	r->opt = *opt;
 	r->status_fd = -1;
-	r->w_pid.fd = r->w_chan.fd = r->w_timer.fd = -1;
+	r->w_pid.fd = r->w_chan.fd = r->w_timer.fd = r->viol.w.fd = r->w_wall.fd = -1;
 	r->exit_code = -1;
 	e = store_run_get(st, run_id, &sr);
 	if (e < 0) {
@@ -504,10 +515,58 @@ fail:
 	return e;
 }
 
+/* The policy's limits.wall_clock, counted from this supervisor's start of
+ * the run, across restarts and backoff. */
+static void
+on_wall(struct agd_watch *w, uint32_t events)
+{
+	struct sup_run *r = (struct sup_run *)((char *)w - offsetof(struct sup_run, w_wall));
+	uint64_t ticks, ms = policy_limits(r->policy)->wall_clock_ms;
+	char lim[32];
+
+	if (read(w->fd, &ticks, sizeof(ticks)) < 0 || is_final(r->state))
+		return;
+	if (ms % 1000)
+		snprintf(lim, sizeof(lim), "%llu ms", (unsigned long long)ms);
+	else
+		snprintf(lim, sizeof(lim), "%llu s", (unsigned long long)(ms / 1000));
+	if (r->state == SUP_ST_CHILD) {
+		sup_fail(r, "wall-clock limit of %s reached", lim);
+		return; /* finished as failed when the child is reaped */
+	}
+	snprintf(r->reason, sizeof(r->reason), "wall-clock limit of %s reached", lim);
+	r->exit_code = -1;
+	finish(r, SUP_ST_FAILED);
+}
+
+static int
+arm_wall_clock(struct sup_run *r)
+{
+	uint64_t ms = policy_limits(r->policy)->wall_clock_ms;
+
+	if (!ms || r->w_wall.fd >= 0)
+		return 0;
+	r->w_wall = (struct agd_watch){timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+				       on_wall};
+	struct itimerspec its = {.it_value = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000}};
+	if (r->w_wall.fd < 0 || timerfd_settime(r->w_wall.fd, 0, &its, NULL) < 0 ||
+	    agd_loop_add(r->loop, &r->w_wall, EPOLLIN) < 0) {
+		agd_loop_close_watch(r->loop, &r->w_wall);
+		snprintf(r->reason, sizeof(r->reason), "cannot arm the wall-clock limit");
+		return -EIO;
+	}
+	return 0;
+}
+
 int
 sup_run_start(struct sup_run *r)
 {
 	store_run_set_status(r->st, r->id, "running", -1, "");
+	/* A limit that cannot be enforced is a refusal, not a silent pass. */
+	if (arm_wall_clock(r) < 0) {
+		finish(r, SUP_ST_FAILED);
+		return -EIO;
+	}
 	if (spawn_child(r) < 0) {
 		static const char pre[] = "could not start the agent: ";
 		size_t n = strnlen(r->reason, sizeof(r->reason) - sizeof(pre));
@@ -566,6 +625,8 @@ sup_run_free(struct sup_run *r)
 	}
 	sup_broker_close(r);
 	agd_loop_close_watch(r->loop, &r->w_timer);
+	agd_loop_close_watch(r->loop, &r->viol.w);
+	agd_loop_close_watch(r->loop, &r->w_wall);
 	if (r->status_fd >= 0)
 		close(r->status_fd);
 	proto_reader_free(&r->rd);

@@ -3,6 +3,7 @@
  * for the sandbox library; the real entry point is `agentd run`. */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,19 +22,29 @@ usage(FILE *f)
 	fprintf(f, "usage: agentd-sandbox-exec [--no-seccomp] [--no-landlock] [--cwd DIR] "
 		   "[--workspace DIR]\n"
 		   "       [--bind HOST:PATH[:rw]]... [--uid N --gid N] [--channel FD]\n"
-		   "       [--pidfile FILE] [--quiet] -- CMD [ARG...]\n");
+		   "       [--pidfile FILE] [--quiet] [--network unix|loopback]\n"
+		   "       [--violations FILE | --no-violations] -- CMD [ARG...]\n");
 }
 
 int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"no-seccomp", no_argument, NULL, 'S'}, {"no-landlock", no_argument, NULL, 'L'},
-	    {"cwd", required_argument, NULL, 'c'},  {"workspace", required_argument, NULL, 'w'},
-	    {"bind", required_argument, NULL, 'b'}, {"uid", required_argument, NULL, 'u'},
-	    {"gid", required_argument, NULL, 'g'},  {"channel", required_argument, NULL, 'C'},
-	    {"quiet", no_argument, NULL, 'q'},	    {"pidfile", required_argument, NULL, 'p'},
-	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	    {"no-seccomp", no_argument, NULL, 'S'},
+	    {"no-landlock", no_argument, NULL, 'L'},
+	    {"cwd", required_argument, NULL, 'c'},
+	    {"workspace", required_argument, NULL, 'w'},
+	    {"bind", required_argument, NULL, 'b'},
+	    {"uid", required_argument, NULL, 'u'},
+	    {"gid", required_argument, NULL, 'g'},
+	    {"channel", required_argument, NULL, 'C'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"pidfile", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"network", required_argument, NULL, 'n'},
+	    {"violations", required_argument, NULL, 'V'},
+	    {"no-violations", no_argument, NULL, 'N'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct sandbox_bind binds[32];
 	char cwdbuf[4096], err[512] = "";
@@ -45,7 +56,9 @@ main(int argc, char **argv)
 	    .binds = binds,
 	    .uid = 65534,
 	    .gid = 65534,
+	    .report_violations = true,
 	};
+	const char *viol_path = NULL;
 	bool quiet = false;
 	const char *pidfile = NULL;
 	int c;
@@ -99,6 +112,19 @@ main(int argc, char **argv)
 		case 'p':
 			pidfile = optarg;
 			break;
+		case 'n':
+			if (strcmp(optarg, "loopback") != 0 && strcmp(optarg, "unix") != 0) {
+				usage(stderr);
+				return 125;
+			}
+			cfg.network_loopback = strcmp(optarg, "loopback") == 0;
+			break;
+		case 'V':
+			viol_path = optarg;
+			break;
+		case 'N':
+			cfg.report_violations = false;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -146,6 +172,38 @@ main(int argc, char **argv)
 			return 125;
 		}
 	}
+	/* Answer denied syscalls until the sandbox is gone; one line each:
+	 * "SYSCALL ERRNO [name=value...]". */
+	FILE *vf = viol_path ? fopen(viol_path, "ae") : NULL;
+	if (viol_path && !vf) {
+		perror("agentd-sandbox-exec: violations file");
+		return 125;
+	}
+	while (child.notify_fd >= 0) {
+		struct pollfd pfd[2] = {{child.pidfd, POLLIN, 0}, {child.notify_fd, POLLIN, 0}};
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents)
+			break;
+		struct sandbox_violation v;
+		r = sandbox_violation_next(&child, &v);
+		if (r == -EPIPE)
+			break;
+		if (r < 0)
+			continue;
+		FILE *out = vf ? vf : quiet ? NULL : stderr;
+		if (!out)
+			continue;
+		fprintf(out, "%s%s %s", out == stderr ? "agentd-sandbox-exec: violation: " : "",
+			v.syscall, strerrorname_np(v.err) ? strerrorname_np(v.err) : "?");
+		for (size_t i = 0; i < v.n_args; i++)
+			fprintf(out, " %s=%#llx", v.args[i].name,
+				(unsigned long long)v.args[i].value);
+		fputc('\n', out);
+		fflush(out);
+	}
+	if (vf)
+		fclose(vf);
 	siginfo_t si;
 	do
 		r = waitid((idtype_t)P_PIDFD, (id_t)child.pidfd, &si, WEXITED);

@@ -1,18 +1,21 @@
-/* agentd-seccomp-gen: print the sandbox's seccomp program, compiled with
- * libseccomp, as C initializers for sandbox/seccomp_<arch>.inc. */
+/* agentd-seccomp-gen [--inet]: print the sandbox's seccomp program, compiled
+ * with libseccomp, as C initializers for sandbox/seccomp_<arch>[_inet].inc. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sandbox/internal.h"
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	bool inet = argc > 1 && strcmp(argv[1], "--inet") == 0;
+
 	struct sock_filter *bpf = NULL;
 	unsigned short len = 0;
 	char err[256] = "";
 
-	if (sandbox_seccomp_compile(&bpf, &len, err, sizeof(err)) < 0) {
+	if (sandbox_seccomp_compile(inet, &bpf, &len, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agentd-seccomp-gen: %s\n", err);
 		return 1;
 	}

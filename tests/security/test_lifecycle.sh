@@ -56,15 +56,24 @@ for user in $USERS; do
 	lim=$(sandboxed "$user" -- /bin/sh -c 'ulimit -n; ulimit -c; grep "Max processes" /proc/self/limits' 2>&1 | awk '{ printf "%s ", ($1 == "Max" ? $3 : $1) }')
 	check_rc "[$user] rlimits nofile nproc core" "1024 0 256 " "$lim"
 
-	# python3 works (threads, subprocess, sockets on lo).
+	# python3 works (threads, subprocess, sockets on lo when the network is
+	# "loopback"); by default only unix sockets exist.
 	if [ -x /usr/bin/python3 ]; then
-		out=$(sandboxed "$user" -- /usr/bin/python3 -c '
+		out=$(sandboxed "$user" -- /usr/bin/python3 -c 'import socket, threading, subprocess
+a, b = socket.socketpair(); a.send(b"u"); print(b.recv(1).decode(), subprocess.run(["/bin/true"]).returncode)
+try:
+    socket.socket()
+except OSError as e:
+    print(e.errno)' 2>&1)
+		check_rc "[$user] python3 default: unix sockets, subprocess; AF_INET refused (EAFNOSUPPORT)" "u 0
+97" "$out"
+		out=$(sandboxed "$user" --network loopback -- /usr/bin/python3 -c '
 import socket, subprocess, threading
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
 c = socket.create_connection(s.getsockname()); a, _ = s.accept(); c.send(b"x")
 t = threading.Thread(target=lambda: None); t.start(); t.join()
 print(a.recv(1).decode(), subprocess.run(["/bin/true"]).returncode)' 2>&1)
-		check_rc "[$user] python3 sockets/threads/subprocess" "x 0" "$out"
+		check_rc "[$user] python3 with --network loopback: tcp on lo, threads, subprocess" "x 0" "$out"
 	fi
 	# Setup errors are reported, not run.
 	msg=$(sandboxed "$user" -- /nonexistent/prog 2>&1)

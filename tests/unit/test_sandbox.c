@@ -299,17 +299,19 @@ test_channel_is_fd3(void **state)
 static void
 test_prebuilt_seccomp_is_current(void **state)
 {
-	const struct sock_filter *pre;
-	unsigned short pre_len, len;
-	struct sock_filter *bpf = NULL;
-	char err[256];
+	for (int inet = 0; inet <= 1; inet++) {
+		const struct sock_filter *pre;
+		unsigned short pre_len, len;
+		struct sock_filter *bpf = NULL;
+		char err[256];
 
-	if (sandbox_seccomp_prebuilt(&pre, &pre_len) < 0)
-		skip();
-	assert_int_equal(sandbox_seccomp_compile(&bpf, &len, err, sizeof(err)), 0);
-	assert_int_equal(pre_len, len);
-	assert_memory_equal(pre, bpf, len * sizeof(*bpf));
-	free(bpf);
+		if (sandbox_seccomp_prebuilt(inet, &pre, &pre_len) < 0)
+			skip();
+		assert_int_equal(sandbox_seccomp_compile(inet, &bpf, &len, err, sizeof(err)), 0);
+		assert_int_equal(pre_len, len);
+		assert_memory_equal(pre, bpf, len * sizeof(*bpf));
+		free(bpf);
+	}
 }
 
 int
