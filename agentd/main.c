@@ -36,6 +36,7 @@ usage(FILE *f)
 	      "  agentd show NAME [--state DIR]\n"
 	      "  agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
 	      "  agentd policy lint FILE\n"
+	      "  agentd serve [--config FILE] [--state DIR] [--socket PATH]\n"
 	      "  agentd version\n",
 	      f);
 }
@@ -592,6 +593,8 @@ main(int argc, char **argv)
 		return cmd_show(argc, argv);
 	if (strcmp(cmd, "policy") == 0)
 		return agd_cmd_policy(argc, argv);
+	if (strcmp(cmd, "serve") == 0)
+		return agd_cmd_serve(argc, argv);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("agentd %s\n", AGENTD_VERSION);
 		return 0;

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="cmake make gcc pkg-config python3 libseccomp-dev libcap-dev libcurl4-openssl-dev \
-libjansson-dev libcmocka-dev libsqlite3-dev sqlite3 bubblewrap util-linux iproute2 curl"
+libjansson-dev libcmocka-dev libsqlite3-dev libmicrohttpd-dev sqlite3 bubblewrap util-linux iproute2 curl"
 
 missing=""
 for p in $PKGS; do

@@ -440,16 +440,19 @@ sup_spec_new(char *const *argv, const char *cwd, const char *workspace, const js
 static int
 load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 {
-	json_t *argv = NULL, *pol = NULL;
+	json_t *argv = NULL, *pol = NULL, *daemon = NULL;
 	json_error_t jerr;
 	struct policy_error perr = {0};
 
-	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i}", "uid",
+	/* "daemon" is agentd serve's own record of the run (owner, labels...);
+	 * the supervisor does not interpret it. */
+	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o}", "uid",
 			   &r->uid, "argv", &argv, "cwd", &r->cwd, "workspace", &r->workspace,
 			   "policy", &pol, "max_restarts", &r->max_restarts, "restart_window_s",
-			   &r->window_s) < 0 ||
-	    strlen(r->uid) != 32 || !json_is_array(argv) || json_array_size(argv) == 0 ||
-	    r->cwd[0] != '/' || r->workspace[0] != '/' || r->max_restarts < 0 || r->window_s <= 0) {
+			   &r->window_s, "daemon", &daemon) < 0 ||
+	    (daemon && !json_is_object(daemon)) || strlen(r->uid) != 32 || !json_is_array(argv) ||
+	    json_array_size(argv) == 0 || r->cwd[0] != '/' || r->workspace[0] != '/' ||
+	    r->max_restarts < 0 || r->window_s <= 0) {
 		snprintf(reason, reasonsz, "run %s has an invalid spec in the store: %s", r->id,
 			 jerr.text);
 		return -EBADMSG;

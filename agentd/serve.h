@@ -1,0 +1,140 @@
+/* agentd serve: shared between serve.c (daemon, runs, scheduler, recovery),
+ * serve_notify.c (sd_notify) and api.c (the HTTP control API). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/loop.h"
+#include "policy/policy.h"
+#include "store/store.h"
+#include "supervisor/supervisor.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+
+struct serve_config {
+	char state[1024];
+	char socket[108];      /* sun_path */
+	char policy_dir[1024]; /* <user>.json or default.json; "" = deny all */
+	gid_t admin_gid;       /* members are admins; (gid_t)-1: none */
+	bool has_admin_group;
+	int max_running;	  /* global */
+	int max_running_per_user; /* per tenant */
+	int max_queued_per_user;
+	int64_t log_max_bytes; /* per run */
+};
+
+/* A connection parked until something happens to a run (result?wait, follow). */
+struct serve_waiter {
+	struct MHD_Connection *conn;
+	struct serve_waiter *next;
+	int64_t deadline_ms; /* 0: none (woken by the run only) */
+	bool *parked;	     /* cleared when woken */
+};
+
+struct serve_tenant;
+
+struct serve;
+
+struct serve_run {
+	struct serve *sv;
+	char *id;
+	uid_t owner;
+	gid_t owner_gid;
+	char *user;	/* owner's name */
+	char *idem;	/* idempotency key or NULL */
+	json_t *labels; /* object (owned) */
+	char *msg_mode; /* the run's default message mode */
+	int64_t created_ms;
+	int64_t wall_ms; /* 0: none */
+	int64_t started_ms;
+	uint64_t order; /* submission order, for the queue */
+	char status[24];
+	int exit_code;
+	char *reason;
+	const char *final_status; /* set by cancel/kill/limit: recorded on done */
+
+	struct sup_run *sup; /* while running */
+	bool free_sup;	     /* done: free sup after this loop iteration */
+	struct agd_watch w_log;
+	int log_wr;  /* the agent's stdout/stderr pipe, write end */
+	int log_fd;  /* <state>/runs/<id>/agent.log */
+	int lock_fd; /* flock on <state>/runs/<id>/lock while supervised */
+	int64_t log_bytes;
+	bool log_truncated;
+
+	struct serve_tenant *tenant;
+	struct serve_run *qnext; /* tenant queue */
+	bool queued;
+	struct serve_waiter *waiters;
+};
+
+struct serve_tenant {
+	uid_t uid;
+	int running, queued;
+	struct serve_run *qhead, *qtail;
+	struct serve_tenant *next;
+};
+
+struct serve {
+	struct serve_config cfg;
+	struct agd_loop loop;
+	struct store *st;
+	struct agd_watch w_sig, w_mhd, w_tick;
+	struct MHD_Daemon *mhd;
+	bool mhd_kick;		 /* run MHD_run after this iteration */
+	int64_t mhd_deadline_ns; /* MHD asked to be run by then (0: no timeout) */
+	bool pumping;
+	int lock_fd;		  /* flock on <state>/serve.lock: one daemon per state dir */
+	struct sup_run **to_free; /* finished supervisors, freed between iterations */
+	size_t n_free, cap_free;
+	bool draining; /* admin drain: queued runs wait, new ones are refused */
+	bool stopping; /* SIGTERM: stop everything and exit */
+	char sdk[4096];
+	const char *sdk_dir;
+	int64_t started_ms;
+
+	struct serve_run **runs; /* submission order */
+	size_t n_runs, cap_runs;
+	uint64_t next_order;
+	struct serve_tenant *tenants, *rr; /* round-robin cursor */
+	int running;
+	int n_parked;
+};
+
+/* serve.c */
+struct serve_run *serve_run_find(struct serve *sv, const char *id);
+struct serve_run *serve_run_find_idem(struct serve *sv, uid_t owner, const char *key);
+/* Create, record and queue a run from a validated request; *ret_run on success.
+ * -EEXIST (name taken), -EUSERS (queue full: 429), -ESHUTDOWN (draining),
+ * -EINVAL with err filled; other negative errno. */
+struct api_run_req;
+int serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *req,
+		 struct serve_run **ret_run, char *err, size_t errsz);
+/* Graceful cancel or immediate kill; a queued run is dropped. */
+int serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill);
+/* 1-based position in the fair queue, 0 if not queued. */
+int serve_queue_position(struct serve *sv, const struct serve_run *r);
+bool serve_run_final(const struct serve_run *r);
+/* Start a suspended run again (its approval was decided). */
+int serve_run_restart(struct serve *sv, struct serve_run *r);
+void serve_wake(struct serve *sv, struct serve_run *r);
+void serve_park(struct serve *sv, struct serve_run *r, struct serve_waiter *w);
+void serve_unpark(struct serve *sv, struct serve_run *r, struct serve_waiter *w);
+void serve_pump(struct serve *sv);
+const char *serve_log_path(struct serve *sv, const struct serve_run *r, char *buf, size_t bufsz);
+
+/* api.c */
+int api_start(struct serve *sv, int listen_fd);
+void api_stop(struct serve *sv);
+/* Run MHD's work and re-arm its timeout; call after every loop iteration. */
+int api_timeout_ms(struct serve *sv);
+void api_run(struct serve *sv);
+/* Resume a connection parked with serve_park. */
+void api_resume(struct serve *sv, struct MHD_Connection *c);
+
+/* serve_notify.c: sd_notify over $NOTIFY_SOCKET (no-op without it). */
+void serve_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
