@@ -31,7 +31,7 @@ bench: build
 	@./bench/run.sh $(BUILD)
 
 chaos: build
-	@AGENTD_CHAOS_INJECTIONS=$${AGENTD_CHAOS_INJECTIONS:-2000} cd $(BUILD) && ctest -R chaos --output-on-failure
+	@cd $(BUILD) && AGENTD_CHAOS_INJECTIONS=$${AGENTD_CHAOS_INJECTIONS:-2000} ctest -R chaos --output-on-failure
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
