@@ -23,6 +23,7 @@
 #define NOBODY 65534
 
 static const char *state_opt;
+static const char *secrets_opt; /* --secrets FILE */
 
 static void
 usage(FILE *f)
@@ -30,8 +31,9 @@ usage(FILE *f)
 	fputs("usage:\n"
 	      "  agentd run [--id NAME] [--policy FILE] [--state DIR] [--workspace DIR]\n"
 	      "             [--approve | --deny] [--max-restarts N] [--on-divergence fail|live]\n"
+	      "             [--secrets FILE]\n"
 	      "             -- CMD [ARG...]\n"
-	      "  agentd resume NAME [--state DIR] [--approve | --deny]\n"
+	      "  agentd resume NAME [--state DIR] [--approve | --deny] [--secrets FILE]\n"
 	      "  agentd runs [--state DIR]\n"
 	      "  agentd show NAME [--state DIR]\n"
 	      "  agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
@@ -180,6 +182,7 @@ supervise(struct store *st, const char *dir, const char *id, enum sup_approval a
 	    .on_event = print_event,
 	    .stdout_fd = -1,
 	    .stderr_fd = -1,
+	    .secrets_file = secrets_opt,
 	};
 	tools_global_init();
 	int e = sup_supervise(st, id, &opt, &exit_code, reason, sizeof(reason));
@@ -211,6 +214,7 @@ cmd_run(int argc, char **argv)
 	    {"deny", no_argument, NULL, 'D'},
 	    {"max-restarts", required_argument, NULL, 'r'},
 	    {"on-divergence", required_argument, NULL, 'd'},
+	    {"secrets", required_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -230,6 +234,9 @@ cmd_run(int argc, char **argv)
 			break;
 		case 's':
 			state_opt = optarg;
+			break;
+		case 'S':
+			secrets_opt = optarg;
 			break;
 		case 'w':
 			workspace = optarg;
@@ -371,6 +378,7 @@ cmd_resume(int argc, char **argv)
 	    {"approve", no_argument, NULL, 'A'},
 	    {"deny", no_argument, NULL, 'D'},
 	    {"on-divergence", required_argument, NULL, 'd'},
+	    {"secrets", required_argument, NULL, 'S'},
 	    {0},
 	};
 	bool approve = false, deny = false;
@@ -382,6 +390,9 @@ cmd_resume(int argc, char **argv)
 		switch (c) {
 		case 's':
 			state_opt = optarg;
+			break;
+		case 'S':
+			secrets_opt = optarg;
 			break;
 		case 'A':
 			approve = true;

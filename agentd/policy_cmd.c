@@ -10,6 +10,9 @@
 #include "common/util.h"
 #include "policy/policy.h"
 
+/* The same bound as policy_load_file: a policy is never larger. */
+#define LINT_MAX_BYTES (16u << 20)
+
 static const char *const decision_name[] = {"deny", "ask", "allow"};
 
 static int
@@ -65,10 +68,42 @@ cmd_check(int argc, char **argv)
 	return r.decision == POLICY_ALLOW ? 0 : r.decision == POLICY_ASK ? 3 : 4;
 }
 
+/* agentd policy lint FILE: every finding as "FILE:LINE:COLUMN: SEVERITY: MESSAGE";
+ * exit 1 if any is an error, 0 for warnings alone, 2 when the file cannot be read. */
+static int
+cmd_lint(int argc, char **argv)
+{
+	if (argc != 2)
+		return agd_die(2, "usage: agentd policy lint FILE");
+	const char *path = argv[1];
+	cleanup_free char *buf = NULL;
+	size_t len = 0;
+	int e = agd_read_file(path, LINT_MAX_BYTES, &buf, &len);
+	if (e < 0)
+		return agd_die(2, "cannot read %s: %s", path, strerror(-e));
+
+	struct policy_finding *f = NULL;
+	size_t n = 0;
+	e = policy_lint(buf, len, &f, &n);
+	if (e < 0)
+		return agd_die(1, "lint failed: %s", strerror(-e));
+	bool error = false;
+	for (size_t i = 0; i < n; i++) {
+		printf("%s:%d:%d: %s: %s\n", path, f[i].line, f[i].column,
+		       f[i].severity == POLICY_SEV_ERROR ? "error" : "warning", f[i].message);
+		error |= f[i].severity == POLICY_SEV_ERROR;
+	}
+	policy_findings_free(f);
+	return error ? 1 : 0;
+}
+
 int
 agd_cmd_policy(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 1, argv + 1);
-	return agd_die(2, "usage: agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]");
+	if (argc >= 2 && strcmp(argv[1], "lint") == 0)
+		return cmd_lint(argc - 1, argv + 1);
+	return agd_die(2, "usage: agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
+			  "       agentd policy lint FILE");
 }

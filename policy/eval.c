@@ -466,31 +466,65 @@ policy_tool_visible(const struct policy *p, const char *tool)
 	return false;
 }
 
-const struct policy_secret *
-policy_secret_for_url(const struct policy *p, const char *url)
+/* Index of the first secret (from `from`, in name order) whose hosts match url's
+ * host, n_secrets when none. */
+static size_t
+secret_match(const struct policy *p, const struct purl *u, size_t from, size_t to)
+{
+	size_t hl = strlen(u->host);
+
+	for (size_t i = from; i < to; i++) {
+		const struct psecret_hosts *h = &p->secret_hosts[i];
+		for (size_t k = 0; k < h->n; k++) {
+			const struct pglob *g = &h->globs[k];
+			/* a secret goes to an IP only when that IP is named */
+			bool m = u->is_ip ? (g->is_ip && strcmp(g->src, u->host) == 0)
+					  : (!g->is_ip && pglob_match(g, u->host, hl));
+			if (m)
+				return i;
+		}
+	}
+	return p->n_secrets;
+}
+
+/* The secret named `name` if url may carry it (name NULL: the first that may). */
+static const struct policy_secret *
+secret_lookup(const struct policy *p, const char *name, const char *url)
 {
 	struct purl *u;
 	const struct policy_secret *found = NULL;
+	size_t from = 0, to = p ? p->n_secrets : 0;
 
 	if (!p || !url || p->n_secrets == 0)
 		return NULL;
+	if (name) {
+		for (from = 0; from < p->n_secrets; from++)
+			if (strcmp(p->secrets[from].name, name) == 0)
+				break;
+		if (from == p->n_secrets)
+			return NULL;
+		to = from + 1;
+	}
 	u = malloc(sizeof(*u));
 	if (!u)
 		return NULL;
 	if (purl_parse(url, strlen(url), u) == 0 && !u->userinfo) {
-		size_t hl = strlen(u->host);
-		for (size_t i = 0; i < p->n_secrets && !found; i++) {
-			const struct psecret_hosts *h = &p->secret_hosts[i];
-			for (size_t k = 0; k < h->n && !found; k++) {
-				const struct pglob *g = &h->globs[k];
-				/* a secret goes to an IP only when that IP is named */
-				bool m = u->is_ip ? (g->is_ip && strcmp(g->src, u->host) == 0)
-						  : (!g->is_ip && pglob_match(g, u->host, hl));
-				if (m)
-					found = &p->secrets[i];
-			}
-		}
+		size_t i = secret_match(p, u, from, to);
+		if (i < p->n_secrets)
+			found = &p->secrets[i];
 	}
 	free(u);
 	return found;
+}
+
+const struct policy_secret *
+policy_secret_for_url(const struct policy *p, const char *url)
+{
+	return secret_lookup(p, NULL, url);
+}
+
+const struct policy_secret *
+policy_secret_named_for_url(const struct policy *p, const char *name, const char *url)
+{
+	return name ? secret_lookup(p, name, url) : NULL;
 }

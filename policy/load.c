@@ -40,6 +40,16 @@ limits_json(const struct policy_limits *l)
 		r |= set_int(o, "memory", l->memory_bytes);
 	if (l->pids)
 		r |= set_int(o, "pids", l->pids);
+	if (l->tool_calls_per_minute)
+		r |= set_int(o, "tool_calls_per_minute", l->tool_calls_per_minute);
+	if (l->bytes_in)
+		r |= set_int(o, "bytes_in", l->bytes_in);
+	if (l->bytes_out)
+		r |= set_int(o, "bytes_out", l->bytes_out);
+	if (l->max_spend)
+		r |= set_int(o, "max_spend", l->max_spend);
+	if (l->ask_on_limit)
+		r |= json_object_set_new(o, "on_limit", json_string("ask"));
 	if (r) {
 		json_decref(o);
 		return NULL;
@@ -117,8 +127,25 @@ document(const struct policy *base, const struct policy *p)
 		l.memory_bytes = p->limits.memory_bytes;
 	if (p->limits.pids)
 		l.pids = p->limits.pids;
+	if (p->limits.tool_calls_per_minute)
+		l.tool_calls_per_minute = p->limits.tool_calls_per_minute;
+	if (p->limits.bytes_in)
+		l.bytes_in = p->limits.bytes_in;
+	if (p->limits.bytes_out)
+		l.bytes_out = p->limits.bytes_out;
+	if (p->limits.max_spend)
+		l.max_spend = p->limits.max_spend;
+	l.ask_on_limit = l.ask_on_limit || p->limits.ask_on_limit;
 	if (json_object_set_new(doc, "limits", limits_json(&l)) < 0)
 		return NULL;
+	/* per-tool costs: p's entry wins for a tool in both */
+	json_t *costs = json_object();
+	if (!costs || json_object_set_new(json_object_get(doc, "limits"), "cost", costs) < 0 ||
+	    (base && base->costs && json_object_update(costs, base->costs) < 0) ||
+	    (p->costs && json_object_update(costs, p->costs) < 0))
+		return NULL;
+	if (json_object_size(costs) == 0)
+		json_object_del(json_object_get(doc, "limits"), "cost");
 	if (desc && json_object_set_new(doc, "description", json_deep_copy(desc)) < 0)
 		return NULL;
 	/* leave out empty sections so the stored document reads like a written one */

@@ -299,6 +299,7 @@ policy_free(struct policy *p)
 		return NULL;
 	free(p->extends);
 	json_decref(p->description);
+	json_decref(p->costs);
 	for (size_t i = 0; i < p->n_rules; i++)
 		rule_done(&p->rules[i]);
 	free(p->rules);
@@ -678,10 +679,24 @@ compile_rule(struct pctx *c, const json_t *o, struct policy_rule *rule)
 static int
 compile_limits(struct pctx *c, const json_t *o, struct policy_limits *l)
 {
-	static const char *const known[] = {"calls_per_minute", "max_calls", "wall_clock",
-					    "memory",		"pids",	     NULL};
-	static const char *const ints[] = {"calls_per_minute", "max_calls", "pids"};
-	uint64_t *dst[] = {&l->calls_per_minute, &l->max_calls, &l->pids};
+	static const char *const known[] = {"calls_per_minute",
+					    "max_calls",
+					    "wall_clock",
+					    "memory",
+					    "pids",
+					    "tool_calls_per_minute",
+					    "bytes_in",
+					    "bytes_out",
+					    "max_spend",
+					    "cost",
+					    "on_limit",
+					    NULL};
+	static const char *const ints[] = {"calls_per_minute", "max_calls", "pids",
+					   "tool_calls_per_minute", "max_spend"};
+	uint64_t *dst[] = {&l->calls_per_minute, &l->max_calls, &l->pids, &l->tool_calls_per_minute,
+			   &l->max_spend};
+	static const char *const sizes[] = {"bytes_in", "bytes_out"};
+	uint64_t *sdst[] = {&l->bytes_in, &l->bytes_out};
 	json_t *v;
 	int r, first = 0;
 
@@ -716,7 +731,44 @@ compile_limits(struct pctx *c, const json_t *o, struct policy_limits *l)
 			return r;
 		first = r;
 	}
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+		if ((v = json_object_get(o, sizes[i])) && parse_size(v, sdst[i]) < 0) {
+			r = perr(c, sizes[i], false, "'%s' must be a size like \"10M\"", sizes[i]);
+			if (!c->lint || r == -ENOMEM)
+				return r;
+			first = r;
+		}
+	}
+	if ((v = json_object_get(o, "on_limit"))) {
+		const char *s = json_string_value(v);
+		if (s && (strcmp(s, "deny") == 0 || strcmp(s, "ask") == 0)) {
+			l->ask_on_limit = strcmp(s, "ask") == 0;
+		} else {
+			r = perr(c, "on_limit", false, "'on_limit' must be \"deny\" or \"ask\"");
+			if (!c->lint || r == -ENOMEM)
+				return r;
+			first = r;
+		}
+	}
 	return first;
+}
+
+/* limits.cost: {"tool name": positive integer}. Names are literal tool names. */
+static int
+compile_costs(struct pctx *c, const json_t *o, struct policy *p)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(o))
+		return perr(c, NULL, false, "'cost' must be an object of tool name to integer");
+	json_object_foreach((json_t *)o, k, v)
+	{
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 || !k[0])
+			return perr(c, k, false, "cost of '%s' must be a positive integer", k);
+	}
+	p->costs = json_deep_copy(o);
+	return p->costs ? 0 : -ENOMEM;
 }
 
 static int
@@ -1013,6 +1065,12 @@ policy_compile(json_t *doc, const char *buf, size_t len, struct plint *lint, str
 	if ((v = json_object_get(doc, "limits"))) {
 		push_key(&c, "limits");
 		rr = compile_limits(&c, v, &p->limits);
+		json_t *cv = json_object_get(v, "cost");
+		if (rr >= 0 && cv) {
+			push_key(&c, "cost");
+			rr = compile_costs(&c, cv, p);
+			pop(&c);
+		}
 		pop(&c);
 		STEP(rr);
 	}
@@ -1136,6 +1194,14 @@ policy_decision_name(enum policy_decision d)
 		break;
 	}
 	return "deny";
+}
+
+uint64_t
+policy_tool_cost(const struct policy *p, const char *tool)
+{
+	json_t *v = p->costs ? json_object_get(p->costs, tool) : NULL;
+
+	return v ? (uint64_t)json_integer_value(v) : 0;
 }
 
 const struct policy_limits *

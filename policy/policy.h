@@ -31,6 +31,15 @@ struct policy_limits {
 	uint64_t wall_clock_ms;
 	uint64_t memory_bytes;
 	uint64_t pids;
+	/* Budgets (docs/policy.md, Limits). tool_calls_per_minute applies to each tool
+	 * on its own; bytes_in counts the agent's canonical arguments, bytes_out the
+	 * results it receives; max_spend the cost units of "cost" (per tool) plus the
+	 * "cost" a tool reports in its result. */
+	uint64_t tool_calls_per_minute;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t max_spend;
+	bool ask_on_limit; /* "on_limit": "ask" (default "deny") */
 };
 
 /* One entry of "sandbox.mounts". */
@@ -88,6 +97,8 @@ const char *const *policy_rule_approvers(const struct policy_rule *r);
 uint64_t policy_rule_expires_ms(const struct policy_rule *r);
 
 const struct policy_limits *policy_limits(const struct policy *p);
+/* limits.cost[tool]: cost units charged per call of `tool` (0 when unset). */
+uint64_t policy_tool_cost(const struct policy *p, const char *tool);
 size_t policy_mounts(const struct policy *p, const struct policy_mount **ret);
 /* The "extends" name, or NULL. */
 const char *policy_extends(const struct policy *p);
@@ -132,6 +143,10 @@ size_t policy_secrets(const struct policy *p, const struct policy_secret **ret);
 /* The secret whose hosts match the host of `url` (first in name order), or NULL
  * (also for URLs that carry userinfo or do not parse). */
 const struct policy_secret *policy_secret_for_url(const struct policy *p, const char *url);
+/* The secret `name` if the host of `url` is one of its hosts (same rules as
+ * policy_secret_for_url), else NULL (unknown name, other host, bad URL). */
+const struct policy_secret *policy_secret_named_for_url(const struct policy *p, const char *name,
+							const char *url);
 
 const char *policy_rule_description(const struct policy_rule *r); /* NULL if none */
 enum policy_decision policy_rule_decision(const struct policy_rule *r);

@@ -135,6 +135,7 @@ struct policy {
 	struct policy_rule *rules;
 	size_t n_rules;
 	struct policy_limits limits;
+	json_t *costs; /* limits.cost: {tool: positive integer}, or NULL */
 	struct policy_mount *mounts;
 	size_t n_mounts;
 	struct policy_secret *secrets;	    /* sorted by name */

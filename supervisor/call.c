@@ -112,9 +112,22 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 
 	if (!key)
 		return -ENOMEM;
-	e = t->call(&ctx, args, &content, &is_error);
+	/* Secrets are resolved only into the copy the tool runs with. */
+	cleanup_json json_t *resolved = NULL;
+	e = sup_secrets_apply(r, t->name, args, &resolved, &content);
 	if (e < 0)
 		return e;
+	if (content)
+		is_error = true;
+	else
+		e = t->call(&ctx, resolved ? resolved : args, &content, &is_error);
+	if (e < 0)
+		return e;
+	if (sup_secrets_redact(r, content) < 0) {
+		json_decref(content);
+		return -ENOMEM;
+	}
+	sup_budget_result(r, t->name, content);
 	(void)cls;
 	*ret_content = content;
 	*ret_is_error = is_error;
@@ -136,11 +149,20 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "policy evaluation failed", NULL);
 		return;
 	}
-	if (lim->max_calls && r->live_calls >= lim->max_calls && pr.decision != POLICY_DENY) {
-		pr.decision = POLICY_DENY;
-		snprintf(pr.reason, sizeof(pr.reason), "limit max_calls (%llu) reached",
-			 (unsigned long long)lim->max_calls);
-		pr.rule_id = "limits.max_calls";
+	char limit[64], limit_rule[80];
+	if (pr.decision != POLICY_DENY &&
+	    sup_budget_check(r, tool, args, limit, sizeof(limit), pr.reason, sizeof(pr.reason)) ==
+		1) {
+		snprintf(limit_rule, sizeof(limit_rule), "limits.%s", limit);
+		pr.rule_id = limit_rule;
+		if (!lim->ask_on_limit) {
+			sup_refuse_limit(r, id, tool, args, hash, seq, limit, pr.reason);
+			return;
+		}
+		pr.decision = POLICY_ASK; /* "on_limit": "ask" */
+	} else if (sup_budget_charge(r, tool, args) < 0) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+		return;
 	}
 
 	struct store_call c = {

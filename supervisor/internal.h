@@ -66,6 +66,8 @@ struct sup_run {
 	int exit_code;
 	char reason[512];
 
+	struct sup_budget *budget;   /* budget.c: counters rebuilt from the journal */
+	struct sup_secrets *secrets; /* secrets.c: values, never sent to the child */
 	struct sup_violations viol; /* violations.c */
 	struct agd_watch w_wall;    /* wall-clock limit (policy limits.wall_clock) */
 };
@@ -91,6 +93,33 @@ void sup_broker_close(struct sup_run *r);
 void sup_violations_start(struct sup_run *r, int notify_fd, bool network_loopback);
 void sup_violations_stop(struct sup_run *r);
 void sup_violations_exit(struct sup_run *r, bool signaled, int code);
+
+/* budget.c: the policy's budgets and rate limits. rebuild recomputes every
+ * counter from the journal (at each attempt); check returns 1 with the limit's
+ * name and a reason when the call must not run, 0 when it may; charge counts
+ * a call that goes ahead, result its outcome. */
+struct sup_budget;
+struct sup_budget *sup_budget_free(struct sup_budget *b);
+int sup_budget_rebuild(struct sup_run *r, const struct store_call *calls, size_t n);
+int sup_budget_check(struct sup_run *r, const char *tool, const json_t *args, char *limit,
+		     size_t limitsz, char *reason, size_t reasonsz);
+int sup_budget_charge(struct sup_run *r, const char *tool, const json_t *args);
+void sup_budget_result(struct sup_run *r, const char *tool, const json_t *content);
+/* Journal a call refused by a limit and answer it with PROTO_LIMIT, data
+ * {"decision":"deny","limit":NAME,"rule":"limits.NAME","reason":...}. */
+void sup_refuse_limit(struct sup_run *r, const json_t *id, const char *tool, const json_t *args,
+		      const char *hash, int64_t seq, const char *limit, const char *reason);
+
+/* secrets.c: load the values of the policy's secrets (opt.secrets_file, then
+ * the environment); apply: the arguments the tool runs with (*ret_args NULL:
+ * the agent's own), or a tool error in *ret_error; redact: values in a result
+ * replaced by "[secret:NAME]" in place. */
+struct sup_secrets;
+struct sup_secrets *sup_secrets_free(struct sup_secrets *s);
+int sup_secrets_load(struct sup_run *r, char *reason, size_t reasonsz);
+int sup_secrets_apply(struct sup_run *r, const char *tool, const json_t *args, json_t **ret_args,
+		      json_t **ret_error);
+int sup_secrets_redact(struct sup_run *r, json_t *content);
 
 /* call.c: the tools/call method. */
 void sup_tools_call(struct sup_run *r, const json_t *id, json_t *params);

@@ -201,6 +201,12 @@ spawn_child(struct sup_run *r)
 		return e;
 	}
 	r->next_seq = sup_replay_last_seq(&r->replay) + 1;
+	/* Budgets continue from what the journal says was used. */
+	e = sup_budget_rebuild(r, r->replay.calls, r->replay.n);
+	if (e < 0) {
+		snprintf(r->reason, sizeof(r->reason), "budget rebuild failed: %s", strerror(-e));
+		return e;
+	}
 
 	e = store_run_next_attempt(r->st, r->id, &r->attempt);
 	if (e < 0) {
@@ -503,6 +509,12 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	e = load_spec(r, reason, reasonsz);
 	if (e < 0)
 		goto fail;
+	e = sup_secrets_load(r, reason, reasonsz);
+	if (e < 0) {
+		if (!reason[0])
+			snprintf(reason, reasonsz, "cannot load secrets: %s", strerror(-e));
+		goto fail;
+	}
 	r->w_timer = (struct agd_watch){timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
 					on_timer};
 	if (r->w_timer.fd < 0 || (e = agd_loop_add(loop, &r->w_timer, EPOLLIN)) < 0 ||
@@ -634,6 +646,8 @@ sup_run_free(struct sup_run *r)
 		close(r->status_fd);
 	proto_reader_free(&r->rd);
 	sup_replay_clear(&r->replay);
+	sup_budget_free(r->budget);
+	sup_secrets_free(r->secrets);
 	policy_free(r->policy);
 	json_decref(r->spec);
 	free(r->starts_ms);

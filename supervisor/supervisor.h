@@ -58,6 +58,9 @@ struct sup_options {
 	int stdout_fd, stderr_fd; /* the agent's stdout/stderr (-1: inherit ours) */
 	sup_done_fn on_done;	  /* may be NULL */
 	void *done_ud;
+	/* JSON {"name": "value"} for the policy's secrets, mode 0600 (NULL: only
+	 * AGENTD_SECRET_<NAME> from the environment). */
+	const char *secrets_file;
 };
 
 /* The immutable description of a run, stored as the run's spec:
