@@ -406,7 +406,7 @@ cmd_run(int argc, char **argv)
 		json_decref(r);
 		return 0;
 	}
-	if (g.out == OUT_TABLE)
+	if (g.out == OUT_TABLE && !g.quiet)
 		fprintf(stderr, "agentctl: run %s submitted (%s)\n", id,
 			json_string_value(json_object_get(r, "status")));
 	json_t *fin = NULL;

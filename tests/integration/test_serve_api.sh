@@ -1,0 +1,122 @@
+#!/bin/bash
+# agentd serve's control API end to end, through agentctl and raw HTTP: health,
+# version, submit (201, idempotent retry 200), run --wait exit status, ls with
+# filters and cursor paging, show, logs, events (NDJSON, ?after=), journal of a
+# run with brokered calls, cancel, kill, JSON 4xx errors, the fair queue
+# (positions, 429 when a tenant's queue is full), drain, wall-clock limit.
+. "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
+stage
+. "$SRC/tests/integration/lib/serve.sh"
+start_effects_server
+mkdir -p "$T/policies" "$T/out"
+chmod 777 "$T/out"
+me=$(id -un)
+cat > "$T/policies/$me.json" <<JSON
+{"version": 1, "rules": [
+ {"id": "effects", "tool": "http.request", "host": "127.0.0.1", "method": ["POST"], "decision": "allow"},
+ {"id": "out", "tool": "fs.write", "path": "$T/out/**", "decision": "allow"}
+]}
+JSON
+start_serve "{\"policy_dir\": \"$T/policies\", \"max_running\": 2, \"max_running_per_user\": 2, \"max_queued_per_user\": 3}"
+
+# health and version
+h=$(api GET /v1/health); [ "$(code)" = 200 ] || fail "health: $(code)"
+[ "$(jget "$h" 'd["status"]')" = ok ] || fail "health status: $h"
+ctl version | grep -q "^server: agentd " || fail "version"
+
+# run --wait exits with the agent's status; logs hold its output
+rc=0; ctl -q run --name exit3 --max-restarts 0 --wait -- /bin/sh -c 'echo out-line; echo err-line >&2; exit 3' >/dev/null || rc=$?
+[ $rc = 3 ] || fail "run --wait exit status $rc, expected 3"
+ctl logs exit3 | grep -q '^out-line$' || fail "logs: stdout"
+ctl logs exit3 | grep -q '^err-line$' || fail "logs: stderr"
+rc=0; ctl run --wait -- /bin/true >/dev/null 2>&1 || rc=$?
+[ $rc = 0 ] || fail "run --wait of /bin/true: $rc"
+
+# a run with brokered calls: journal and events
+(cd "$T/lib" && ctl -q run --name counter --wait -- python3 counter_agent.py "$URL" serve 4 "$T/out") >/dev/null ||
+	{ ctl show counter; ctl logs counter; fail "counter run"; }
+check_exactly_once serve 4
+j=$(api GET /v1/runs/counter/journal)
+[ "$(jget "$j" 'len(d["calls"])')" = 5 ] || fail "journal: $j"
+[ "$(jget "$j" 'd["calls"][0]["tool"]')" = http.request ] || fail "journal tool: $j"
+ev=$(api GET /v1/runs/counter/events)
+echo "$ev" | python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin if l.strip()]' || fail "events are not NDJSON"
+echo "$ev" | grep -q '"run.succeeded"' || fail "events: no run.succeeded"
+first=$(echo "$ev" | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+n_all=$(echo "$ev" | grep -c .)
+n_after=$(api GET "/v1/runs/counter/events?after=$first" | grep -c .)
+[ "$n_after" = $((n_all - 1)) ] || fail "events?after: $n_after of $n_all"
+
+# idempotency: a retried submit returns the same run
+b='{"command": ["/bin/true"], "idempotency_key": "k-1"}'
+r1=$(api POST /v1/runs "$b"); [ "$(code)" = 201 ] || fail "submit: $(code) $r1"
+r2=$(api POST /v1/runs "$b"); [ "$(code)" = 200 ] || fail "retried submit: $(code) $r2"
+[ "$(jget "$r1" 'd["id"]')" = "$(jget "$r2" 'd["id"]')" ] || fail "idempotency key started a second run"
+
+# errors: JSON bodies with code and message
+e=$(api POST /v1/runs '{"command": []}'); [ "$(code)" = 400 ] || fail "empty command: $(code)"
+[ "$(jget "$e" 'd["error"]["code"]')" = invalid ] || fail "error body: $e"
+api POST /v1/runs '{"command": ["x"], "bogus": 1}' >/dev/null; [ "$(code)" = 400 ] || fail "unknown key: $(code)"
+api POST /v1/runs '{"command": ["x"], "command": ["y"]}' >/dev/null; [ "$(code)" = 400 ] || fail "duplicate key: $(code)"
+api POST /v1/runs 'not json' >/dev/null; [ "$(code)" = 400 ] || fail "not json: $(code)"
+api POST /v1/runs '{"command": ["x"], "policy": {"version": 1, "rules": [{"id": "w", "tool": "*", "decision": "allow"}]}}' >/dev/null
+[ "$(code)" = 400 ] || fail "a widening policy was accepted: $(code)"
+api GET /v1/runs/nope >/dev/null; [ "$(code)" = 404 ] || fail "unknown run: $(code)"
+api DELETE /v1/health >/dev/null; [ "$(code)" = 405 ] || fail "wrong method: $(code)"
+api GET /v1/nothing >/dev/null; [ "$(code)" = 404 ] || fail "unknown path: $(code)"
+api POST /v1/runs/exit3/cancel >/dev/null; [ "$(code)" = 409 ] || fail "cancel of a finished run: $(code)"
+rc=0; ctl show nope 2>/dev/null || rc=$?; [ $rc = 125 ] || fail "agentctl exit status for a daemon error: $rc"
+
+# the queue: 2 running, 3 queued with positions, the 4th queued is refused (429)
+for i in 1 2 3 4 5; do ctl -q run --name "q$i" -- /bin/sleep 30 >/dev/null; done
+[ "$(jget "$(api GET /v1/runs/q3)" 'd["status"]')" = queued ] || fail "q3 not queued"
+[ "$(jget "$(api GET /v1/runs/q5)" 'd["queue_position"]')" = 3 ] || fail "queue position of q5"
+e=$(api POST /v1/runs '{"command": ["/bin/true"]}'); [ "$(code)" = 429 ] || fail "full queue: $(code) $e"
+ctl -q ls --status queued | sort | tr '\n' ' ' | grep -q '^q3 q4 q5 $' || fail "ls --status queued"
+ctl cancel q1 >/dev/null
+sleep 0.3
+[ "$(jget "$(api GET /v1/runs/q3)" 'd["status"]')" = running ] || fail "q3 did not start after a cancel"
+ctl kill q2 >/dev/null; ctl kill q3 >/dev/null
+for i in 4 5; do ctl cancel q$i >/dev/null; done
+[ "$(jget "$(api GET /v1/runs/q4)" 'd["status"]')" = cancelled ] || fail "cancel of a queued run"
+
+# paging: limit 2 walks every run exactly once
+total=$(jget "$(api GET '/v1/runs?limit=500')" 'len(d["runs"])')
+seen=0; cursor=
+while :; do
+	p=$(api GET "/v1/runs?limit=2${cursor:+&cursor=$cursor}")
+	seen=$((seen + $(jget "$p" 'len(d["runs"])')))
+	cursor=$(jget "$p" 'd["next_cursor"] or ""')
+	[ -n "$cursor" ] || break
+done
+[ "$seen" = "$total" ] || fail "paging saw $seen of $total runs"
+[ "$(ctl -q ls | wc -l)" = "$total" ] || fail "agentctl ls"
+
+# wall-clock limit
+ctl -q run --name slow --wall-clock 1 -- /bin/sleep 30 >/dev/null
+r=$(api GET '/v1/runs/slow/result?wait=10')
+[ "$(jget "$r" 'd["status"]')" = failed ] || fail "wall-clock: $r"
+jget "$r" 'd["reason"]' | grep -q wall-clock || fail "wall-clock reason: $r"
+
+# result?wait does not block the loop: other requests are answered meanwhile
+ctl -q run --name waiter -- /bin/sleep 2 >/dev/null
+t0=$(date +%s%N)
+api GET '/v1/runs/waiter/result?wait=20' >"$T/waited" &
+wp=$!
+sleep 0.3
+api GET /v1/health >/dev/null; [ "$(code)" = 200 ] || fail "health while a request waits"
+t1=$(date +%s%N)
+[ $(( (t1 - t0) / 1000000 )) -lt 1500 ] || fail "the loop was blocked by a waiting request"
+wait $wp
+grep -q '"succeeded"' "$T/waited" || fail "result?wait: $(cat "$T/waited")"
+
+# drain: new runs refused (503), health says so; undrain
+ctl drain >/dev/null
+api POST /v1/runs '{"command": ["/bin/true"]}' >/dev/null; [ "$(code)" = 503 ] || fail "drain: $(code)"
+[ "$(jget "$(api GET /v1/health)" 'd["status"]')" = draining ] || fail "health while draining"
+ctl undrain >/dev/null
+api POST /v1/runs '{"command": ["/bin/true"]}' >/dev/null; [ "$(code)" = 201 ] || fail "undrain: $(code)"
+
+stop_serve TERM || fail "agentd serve did not exit 0 on SIGTERM"
+[ ! -S "$SOCK" ] || fail "socket left behind"
+echo "ok: serve API"
