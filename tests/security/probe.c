@@ -6,6 +6,12 @@
  *                                "VECTOR: BLOCKED (ERRNO)" and exits 0, or
  *                                "VECTOR: ESCAPED" and exits 1
  *   agentd-probe try openat-fd0 NAME  open NAME relative to fd 0 (a directory)
+ *   agentd-probe try kill PID    signal 0 to a pid (outside processes)
+ *   agentd-probe try abstract-connect NAME  connect to "\0NAME"
+ *   agentd-probe try forkbomb N  fork N sleeping children (blocked if fork fails)
+ *   agentd-probe try memhog MIB  allocate and touch MIB mebibytes
+ *   agentd-probe try euid-root   ESCAPED when running with effective uid 0
+ *   agentd-probe try int80-self  i386 syscall in this very process
  *   agentd-probe list            the vector names
  *
  * A vector the kernel answers by killing the process (seccomp's bad-arch
@@ -25,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
@@ -32,6 +40,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -349,6 +359,99 @@ v_x32(const char *a)
 	return r < 0 ? (int)-r : 0;
 }
 
+static int
+v_process_vm(void)
+{
+	/* Our own memory: the kernel would allow it, only the filter refuses. */
+	char src[8] = "secret", dst[8] = "";
+	struct iovec l = {dst, sizeof(dst)}, r = {src, sizeof(src)};
+	long n = syscall(SYS_process_vm_readv, getpid(), &l, 1, &r, 1, 0);
+	return n < 0 ? errno : 0;
+}
+
+static int
+v_tcp_connect(void)
+{
+	/* Port 1 on lo: nothing listens, so the network stack says
+	 * ECONNREFUSED; only a fence in front of it says otherwise. */
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(1)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	int e = errno;
+	close(fd);
+	return r == 0 ? 0 : e;
+}
+
+static int
+v_abstract(const char *name)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	size_t n = strlen(name);
+	if (n + 1 > sizeof(a.sun_path))
+		return ENAMETOOLONG;
+	memcpy(a.sun_path + 1, name, n);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int r = connect(fd, (struct sockaddr *)&a,
+			(socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n));
+	int e = errno;
+	close(fd);
+	return r == 0 ? 0 : e;
+}
+
+/* Fork up to n children that wait to be killed; a fork that fails first
+ * is the block. All children are killed before returning. */
+static int
+v_forkbomb(const char *arg)
+{
+	long n = strtol(arg, NULL, 10);
+	pid_t *kids = calloc((size_t)n + 1, sizeof(pid_t));
+	long made = 0;
+	int e = 0;
+
+	if (!kids)
+		return ENOMEM;
+	while (made < n) {
+		pid_t p = fork();
+		if (p < 0) {
+			e = errno;
+			break;
+		}
+		if (p == 0) {
+			pause();
+			_exit(0);
+		}
+		kids[made++] = p;
+	}
+	for (long i = 0; i < made; i++)
+		kill(kids[i], SIGKILL);
+	for (long i = 0; i < made; i++)
+		waitpid(kids[i], NULL, 0);
+	free(kids);
+	fprintf(stderr, "forkbomb: %ld children\n", made);
+	return e;
+}
+
+static int
+v_memhog(const char *arg)
+{
+	long mib = strtol(arg, NULL, 10);
+	for (long i = 0; i < mib; i++) {
+		char *m =
+		    mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED) {
+			fprintf(stderr, "memhog: %ld MiB\n", i);
+			return errno;
+		}
+		memset(m, 1, 1 << 20);
+	}
+	return 0;
+}
+
 struct vector {
 	const char *name;
 	int (*fn)(void);
@@ -425,7 +528,29 @@ v_sock_high(void)
 	return 0;
 }
 
+static int
+v_sock_inet(void)
+{
+	return v_socket(AF_INET, SOCK_STREAM);
+}
+static int
+v_sock_inet6(void)
+{
+	return v_socket(AF_INET6, SOCK_DGRAM);
+}
+
+static int
+v_sock_unix(void)
+{
+	return v_socket(AF_UNIX, SOCK_STREAM);
+}
+
 static const struct vector vectors[] = {
+    {"socket-unix", v_sock_unix},
+    {"socket-inet", v_sock_inet},
+    {"socket-inet6", v_sock_inet6},
+    {"process_vm_readv", v_process_vm},
+    {"tcp-connect", v_tcp_connect},
     {"io_uring_setup", v_io_uring},
     {"mount", v_mount},
     {"ptrace", v_ptrace},
@@ -531,7 +656,8 @@ main(int argc, char **argv)
 			printf("%s\n", vectors[i].name);
 		for (size_t i = 0; i < sizeof(child_vectors) / sizeof(child_vectors[0]); i++)
 			printf("%s\n", child_vectors[i].name);
-		printf("open PATH\nwrite PATH\nopenat-fd0 NAME\n");
+		printf("open PATH\nwrite PATH\nopenat-fd0 NAME\nkill PID\nabstract-connect NAME\n"
+		       "forkbomb N\nmemhog MIB\neuid-root\nint80-self\n");
 		return 0;
 	}
 	if (argc < 3 || strcmp(argv[1], "try") != 0) {
@@ -549,6 +675,26 @@ main(int argc, char **argv)
 		char name[600];
 		snprintf(name, sizeof(name), "openat-fd0 %s", argv[3]);
 		return report(name, fd, e);
+	}
+	if (strcmp(v, "euid-root") == 0) {
+		if (geteuid() == 0) {
+			printf("%s: ESCAPED\n", v);
+			return 1;
+		}
+		printf("%s: BLOCKED (euid %u)\n", v, (unsigned)geteuid());
+		return 0;
+	}
+	if (strcmp(v, "int80-self") == 0)
+		return report(v, v_int80(NULL) ? -1 : 0, EIO); /* the kernel kills us first */
+	if (argc >= 4 && (strcmp(v, "kill") == 0 || strcmp(v, "abstract-connect") == 0 ||
+			  strcmp(v, "forkbomb") == 0 || strcmp(v, "memhog") == 0)) {
+		int e = v[0] == 'k'   ? (kill((pid_t)atoi(argv[3]), 0) < 0 ? errno : 0)
+			: v[0] == 'a' ? v_abstract(argv[3])
+			: v[0] == 'f' ? v_forkbomb(argv[3])
+				      : v_memhog(argv[3]);
+		char name[600];
+		snprintf(name, sizeof(name), "%s %s", v, argv[3]);
+		return report(name, e ? -1 : 0, e);
 	}
 	if (strcmp(v, "open") == 0 || strcmp(v, "write") == 0) {
 		if (argc < 4) {

@@ -22,7 +22,7 @@ usage(FILE *f)
 	fprintf(f, "usage: agentd-sandbox-exec [--no-seccomp] [--no-landlock] [--cwd DIR] "
 		   "[--workspace DIR]\n"
 		   "       [--bind HOST:PATH[:rw]]... [--uid N --gid N] [--channel FD]\n"
-		   "       [--pidfile FILE] [--quiet] [--network unix|loopback]\n"
+		   "       [--pidfile FILE] [--quiet] [--network unix|loopback] [--memory BYTES]\n"
 		   "       [--violations FILE | --no-violations] -- CMD [ARG...]\n");
 }
 
@@ -44,6 +44,7 @@ main(int argc, char **argv)
 	    {"network", required_argument, NULL, 'n'},
 	    {"violations", required_argument, NULL, 'V'},
 	    {"no-violations", no_argument, NULL, 'N'},
+	    {"memory", required_argument, NULL, 'm'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct sandbox_bind binds[32];
@@ -124,6 +125,9 @@ main(int argc, char **argv)
 			break;
 		case 'N':
 			cfg.report_violations = false;
+			break;
+		case 'm':
+			cfg.rlimits.address_space = strtoull(optarg, NULL, 10);
 			break;
 		case 'h':
 			usage(stdout);
