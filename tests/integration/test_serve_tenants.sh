@@ -1,0 +1,76 @@
+#!/bin/bash
+# Multi-tenant agentd serve (root): two unprivileged users created for the
+# test. Each sees and acts on its own runs only (list, show, result, events,
+# logs, journal, cancel, kill: 404 for the other's), admin verbs are refused
+# (403), root sees all. Each user's policy applies to its own runs only, and
+# its agents run as that user. The queue is fair: round robin across users.
+. "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
+if [ "$(id -u)" != 0 ]; then echo "skip: needs root to create users"; exit 77; fi
+command -v useradd >/dev/null || { echo "skip: no useradd"; exit 77; }
+stage
+. "$SRC/tests/integration/lib/serve.sh"
+UA=agdta$$; UB=agdtb$$
+useradd -M -N -s /bin/sh "$UA"
+useradd -M -N -s /bin/sh "$UB"
+trap 'cleanup; userdel "$UA" 2>/dev/null; userdel "$UB" 2>/dev/null; true' EXIT
+
+mkdir -p "$T/policies" "$T/shared"
+chmod 777 "$T/shared"
+cat > "$T/policies/$UA.json" <<JSON
+{"version": 1, "rules": [{"id": "a-out", "tool": "fs.write", "path": "$T/shared/a-*", "decision": "allow"}]}
+JSON
+cat > "$T/policies/$UB.json" <<JSON
+{"version": 1, "rules": [{"id": "b-out", "tool": "fs.write", "path": "$T/shared/b-*", "decision": "allow"}]}
+JSON
+start_serve "{\"policy_dir\": \"$T/policies\", \"max_running\": 1}"
+as() { local u=$1; shift; (cd "$T" && runuser -u "$u" -- "$@"); }
+actl() { local u=$1; shift; as "$u" "$AGENTCTL" "$@"; }
+aapi() { # aapi USER METHOD PATH: prints the HTTP status
+	as "$1" curl -s -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" -X "$2" "http://agentd$3"
+}
+
+# policies: each user's rules apply to its own runs only
+w='agentd-call fs.write "{\"path\": \"'$T'/shared/$0\", \"content\": \"x\"}"; echo "rc=$?"; id -u'
+actl "$UA" -q run --name a-pol --wait -- /bin/sh -c "$w" a-file >/dev/null || fail "A's allowed write"
+actl "$UA" -q run --name a-steal --wait -- /bin/sh -c "$w" b-file >/dev/null || true
+actl "$UB" -q run --name b-pol --wait -- /bin/sh -c "$w" b-file >/dev/null || fail "B's allowed write"
+actl "$UA" logs a-pol | grep -q '^rc=0$' || { actl "$UA" logs a-pol; fail "A's policy did not allow A"; }
+actl "$UA" logs a-steal | grep -q '^rc=2$' || { actl "$UA" logs a-steal; fail "B's policy applied to A's run"; }
+actl "$UB" logs b-pol | grep -q '^rc=0$' || fail "B's policy did not allow B"
+actl "$UA" logs a-pol | grep -qx "$(id -u "$UA")" || fail "A's agent did not run as A"
+[ -f "$T/shared/a-file" ] && [ -f "$T/shared/b-file" ] || fail "allowed writes missing"
+
+# isolation: B cannot see or touch A's runs
+actl "$UA" -q run --name a-long -- /bin/sleep 30 >/dev/null
+actl "$UB" -q ls | grep -q '^a-' && fail "B lists A's runs"
+actl "$UB" -q ls | grep -q '^b-pol$' || fail "B does not list its own run"
+for p in "GET /v1/runs/a-long" "GET /v1/runs/a-long/result" "GET /v1/runs/a-long/events" \
+	"GET /v1/runs/a-long/logs" "GET /v1/runs/a-long/journal" "POST /v1/runs/a-long/cancel" \
+	"POST /v1/runs/a-long/kill" "POST /v1/runs/a-long/messages"; do
+	c=$(aapi "$UB" $p)
+	[ "$c" = 404 ] || [ "$c" = 403 ] || fail "B: $p answered $c"
+done
+rc=0; actl "$UB" cancel a-long 2>/dev/null || rc=$?
+[ $rc = 125 ] || fail "agentctl cancel of another user's run: exit $rc"
+[ "$(aapi "$UB" GET '/v1/runs?user='"$UA")" = 200 ] || fail "filtered listing"
+[ -z "$(actl "$UB" -q ls --user "$UA")" ] || fail "B lists A's runs with --user"
+[ "$(aapi "$UB" POST /v1/admin/drain)" = 403 ] || fail "B may drain"
+ctl -q ls | grep -q '^a-long$' || fail "root does not see A's run"
+ctl -q ls | grep -q '^b-pol$' || fail "root does not see B's run"
+[ "$(jget "$(api GET /v1/runs/a-long)" 'd["status"]')" = running ] || fail "a-long not running"
+
+# fairness: with one slot, B's run goes before A's later ones
+for i in 1 2; do actl "$UA" -q run --name "a-q$i" -- /bin/true >/dev/null; done
+actl "$UB" -q run --name b-q1 -- /bin/true >/dev/null
+[ "$(jget "$(api GET /v1/runs/b-q1)" 'd["queue_position"]')" = 1 ] || fail "B's run is not next: $(api GET /v1/runs/b-q1)"
+[ "$(jget "$(api GET /v1/runs/a-q2)" 'd["queue_position"]')" = 3 ] || fail "A's second run position"
+actl "$UA" kill a-long >/dev/null
+for r in a-q1 a-q2 b-q1; do
+	[ "$(jget "$(api GET "/v1/runs/$r/result?wait=20")" 'd["status"]')" = succeeded ] || fail "$r"
+done
+sb=$(jget "$(api GET /v1/runs/b-q1)" 'd["started_ms"]')
+sa=$(jget "$(api GET /v1/runs/a-q1)" 'd["started_ms"]')
+s2=$(jget "$(api GET /v1/runs/a-q2)" 'd["started_ms"]')
+[ "$sb" -le "$sa" ] || [ "$sb" -le "$s2" ] || fail "round robin: B started after both of A's queued runs"
+stop_serve TERM
+echo "ok: serve tenants"
