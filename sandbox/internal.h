@@ -132,7 +132,7 @@ struct sandbox_plan {
 	uint64_t ll_handled_net;
 	uint64_t ll_scoped;
 
-	char notes[256];
+	char notes[768];
 };
 
 /* seccomp.c: compile the filter into *ret_bpf (malloc'd). inet: AF_INET and

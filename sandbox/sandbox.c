@@ -611,6 +611,15 @@ sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, cha
 	p->inet = cfg->network_loopback;
 	if (!cfg->unsafe_no_landlock)
 		probe_landlock(p);
+	struct sandbox_cgroup_info ci;
+	if (sandbox_cgroup_detect(&ci) == 0) {
+		size_t used = strlen(p->notes);
+		if (used && used + 2 < sizeof(p->notes)) {
+			memcpy(p->notes + used, "; ", 3);
+			used += 2;
+		}
+		sandbox_cgroup_describe(&ci, p->notes + used, sizeof(p->notes) - used);
+	}
 	if (!cfg->unsafe_no_seccomp &&
 	    (r = sandbox_seccomp_get(p->inet, &p->bpf, &p->bpf_len, err, errsz)) < 0)
 		goto fail;

@@ -84,10 +84,26 @@ struct sandbox_child {
  * the child has been reaped. The plan may be reused for further spawns. */
 int sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz);
 
-/* Non-fatal degradations of this plan (today: landlock missing or older than
- * expected), as one line for the caller to log; NULL when there are none. The
- * string lives as long as the plan. */
+/* Non-fatal degradations of this plan (landlock missing or older than
+ * expected; resources bounded without cgroup limits), as one line for the
+ * caller to log; NULL when there are none. The string lives as long as the
+ * plan. */
 const char *sandbox_notes(const struct sandbox_plan *p);
+
+/* cgroup v2 as seen from this process. */
+struct sandbox_cgroup_info {
+	bool v2;		/* a cgroup2 hierarchy is mounted */
+	bool writable;		/* our cgroup in it accepts new children and processes */
+	bool memory, pids, cpu; /* controllers offered in our cgroup */
+	bool kill;		/* cgroup.kill exists (teardown of a whole cgroup) */
+	char path[512];		/* our cgroup's directory */
+};
+
+/* Look at /proc/self/mountinfo and /proc/self/cgroup. Returns 0 (an absent
+ * hierarchy is v2 = false), -EINVAL or -ENAMETOOLONG. */
+int sandbox_cgroup_detect(struct sandbox_cgroup_info *ret);
+/* One line saying what the runs get from cgroups here (snprintf's return). */
+int sandbox_cgroup_describe(const struct sandbox_cgroup_info *ci, char *buf, size_t bufsz);
 
 /* How the program ended. */
 struct sandbox_exit {
