@@ -11,3 +11,11 @@ int agd_cmd_policy(int argc, char **argv);
 
 /* agentd serve [--config FILE] [--state DIR] [--socket PATH] (agentd/serve.c). */
 int agd_cmd_serve(int argc, char **argv);
+
+/* agentd approve | approvals | send ... (argv[0] is the command; approve_cmd.c). */
+int agd_cmd_interact(int argc, char **argv);
+
+struct store;
+/* Open the store of the state dir (--state DIR if state is non-NULL, else the
+ * default one), writing the dir's path to dir. 0 or -1 after a message. */
+int agd_open_state_store(const char *state, char *dir, size_t dirsz, struct store **ret);

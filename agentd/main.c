@@ -24,6 +24,7 @@
 
 static const char *state_opt;
 static const char *secrets_opt; /* --secrets FILE */
+static int idle_suspend_opt;	/* --approval-idle-suspend (0: the supervisor's default) */
 
 static void
 usage(FILE *f)
@@ -31,9 +32,12 @@ usage(FILE *f)
 	fputs("usage:\n"
 	      "  agentd run [--id NAME] [--policy FILE] [--state DIR] [--workspace DIR]\n"
 	      "             [--approve | --deny] [--max-restarts N] [--on-divergence fail|live]\n"
-	      "             [--secrets FILE]\n"
+	      "             [--secrets FILE] [--durable-approvals [--approval-idle-suspend S]]\n"
 	      "             -- CMD [ARG...]\n"
 	      "  agentd resume NAME [--state DIR] [--approve | --deny] [--secrets FILE]\n"
+	      "  agentd approve NAME SEQ [--deny] [--comment TEXT] [--scope once|run|always]\n"
+	      "  agentd approvals [NAME] [--status STATUS]\n"
+	      "  agentd send NAME TEXT [--mode queue|interrupt|restart|reject]\n"
 	      "  agentd runs [--state DIR]\n"
 	      "  agentd show NAME [--state DIR]\n"
 	      "  agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
@@ -74,6 +78,16 @@ state_dir(char *out, size_t outsz)
 	else
 		return -ENOENT;
 	return agd_mkdir_p(out, 0700);
+}
+
+static int open_store(char *dir, size_t dirsz, struct store **ret);
+
+int
+agd_open_state_store(const char *state, char *dir, size_t dirsz, struct store **ret)
+{
+	if (state)
+		state_opt = state;
+	return open_store(dir, dirsz, ret);
 }
 
 static int
@@ -182,12 +196,15 @@ supervise(struct store *st, const char *dir, const char *id, enum sup_approval a
 	    .on_event = print_event,
 	    .stdout_fd = -1,
 	    .stderr_fd = -1,
+	    .approval_idle_suspend_s = idle_suspend_opt,
 	    .secrets_file = secrets_opt,
 	};
 	tools_global_init();
 	int e = sup_supervise(st, id, &opt, &exit_code, reason, sizeof(reason));
 	if (e == -EINTR)
 		return agd_die(130, "%s", reason);
+	if (e == -EAGAIN) /* EX_TEMPFAIL: resumable once the approval is decided */
+		return agd_die(75, "run %s %s", id, reason);
 	if (e < 0)
 		return agd_die(1, "%s", reason[0] ? reason : strerror(-e));
 	if (reason[0])
@@ -196,9 +213,38 @@ supervise(struct store *st, const char *dir, const char *id, enum sup_approval a
 	return exit_code;
 }
 
+/* --durable-approvals / --approval-idle-suspend, shared by run and resume:
+ * 1 when c was one of them, 0 when not, -1 on a bad value. */
+static bool durable_opt;
+
+static int
+interact_opt(int c, const char *arg)
+{
+	char *end;
+	long v;
+
+	switch (c) {
+	case 'P':
+		durable_opt = true;
+		return 1;
+	case 'I':
+		v = strtol(arg, &end, 10);
+		if (*end || v < 1 || v > 86400 * 365) {
+			agd_die(2, "--approval-idle-suspend takes a number of seconds (>= 1)");
+			return -1;
+		}
+		idle_suspend_opt = (int)v;
+		durable_opt = true;
+		return 1;
+	}
+	return 0;
+}
+
 static enum sup_approval
 approval_from(bool approve, bool deny)
 {
+	if (durable_opt && !approve && !deny)
+		return SUP_APPROVE_DURABLE;
 	return approve ? SUP_APPROVE_ALL : deny ? SUP_DENY_ALL : SUP_APPROVE_ASK_TTY;
 }
 
@@ -212,6 +258,8 @@ cmd_run(int argc, char **argv)
 	    {"workspace", required_argument, NULL, 'w'},
 	    {"approve", no_argument, NULL, 'A'},
 	    {"deny", no_argument, NULL, 'D'},
+	    {"durable-approvals", no_argument, NULL, 'P'},
+	    {"approval-idle-suspend", required_argument, NULL, 'I'},
 	    {"max-restarts", required_argument, NULL, 'r'},
 	    {"on-divergence", required_argument, NULL, 'd'},
 	    {"secrets", required_argument, NULL, 'S'},
@@ -246,6 +294,11 @@ cmd_run(int argc, char **argv)
 			break;
 		case 'D':
 			deny = true;
+			break;
+		case 'P':
+		case 'I':
+			if (interact_opt(c, optarg) < 0)
+				return 2;
 			break;
 		case 'r': {
 			char *end;
@@ -377,6 +430,8 @@ cmd_resume(int argc, char **argv)
 	    {"state", required_argument, NULL, 's'},
 	    {"approve", no_argument, NULL, 'A'},
 	    {"deny", no_argument, NULL, 'D'},
+	    {"durable-approvals", no_argument, NULL, 'P'},
+	    {"approval-idle-suspend", required_argument, NULL, 'I'},
 	    {"on-divergence", required_argument, NULL, 'd'},
 	    {"secrets", required_argument, NULL, 'S'},
 	    {0},
@@ -399,6 +454,11 @@ cmd_resume(int argc, char **argv)
 			break;
 		case 'D':
 			deny = true;
+			break;
+		case 'P':
+		case 'I':
+			if (interact_opt(c, optarg) < 0)
+				return 2;
 			break;
 		case 'd':
 			div = strcmp(optarg, "fail") == 0 ? SUP_DIVERGE_FAIL : SUP_DIVERGE_LIVE;
@@ -428,6 +488,9 @@ cmd_resume(int argc, char **argv)
 		store_close(st);
 		return agd_die(1, "run %s has already %s", id, status);
 	}
+	/* A suspended run waits on a durable approval: keep it durable. */
+	if (strcmp(status, "suspended") == 0)
+		durable_opt = true;
 	fprintf(stderr, "agentd: resuming run %s (was %s)\n", id, status);
 	int rc = supervise(st, dir, id, approval_from(approve, deny), div);
 	store_close(st);
@@ -602,6 +665,8 @@ main(int argc, char **argv)
 		return cmd_runs(argc, argv);
 	if (strcmp(cmd, "show") == 0)
 		return cmd_show(argc, argv);
+	if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "approvals") == 0 || strcmp(cmd, "send") == 0)
+		return agd_cmd_interact(argc, argv);
 	if (strcmp(cmd, "policy") == 0)
 		return agd_cmd_policy(argc, argv);
 	if (strcmp(cmd, "serve") == 0)

@@ -8,6 +8,7 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "supervisor/interact.h"
 #include "supervisor/internal.h"
 #include "supervisor/tools/tools.h"
 
@@ -110,6 +111,7 @@ static const struct method {
     {"tools/call", M_REQUEST, sup_tools_call},
     {"agentd/resume", M_REQUEST, m_resume},
     {"agentd/checkpoint", M_REQUEST, m_checkpoint},
+    {"agentd/inbox", M_REQUEST, sup_ix_inbox},
 };
 
 static void
@@ -156,7 +158,10 @@ handle_frame(struct sup_run *r, const char *frame, size_t len)
 				json_pack("{s:s}", "method", m.method));
 	} else {
 		r->malformed = 0;
-		meth->fn(r, m.id, m.params);
+		/* A call boundary: messages due here go out before the reply. */
+		if ((m.kind != PROTO_REQUEST || sup_ix_boundary(r, m.method)) &&
+		    r->w_chan.fd >= 0 && !r->fatal)
+			meth->fn(r, m.id, m.params);
 	}
 	proto_msg_clear(&m);
 }
@@ -167,10 +172,35 @@ sup_broker_close(struct sup_run *r)
 	agd_loop_close_watch(r->loop, &r->w_chan);
 }
 
+/* Answer the complete frames already buffered, stopping while a call waits. */
+static void
+drain(struct sup_run *r)
+{
+	const char *frame;
+	size_t len;
+	int k;
+
+	while (r->w_chan.fd >= 0 && !r->fatal && !sup_ix_blocked(r) &&
+	       (k = proto_reader_next(&r->rd, &frame, &len)) != 0) {
+		if (k == -E2BIG) {
+			malformed(r, r->rd.max, "frame too large");
+			sup_send(r, proto_error(NULL, PROTO_FRAME_TOO_LARGE, "frame too large", NULL));
+			continue;
+		}
+		handle_frame(r, frame, len);
+	}
+}
+
 void
 sup_broker_read(struct sup_run *r)
 {
+	/* After a wait, frames may already be buffered. */
+	if (sup_ix_hold(r))
+		return;
+	drain(r);
 	for (int budget = 64; budget > 0 && r->w_chan.fd >= 0 && !r->fatal; budget--) {
+		if (sup_ix_hold(r))
+			return;
 		ssize_t n = proto_reader_fill(&r->rd, r->w_chan.fd);
 		if (n == -EAGAIN)
 			return;
@@ -181,18 +211,6 @@ sup_broker_read(struct sup_run *r)
 			sup_broker_close(r);
 			return;
 		}
-		const char *frame;
-		size_t len;
-		int k;
-		while (r->w_chan.fd >= 0 && !r->fatal &&
-		       (k = proto_reader_next(&r->rd, &frame, &len)) != 0) {
-			if (k == -E2BIG) {
-				malformed(r, r->rd.max, "frame too large");
-				sup_send(r, proto_error(NULL, PROTO_FRAME_TOO_LARGE,
-							"frame too large", NULL));
-				continue;
-			}
-			handle_frame(r, frame, len);
-		}
+		drain(r);
 	}
 }

@@ -9,6 +9,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "supervisor/interact.h"
 #include "supervisor/internal.h"
 #include "supervisor/tools/tools.h"
 
@@ -134,6 +135,104 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 	return 0;
 }
 
+/* Journal a refused live call at seq and answer it with `code` (PROTO_DENIED,
+ * PROTO_INTERRUPTED) and data (stolen). */
+void
+sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const json_t *args,
+		const char *hash, int64_t seq, const char *rule_id, const char *decision, int code,
+		const char *message, json_t *data)
+{
+	json_t *err = json_pack("{s:i,s:s,s:O}", "code", code, "message", message, "data", data);
+	struct store_call c = {
+	    .seq = seq,
+	    .tool = (char *)tool,
+	    .args = (json_t *)args,
+	    .status = STORE_CALL_DENIED,
+	    .result = err,
+	    .attempt = r->attempt,
+	    .decision = (char *)decision,
+	    .rule = (char *)rule_id,
+	    .started_ms = agd_wall_ms(),
+	};
+	int e;
+
+	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
+	c.finished_ms = c.started_ms;
+	e = store_journal_record(r->st, r->id, &c);
+	json_decref(err);
+	if (e < 0) {
+		json_decref(data);
+		sup_fail(r, "journal write failed for #%lld: %s", (long long)seq, strerror(-e));
+		return;
+	}
+	r->next_seq++;
+	r->last_seq = seq;
+	r->live_calls++;
+	sup_emit(r, seq, "call.denied", call_event(seq, tool, decision, rule_id, "denied", false, 0));
+	sup_reply_error(r, id, code, message, data);
+}
+
+/* Run an allowed live call at seq and answer it: intent unless pure, the tool
+ * on exec_args (the agent's args, or an approver's edit of them), result,
+ * reply. The journal row keeps the agent's args and hash so a replay of the
+ * same call still matches it. */
+void
+sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def *t,
+		      const char *tool, const json_t *args, const char *hash, int64_t seq,
+		      const struct policy_result *pr, const char *decision,
+		      const json_t *exec_args, int64_t t0)
+{
+	struct store_call c = {
+	    .seq = seq,
+	    .tool = (char *)tool,
+	    .args = (json_t *)args,
+	    .attempt = r->attempt,
+	    .decision = (char *)decision,
+	    .rule = (char *)pr->rule_id,
+	    .started_ms = agd_wall_ms(),
+	};
+	int e;
+
+	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
+	enum tool_class cls = t->classify(exec_args);
+	if (cls != TOOL_PURE) {
+		/* The intent is durable before the effect can happen. */
+		c.status = STORE_CALL_INTENT;
+		e = store_journal_intent(r->st, r->id, &c);
+		if (e < 0) {
+			sup_fail(r, "journal write failed for #%lld: %s", (long long)seq,
+				 strerror(-e));
+			return;
+		}
+	}
+	r->next_seq++;
+	r->last_seq = seq;
+	r->live_calls++;
+
+	cleanup_json json_t *content = NULL;
+	bool is_error = false;
+	e = execute(r, t, exec_args, seq, pr->path_root, cls, &content, &is_error);
+	if (e < 0) {
+		sup_fail(r, "tool %s failed internally: %s", tool, strerror(-e));
+		return;
+	}
+	c.status = is_error ? STORE_CALL_ERROR : STORE_CALL_OK;
+	c.result = content;
+	c.finished_ms = agd_wall_ms();
+	e = cls == TOOL_PURE
+		? store_journal_record(r->st, r->id, &c)
+		: store_journal_finish(r->st, r->id, seq, c.status, content, c.finished_ms);
+	if (e < 0) {
+		/* Never reply with an outcome the journal does not hold. */
+		sup_fail(r, "journal write failed for #%lld: %s", (long long)seq, strerror(-e));
+		return;
+	}
+	sup_emit(r, seq, "call.finished",
+		 call_event(seq, tool, decision, pr->rule_id, outcome_name(c.status), false,
+			    (agd_now_ns() - t0) / 1000));
+	sup_send(r, proto_result(id, tool_reply(content, is_error, seq, false)));
+}
+
 static void
 do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, const char *tool,
 	     const json_t *args, const char *hash)
@@ -143,7 +242,6 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 	int64_t t0 = agd_now_ns();
 	const struct policy_limits *lim = policy_limits(r->policy);
 	const char *decision = "allow";
-	int e;
 
 	if (policy_eval(r->policy, tool, args, r->cwd, &pr) < 0) {
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "policy evaluation failed", NULL);
@@ -165,16 +263,11 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 		return;
 	}
 
-	struct store_call c = {
-	    .seq = seq,
-	    .tool = (char *)tool,
-	    .args = (json_t *)args,
-	    .attempt = r->attempt,
-	    .rule = (char *)pr.rule_id,
-	    .started_ms = agd_wall_ms(),
-	};
-	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
-
+	if (pr.decision == POLICY_ASK && r->opt.approval == SUP_APPROVE_DURABLE) {
+		/* A durable approval: the call waits (interact.c). */
+		sup_ix_ask(r, id, t, tool, args, hash, &pr);
+		return;
+	}
 	bool refused = pr.decision == POLICY_DENY;
 	const char *by = NULL;
 	if (pr.decision == POLICY_ASK) {
@@ -196,69 +289,12 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 			json_object_set_new(data, "approved", json_false());
 		if (!pr.rule && !asked && data)
 			json_object_set_new(data, "reason", json_string("no rule matched"));
-		json_t *err = json_pack("{s:i,s:s,s:O}", "code", PROTO_DENIED, "message",
-					"denied by policy", "data", data);
-		c.status = STORE_CALL_DENIED;
-		c.result = err;
-		c.decision = asked ? "ask:denied" : "deny";
-		c.finished_ms = c.started_ms;
-		e = store_journal_record(r->st, r->id, &c);
-		if (e < 0) {
-			json_decref(err);
-			json_decref(data);
-			sup_fail(r, "journal write failed for #%lld: %s", (long long)seq,
-				 strerror(-e));
-			return;
-		}
-		r->next_seq++;
-		r->last_seq = seq;
-		r->live_calls++;
-		sup_emit(r, seq, "call.denied",
-			 call_event(seq, tool, c.decision, pr.rule_id, "denied", false, 0));
-		sup_reply_error(r, id, PROTO_DENIED, "denied by policy", json_incref(data));
-		json_decref(err);
-		json_decref(data);
+		sup_call_refuse(r, id, tool, args, hash, seq, pr.rule_id,
+				asked ? "ask:denied" : "deny", PROTO_DENIED, "denied by policy",
+				data);
 		return;
 	}
-
-	enum tool_class cls = t->classify(args);
-	c.decision = (char *)decision;
-	if (cls != TOOL_PURE) {
-		/* The intent is durable before the effect can happen. */
-		c.status = STORE_CALL_INTENT;
-		e = store_journal_intent(r->st, r->id, &c);
-		if (e < 0) {
-			sup_fail(r, "journal write failed for #%lld: %s", (long long)seq,
-				 strerror(-e));
-			return;
-		}
-	}
-	r->next_seq++;
-	r->last_seq = seq;
-	r->live_calls++;
-
-	cleanup_json json_t *content = NULL;
-	bool is_error = false;
-	e = execute(r, t, args, seq, pr.path_root, cls, &content, &is_error);
-	if (e < 0) {
-		sup_fail(r, "tool %s failed internally: %s", tool, strerror(-e));
-		return;
-	}
-	c.status = is_error ? STORE_CALL_ERROR : STORE_CALL_OK;
-	c.result = content;
-	c.finished_ms = agd_wall_ms();
-	e = cls == TOOL_PURE
-		? store_journal_record(r->st, r->id, &c)
-		: store_journal_finish(r->st, r->id, seq, c.status, content, c.finished_ms);
-	if (e < 0) {
-		/* Never reply with an outcome the journal does not hold. */
-		sup_fail(r, "journal write failed for #%lld: %s", (long long)seq, strerror(-e));
-		return;
-	}
-	sup_emit(r, seq, "call.finished",
-		 call_event(seq, tool, decision, pr.rule_id, outcome_name(c.status), false,
-			    (agd_now_ns() - t0) / 1000));
-	sup_send(r, proto_result(id, tool_reply(content, is_error, seq, false)));
+	sup_call_execute_live(r, id, t, tool, args, hash, seq, &pr, decision, args, t0);
 }
 
 /* A journaled call whose outcome a crash left unknown (intent, no result). */
@@ -300,7 +336,10 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 	}
 	cleanup_json json_t *content = NULL;
 	bool is_error = false;
-	e = execute(r, t, c->args, c->seq, pr.path_root, cls, &content, &is_error);
+	/* An approver's edit replaced the arguments this call ran with. */
+	cleanup_json json_t *edited = sup_ix_edited_args(r, c);
+	e = execute(r, t, edited ? edited : c->args, c->seq, pr.path_root, cls, &content,
+		    &is_error);
 	if (e < 0) {
 		sup_fail(r, "tool %s failed internally: %s", c->tool, strerror(-e));
 		return;

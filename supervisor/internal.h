@@ -32,6 +32,7 @@ enum sup_state {
 	SUP_ST_SUCCEEDED,
 	SUP_ST_FAILED,
 	SUP_ST_INTERRUPTED,
+	SUP_ST_SUSPENDED, /* stopped while a call waits for its approval */
 };
 
 struct sup_run {
@@ -70,6 +71,7 @@ struct sup_run {
 	struct sup_secrets *secrets; /* secrets.c: values, never sent to the child */
 	struct sup_violations viol; /* violations.c */
 	struct agd_watch w_wall;    /* wall-clock limit (policy limits.wall_clock) */
+	struct sup_ix *ix;	    /* approvals and messages: interact.c */
 };
 
 /* Store an event (except the live-only "call.*" ones) and pass it to the

@@ -10,13 +10,16 @@
  *   CHILD    stop             -> kill; INTERRUPTED
  *   BACKOFF  timer            -> CHILD | FAILED (respawn failed)
  *   BACKOFF  stop             -> INTERRUPTED
+ *   CHILD    approval idle    -> kill; SUSPENDED (interact.c; started again once decided)
+ *   CHILD    restart message  -> kill; CHILD (next attempt at once, journal rolled back)
  *   CHILD    wall-clock limit -> kill; FAILED when the child is reaped
  *   BACKOFF  wall-clock limit -> FAILED
  *
- * SUCCEEDED, FAILED and INTERRUPTED are final for this supervisor; an
- * INTERRUPTED run is resumable (`agentd resume`): its journal is the checkpoint.
+ * SUCCEEDED, FAILED, INTERRUPTED and SUSPENDED are final for this supervisor; an
+ * INTERRUPTED or SUSPENDED run is resumable (`agentd resume`): its journal is the checkpoint.
  */
 #include "supervisor/internal.h"
+#include "supervisor/interact.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -105,7 +108,8 @@ sup_reply_error(struct sup_run *r, const json_t *id, int code, const char *msg, 
 static bool
 is_final(enum sup_state s)
 {
-	return s == SUP_ST_SUCCEEDED || s == SUP_ST_FAILED || s == SUP_ST_INTERRUPTED;
+	return s == SUP_ST_SUCCEEDED || s == SUP_ST_FAILED || s == SUP_ST_INTERRUPTED ||
+	       s == SUP_ST_SUSPENDED;
 }
 
 static void
@@ -121,6 +125,10 @@ finish(struct sup_run *r, enum sup_state s)
 	case SUP_ST_INTERRUPTED:
 		store_run_set_status(r->st, r->id, "interrupted", -1, r->reason);
 		sup_emit(r, 0, "run.interrupted", json_pack("{s:s}", "reason", r->reason));
+		break;
+	case SUP_ST_SUSPENDED:
+		store_run_set_status(r->st, r->id, "suspended", -1, r->reason);
+		sup_emit(r, 0, "run.suspended", json_pack("{s:s}", "reason", r->reason));
 		break;
 	default:
 		if (!r->reason[0])
@@ -607,6 +615,34 @@ sup_run_stop(struct sup_run *r, const char *why)
 	finish(r, SUP_ST_INTERRUPTED);
 }
 
+void
+sup_suspend(struct sup_run *r, const char *why)
+{
+	if (is_final(r->state))
+		return;
+	if (r->w_pid.fd >= 0) {
+		kill_child(r);
+		reap(r);
+	}
+	snprintf(r->reason, sizeof(r->reason), "%s", why);
+	finish(r, SUP_ST_SUSPENDED);
+}
+
+void
+sup_restart_now(struct sup_run *r)
+{
+	if (is_final(r->state))
+		return;
+	if (r->w_pid.fd >= 0) {
+		kill_child(r);
+		reap(r);
+	}
+	if (spawn_child(r) < 0) {
+		r->exit_code = -1;
+		finish(r, SUP_ST_FAILED);
+	}
+}
+
 bool
 sup_run_done(const struct sup_run *r)
 {
@@ -626,6 +662,8 @@ sup_run_result(const struct sup_run *r, int *ret_exit, const char **ret_reason)
 		return -EBUSY;
 	*ret_exit = r->exit_code;
 	*ret_reason = r->reason;
+	if (r->state == SUP_ST_SUSPENDED)
+		return -EAGAIN;
 	return r->state == SUP_ST_SUCCEEDED ? 0 : r->state == SUP_ST_INTERRUPTED ? -EINTR : -EIO;
 }
 
@@ -639,6 +677,7 @@ sup_run_free(struct sup_run *r)
 		reap(r);
 	}
 	sup_broker_close(r);
+	sup_ix_free(r);
 	agd_loop_close_watch(r->loop, &r->w_timer);
 	agd_loop_close_watch(r->loop, &r->viol.w);
 	agd_loop_close_watch(r->loop, &r->w_wall);

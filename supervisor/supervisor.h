@@ -58,6 +58,9 @@ struct sup_options {
 	int stdout_fd, stderr_fd; /* the agent's stdout/stderr (-1: inherit ours) */
 	sup_done_fn on_done;	  /* may be NULL */
 	void *done_ud;
+	/* SUP_APPROVE_DURABLE: seconds a call may wait for its approval before
+	 * the child is stopped and the run suspended; 0: 30 s, negative: never. */
+	int approval_idle_suspend_s;
 	/* JSON {"name": "value"} for the policy's secrets, mode 0600 (NULL: only
 	 * AGENTD_SECRET_<NAME> from the environment). */
 	const char *secrets_file;
@@ -87,16 +90,36 @@ const char *sup_run_id(const struct sup_run *r);
  * waiting for an approval: start it again once decided) or -EIO (failed), with
  * the agent's exit status and the reason (owned by the run). -EBUSY before. */
 int sup_run_result(const struct sup_run *r, int *ret_exit, const char **ret_reason);
-/* Decide the approval pending at `seq` of this live run: approve (optionally
- * with edited arguments, which replace the call's arguments) or deny, with who
- * decided and an optional comment; recorded in the store. 0, -ENOENT when no
- * approval is pending at seq, -EALREADY when it was decided already. For a run
- * that is not live (suspended), record the decision in the store instead; the
- * run picks it up when it is started again. */
+/* Decide the approval at `seq` of this run: approve (optionally with edited
+ * arguments, an object the tool then runs with; the journal keeps the agent's
+ * own arguments and their hash, so a replay still matches) or deny, with who
+ * decided (1..256 bytes) and an optional comment; recorded in the store
+ * (approved/denied, decided_by, decided_ms). A call of this live run waiting
+ * at seq goes on at once; otherwise (suspended, or not asked yet in this
+ * attempt) the stored decision is applied when the call comes again.
+ * 0; -ENOENT when there is no approval at seq; -EALREADY when it was decided
+ * already; -ETIMEDOUT when it had expired (recorded as expired: a denial).
+ * Scope once. */
 int sup_run_decide(struct sup_run *r, int64_t seq, bool approve, const char *by,
 		   const char *comment, const json_t *edited_args);
-/* Hand a user message to the run in the given mode. 0, or -EBUSY for
- * SUP_MSG_REJECT while a call is in flight. Queued messages are stored. */
+/* The same with a scope: STORE_SCOPE_RUN approves later asks for the same
+ * tool in this run without asking (also after restarts: it is read from the
+ * approvals table); STORE_SCOPE_ALWAYS does the same within the run and adds
+ * a "rule_suggestion" {id, tool, decision: "allow"} to the approval.granted
+ * event for the caller to turn into a policy rule (not enforced beyond the
+ * run yet). */
+int sup_run_decide_scope(struct sup_run *r, int64_t seq, bool approve, const char *by,
+			 const char *comment, const json_t *edited_args,
+			 enum store_approval_scope scope);
+/* Hand a user message to the run; it is stored first (store_message_add)
+ * and then, by mode: queue: delivered at the next call boundary (an
+ * agentd/message notification before the next reply, or agentd/inbox);
+ * interrupt: a call waiting for its approval is answered -32003 {"message",
+ * "id"} at once, else as queue; restart: the journal is rolled back to the
+ * last checkpoint (discarded rows kept in a journal.discarded event), the
+ * child is killed and the next attempt starts at once and gets the message
+ * at its first boundary; reject: -EBUSY (message stored "rejected") while a
+ * call waits, else as queue. 0 or a negative errno (-EINVAL: bad text). */
 int sup_run_message(struct sup_run *r, const char *text, enum sup_msg_mode mode);
 /* Kills a still-running child. Accepts NULL, returns NULL. */
 struct sup_run *sup_run_free(struct sup_run *r);
@@ -107,7 +130,8 @@ struct sup_run *sup_run_free(struct sup_run *r);
  * Returns 0 when the run reached a final state, with the agent's exit status in
  * *ret_exit (or -1 if it failed without one) and a one-line reason in `reason`
  * for failures ("" on success); returns a negative errno if supervision itself
- * could not proceed (reason says why). */
+ * could not proceed (reason says why), -EINTR when interrupted and -EAGAIN when
+ * the run was suspended waiting for an approval (reason says how to go on). */
 int sup_supervise(struct store *st, const char *run_id, const struct sup_options *opt,
 		  int *ret_exit, char *reason, size_t reasonsz);
 

@@ -373,6 +373,16 @@ class Client:
             out, self._messages = self._messages, []
             return out
 
+    def inbox(self):
+        """Take every user message: those already pushed as agentd/message
+        notifications, then the ones still queued (agentd/inbox marks them
+        delivered). Each is {id, text, mode}."""
+        res = self.request("agentd/inbox")
+        msgs = res.get("messages") if isinstance(res, dict) else None
+        if not isinstance(msgs, list):
+            raise ProtocolError("agentd/inbox result has no messages list")
+        return self.messages() + [m for m in msgs if isinstance(m, dict)]
+
     # -- convenience wrappers for the built-in tools ---------------------
 
     def fs_read(self, path, offset=None, length=None):
