@@ -9,6 +9,9 @@ int agd_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* agentd policy check|lint ... (argv[0] is "policy"). */
 int agd_cmd_policy(int argc, char **argv);
 
+/* agentd doctor: the defences available here and what a run gets (doctor.c). */
+int agd_cmd_doctor(int argc, char **argv);
+
 /* agentd serve [--config FILE] [--state DIR] [--socket PATH] (agentd/serve.c). */
 int agd_cmd_serve(int argc, char **argv);
 

@@ -43,6 +43,7 @@ usage(FILE *f)
 	      "  agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
 	      "  agentd policy lint FILE\n"
 	      "  agentd serve [--config FILE] [--state DIR] [--socket PATH]\n"
+	      "  agentd doctor             # which defences this host gives a run\n"
 	      "  agentd version\n",
 	      f);
 }
@@ -669,6 +670,8 @@ main(int argc, char **argv)
 		return agd_cmd_interact(argc, argv);
 	if (strcmp(cmd, "policy") == 0)
 		return agd_cmd_policy(argc, argv);
+	if (strcmp(cmd, "doctor") == 0)
+		return agd_cmd_doctor(argc, argv);
 	if (strcmp(cmd, "serve") == 0)
 		return agd_cmd_serve(argc, argv);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -739,7 +739,13 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid < 0) {
 		r = -errno;
-		set_err(err, errsz, "sandbox: clone3 failed: %s (namespaces)", errname(-r));
+		set_err(err, errsz,
+			"sandbox: clone3 failed: %s (namespaces: user, mount, pid, net, ipc, uts, "
+			"cgroup; %s)",
+			errname(-r),
+			r == -ENOSYS ? "a kernel with clone3 (5.3+) is needed"
+				     : "enable user namespaces (user.max_user_namespaces, "
+				       "kernel.unprivileged_userns_clone); see `agentd doctor`");
 		return r;
 	}
 	if (pid == 0) {
