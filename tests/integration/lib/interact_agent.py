@@ -28,8 +28,10 @@ def post(name):
 
 
 def show_messages(where):
-    for m in c.messages():
+    got = c.messages()
+    for m in got:
         say(f"msg@{where}: {m.get('text')} mode={m.get('mode')}")
+    return got
 
 
 if state is None:
@@ -39,7 +41,10 @@ if state is None:
 else:
     say(f"resumed from state {state}")
 post(f"free-{tag}-1b")
-show_messages("1b")
+if any(m.get("mode") == "restart" for m in show_messages("1b")):
+    say("replanned")
+    say("done")
+    sys.exit(0)
 try:
     r = post(f"{gated}-{tag}")
     say(f"asked: approved status={r['status']} replayed={c.last_replayed}")
