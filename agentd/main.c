@@ -30,7 +30,8 @@ static void
 usage(FILE *f)
 {
 	fputs("usage:\n"
-	      "  agentd run [--id NAME] [--policy FILE] [--state DIR] [--workspace DIR]\n"
+	      "  agentd run [--id NAME] [--policy FILE] [--policy-dir DIR] [--state DIR]\n"
+	      "             [--workspace DIR]\n"
 	      "             [--approve | --deny] [--max-restarts N] [--on-divergence fail|live]\n"
 	      "             [--secrets FILE] [--durable-approvals [--approval-idle-suspend S]]\n"
 	      "             -- CMD [ARG...]\n"
@@ -255,6 +256,7 @@ cmd_run(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"id", required_argument, NULL, 'i'},
 	    {"policy", required_argument, NULL, 'p'},
+	    {"policy-dir", required_argument, NULL, 'Y'},
 	    {"state", required_argument, NULL, 's'},
 	    {"workspace", required_argument, NULL, 'w'},
 	    {"approve", no_argument, NULL, 'A'},
@@ -267,7 +269,7 @@ cmd_run(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	const char *id = NULL, *policy_path = NULL, *workspace = NULL;
+	const char *id = NULL, *policy_path = NULL, *workspace = NULL, *policy_dir_opt = NULL;
 	bool approve = false, deny = false;
 	int max_restarts = 5, c;
 	enum sup_divergence div = SUP_DIVERGE_FAIL;
@@ -280,6 +282,9 @@ cmd_run(int argc, char **argv)
 			break;
 		case 'p':
 			policy_path = optarg;
+			break;
+		case 'Y':
+			policy_dir_opt = optarg;
 			break;
 		case 's':
 			state_opt = optarg;
@@ -348,33 +353,13 @@ cmd_run(int argc, char **argv)
 	if (!getcwd(cwd, sizeof(cwd)))
 		return agd_die(1, "cannot get the working directory: %s", strerror(errno));
 
-	/* The policy is resolved now and stored whole: a resumed run keeps it. */
-	struct policy *pol = NULL;
-	struct policy_error perr = {0};
+	/* The policy layers are resolved now and stored whole: a resumed run
+	 * keeps them. */
 	int e;
-	if (policy_path) {
-		cleanup_free char *copy = strdup(policy_path);
-		if (!copy)
-			return agd_die(1, "out of memory");
-		e = policy_load_file(policy_path, dirname(copy), &pol, &perr);
-		if (e < 0) {
-			if (perr.line)
-				return agd_die(2, "%s:%d:%d: %s", policy_path, perr.line,
-					       perr.column, perr.message);
-			return agd_die(2, "%s: %s", policy_path,
-				       perr.message[0] ? perr.message : strerror(-e));
-		}
-	} else {
-		static const char deny_all[] = "{\"version\":1,\"rules\":[]}";
-		e = policy_parse(deny_all, sizeof(deny_all) - 1, &pol, &perr);
-		if (e < 0)
-			return agd_die(1, "built-in policy: %s", perr.message);
-		fprintf(stderr, "agentd: no --policy given: every tool call will be denied\n");
-	}
-	cleanup_json json_t *doc = policy_to_json(pol);
-	policy_free(pol);
-	if (!doc)
-		return agd_die(1, "out of memory");
+	cleanup_json json_t *doc = NULL;
+	e = agd_run_policy(policy_dir_opt, policy_path, &doc);
+	if (e)
+		return e;
 
 	struct store *st = NULL;
 	if (open_store(dir, sizeof(dir), &st))

@@ -15,15 +15,36 @@
 
 static const char *const decision_name[] = {"deny", "ask", "allow"};
 
+/* Parsed layers of a stack from agd_policy_stack. */
+struct layers {
+	size_t n;
+	struct policy_layer v[8];
+	struct policy *own[8];
+};
+
+static void
+layers_done(struct layers *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		policy_free(l->own[i]);
+}
+
 static int
 cmd_check(int argc, char **argv)
 {
+	static const char usage[] = "usage: agentd policy check [--policy FILE] [--policy-dir DIR] "
+				    "[--user U] [--cwd DIR] TOOL ARGS_JSON";
 	const char *path = NULL, *tool = NULL, *args_text = NULL, *cwd_opt = NULL;
-	char cwd[PATH_MAX];
+	const char *dir = NULL, *user = NULL;
+	char cwd[PATH_MAX], err[1024];
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
 			path = argv[++i];
+		else if (strcmp(argv[i], "--policy-dir") == 0 && i + 1 < argc)
+			dir = argv[++i];
+		else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc)
+			user = argv[++i];
 		else if (strcmp(argv[i], "--cwd") == 0 && i + 1 < argc)
 			cwd_opt = argv[++i];
 		else if (!tool)
@@ -31,11 +52,10 @@ cmd_check(int argc, char **argv)
 		else if (!args_text)
 			args_text = argv[i];
 		else
-			return agd_die(2,
-				       "usage: agentd policy check --policy FILE TOOL ARGS_JSON");
+			return agd_die(2, "%s", usage);
 	}
-	if (!path || !tool)
-		return agd_die(2, "usage: agentd policy check --policy FILE TOOL ARGS_JSON");
+	if (!tool)
+		return agd_die(2, "%s", usage);
 	if (!args_text)
 		args_text = "{}";
 	if (cwd_opt)
@@ -49,21 +69,47 @@ cmd_check(int argc, char **argv)
 	if (!json_is_object(args))
 		return agd_die(2, "ARGS_JSON must be a JSON object: %s", jerr.text);
 
-	struct policy *pol = NULL;
-	struct policy_error perr = {0};
-	cleanup_free char *copy = strdup(path);
-	int e = copy ? policy_load_file(path, dirname(copy), &pol, &perr) : -ENOMEM;
+	/* The same layers `agentd run` would store: system, user, --policy. */
+	cleanup_json json_t *stack = NULL;
+	int e = agd_policy_stack(dir, user, path, &stack, err, sizeof(err));
 	if (e < 0)
-		return agd_die(2, "%s:%d:%d: %s", path, perr.line, perr.column, perr.message);
+		return agd_die(2, "%s", err[0] ? err : strerror(-e));
+	if (json_array_size(stack) == 0)
+		return agd_die(2, "no policy: give --policy FILE or a policy directory");
+	struct layers l = {0};
+	size_t i;
+	json_t *layer;
+	json_array_foreach(stack, i, layer)
+	{
+		struct policy_error perr = {0};
+		cleanup_free char *text =
+		    json_dumps(json_object_get(layer, "policy"), JSON_COMPACT);
+		if (i >= ARRAY_SIZE(l.v) || !text ||
+		    policy_parse(text, strlen(text), &l.own[i], &perr) < 0) {
+			layers_done(&l);
+			return agd_die(1, "layer %zu: %s", i, perr.message);
+		}
+		l.v[i] = (struct policy_layer){json_string_value(json_object_get(layer, "name")),
+					       l.own[i]};
+		l.n = i + 1;
+	}
 	struct policy_result r;
-	e = policy_eval(pol, tool, args, cwd, &r);
+	size_t pick = 0;
+	e = policy_stack_eval(l.v, l.n, tool, args, cwd, &r, &pick);
 	if (e < 0) {
-		policy_free(pol);
+		layers_done(&l);
 		return agd_die(1, "evaluation failed: %s", strerror(-e));
 	}
-	printf("decision: %s\nrule: %s\nreason: %s\n", decision_name[r.decision],
-	       r.rule ? r.rule_id : "(no rule matched)", r.reason);
-	policy_free(pol);
+	printf("decision: %s\nrule: %s\nlayer: %s\nreason: %s\n", decision_name[r.decision],
+	       r.rule ? r.rule_id : "(no rule matched)", l.v[pick].name, r.reason);
+	/* Every layer's own answer: the decision is the strictest of them. */
+	for (size_t k = 0; k < l.n && l.n > 1; k++) {
+		struct policy_result lr;
+		if (policy_eval(l.v[k].policy, tool, args, cwd, &lr) == 0)
+			printf("  %s: %s (%s)\n", l.v[k].name, decision_name[lr.decision],
+			       lr.rule ? lr.rule_id : "no rule matched");
+	}
+	layers_done(&l);
 	/* Exit status mirrors the decision so scripts can test it. */
 	return r.decision == POLICY_ALLOW ? 0 : r.decision == POLICY_ASK ? 3 : 4;
 }
@@ -104,6 +150,8 @@ agd_cmd_policy(int argc, char **argv)
 		return cmd_check(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "lint") == 0)
 		return cmd_lint(argc - 1, argv + 1);
-	return agd_die(2, "usage: agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
-			  "       agentd policy lint FILE");
+	return agd_die(2,
+		       "usage: agentd policy check [--policy FILE] [--policy-dir DIR] [--user U] "
+		       "TOOL ARGS_JSON [--cwd DIR]\n"
+		       "       agentd policy lint FILE");
 }

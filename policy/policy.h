@@ -179,3 +179,43 @@ struct policy_finding {
 
 int policy_lint(const char *buf, size_t len, struct policy_finding **ret, size_t *ret_n);
 struct policy_finding *policy_findings_free(struct policy_finding *f);
+
+/* ---- Layers (docs/policy.md, Layers) ---- */
+
+/* One layer of a run's policy stack, top (system) first. */
+struct policy_layer {
+	const char *name; /* "system", "user:alice", "run", ... */
+	const struct policy *policy;
+};
+
+/* Evaluate a call against every layer: deny if any layer denies or has no
+ * matching rule, else ask if any asks, else allow. *ret is the result of the
+ * layer that decided (the first with the strictest decision; among allows the
+ * one with the deepest path_root), its reason suffixed with "in layer 'NAME'"
+ * when n > 1; *ret_layer (may be NULL) its index. 0, or -EINVAL. */
+int policy_stack_eval(const struct policy_layer *layers, size_t n, const char *tool,
+		      const json_t *args, const char *cwd, struct policy_result *ret,
+		      size_t *ret_layer);
+/* True if every layer may allow or ask for `tool` (tools/list). */
+bool policy_stack_tool_visible(const struct policy_layer *layers, size_t n, const char *tool);
+/* A rule-less version-1 document with what the stack grants besides rules:
+ * each limit at its tightest, per-tool costs at their highest, "on_limit":
+ * "ask" only if every layer says so; a mount or secret only if every other
+ * layer that declares any grants it identically. New reference or NULL. */
+json_t *policy_stack_flatten(const struct policy_layer *layers, size_t n);
+/* SIGHUP reload for a running run: `stored` is its stack as stored
+ * ([{"name": ..., "policy": {doc}}, ...]), `reloaded` the newly loaded layers
+ * in the same form. Returns the stack the run continues with: its own layers
+ * plus every reloaded layer it does not already have, so the result is never
+ * wider than either (a reload can only narrow a running run). New reference,
+ * or NULL (not arrays, or ENOMEM). */
+json_t *policy_stack_narrow(const json_t *stored, const json_t *reloaded);
+/* True if the rule's tool pattern matches `tool`. */
+bool policy_rule_matches_tool(const struct policy_rule *r, const char *tool);
+/* The rule object as written (borrowed). */
+const json_t *policy_rule_json(const struct policy_rule *r);
+/* For tools/list: one line per allow/ask rule of every layer whose tool
+ * pattern matches `tool`, "allow (rule 'ID'): path [\"/srv/ **\"]; method
+ * \"GET\"" (with " [layer NAME]" when n > 1). Every layer's lines must hold
+ * for a call to go through. New JSON array of strings, or NULL. */
+json_t *policy_stack_constraints(const struct policy_layer *layers, size_t n, const char *tool);

@@ -40,8 +40,8 @@ m_tools_list(struct sup_run *r, const json_t *id, json_t *params)
 	json_t *tools = json_array();
 
 	for (size_t i = 0; tools && tools_builtin[i]; i++)
-		if (policy_tool_visible(r->policy, tools_builtin[i]->name))
-			json_array_append_new(tools, tools_describe(tools_builtin[i]));
+		if (sup_tool_visible(r, tools_builtin[i]->name))
+			json_array_append_new(tools, sup_tool_entry(r, tools_builtin[i]));
 	sup_send(r, proto_result(id, json_pack("{s:o}", "tools", tools)));
 }
 

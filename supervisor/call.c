@@ -243,7 +243,7 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 	const struct policy_limits *lim = policy_limits(r->policy);
 	const char *decision = "allow";
 
-	if (policy_eval(r->policy, tool, args, r->cwd, &pr) < 0) {
+	if (sup_policy_eval(r, tool, args, &pr) < 0) {
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "policy evaluation failed", NULL);
 		return;
 	}
@@ -288,7 +288,7 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 		if (asked && data)
 			json_object_set_new(data, "approved", json_false());
 		if (!pr.rule && !asked && data)
-			json_object_set_new(data, "reason", json_string("no rule matched"));
+			json_object_set_new(data, "reason", json_string(pr.reason));
 		sup_call_refuse(r, id, tool, args, hash, seq, pr.rule_id,
 				asked ? "ask:denied" : "deny", PROTO_DENIED, "denied by policy",
 				data);
@@ -308,7 +308,7 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 	const char *by = "class";
 	int e;
 
-	if (policy_eval(r->policy, c->tool, c->args, r->cwd, &pr) < 0) {
+	if (sup_policy_eval(r, c->tool, c->args, &pr) < 0) {
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "policy evaluation failed", NULL);
 		return;
 	}

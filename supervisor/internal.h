@@ -67,6 +67,7 @@ struct sup_run {
 	int exit_code;
 	char reason[512];
 
+	struct sup_layers *layers;   /* layers.c: the policy stack that decides calls */
 	struct sup_budget *budget;   /* budget.c: counters rebuilt from the journal */
 	struct sup_secrets *secrets; /* secrets.c: values, never sent to the child */
 	struct sup_violations viol; /* violations.c */
@@ -95,6 +96,19 @@ void sup_broker_close(struct sup_run *r);
 void sup_violations_start(struct sup_run *r, int notify_fd, bool network_loopback);
 void sup_violations_stop(struct sup_run *r);
 void sup_violations_exit(struct sup_run *r, bool signaled, int code);
+
+/* layers.c: the run's policy stack (spec "policy": one document or
+ * [{"name","policy"}...]). load sets r->layers and r->policy (what the stack
+ * grants besides rules); eval decides a call over every layer; visible and
+ * entry serve tools/list (the entry's description lists the constraints). */
+struct sup_layers;
+struct tool_def;
+struct sup_layers *sup_layers_free(struct sup_layers *l);
+int sup_layers_load(struct sup_run *r, const json_t *pol, char *reason, size_t reasonsz);
+int sup_policy_eval(struct sup_run *r, const char *tool, const json_t *args,
+		    struct policy_result *ret);
+bool sup_tool_visible(struct sup_run *r, const char *tool);
+json_t *sup_tool_entry(struct sup_run *r, const struct tool_def *t);
 
 /* budget.c: the policy's budgets and rate limits. rebuild recomputes every
  * counter from the journal (at each attempt); check returns 1 with the limit's

@@ -456,7 +456,6 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 {
 	json_t *argv = NULL, *pol = NULL, *daemon = NULL;
 	json_error_t jerr;
-	struct policy_error perr = {0};
 
 	/* "daemon" is agentd serve's own record of the run (owner, labels...);
 	 * the supervisor does not interpret it. */
@@ -476,15 +475,10 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 			snprintf(reason, reasonsz, "run %s has a non-string argument", r->id);
 			return -EBADMSG;
 		}
-	cleanup_free char *text = json_dumps(pol, JSON_COMPACT);
-	if (!text)
-		return -ENOMEM;
-	int e = policy_parse(text, strlen(text), &r->policy, &perr);
-	if (e < 0) {
-		snprintf(reason, reasonsz, "run %s has an invalid stored policy: %s", r->id,
-			 perr.message);
+	/* One policy document, or the layers system, user, run... */
+	int e = sup_layers_load(r, pol, reason, reasonsz);
+	if (e < 0)
 		return e;
-	}
 	return 0;
 }
 
@@ -686,6 +680,7 @@ sup_run_free(struct sup_run *r)
 	proto_reader_free(&r->rd);
 	sup_replay_clear(&r->replay);
 	sup_budget_free(r->budget);
+	sup_layers_free(r->layers);
 	sup_secrets_free(r->secrets);
 	policy_free(r->policy);
 	json_decref(r->spec);
