@@ -79,7 +79,8 @@ static const char *const stmt_sql[ST__MAX] = {
 		    "WHERE run = ?1 AND seq = ?2",
     [ST_STATE_DELETE_AFTER] = "DELETE FROM states WHERE run = ?1 AND seq > ?2",
     [ST_STATE_INSERT] = "INSERT INTO states(run, seq, state, created_ms) VALUES (?1, ?2, ?3, ?4)",
-    [ST_STATE_LOAD] = "SELECT seq, state FROM states WHERE run = ?1 ORDER BY rowid DESC LIMIT 1",
+    [ST_STATE_LOAD] = "SELECT seq, state FROM states WHERE run = ?1 AND seq <= ?2 "
+		      "ORDER BY rowid DESC LIMIT 1",
     [ST_EVENT_INSERT] = "INSERT INTO events(run, ts_ms, attempt, seq, type, data) "
 			"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_EVENT_LIST] = "SELECT id, ts_ms, attempt, seq, type, data FROM events WHERE run = ?1 "
@@ -1385,15 +1386,23 @@ store_state_save(struct store *s, const char *run, int64_t seq, const json_t *st
 int
 store_state_load(struct store *s, const char *run, json_t **ret_state, int64_t *ret_seq)
 {
+	return store_state_load_at(s, run, INT64_MAX, ret_state, ret_seq);
+}
+
+int
+store_state_load_at(struct store *s, const char *run, int64_t at_seq, json_t **ret_state,
+		    int64_t *ret_seq)
+{
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	json_t *state = NULL;
 	int64_t seq;
 	int rc, r;
 
-	if (!s || !ret_state || !valid_id(run))
+	if (!s || !ret_state || !valid_id(run) || at_seq < 0)
 		return -EINVAL;
 	st = s->stmt[ST_STATE_LOAD];
 	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, at_seq);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return -ENOENT;

@@ -104,6 +104,10 @@ int store_journal_truncate(struct store *s, const char *run, int64_t after_seq);
 int store_state_save(struct store *s, const char *run, int64_t seq, const json_t *state);
 /* Newest state: -ENOENT if none. */
 int store_state_load(struct store *s, const char *run, json_t **ret_state, int64_t *ret_seq);
+/* Newest state saved at a seq <= at_seq (the run as it stood then, fork --at):
+ * -ENOENT if none. */
+int store_state_load_at(struct store *s, const char *run, int64_t at_seq, json_t **ret_state,
+			int64_t *ret_seq);
 
 /* ---- events (timeline) ---- */
 struct store_event {
