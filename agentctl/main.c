@@ -337,7 +337,7 @@ cmd_run(int argc, char **argv)
 	char cwd[PATH_MAX];
 	int c;
 
-	optind = 1;
+	optind = 0;
 	if (getcwd(cwd, sizeof(cwd)))
 		json_object_set_new(body, "cwd", json_string(cwd));
 	while ((c = getopt_long(argc, argv, "+wn:l:", opts, NULL)) != -1) {
@@ -434,7 +434,7 @@ cmd_ls(int argc, char **argv)
 	int limit = 500, c;
 	json_t *all = json_array();
 
-	optind = 1;
+	optind = 0;
 	while ((c = getopt_long(argc, argv, "s:u:n:", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -596,6 +596,185 @@ cmd_journal(int argc, char **argv)
 }
 
 static int
+cmd_send(int argc, char **argv)
+{
+	static const struct option opts[] = {{"mode", required_argument, NULL, 'm'}, {0}};
+	const char *mode = NULL;
+	char path[512];
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
+		if (c != 'm')
+			return die(EXIT_USAGE, "usage: agentctl send [--mode M] RUN TEXT");
+		mode = optarg;
+	}
+	if (argc - optind != 2)
+		return die(EXIT_USAGE, "usage: agentctl send [--mode M] RUN TEXT");
+	cleanup_free char *id = urlenc(argv[optind]);
+	json_t *body = json_pack("{s:s}", "text", argv[optind + 1]), *v = NULL;
+	if (mode)
+		json_object_set_new(body, "mode", json_string(mode));
+	snprintf(path, sizeof(path), "/v1/runs/%s/messages", id ? id : "");
+	int rc = call("POST", path, body, &v);
+	json_decref(body);
+	if (rc)
+		return rc;
+	if (g.out != OUT_TABLE)
+		print_json(v);
+	else if (!g.quiet)
+		printf("message sent to %s (%s)\n", json_string_value(json_object_get(v, "run")),
+		       json_string_value(json_object_get(v, "mode")));
+	json_decref(v);
+	return 0;
+}
+
+static int
+cmd_approvals(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"run", required_argument, NULL, 'r'},
+	    {"status", required_argument, NULL, 's'},
+	    {"approver", required_argument, NULL, 'a'},
+	    {0},
+	};
+	const char *run = NULL, *status = NULL, *approver = NULL;
+	char path[1024];
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "r:s:a:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			run = optarg;
+			break;
+		case 's':
+			status = optarg;
+			break;
+		case 'a':
+			approver = optarg;
+			break;
+		default:
+			return die(
+			    EXIT_USAGE,
+			    "usage: agentctl approvals [--run R] [--status S|all] [--approver U]");
+		}
+	}
+	if (optind < argc && !run)
+		run = argv[optind];
+	cleanup_free char *er = run ? urlenc(run) : NULL;
+	cleanup_free char *es = status ? urlenc(status) : NULL;
+	cleanup_free char *ea = approver ? urlenc(approver) : NULL;
+	snprintf(path, sizeof(path), "/v1/approvals?x=1%s%s%s%s%s%s", er ? "&run=" : "",
+		 er ? er : "", es ? "&status=" : "", es ? es : "", ea ? "&approver=" : "",
+		 ea ? ea : "");
+	json_t *v = NULL;
+	int rc = call("GET", path, NULL, &v);
+	if (rc)
+		return rc;
+	json_t *list = json_object_get(v, "approvals"), *a;
+	size_t i;
+	if (g.out == OUT_JSON)
+		print_json(list);
+	else if (g.out == OUT_JSONL)
+		json_array_foreach(list, i, a) print_json(a);
+	else {
+		if (!g.quiet)
+			printf("%-34s %-5s %-10s %-16s %-9s %-14s %s\n", "RUN", "SEQ", "USER",
+			       "TOOL", "STATUS", "RULE", "ARGS");
+		json_array_foreach(list, i, a)
+		{
+			cleanup_free char *args =
+			    json_dumps(json_object_get(a, "args"), JSON_COMPACT);
+			if (g.quiet) {
+				printf("%s/%lld\n", json_string_value(json_object_get(a, "run")),
+				       (long long)json_integer_value(json_object_get(a, "seq")));
+				continue;
+			}
+			printf("%-34s %-5lld %-10s %-16s %-9s %-14s %s\n",
+			       json_string_value(json_object_get(a, "run")),
+			       (long long)json_integer_value(json_object_get(a, "seq")),
+			       json_string_value(json_object_get(a, "user")),
+			       json_string_value(json_object_get(a, "tool")),
+			       json_string_value(json_object_get(a, "status")),
+			       json_string_value(json_object_get(a, "rule")), args ? args : "");
+		}
+	}
+	json_decref(v);
+	return 0;
+}
+
+static int
+cmd_decide(int argc, char **argv, bool approve)
+{
+	static const struct option opts[] = {
+	    {"edit", required_argument, NULL, 'e'},
+	    {"scope", required_argument, NULL, 's'},
+	    {"comment", required_argument, NULL, 'c'},
+	    {0},
+	};
+	json_t *body = json_pack("{s:s}", "decision", approve ? "approve" : "deny");
+	char path[512];
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "e:s:c:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'e': {
+			json_error_t jerr;
+			json_t *a = json_loads(optarg, JSON_REJECT_DUPLICATES, &jerr);
+			if (!json_is_object(a) || !approve) {
+				json_decref(a);
+				return die(EXIT_USAGE, "--edit takes a JSON object (approve only)");
+			}
+			json_object_set_new(body, "args", a);
+			break;
+		}
+		case 's':
+			json_object_set_new(body, "scope", json_string(optarg));
+			break;
+		case 'c':
+			json_object_set_new(body, "comment", json_string(optarg));
+			break;
+		default:
+			return die(EXIT_USAGE,
+				   "usage: agentctl %s RUN SEQ [--edit ARGS] "
+				   "[--scope once|run|always] [--comment TEXT]",
+				   argv[0]);
+		}
+	}
+	/* RUN SEQ or RUN/SEQ, as `approvals -q` prints them */
+	const char *run = NULL, *seq = NULL;
+	cleanup_free char *copy = NULL;
+	if (argc - optind == 2) {
+		run = argv[optind];
+		seq = argv[optind + 1];
+	} else if (argc - optind == 1 && (copy = strdup(argv[optind])) && strchr(copy, '/')) {
+		*strrchr(copy, '/') = '\0';
+		run = copy;
+		seq = copy + strlen(copy) + 1;
+	} else
+		return die(EXIT_USAGE, "usage: agentctl %s RUN SEQ", argv[0]);
+	cleanup_free char *er = urlenc(run);
+	cleanup_free char *eq = urlenc(seq);
+	snprintf(path, sizeof(path), "/v1/approvals/%s/%s", er ? er : "", eq ? eq : "");
+	json_t *v = NULL;
+	int rc = call("POST", path, body, &v);
+	json_decref(body);
+	if (rc)
+		return rc;
+	if (g.out != OUT_TABLE)
+		print_json(v);
+	else if (!g.quiet)
+		printf("%s/%lld %s by %s\n", json_string_value(json_object_get(v, "run")),
+		       (long long)json_integer_value(json_object_get(v, "seq")),
+		       json_string_value(json_object_get(v, "status")),
+		       json_string_value(json_object_get(v, "decided_by")));
+	json_decref(v);
+	return 0;
+}
+
+static int
 cmd_admin(const char *path)
 {
 	json_t *v = NULL;
@@ -634,7 +813,7 @@ static const char completion_bash[] =
     "\t\treturn\n"
     "\tfi\n"
     "\tcase ${COMP_WORDS[1]} in\n"
-    "\tshow|logs|events|journal|cancel|kill|send)\n"
+    "\tshow|logs|events|journal|cancel|kill|send|approve|deny)\n"
     "\t\tCOMPREPLY=($(compgen -W \"$(agentctl ls -q 2>/dev/null)\" -- \"$cur\"));;\n"
     "\tcompletion) COMPREPLY=($(compgen -W bash -- \"$cur\"));;\n"
     "\tesac\n"
@@ -650,6 +829,10 @@ usage(FILE *f)
 	      "  ls [--status S] [--user U]     show RUN      journal RUN\n"
 	      "  logs [-f] RUN                  events [-f] [--after ID] RUN\n"
 	      "  cancel RUN                     kill RUN\n"
+	      "  send [--mode queue|interrupt|restart|reject] RUN TEXT\n"
+	      "  approvals [--run R] [--status pending|approved|denied|expired|all]\n"
+	      "  approve RUN SEQ [--edit ARGS] [--scope once|run|always] [--comment C]\n"
+	      "  deny RUN SEQ [--comment C]\n"
 	      "  health    drain    undrain (admins)\n"
 	      "  version                        completion bash\n"
 	      "The daemon: -H, or $AGENTD_HOST, else /run/agentd/agentd.sock (root) or\n"
@@ -743,6 +926,14 @@ main(int argc, char **argv)
 		rc = cmd_stream(argc, argv, true);
 	else if (!strcmp(cmd, "journal"))
 		rc = cmd_journal(argc, argv);
+	else if (!strcmp(cmd, "send"))
+		rc = cmd_send(argc, argv);
+	else if (!strcmp(cmd, "approvals"))
+		rc = cmd_approvals(argc, argv);
+	else if (!strcmp(cmd, "approve"))
+		rc = cmd_decide(argc, argv, true);
+	else if (!strcmp(cmd, "deny"))
+		rc = cmd_decide(argc, argv, false);
 	else if (!strcmp(cmd, "health"))
 		rc = cmd_admin("/v1/health");
 	else if (!strcmp(cmd, "drain"))

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct req {
 	gid_t gid;
 	bool admin;
 	bool creds;
+	char user[64]; /* name, looked up when first needed */
 	char *body;
 	size_t len;
 	bool too_big;
@@ -535,6 +537,182 @@ h_logs(struct req *q, struct MHD_Connection *c, char **args)
 	return stream_reply(q, c, args, STREAM_LOGS);
 }
 
+/* ---- approvals and messages ---- */
+
+/* The caller's user name (approvers are named by user name in policies). */
+static const char *
+req_user(struct req *q)
+{
+	if (!q->user[0]) {
+		struct passwd pw, *res = NULL;
+		char buf[4096];
+		if (getpwuid_r(q->uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+			snprintf(q->user, sizeof(q->user), "%s", res->pw_name);
+		else
+			snprintf(q->user, sizeof(q->user), "%u", (unsigned)q->uid);
+	}
+	return q->user;
+}
+
+/* Who decides: admins; the approvers a rule names; with none named, the
+ * run's owner. */
+static bool
+may_decide(struct req *q, const struct serve_run *r, const json_t *approvers)
+{
+	size_t i;
+	json_t *v;
+
+	if (q->admin)
+		return true;
+	if (json_array_size(approvers) == 0)
+		return r->owner == q->uid;
+	json_array_foreach(approvers, i,
+			   v) if (json_is_string(v) &&
+				  strcmp(json_string_value(v), req_user(q)) == 0) return true;
+	return false;
+}
+
+static json_t *
+approval_json(const struct store_approval *a, const struct serve_run *r)
+{
+	return json_pack("{s:s,s:s,s:I,s:s,s:O,s:s,s:O,s:s,s:I,s:I,s:s,s:s,s:I,s:s,s:O?,s:s}",
+			 "run", a->run, "user", r->user, "seq", (json_int_t)a->seq, "tool", a->tool,
+			 "args", a->args, "rule", a->rule, "approvers", a->approvers, "reason",
+			 a->reason, "created_ms", (json_int_t)a->created_ms, "expires_ms",
+			 (json_int_t)a->expires_ms, "status", store_approval_status_name(a->status),
+			 "decided_by", a->decided_by, "decided_ms", (json_int_t)a->decided_ms,
+			 "comment", a->comment, "edited_args", a->edited_args, "scope",
+			 store_approval_scope_name(a->scope));
+}
+
+struct approvals_ctx {
+	struct req *q;
+	json_t *list;
+};
+
+static int
+collect_approval(const struct store_approval *a, void *ud)
+{
+	struct approvals_ctx *k = ud;
+	struct serve_run *r = serve_run_find(k->q->sv, a->run);
+
+	if (!r || !(r->owner == k->q->uid || may_decide(k->q, r, a->approvers)))
+		return 0;
+	if (json_array_size(k->list) >= LIST_MAX)
+		return 1;
+	json_array_append_new(k->list, approval_json(a, r));
+	return 0;
+}
+
+static enum MHD_Result
+h_approvals(struct req *q, struct MHD_Connection *c, char **args)
+{
+	const char *status = query(c, "status"), *run = query(c, "run");
+	const char *approver = query(c, "approver");
+	struct approvals_ctx k = {q, json_array()};
+
+	if (!status)
+		status = "pending";
+	else if (strcmp(status, "all") == 0)
+		status = NULL;
+	if (run && !visible_run(q, run))
+		return reply_error(c, 404, "not_found", "no run %s", run);
+	int e = store_approval_foreach(q->sv->st, run, status, approver, collect_approval, &k);
+	if (e < 0) {
+		json_decref(k.list);
+		return reply_errno(c, e == -EINVAL ? e : -EIO, e == -EINVAL ? "bad filter" : "");
+	}
+	return reply_json(c, 200, json_pack("{s:o}", "approvals", k.list));
+}
+
+static enum MHD_Result
+h_decide(struct req *q, struct MHD_Connection *c, char **args)
+{
+	struct api_decision_req d = {0};
+	struct store_approval a = {0};
+	enum store_approval_scope scope = STORE_SCOPE_ONCE;
+	char err[512] = "";
+	int64_t seq;
+	int e;
+
+	RUN_OR_404(q, c, args[0]);
+	if (api_parse_int(args[1], 1, INT64_MAX, &seq) < 0)
+		return reply_error(c, 404, "not_found", "no approval %s/%s", args[0], args[1]);
+	if (store_approval_get(q->sv->st, r->id, seq, &a) < 0)
+		return reply_error(c, 404, "not_found", "no approval %s/%s", r->id, args[1]);
+	bool allowed = may_decide(q, r, a.approvers);
+	store_approval_clear(&a);
+	if (!allowed)
+		return reply_error(c, 403, "forbidden", "you are not an approver of %s/%lld", r->id,
+				   (long long)seq);
+	e = api_parse_decision(q->body ? q->body : "", q->len, &d, err, sizeof(err));
+	if (e < 0)
+		return reply_error(c, 400, "invalid", "%s", err);
+	store_approval_scope_parse(d.scope, &scope);
+	if (r->sup && !sup_run_done(r->sup))
+		e = sup_run_decide_scope(r->sup, seq, d.approve, req_user(q), d.comment, d.args,
+					 scope);
+	else
+		e = store_approval_decide(q->sv->st, r->id, seq, d.approve, req_user(q), d.comment,
+					  d.args, scope);
+	json_decref(d.root);
+	if (e == -EALREADY)
+		return reply_error(c, 409, "conflict", "approval %s/%lld was decided already",
+				   r->id, (long long)seq);
+	if (e == -ETIMEDOUT)
+		return reply_error(c, 409, "expired", "approval %s/%lld had expired (a denial)",
+				   r->id, (long long)seq);
+	if (e < 0)
+		return reply_errno(c, e, "");
+	/* A suspended run has no process: start it again; it replays up to the
+	 * decided call, which then goes on with the decision. */
+	if (strcmp(r->status, "suspended") == 0)
+		serve_run_restart(q->sv, r);
+	if (store_approval_get(q->sv->st, r->id, seq, &a) < 0)
+		return reply_error(c, 500, "store", "cannot read the approval back");
+	json_t *v = approval_json(&a, r);
+	store_approval_clear(&a);
+	return reply_json(c, 200, v);
+}
+
+static enum MHD_Result
+h_message(struct req *q, struct MHD_Connection *c, char **args)
+{
+	static const char *const modes[] = {"queue", "interrupt", "restart", "reject"};
+	struct api_message_req m = {0};
+	char err[512] = "";
+	int e;
+
+	RUN_OR_404(q, c, args[0]);
+	e = api_parse_message(q->body ? q->body : "", q->len, &m, err, sizeof(err));
+	if (e < 0)
+		return reply_error(c, 400, "invalid", "%s", err);
+	const char *mode = m.mode ? m.mode : r->msg_mode;
+	if (serve_run_final(r)) {
+		json_decref(m.root);
+		return reply_error(c, 409, "conflict", "run %s has already %s", r->id, r->status);
+	}
+	bool live = r->sup && !sup_run_done(r->sup);
+	int64_t id = 0;
+	if (live) {
+		enum sup_msg_mode mm = SUP_MSG_QUEUE;
+		for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
+			if (strcmp(mode, modes[i]) == 0)
+				mm = (enum sup_msg_mode)i;
+		e = sup_run_message(r->sup, m.text, mm);
+	} else
+		/* Not running (queued, suspended): kept for its next attempt. */
+		e = store_message_add(q->sv->st, r->id, m.text, mode, &id);
+	json_t *v =
+	    e < 0 ? NULL : json_pack("{s:s,s:s,s:b}", "run", r->id, "mode", mode, "live", live);
+	json_decref(m.root); /* mode may point into it */
+	if (e == -EBUSY)
+		return reply_error(c, 409, "busy", "run %s is in a call: message rejected", r->id);
+	if (e < 0)
+		return reply_errno(c, e, "");
+	return reply_json(c, 202, v);
+}
+
 /* ---- dispatch ---- */
 
 #define ANY (ROLE_USER | ROLE_ADMIN)
@@ -551,6 +729,9 @@ static const struct route routes[] = {
     {"GET", "/v1/runs/*/logs", ANY, h_logs},
     {"POST", "/v1/runs/*/cancel", ANY, h_cancel},
     {"POST", "/v1/runs/*/kill", ANY, h_kill},
+    {"POST", "/v1/runs/*/messages", ANY, h_message},
+    {"GET", "/v1/approvals", ANY, h_approvals},
+    {"POST", "/v1/approvals/*/*", ANY, h_decide},
     {"POST", "/v1/admin/drain", ROLE_ADMIN, h_drain},
     {"POST", "/v1/admin/undrain", ROLE_ADMIN, h_undrain},
 };

@@ -401,6 +401,7 @@ start_run(struct serve *sv, struct serve_run *r)
 	    .stderr_fd = r->log_wr,
 	    .on_done = on_run_done,
 	    .done_ud = r,
+	    .approval_idle_suspend_s = sv->cfg.approval_idle_suspend_s,
 	};
 	e = sup_run_open(&sv->loop, sv->st, r->id, &opt, &r->sup, reason, sizeof(reason));
 	if (e < 0) {
@@ -792,6 +793,22 @@ cmp_created(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
+static int
+count_one(const struct store_approval *a, void *ud)
+{
+	(*(int *)ud)++;
+	return 1;
+}
+
+static bool
+has_pending_approval(struct serve *sv, struct serve_run *r)
+{
+	int n = 0;
+
+	/* On a store error keep it suspended: a decision can still restart it. */
+	return store_approval_foreach(sv->st, r->id, "pending", NULL, count_one, &n) < 0 || n > 0;
+}
+
 /* Load every daemon run; queue the queued ones and resume the ones that were
  * running when the previous daemon stopped or died: their journals are their
  * checkpoints, so nothing runs twice. */
@@ -818,6 +835,8 @@ recover(struct serve *sv, int *ret_resumed)
 		}
 		if (strcmp(r->status, "queued") == 0)
 			enqueue(r, false);
+		else if (strcmp(r->status, "suspended") == 0 && !has_pending_approval(sv, r))
+			enqueue(r, true); /* decided while no daemon ran (agentd approve) */
 		else if (strcmp(r->status, "running") == 0 ||
 			 strcmp(r->status, "interrupted") == 0) {
 			start_run(sv, r);
@@ -928,17 +947,18 @@ load_config(struct serve_config *c, const char *path)
 	json_error_t jerr;
 	const char *state = NULL, *sock = NULL, *pdir = NULL, *group = NULL;
 	json_int_t maxr = c->max_running, maxu = c->max_running_per_user,
-		   maxq = c->max_queued_per_user, logmax = c->log_max_bytes;
+		   maxq = c->max_queued_per_user, logmax = c->log_max_bytes,
+		   idle = c->approval_idle_suspend_s;
 	int e = agd_read_file(path, CONFIG_MAX, &buf, &len);
 
 	if (e < 0)
 		return agd_die(-1, "config %s: %s", path, strerror(-e));
 	cleanup_json json_t *doc = agd_json_parse(buf, len, 16, &jerr);
-	if (!doc ||
-	    json_unpack_ex(doc, &jerr, JSON_STRICT, "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I}", "state",
-			   &state, "socket", &sock, "policy_dir", &pdir, "admin_group", &group,
-			   "max_running", &maxr, "max_running_per_user", &maxu,
-			   "max_queued_per_user", &maxq, "log_max_bytes", &logmax) < 0)
+	if (!doc || json_unpack_ex(doc, &jerr, JSON_STRICT, "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I}",
+				   "state", &state, "socket", &sock, "policy_dir", &pdir,
+				   "admin_group", &group, "max_running", &maxr,
+				   "max_running_per_user", &maxu, "max_queued_per_user", &maxq,
+				   "log_max_bytes", &logmax, "approval_idle_suspend_s", &idle) < 0)
 		return agd_die(-1, "config %s:%d: %s", path, jerr.line, jerr.text);
 	if (maxr < 1 || maxr > 100000 || maxu < 1 || maxu > 100000 || maxq < 0 || maxq > 1000000 ||
 	    logmax < 0)
@@ -947,6 +967,7 @@ load_config(struct serve_config *c, const char *path)
 	c->max_running_per_user = (int)maxu;
 	c->max_queued_per_user = (int)maxq;
 	c->log_max_bytes = logmax;
+	c->approval_idle_suspend_s = idle < -1 ? -1 : idle > 86400 * 365 ? 86400 * 365 : (int)idle;
 	if (state)
 		snprintf(c->state, sizeof(c->state), "%s", state);
 	if (sock)

@@ -24,7 +24,8 @@ struct serve_config {
 	int max_running;	  /* global */
 	int max_running_per_user; /* per tenant */
 	int max_queued_per_user;
-	int64_t log_max_bytes; /* per run */
+	int64_t log_max_bytes;	     /* per run */
+	int approval_idle_suspend_s; /* see sup_options; 0: the supervisor's default */
 };
 
 /* A connection parked until something happens to a run (result?wait, follow). */
