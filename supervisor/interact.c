@@ -9,6 +9,7 @@
  * Messages are rows in the store. Whatever the supervisor hands the agent is
  * journaled as a pseudo-call (tool "agentd.inbox") so a replayed attempt
  * receives the same messages at the same point of its calls. */
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -142,10 +143,14 @@ sup_ix_hold(struct sup_run *r)
 		ix->paused_attempt = r->attempt;
 		if (r->w_chan.fd >= 0)
 			agd_loop_mod(r->loop, &r->w_chan, 0);
-	} else {
-		/* Not reading, yet woken: the agent hung up (epoll reports that
-		 * whatever we ask for). The call can no longer be answered. */
-		sup_broker_close(r);
+	} else if (r->w_chan.fd >= 0) {
+		/* Not reading, yet woken: either an event of the batch that
+		 * paused us, or the agent hung up (epoll reports that whatever
+		 * we ask for). Only the latter closes: the call can no longer be
+		 * answered. */
+		struct pollfd pfd = {.fd = r->w_chan.fd};
+		if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
+			sup_broker_close(r);
 	}
 	return true;
 }
