@@ -13,6 +13,11 @@ int agd_cmd_policy(int argc, char **argv);
 /* agentd doctor: the defences available here and what a run gets (doctor.c). */
 int agd_cmd_doctor(int argc, char **argv);
 
+#include <sys/types.h>
+/* Root mode: the sandbox uid/gid of this command line's tenant ($AGENTD_TENANT,
+ * else the calling user), stable per state dir (tenant_cmd.c). 0 or -errno. */
+int agd_sandbox_id(const char *state_dir, uid_t *ret);
+
 /* agentd serve [--config FILE] [--state DIR] [--socket PATH] (agentd/serve.c). */
 int agd_cmd_serve(int argc, char **argv);
 

@@ -189,12 +189,17 @@ supervise(struct store *st, const char *dir, const char *id, enum sup_approval a
 	if (lock < 0)
 		return agd_die(1, "cannot lock run %s: %s", id, strerror(-lock));
 
+	/* Root mode: the tenant's own unprivileged id (stable per state dir). */
+	uid_t sid = NOBODY;
+	int ie = geteuid() == 0 ? agd_sandbox_id(dir, &sid) : 0;
+	if (ie < 0)
+		return agd_die(1, "cannot assign this tenant's sandbox uid: %s", strerror(-ie));
 	struct sup_options opt = {
 	    .approval = approval,
 	    .on_divergence = div,
 	    .sdk_dir = sdk_dir(sdk, sizeof(sdk)),
-	    .sandbox_uid = NOBODY,
-	    .sandbox_gid = NOBODY,
+	    .sandbox_uid = sid,
+	    .sandbox_gid = sid,
 	    .on_event = print_event,
 	    .stdout_fd = -1,
 	    .stderr_fd = -1,
@@ -381,10 +386,12 @@ cmd_run(int argc, char **argv)
 		created_ws = true;
 	}
 	/* Root mode: the agent runs as an unprivileged uid that must own its workspace. */
-	if (created_ws && geteuid() == 0 && chown(ws, NOBODY, NOBODY) < 0) {
+	uid_t sid = NOBODY;
+	if (created_ws && geteuid() == 0 &&
+	    ((e = agd_sandbox_id(dir, &sid)) < 0 || (e = chown(ws, sid, sid) < 0 ? -errno : 0) < 0)) {
 		store_close(st);
 		return agd_die(1, "cannot hand workspace %s to the sandbox user: %s", ws,
-			       strerror(errno));
+			       strerror(-e));
 	}
 
 	cleanup_json json_t *spec = sup_spec_new(argv + optind, cwd, ws, doc, max_restarts, 60);
