@@ -277,6 +277,62 @@ add_bind(struct sandbox_plan *p, const char *host, const char *path, unsigned fl
 	return add_ll(p, path, access);
 }
 
+/* Names inside a writable mount that something outside the sandbox runs or
+ * trusts later: git hooks and git's config (core.hooksPath, aliases,
+ * fsmonitor), shell start-up files. */
+static const char *const protected_names[] = {
+    ".git/hooks", ".git/config", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout",
+    ".profile",	  ".zshrc",	 ".zshenv", ".zprofile",     ".zlogin",	    ".envrc",
+};
+
+static bool
+name_listed(const char *const *list, const char *name)
+{
+	for (; list && *list; list++)
+		if (strcmp(*list, name) == 0)
+			return true;
+	return false;
+}
+
+/* Each protected name that exists under a writable mount gets a read-only
+ * bind over itself: the program can neither write it nor remove or replace
+ * it (a mount point is busy). Names the configuration lists stay writable;
+ * symlinks are left alone (the program could retarget them anyway). */
+static int
+protect_names(struct sandbox_plan *p, const struct sandbox_config *cfg, const char *host,
+	      const char *path, char *err, size_t errsz)
+{
+	struct stat st;
+	int r;
+
+	/* Pin .git itself with a read-write bind over itself: a mount point
+	 * cannot be renamed, so the program cannot move the protected .git
+	 * aside and put a fresh one with its own hooks in its place. */
+	cleanup_free char *git = agd_asprintf("%s/.git", host);
+	cleanup_free char *git_in = agd_asprintf("%s/.git", path);
+	if (!git || !git_in)
+		return -ENOMEM;
+	if ((!name_listed(cfg->writable_names, ".git/hooks") ||
+	     !name_listed(cfg->writable_names, ".git/config")) &&
+	    lstat(git, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (r = add_bind(p, git, git_in, SBX_F_OPTIONAL, err, errsz)) < 0)
+		return r;
+	for (size_t i = 0; i < ARRAY_SIZE(protected_names); i++) {
+		const char *n = protected_names[i];
+		if (name_listed(cfg->writable_names, n))
+			continue;
+		cleanup_free char *h = agd_asprintf("%s/%s", host, n);
+		cleanup_free char *in = agd_asprintf("%s/%s", path, n);
+		if (!h || !in)
+			return -ENOMEM;
+		if (lstat(h, &st) < 0 || S_ISLNK(st.st_mode))
+			continue;
+		if ((r = add_bind(p, h, in, SBX_F_RO | SBX_F_OPTIONAL, err, errsz)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* /bin, /lib... mirror the host: a symlink (merged /usr) stays a symlink, a
  * real directory becomes a read-only bind. */
 static int
@@ -376,12 +432,17 @@ build_mounts(struct sandbox_plan *p, const struct sandbox_config *cfg, char *err
 	/* The caller's directories last, so they shadow anything above. */
 	if ((r = add_bind(p, cfg->cwd, cfg->cwd, SBX_F_RO, err, errsz)) < 0)
 		return r;
-	if ((r = add_bind(p, cfg->workspace, "/workspace", 0, err, errsz)) < 0)
+	if ((r = add_bind(p, cfg->workspace, "/workspace", 0, err, errsz)) < 0 ||
+	    (r = protect_names(p, cfg, cfg->workspace, "/workspace", err, errsz)) < 0)
 		return r;
-	for (size_t i = 0; i < cfg->n_binds; i++)
-		if ((r = add_bind(p, cfg->binds[i].host, cfg->binds[i].path,
-				  cfg->binds[i].read_write ? 0 : SBX_F_RO, err, errsz)) < 0)
+	for (size_t i = 0; i < cfg->n_binds; i++) {
+		const struct sandbox_bind *b = &cfg->binds[i];
+		if ((r = add_bind(p, b->host, b->path, b->read_write ? 0 : SBX_F_RO, err, errsz)) <
+		    0)
 			return r;
+		if (b->read_write && (r = protect_names(p, cfg, b->host, b->path, err, errsz)) < 0)
+			return r;
+	}
 	return 0;
 }
 

@@ -51,6 +51,10 @@ struct sandbox_config {
 	 * answers it through sandbox_child.notify_fd (see sandbox_violation_next).
 	 * A caller that sets this must serve notify_fd, or denied calls block. */
 	bool report_violations;
+	/* Names under writable mounts that stay writable although protected by
+	 * default (".git/hooks", ".git/config", ".bashrc", ".profile", ".zshrc"...):
+	 * NULL-terminated, or NULL for none. */
+	const char *const *writable_names;
 	/* Test switch: skip the seccomp filter. Only the escape suite's
 	 * "protection off" controls set it; never reachable from a policy. */
 	bool unsafe_no_seccomp;

@@ -23,6 +23,7 @@ usage(FILE *f)
 		   "[--workspace DIR]\n"
 		   "       [--bind HOST:PATH[:rw]]... [--uid N --gid N] [--channel FD]\n"
 		   "       [--pidfile FILE] [--quiet] [--network unix|loopback] [--memory BYTES]\n"
+		   "       [--writable-name NAME]...\n"
 		   "       [--violations FILE | --no-violations] -- CMD [ARG...]\n");
 }
 
@@ -45,6 +46,7 @@ main(int argc, char **argv)
 	    {"violations", required_argument, NULL, 'V'},
 	    {"no-violations", no_argument, NULL, 'N'},
 	    {"memory", required_argument, NULL, 'm'},
+	    {"writable-name", required_argument, NULL, 'W'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct sandbox_bind binds[32];
@@ -60,6 +62,8 @@ main(int argc, char **argv)
 	    .report_violations = true,
 	};
 	const char *viol_path = NULL;
+	const char *wnames[16] = {NULL};
+	size_t n_wnames = 0;
 	bool quiet = false;
 	const char *pidfile = NULL;
 	int c;
@@ -125,6 +129,14 @@ main(int argc, char **argv)
 			break;
 		case 'N':
 			cfg.report_violations = false;
+			break;
+		case 'W':
+			if (n_wnames + 1 >= ARRAY_SIZE(wnames)) {
+				usage(stderr);
+				return 125;
+			}
+			wnames[n_wnames++] = optarg;
+			cfg.writable_names = wnames;
 			break;
 		case 'm':
 			cfg.rlimits.address_space = strtoull(optarg, NULL, 10);

@@ -104,6 +104,28 @@ for user in $USERS; do
 	got=$(sandboxed "$user" --memory $((128 << 20)) -- "$PROBE" try memhog 256 2>/dev/null | result)
 	ctl=$(as "$user" "$PROBE" try memhog 256 2>/dev/null | result)
 	check "$user" "memory exhaustion (limit 128 MiB)" "BLOCKED (ENOMEM)" "$got" "$ctl"
+
+	# Protected names in a writable mount: git hooks and config, shell rc
+	# files stay read-only and .git cannot be moved aside. Control: the same
+	# names listed as writable (what a policy that names them gets).
+	pws=$STAGE/pws
+	rm -rf "$pws" && mkdir -p "$pws/.git/hooks" && : >"$pws/.git/config" && : >"$pws/.bashrc"
+	chown -R 65534:65534 "$pws"
+	pw() { sandboxed "$user" --workspace "$pws" "$@" 2>&1 | result; }
+	got=$(pw -- "$PROBE" try write /workspace/.bashrc)
+	ctl=$(pw --writable-name .bashrc -- "$PROBE" try write /workspace/.bashrc)
+	check "$user" "write a shell rc file in the workspace" "BLOCKED (EROFS)" "$got" "$ctl"
+	got=$(pw -- "$PROBE" try write /workspace/.git/hooks/post-checkout)
+	ctl=$(pw --writable-name .git/hooks -- "$PROBE" try write /workspace/.git/hooks/post-checkout)
+	check "$user" "add a git hook" "BLOCKED (EROFS)" "$got" "$ctl"
+	got=$(pw -- "$PROBE" try write /workspace/.git/config)
+	ctl=$(pw --writable-name .git/config -- "$PROBE" try write /workspace/.git/config)
+	check "$user" "change .git/config" "BLOCKED (EROFS)" "$got" "$ctl"
+	got=$(sandboxed "$user" --workspace "$pws" -- /bin/sh -c 'mv /workspace/.git /workspace/moved 2>/dev/null && echo "rename: ESCAPED" || echo "rename: BLOCKED (EBUSY)"' | result)
+	ctl=$(sandboxed "$user" --workspace "$pws" --writable-name .git/hooks --writable-name .git/config -- \
+		/bin/sh -c 'mv /workspace/.git /workspace/moved 2>/dev/null && echo "rename: ESCAPED" || echo "rename: BLOCKED"' | result)
+	check "$user" "move .git aside" "BLOCKED (EBUSY)" "$got" "$ctl"
+	[ -d "$pws/.git" ] || [ ! -d "$pws/moved" ] || mv "$pws/moved" "$pws/.git"
 done
 
 # Set-uid binaries: a set-uid-root copy of the probe, run by the program.
