@@ -792,7 +792,7 @@ on_tick(struct agd_watch *w, uint32_t events)
 			return;
 		}
 	}
-	if (ix->restart_due && r->state == SUP_ST_CHILD)
+	if (ix->restart_due && (r->state == SUP_ST_CHILD || r->state == SUP_ST_BACKOFF))
 		restart_from_checkpoint(r);
 	else if (!sup_ix_waiting(r) && !ix->restart_due)
 		tick_arm(ix, 0, 0);
@@ -829,7 +829,8 @@ sup_run_message(struct sup_run *r, const char *text, enum sup_msg_mode mode)
 		}
 		break;
 	case SUP_MSG_RESTART:
-		if (r->state == SUP_ST_CHILD)
+		/* Between attempts too: the next one starts now, rolled back. */
+		if (r->state == SUP_ST_CHILD || r->state == SUP_ST_BACKOFF)
 			restart_from_checkpoint(r);
 		break;
 	case SUP_MSG_QUEUE:

@@ -94,4 +94,15 @@ rc=0; A approve s5 3 2>"$T/err5" || rc=$?
 (cd "$T/lib" && "$AGENTD" resume s5 --state "$st") >"$T/out5b" 2>&1 || { cat "$T/out5b"; fail "resume s5"; }
 grep -q "^\[2\] asked: denied reason=the approval expired" "$T/out5b" || { cat "$T/out5b"; fail "expired on resume"; }
 echo "ok: expiry while suspended"
+# 6. Approved with edited arguments: the tool runs on the edit, the journal
+# keeps the agent's call.
+rc=0; run_agent s6 s6 gated 1 >"$T/out6" 2>&1 || rc=$?
+[ $rc = 75 ] || { cat "$T/out6"; fail "s6 exited $rc"; }
+A approve s6 3 --args "{\"method\":\"POST\",\"url\":\"$URL/effect/gated-s6-edited\"}" >/dev/null || fail "approve --args"
+(cd "$T/lib" && "$AGENTD" resume s6 --state "$st") >"$T/out6b" 2>&1 || { cat "$T/out6b"; fail "resume s6"; }
+grep -q "^\[2\] asked: approved status=200" "$T/out6b" || { cat "$T/out6b"; fail "edited call"; }
+[ "$(applied gated-s6-edited)" = 1 ] && [ "$(applied gated-s6)" = 0 ] || fail "the edit was not what ran"
+A show s6 | grep -q "ask:edited" || fail "journal decision ask:edited"
+A approvals s6 --json | grep -q '"edited_args":{"method":"POST"' || fail "edit not recorded"
+echo "ok: approve with edited arguments"
 echo "durable approvals: all paths as expected"
