@@ -70,11 +70,12 @@ bool api_valid_message_mode(const char *mode);
 /* Decimal integer in [min, max] with nothing after it. 0 or -EINVAL. */
 int api_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
 
-/* Build the policy a run gets: the user's policy narrowed by the request's
- * document. The request may only narrow: its rules must decide deny or ask
- * (deny beats ask beats allow, so they can only take permissions away), its
- * limits must not exceed the user's set limits, and it may not name mounts,
- * secrets or extends. Returns 0 and a new merged policy, or -EINVAL with a
- * message in err, -EEXIST when a rule id repeats one of the user's, -ENOMEM. */
-int api_narrow_policy(const struct policy *user, const json_t *doc, struct policy **ret, char *err,
-		      size_t errsz);
+/* The "policy" value of a run's spec: the user's layers (an array of
+ * {"name", "policy"} from the policy directory, top first) followed by the
+ * request's document, if any, as the "run" layer. A call is allowed only if
+ * every layer allows it (policy_stack_eval), so a run's own document can only
+ * narrow what its user may do. The document must be a self-contained version-1
+ * policy (no "extends"). With no layers at all the result is a deny-all
+ * document. Returns 0 and a new reference in *ret, -EINVAL with a message in
+ * err, or -ENOMEM. */
+int api_run_policy(const json_t *layers, const json_t *doc, json_t **ret, char *err, size_t errsz);

@@ -239,65 +239,45 @@ api_parse_message(const char *buf, size_t len, struct api_message_req *ret, char
 	return 0;
 }
 
-static bool
-limit_narrows(uint64_t req, uint64_t user)
-{
-	return req == 0 || user == 0 || req <= user;
-}
-
 int
-api_narrow_policy(const struct policy *user, const json_t *doc, struct policy **ret, char *err,
-		  size_t errsz)
+api_run_policy(const json_t *layers, const json_t *doc, json_t **ret, char *err, size_t errsz)
 {
 	struct policy_error perr = {0};
-	struct policy *req = NULL, *merged;
-	const struct policy_mount *pm;
-	const struct policy_secret *ps;
+	struct policy *p = NULL;
 	cleanup_free char *text = NULL;
 	int e;
 
-	if (!json_is_object(doc))
-		return fail(err, errsz, "'policy' must be a policy document (an object)");
-	if (json_object_get(doc, "extends") || json_object_get(doc, "sandbox") ||
-	    json_object_get(doc, "secrets"))
-		return fail(err, errsz,
-			    "a run's policy may only narrow yours: no extends, sandbox or secrets");
-	text = json_dumps(doc, JSON_COMPACT);
-	if (!text)
-		return -ENOMEM;
-	e = policy_parse(text, strlen(text), &req, &perr);
-	if (e < 0) {
-		snprintf(err, errsz, "policy: %s", perr.message);
-		return e;
-	}
-	for (size_t i = 0; i < policy_rule_count(req); i++) {
-		const struct policy_rule *r = policy_rule_at(req, i);
-		if (policy_rule_decision(r) == POLICY_ALLOW) {
-			snprintf(err, errsz,
-				 "policy: rule '%s' allows; a run's policy may only narrow yours "
-				 "(deny or ask rules)",
-				 policy_rule_id(r));
-			policy_free(req);
-			return -EINVAL;
+	if (!json_is_array(layers))
+		return fail(err, errsz, "policy layers must be an array");
+	if (doc) {
+		if (!json_is_object(doc))
+			return fail(err, errsz, "'policy' must be a policy document (an object)");
+		if (json_object_get(doc, "extends"))
+			return fail(err, errsz, "policy: a run's policy cannot extend another");
+		text = json_dumps(doc, JSON_COMPACT);
+		if (!text)
+			return -ENOMEM;
+		e = policy_parse(text, strlen(text), &p, &perr);
+		if (e < 0) {
+			snprintf(err, errsz, "policy: %s", perr.message);
+			return e == -ENOMEM ? e : -EINVAL;
 		}
 	}
-	const struct policy_limits *rl = policy_limits(req), *ul = policy_limits(user);
-	if (!limit_narrows(rl->calls_per_minute, ul->calls_per_minute) ||
-	    !limit_narrows(rl->max_calls, ul->max_calls) ||
-	    !limit_narrows(rl->wall_clock_ms, ul->wall_clock_ms) ||
-	    !limit_narrows(rl->memory_bytes, ul->memory_bytes) ||
-	    !limit_narrows(rl->pids, ul->pids) || policy_mounts(req, &pm) ||
-	    policy_secrets(req, &ps)) {
-		policy_free(req);
-		return fail(err, errsz, "policy: limits may only be lowered below yours");
+	/* Stored as the parser's canonical form, as the other layers are. */
+	json_t *canon = p ? policy_to_json(p) : NULL;
+	policy_free(p);
+	if (doc && !canon)
+		return -ENOMEM;
+	if (json_array_size(layers) == 0 && !canon) {
+		*ret = json_pack("{s:i,s:[]}", "version", 1, "rules");
+		return *ret ? 0 : -ENOMEM;
 	}
-	merged = policy_merge(user, req);
-	e = merged ? 0 : errno == EEXIST ? -EEXIST : -ENOMEM;
-	policy_free(req);
-	if (e == -EEXIST)
-		return snprintf(err, errsz, "policy: a rule id repeats one of your policy's"), e;
-	if (e < 0)
-		return e;
-	*ret = merged;
+	json_t *stack = json_deep_copy(layers);
+	if (!stack || (canon && json_array_append_new(stack, json_pack("{s:s,s:o}", "name", "run",
+								       "policy", canon)) < 0)) {
+		json_decref(stack);
+		return -ENOMEM;
+	}
+	*ret = stack;
 	return 0;
 }

@@ -41,6 +41,7 @@
 #include "agentd/serve.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "supervisor/tenant_ids.h"
 #include "supervisor/tools/tools.h"
 
 #define NOBODY		65534
@@ -386,15 +387,14 @@ start_run(struct serve *sv, struct serve_run *r)
 		start_failed(sv, r, "cannot set up the run's log");
 		return;
 	}
-	bool root = geteuid() == 0;
 	struct sup_options opt = {
 	    .approval = SUP_APPROVE_DURABLE,
 	    .on_divergence = SUP_DIVERGE_FAIL,
 	    .sdk_dir = sv->sdk_dir,
 	    /* Root mode: a tenant's agents run as the tenant (its own files stay
 	     * its own); root's as nobody. */
-	    .sandbox_uid = root && r->owner != 0 ? r->owner : NOBODY,
-	    .sandbox_gid = root && r->owner != 0 ? r->owner_gid : NOBODY,
+	    .sandbox_uid = r->sandbox_uid,
+	    .sandbox_gid = (gid_t)r->sandbox_uid,
 	    .on_event = on_run_event,
 	    .event_ud = r,
 	    .stdout_fd = r->log_wr,
@@ -526,31 +526,6 @@ serve_run_restart(struct serve *sv, struct serve_run *r)
 
 /* ---- submission ---- */
 
-static int
-user_policy(struct serve *sv, const char *user, struct policy **ret, char *err, size_t errsz)
-{
-	struct policy_error perr = {0};
-	char path[PATH_MAX];
-	int e;
-
-	if (sv->cfg.policy_dir[0]) {
-		const char *names[] = {user, "default"};
-		for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-			snprintf(path, sizeof(path), "%s/%s.json", sv->cfg.policy_dir, names[i]);
-			if (access(path, F_OK) < 0)
-				continue;
-			e = policy_load_file(path, sv->cfg.policy_dir, ret, &perr);
-			if (e < 0)
-				snprintf(err, errsz, "the policy for %s (%s) is invalid: %s", user,
-					 path, perr.message);
-			return e;
-		}
-	}
-	static const char deny_all[] = "{\"version\":1,\"rules\":[]}";
-	e = policy_parse(deny_all, sizeof(deny_all) - 1, ret, &perr);
-	return e;
-}
-
 static void
 new_id(char *buf, size_t bufsz)
 {
@@ -581,7 +556,6 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	     struct serve_run **ret_run, char *err, size_t errsz)
 {
 	char id[80], ws[PATH_MAX + 16], dir[PATH_MAX];
-	struct policy *upol = NULL, *pol = NULL;
 	struct stat st;
 	int e;
 
@@ -618,21 +592,27 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	cleanup_free char *user = user_name(uid);
 	if (!user)
 		return -ENOMEM;
-	e = user_policy(sv, user, &upol, err, errsz);
+	/* The user's layers from the policy directory (system, then the user's
+	 * own or default.json), then the request's document as the run's layer:
+	 * every layer must allow a call, so a run can only narrow its user. */
+	cleanup_json json_t *layers = NULL, *doc = NULL;
+	e = agd_policy_stack(sv->cfg.policy_dir[0] ? sv->cfg.policy_dir : NULL, user, NULL, &layers,
+			     err, errsz);
+	if (e < 0)
+		return e == -ENOMEM ? e : -EINVAL;
+	e = api_run_policy(layers, req->policy, &doc, err, errsz);
 	if (e < 0)
 		return e;
-	if (req->policy) {
-		e = api_narrow_policy(upol, req->policy, &pol, err, errsz);
-		policy_free(upol);
-		if (e < 0)
-			return e == -EEXIST ? -EINVAL : e;
-	} else
-		pol = upol;
-	cleanup_json json_t *doc = policy_to_json(pol);
-	uint64_t pol_wall = policy_limits(pol)->wall_clock_ms;
-	policy_free(pol);
-	if (!doc)
-		return -ENOMEM;
+	/* Root mode: the tenant's own unprivileged uid, stable per state dir. */
+	uid_t sid = NOBODY;
+	if (geteuid() == 0) {
+		e = sup_tenant_id(sv->cfg.state, user, SUP_TENANT_ID_BASE, SUP_TENANT_ID_COUNT,
+				  &sid);
+		if (e < 0) {
+			snprintf(err, errsz, "no sandbox uid for %s: %s", user, strerror(-e));
+			return e;
+		}
+	}
 
 	snprintf(dir, sizeof(dir), "%s/runs/%s", sv->cfg.state, id);
 	snprintf(ws, sizeof(ws), "%s/workspace", dir);
@@ -646,7 +626,7 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 		snprintf(err, errsz, "cannot create the workspace: %s", strerror(-e));
 		return e;
 	}
-	if (geteuid() == 0 && chown(ws, uid != 0 ? uid : NOBODY, uid != 0 ? gid : NOBODY) < 0) {
+	if (geteuid() == 0 && chown(ws, sid, sid) < 0) {
 		snprintf(err, errsz, "cannot hand the workspace to the sandbox user");
 		return -errno;
 	}
@@ -659,12 +639,11 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 		argv[i] = (char *)json_string_value(json_array_get(req->argv, i));
 	cleanup_json json_t *spec = sup_spec_new(argv, cwd, ws, doc, req->max_restarts, 60);
 	int64_t wall_s = req->wall_clock_s;
-	if (pol_wall && (wall_s == 0 || (uint64_t)wall_s * 1000 > pol_wall))
-		wall_s = (int64_t)((pol_wall + 999) / 1000);
 	json_t *labels = req->labels ? json_deep_copy(req->labels) : json_object();
-	json_t *daemon = json_pack("{s:I,s:I,s:s,s:o,s:s,s:I}", "owner", (json_int_t)uid, "gid",
+	json_t *daemon = json_pack("{s:I,s:I,s:s,s:o,s:s,s:I,s:I}", "owner", (json_int_t)uid, "gid",
 				   (json_int_t)gid, "user", user, "labels", labels, "message_mode",
-				   req->message_mode, "wall_clock_s", (json_int_t)wall_s);
+				   req->message_mode, "wall_clock_s", (json_int_t)wall_s,
+				   "sandbox_uid", (json_int_t)sid);
 	if (!spec || !daemon || json_object_set_new(spec, "daemon", daemon) < 0)
 		return -ENOMEM;
 	if (req->idempotency_key &&
@@ -685,6 +664,7 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	    .msg_mode = strdup(req->message_mode),
 	    .created_ms = agd_wall_ms(),
 	    .wall_ms = wall_s * 1000,
+	    .sandbox_uid = sid,
 	    .order = sv->next_order++,
 	    .exit_code = -1,
 	    .reason = strdup(""),
@@ -732,18 +712,19 @@ recover_one(const struct store_run *sr, void *ud)
 {
 	struct rec *rc = ud;
 	json_t *d = json_object_get(sr->spec, "daemon");
-	json_int_t owner = -1, gid = -1, wall = 0;
+	json_int_t owner = -1, gid = -1, wall = 0, sid = NOBODY;
 	const char *user = NULL, *mode = "queue", *idem = NULL;
 	json_t *labels = NULL;
 
 	/* Runs made by `agentd run` in the same state dir have no daemon
 	 * record: their own supervisor owns them. */
 	if (!json_is_object(d) ||
-	    json_unpack(d, "{s:I,s:I,s:s,s:o,s:s,s:I,s?s}", "owner", &owner, "gid", &gid, "user",
-			&user, "labels", &labels, "message_mode", &mode, "wall_clock_s", &wall,
-			"idempotency_key", &idem) < 0 ||
-	    owner < 0 || owner > UINT32_MAX - 1 || gid < 0 || gid > UINT32_MAX - 1 ||
-	    !json_is_object(labels) || !api_valid_message_mode(mode) || wall < 0)
+	    json_unpack(d, "{s:I,s:I,s:s,s:o,s:s,s:I,s?s,s?I}", "owner", &owner, "gid", &gid,
+			"user", &user, "labels", &labels, "message_mode", &mode, "wall_clock_s",
+			&wall, "idempotency_key", &idem, "sandbox_uid", &sid) < 0 ||
+	    sid <= 0 || sid > UINT32_MAX - 1 || owner < 0 || owner > UINT32_MAX - 1 || gid < 0 ||
+	    gid > UINT32_MAX - 1 || !json_is_object(labels) || !api_valid_message_mode(mode) ||
+	    wall < 0)
 		return 0;
 	if (rc->n == rc->cap) {
 		size_t cap = rc->cap ? rc->cap * 2 : 64;
@@ -767,6 +748,7 @@ recover_one(const struct store_run *sr, void *ud)
 	    .msg_mode = strdup(mode),
 	    .created_ms = sr->created_ms,
 	    .wall_ms = wall * 1000,
+	    .sandbox_uid = (uid_t)sid,
 	    .exit_code = sr->exit_code,
 	    .reason = strdup(sr->reason),
 	    .w_log = {-1, on_log},
@@ -1096,8 +1078,6 @@ agd_cmd_serve(int argc, char **argv)
 		snprintf(sv->cfg.socket, sizeof(sv->cfg.socket), "/run/agentd/agentd.sock");
 	else if (xdg_run && xdg_run[0] == '/')
 		snprintf(sv->cfg.socket, sizeof(sv->cfg.socket), "%s/agentd.sock", xdg_run);
-	if (root)
-		snprintf(sv->cfg.policy_dir, sizeof(sv->cfg.policy_dir), "/etc/agentd/policies");
 	if (config && load_config(&sv->cfg, config) < 0)
 		return 2;
 	if (state)

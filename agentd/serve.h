@@ -18,7 +18,7 @@ struct MHD_Connection;
 struct serve_config {
 	char state[1024];
 	char socket[108];      /* sun_path */
-	char policy_dir[1024]; /* <user>.json or default.json; "" = deny all */
+	char policy_dir[1024]; /* system.json, <user>.json or default.json; "": the default */
 	gid_t admin_gid;       /* members are admins; (gid_t)-1: none */
 	bool has_admin_group;
 	int max_running;	  /* global */
@@ -50,7 +50,8 @@ struct serve_run {
 	json_t *labels; /* object (owned) */
 	char *msg_mode; /* the run's default message mode */
 	int64_t created_ms;
-	int64_t wall_ms; /* 0: none */
+	int64_t wall_ms;   /* 0: none */
+	uid_t sandbox_uid; /* root mode: the tenant's own unprivileged uid (and gid) */
 	int64_t started_ms;
 	uint64_t order; /* submission order, for the queue */
 	char status[24];

@@ -1,8 +1,9 @@
 /* Fuzz target for control API request bodies (agentd/api_parse.c): the run
- * submission, an approval decision and a user message, plus the narrowing of
- * a fixed user policy by a submitted policy document. Whatever the input, the
+ * submission, an approval decision and a user message, plus the policy stack
+ * a submitted policy document makes with a fixed user policy. Whatever the input, the
  * parsers must return 0 or -EINVAL/-ENOMEM, and what they accept must satisfy
- * the documented invariants (checked below, abort otherwise). */
+ * the documented invariants (checked below, abort otherwise); a run's own
+ * policy layer never widens what the user's layer decides. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +16,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct policy *user;
+static json_t *layers; /* [{"name": "user:u", "policy": user's document}] */
+
+static const char *const probes[][2] = {
+    {"fs.read", "{\"path\":\"/srv/a\"}"},
+    {"fs.read", "{\"path\":\"/etc/shadow\"}"},
+    {"fs.write", "{\"path\":\"/srv/a\",\"content\":\"x\"}"},
+    {"http.request", "{\"method\":\"GET\",\"url\":\"http://example.com/\"}"},
+};
 
 static void
 check(bool ok, const char *what)
@@ -23,6 +32,32 @@ check(bool ok, const char *what)
 		fprintf(stderr, "fuzz_api: invariant broken: %s\n", what);
 		abort();
 	}
+}
+
+/* Every probe call decides no wider with the run layer than without it. */
+static void
+never_wider(const json_t *stack)
+{
+	struct policy *run = NULL;
+	struct policy_error perr;
+	cleanup_free char *text =
+	    json_dumps(json_object_get(json_array_get(stack, 1), "policy"), JSON_COMPACT);
+
+	check(text && policy_parse(text, strlen(text), &run, &perr) == 0,
+	      "the run layer as stored parses");
+	struct policy_layer base[1] = {{"user:u", user}},
+			    both[2] = {{"user:u", user}, {"run", run}};
+	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
+		json_error_t jerr;
+		json_t *args = json_loads(probes[i][1], 0, &jerr);
+		struct policy_result a, b;
+		check(policy_stack_eval(base, 1, probes[i][0], args, "/", &a, NULL) == 0 &&
+			  policy_stack_eval(both, 2, probes[i][0], args, "/", &b, NULL) == 0,
+		      "stack eval");
+		check(b.decision <= a.decision, "a run layer widened the user's policy");
+		json_decref(args);
+	}
+	policy_free(run);
 }
 
 static void
@@ -44,16 +79,13 @@ run_req(const char *buf, size_t len)
 	check(r.max_restarts >= 0 && r.max_restarts <= API_MAX_RESTARTS, "max_restarts");
 	check(r.wall_clock_s >= 0 && r.wall_clock_s <= API_WALL_CLOCK_MAX, "wall_clock");
 	if (r.policy) {
-		struct policy *p = NULL;
-		e = api_narrow_policy(user, r.policy, &p, err, sizeof(err));
-		check(e == 0 || e == -EINVAL || e == -EEXIST || e == -ENOMEM, "narrow: return");
+		json_t *stack = NULL;
+		e = api_run_policy(layers, r.policy, &stack, err, sizeof(err));
+		check(e == 0 || e == -EINVAL || e == -ENOMEM, "run policy: return");
 		if (e == 0) {
-			/* Narrowing never adds an allow: every allow rule is the user's. */
-			size_t allows = 0;
-			for (size_t i = 0; i < policy_rule_count(p); i++)
-				allows += policy_rule_decision(policy_rule_at(p, i)) == POLICY_ALLOW;
-			check(allows <= 1, "narrowing added an allow rule");
-			policy_free(p);
+			check(json_array_size(stack) == 2, "run policy: user layer + run layer");
+			never_wider(stack);
+			json_decref(stack);
 		}
 	}
 	api_run_req_clear(&r);
@@ -66,12 +98,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 
 	if (!user) {
-		static const char doc[] = "{\"version\":1,\"rules\":[{\"id\":\"u\",\"tool\":\"fs.read\","
-					  "\"path\":\"/srv/**\",\"decision\":\"allow\"}],"
-					  "\"limits\":{\"max_calls\":100}}";
+		static const char doc[] =
+		    "{\"version\":1,\"rules\":[{\"id\":\"u\",\"tool\":\"fs.read\","
+		    "\"path\":\"/srv/**\",\"decision\":\"allow\"}],"
+		    "\"limits\":{\"max_calls\":100}}";
 		struct policy_error perr;
 		if (policy_parse(doc, sizeof(doc) - 1, &user, &perr) < 0)
 			abort();
+		layers = json_pack("[{s:s,s:o}]", "name", "user:u", "policy", policy_to_json(user));
 	}
 	run_req(buf, size);
 

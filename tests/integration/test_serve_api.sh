@@ -59,8 +59,26 @@ e=$(api POST /v1/runs '{"command": []}'); [ "$(code)" = 400 ] || fail "empty com
 api POST /v1/runs '{"command": ["x"], "bogus": 1}' >/dev/null; [ "$(code)" = 400 ] || fail "unknown key: $(code)"
 api POST /v1/runs '{"command": ["x"], "command": ["y"]}' >/dev/null; [ "$(code)" = 400 ] || fail "duplicate key: $(code)"
 api POST /v1/runs 'not json' >/dev/null; [ "$(code)" = 400 ] || fail "not json: $(code)"
-api POST /v1/runs '{"command": ["x"], "policy": {"version": 1, "rules": [{"id": "w", "tool": "*", "decision": "allow"}]}}' >/dev/null
-[ "$(code)" = 400 ] || fail "a widening policy was accepted: $(code)"
+api POST /v1/runs '{"command": ["x"], "policy": {"version": 1, "extends": "x"}}' >/dev/null
+[ "$(code)" = 400 ] || fail "a run policy with extends: $(code)"
+api POST /v1/runs '{"command": ["x"], "policy": {"version": 1, "rules": [{"id": "w"}]}}' >/dev/null
+[ "$(code)" = 400 ] || fail "an invalid run policy: $(code)"
+
+# a run's own policy is one more layer: it narrows and never widens
+cat > "$T/wide.json" <<JSON
+{"version": 1, "rules": [{"id": "all-fs", "tool": "fs.*", "decision": "allow"}]}
+JSON
+cat > "$T/narrow.json" <<JSON
+{"version": 1, "rules": [{"id": "read", "tool": "fs.read", "decision": "allow"}]}
+JSON
+w='agentd-call fs.write "{\"path\": \"'$T'/out/$0\", \"content\": \"x\"}" >/dev/null 2>&1; echo "w=$?"
+agentd-call fs.read "{\"path\": \"/etc/hostname\"}" >/dev/null 2>&1; echo "r=$?"'
+ctl -q run --name wide --policy "$T/wide.json" --wait -- /bin/sh -c "$w" wide >/dev/null || fail "wide run"
+ctl -q run --name narrow --policy "$T/narrow.json" --wait -- /bin/sh -c "$w" narrow >/dev/null || fail "narrow run"
+ctl logs wide | grep -q '^w=0$' || { ctl logs wide; fail "a run layer allowing fs.* blocked what both allow"; }
+ctl logs wide | grep -q '^r=2$' || { ctl logs wide; fail "a run layer widened the user's policy"; }
+ctl logs narrow | grep -q '^w=2$' || { ctl logs narrow; fail "a run layer did not narrow the user's policy"; }
+[ "$(jget "$(api GET /v1/runs/wide)" 'd["status"]')" = succeeded ] || fail "wide status"
 api GET /v1/runs/nope >/dev/null; [ "$(code)" = 404 ] || fail "unknown run: $(code)"
 api DELETE /v1/health >/dev/null; [ "$(code)" = 405 ] || fail "wrong method: $(code)"
 api GET /v1/nothing >/dev/null; [ "$(code)" = 404 ] || fail "unknown path: $(code)"

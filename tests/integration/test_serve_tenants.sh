@@ -3,7 +3,7 @@
 # test. Each sees and acts on its own runs only (list, show, result, events,
 # logs, journal, cancel, kill: 404 for the other's), admin verbs are refused
 # (403), root sees all. Each user's policy applies to its own runs only, and
-# its agents run as that user. The queue is fair: round robin across users.
+# each user's agents run as that tenant's own unprivileged uid. The queue is fair: round robin across users.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 if [ "$(id -u)" != 0 ]; then echo "skip: needs root to create users"; exit 77; fi
 command -v useradd >/dev/null || { echo "skip: no useradd"; exit 77; }
@@ -17,12 +17,13 @@ trap 'cleanup; userdel "$UA" 2>/dev/null; userdel "$UB" 2>/dev/null; true' EXIT
 mkdir -p "$T/policies" "$T/shared"
 chmod 777 "$T/shared"
 cat > "$T/policies/$UA.json" <<JSON
-{"version": 1, "rules": [{"id": "a-out", "tool": "fs.write", "path": "$T/shared/a-*", "decision": "allow"}]}
+{"version": 1, "rules": [{"id": "a-out", "tool": "fs.write", "path": "$T/shared/a-*", "decision": "allow"},
+ {"id": "a-ask", "tool": "fs.write", "path": "$T/shared/ask-*", "decision": "ask"}]}
 JSON
 cat > "$T/policies/$UB.json" <<JSON
 {"version": 1, "rules": [{"id": "b-out", "tool": "fs.write", "path": "$T/shared/b-*", "decision": "allow"}]}
 JSON
-start_serve "{\"policy_dir\": \"$T/policies\", \"max_running\": 1}"
+start_serve "{\"policy_dir\": \"$T/policies\", \"max_running\": 1, \"approval_idle_suspend_s\": 1}"
 as() { local u=$1; shift; (cd "$T" && runuser -u "$u" -- "$@"); }
 actl() { local u=$1; shift; as "$u" "$AGENTCTL" "$@"; }
 aapi() { # aapi USER METHOD PATH: prints the HTTP status
@@ -37,7 +38,9 @@ actl "$UB" -q run --name b-pol --wait -- /bin/sh -c "$w" b-file >/dev/null || fa
 actl "$UA" logs a-pol | grep -q '^rc=0$' || { actl "$UA" logs a-pol; fail "A's policy did not allow A"; }
 actl "$UA" logs a-steal | grep -q '^rc=2$' || { actl "$UA" logs a-steal; fail "B's policy applied to A's run"; }
 actl "$UB" logs b-pol | grep -q '^rc=0$' || fail "B's policy did not allow B"
-actl "$UA" logs a-pol | grep -qx "$(id -u "$UA")" || fail "A's agent did not run as A"
+# root mode: each tenant's agents run as its own unprivileged uid (200000..)
+ua=$(actl "$UA" logs a-pol | grep -x '[0-9]*'); ub=$(actl "$UB" logs b-pol | grep -x '[0-9]*')
+[ "$ua" -ge 200000 ] && [ "$ub" -ge 200000 ] && [ "$ua" != "$ub" ] || fail "sandbox uids: A $ua, B $ub"
 [ -f "$T/shared/a-file" ] && [ -f "$T/shared/b-file" ] || fail "allowed writes missing"
 
 # isolation: B cannot see or touch A's runs
@@ -59,12 +62,30 @@ ctl -q ls | grep -q '^a-long$' || fail "root does not see A's run"
 ctl -q ls | grep -q '^b-pol$' || fail "root does not see B's run"
 [ "$(jget "$(api GET /v1/runs/a-long)" 'd["status"]')" = running ] || fail "a-long not running"
 
+# approvals and messages: only A (the owner; no approvers named) decides
+actl "$UA" kill a-long >/dev/null
+actl "$UA" -q run --name a-ask -- /bin/sh -c "$w" ask-file >/dev/null
+for _ in $(seq 100); do p=$(actl "$UA" -q approvals --run a-ask); [ -n "$p" ] && break; sleep 0.1; done
+[ "$p" = a-ask/1 ] || fail "A's pending approval: '$p'"
+[ -z "$(actl "$UB" -q approvals)" ] || fail "B sees A's approvals"
+[ "$(aapi "$UB" GET '/v1/approvals?run=a-ask')" = 404 ] || fail "B lists A's approvals by run"
+rc=0; actl "$UB" approve a-ask 1 2>/dev/null || rc=$?
+[ $rc = 125 ] || fail "B approved A's call (exit $rc)"
+rc=0; actl "$UB" send a-ask hello 2>/dev/null || rc=$?
+[ $rc = 125 ] || fail "B messaged A's run (exit $rc)"
+[ ! -f "$T/shared/ask-file" ] || fail "the call ran before its approval"
+actl "$UA" approve a-ask 1 >/dev/null || fail "A approves its own call"
+[ "$(jget "$(api GET /v1/runs/a-ask/result?wait=30)" 'd["status"]')" = succeeded ] || fail "a-ask"
+[ -f "$T/shared/ask-file" ] || fail "the approved call did not run"
+actl "$UA" -q run --name a-long -- /bin/sleep 30 >/dev/null 2>&1 || true
+actl "$UA" -q run --name a-long2 -- /bin/sleep 30 >/dev/null
+
 # fairness: with one slot, B's run goes before A's later ones
 for i in 1 2; do actl "$UA" -q run --name "a-q$i" -- /bin/true >/dev/null; done
 actl "$UB" -q run --name b-q1 -- /bin/true >/dev/null
 [ "$(jget "$(api GET /v1/runs/b-q1)" 'd["queue_position"]')" = 1 ] || fail "B's run is not next: $(api GET /v1/runs/b-q1)"
 [ "$(jget "$(api GET /v1/runs/a-q2)" 'd["queue_position"]')" = 3 ] || fail "A's second run position"
-actl "$UA" kill a-long >/dev/null
+actl "$UA" kill a-long2 >/dev/null
 for r in a-q1 a-q2 b-q1; do
 	[ "$(jget "$(api GET "/v1/runs/$r/result?wait=20")" 'd["status"]')" = succeeded ] || fail "$r"
 done
