@@ -29,6 +29,9 @@ struct store;
  * default one), writing the dir's path to dir. 0 or -1 after a message. */
 int agd_open_state_store(const char *state, char *dir, size_t dirsz, struct store **ret);
 
+/* agentd audit [--run NAME] [--state DIR] (audit_cmd.c). */
+int agd_cmd_audit(int argc, char **argv);
+
 /* agentd/policy_stack.c: the policy layers of a run as stored in its spec,
  * [{"name": "system"|"user:NAME"|"run", "policy": {doc}}...], from the policy
  * directory (dir_opt, else the default for our uid, used when it exists) and
