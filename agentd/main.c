@@ -4,6 +4,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -40,10 +41,13 @@ usage(FILE *f)
 	      "  agentd approvals [NAME] [--status STATUS]\n"
 	      "  agentd send NAME TEXT [--mode queue|interrupt|restart|reject]\n"
 	      "  agentd runs [--state DIR]\n"
-	      "  agentd show NAME [--state DIR]\n"
+	      "  agentd show NAME [--state DIR] [--at SEQ]\n"
+	      "  agentd fork NAME --at SEQ [--id NEW] [--state DIR] [--approve | --deny]\n"
+	      "  agentd admin backup FILE [--state DIR]\n"
+	      "  (run and resume also take --durability process|power; run takes\n"
+	      "   --durable FILE (retries, timeouts, fallbacks, on_unknown) and --deadline DUR)\n"
 	      "  agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
 	      "  agentd policy lint FILE\n"
-	      "  agentd audit [--run NAME] [--state DIR]\n"
 	      "  agentd serve [--config FILE] [--state DIR] [--socket PATH]\n"
 	      "  agentd doctor             # which defences this host gives a run\n"
 	      "  agentd version\n",
@@ -102,7 +106,7 @@ open_store(char *dir, size_t dirsz, struct store **ret)
 	if (e < 0)
 		return agd_die(1, "cannot use state directory %s: %s", dir, strerror(-e));
 	snprintf(path, sizeof(path), "%s/agentd.db", dir);
-	e = store_open(path, STORE_DURABILITY_PROCESS, ret);
+	e = store_open(path, agd_durability(), ret);
 	if (e < 0)
 		return agd_die(1, "cannot open store %s: %s", path, strerror(-e));
 	return 0;
@@ -272,6 +276,9 @@ cmd_run(int argc, char **argv)
 	    {"max-restarts", required_argument, NULL, 'r'},
 	    {"on-divergence", required_argument, NULL, 'd'},
 	    {"secrets", required_argument, NULL, 'S'},
+	    {"durable", required_argument, NULL, AGD_OPT_DURABLE},
+	    {"deadline", required_argument, NULL, AGD_OPT_DEADLINE},
+	    {"durability", required_argument, NULL, AGD_OPT_DURABILITY},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -297,6 +304,12 @@ cmd_run(int argc, char **argv)
 			break;
 		case 'S':
 			secrets_opt = optarg;
+			break;
+		case AGD_OPT_DURABLE:
+		case AGD_OPT_DEADLINE:
+		case AGD_OPT_DURABILITY:
+			if (agd_durable_option(c, optarg) < 0)
+				return 2;
 			break;
 		case 'w':
 			workspace = optarg;
@@ -400,6 +413,11 @@ cmd_run(int argc, char **argv)
 		store_close(st);
 		return agd_die(1, "out of memory");
 	}
+	int drc = agd_durable_spec(spec);
+	if (drc) {
+		store_close(st);
+		return drc;
+	}
 	e = store_run_create(st, id, spec);
 	if (e == -EEXIST) {
 		store_close(st);
@@ -428,6 +446,9 @@ cmd_resume(int argc, char **argv)
 	    {"approval-idle-suspend", required_argument, NULL, 'I'},
 	    {"on-divergence", required_argument, NULL, 'd'},
 	    {"secrets", required_argument, NULL, 'S'},
+	    {"durable", required_argument, NULL, AGD_OPT_DURABLE},
+	    {"deadline", required_argument, NULL, AGD_OPT_DEADLINE},
+	    {"durability", required_argument, NULL, AGD_OPT_DURABILITY},
 	    {0},
 	};
 	bool approve = false, deny = false;
@@ -442,6 +463,12 @@ cmd_resume(int argc, char **argv)
 			break;
 		case 'S':
 			secrets_opt = optarg;
+			break;
+		case AGD_OPT_DURABLE:
+		case AGD_OPT_DEADLINE:
+		case AGD_OPT_DURABILITY:
+			if (agd_durable_option(c, optarg) < 0)
+				return 2;
 			break;
 		case 'A':
 			approve = true;
@@ -591,10 +618,13 @@ cmd_show(int argc, char **argv)
 	size_t n = 0;
 	struct items it = {0};
 	const char *id = NULL;
+	int64_t at = -1; /* --at SEQ: the run as it stood after call SEQ */
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
 			state_opt = argv[++i];
+		else if (strcmp(argv[i], "--at") == 0 && i + 1 < argc)
+			at = agd_parse_at(argv[++i]);
 		else if (!id && argv[i][0] != '-')
 			id = argv[i];
 		else
@@ -631,11 +661,15 @@ cmd_show(int argc, char **argv)
 	if (e < 0)
 		fprintf(stderr, "agentd: cannot read the timeline of %s: %s\n", id, strerror(-e));
 	qsort(it.v, it.n, sizeof(*it.v), cmp_item);
+	int64_t cutoff = agd_show_cutoff_ms(calls, n, at);
 	for (size_t i = 0; i < it.n; i++) {
-		puts(it.v[i].line);
+		if (at < 0 || (it.v[i].seq <= at && it.v[i].ts <= cutoff))
+			puts(it.v[i].line);
 		free(it.v[i].line);
 	}
 	free(it.v);
+	if (at >= 0 && e >= 0)
+		agd_show_state_at(st, id, at);
 	store_calls_free(calls, n);
 	store_run_clear(&sr);
 	store_close(st);
@@ -645,6 +679,10 @@ cmd_show(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
+	/* A supervisor must outlive its agent: a write to a pipe or socket of a
+	 * child that was just killed (spawn sync pipe, channel) is -EPIPE, not
+	 * death. The sandboxed child resets every disposition to the default. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -659,12 +697,14 @@ main(int argc, char **argv)
 		return cmd_runs(argc, argv);
 	if (strcmp(cmd, "show") == 0)
 		return cmd_show(argc, argv);
+	if (strcmp(cmd, "fork") == 0)
+		return agd_cmd_fork(argc, argv, cmd_resume);
+	if (strcmp(cmd, "admin") == 0)
+		return agd_cmd_admin(argc, argv);
 	if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "approvals") == 0 || strcmp(cmd, "send") == 0)
 		return agd_cmd_interact(argc, argv);
 	if (strcmp(cmd, "policy") == 0)
 		return agd_cmd_policy(argc, argv);
-	if (strcmp(cmd, "audit") == 0)
-		return agd_cmd_audit(argc, argv);
 	if (strcmp(cmd, "doctor") == 0)
 		return agd_cmd_doctor(argc, argv);
 	if (strcmp(cmd, "serve") == 0)

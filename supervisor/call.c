@@ -106,8 +106,6 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 	    .idempotency_key = key,
 	    .default_timeout_ms = SUP_TOOL_TIMEOUT_MS,
 	    .max_result_bytes = SUP_MAX_RESULT_BYTES,
-	    /* Egress to private addresses only where the policy names them. */
-	    .deny_private_addresses = !sup_egress_named(r, t->name, args),
 	};
 	json_t *content = NULL;
 	bool is_error = false;
@@ -123,7 +121,7 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 	if (content)
 		is_error = true;
 	else
-		e = t->call(&ctx, resolved ? resolved : args, &content, &is_error);
+		e = sup_retry_call(r, t, resolved ? resolved : args, cls, &ctx, &content, &is_error);
 	if (e < 0)
 		return e;
 	if (sup_secrets_redact(r, content) < 0) {
@@ -131,7 +129,6 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 		return -ENOMEM;
 	}
 	sup_budget_result(r, t->name, content);
-	(void)cls;
 	*ret_content = content;
 	*ret_is_error = is_error;
 	return 0;
@@ -291,11 +288,6 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 			json_object_set_new(data, "approved", json_false());
 		if (!pr.rule && !asked && data)
 			json_object_set_new(data, "reason", json_string(pr.reason));
-		/* What rule would have allowed it, for the agent, the journal row
-		 * and the audit record. */
-		if (!pr.rule && !asked && data)
-			json_object_set_new(data, "suggestion",
-					    policy_suggest_rule(tool, args, r->cwd));
 		sup_call_refuse(r, id, tool, args, hash, seq, pr.rule_id,
 				asked ? "ask:denied" : "deny", PROTO_DENIED, "denied by policy",
 				data);
@@ -323,8 +315,17 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 		 json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)c->seq, "tool", c->tool, "class",
 			   cls == TOOL_EFFECT ? "effect" : "idempotent"));
 	/* pure and idempotent calls are rerun (the same idempotency key is sent);
-	 * an effect is rerun only when a human confirms. */
-	if (cls == TOOL_EFFECT && !approve(r, c->seq, c->tool, c->args, "on_unknown", &by)) {
+	 * an effect per its on_unknown action: by default only when a human confirms. */
+	enum sup_on_unknown act =
+	    cls == TOOL_EFFECT ? sup_durable_on_unknown(r, c->tool) : SUP_UNKNOWN_RETRY;
+	if (act == SUP_UNKNOWN_FAIL) {
+		sup_reply_error(r, id, PROTO_UNKNOWN_OUTCOME, "unknown outcome", NULL);
+		sup_fail(r, "#%lld %s: a crash left this effect's outcome unknown (on_unknown: fail)",
+			 (long long)c->seq, c->tool);
+		return;
+	}
+	if (act == SUP_UNKNOWN_SKIP ||
+	    (act == SUP_UNKNOWN_ASK && !approve(r, c->seq, c->tool, c->args, "on_unknown", &by))) {
 		json_t *data = json_pack("{s:I,s:s}", "seq", (json_int_t)c->seq, "reason",
 					 "a crash left this effect's outcome unknown");
 		json_t *err = json_pack("{s:i,s:s,s:O}", "code", PROTO_UNKNOWN_OUTCOME, "message",

@@ -10,6 +10,7 @@
 #include "common/loop.h"
 #include "supervisor/proto.h"
 #include "supervisor/replay.h"
+#include "supervisor/retry.h"
 #include "supervisor/supervisor.h"
 
 #define SUP_SEND_TIMEOUT_MS  10000
@@ -73,6 +74,7 @@ struct sup_run {
 	struct sup_violations viol; /* violations.c */
 	struct agd_watch w_wall;    /* wall-clock limit (policy limits.wall_clock) */
 	struct sup_ix *ix;	    /* approvals and messages: interact.c */
+	struct sup_durable *dur;    /* retry.c: retries, timeouts, fallbacks, deadline */
 };
 
 /* Store an event (except the live-only "call.*" ones) and pass it to the
@@ -109,10 +111,6 @@ int sup_policy_eval(struct sup_run *r, const char *tool, const json_t *args,
 		    struct policy_result *ret);
 bool sup_tool_visible(struct sup_run *r, const char *tool);
 json_t *sup_tool_entry(struct sup_run *r, const struct tool_def *t);
-/* True when the call's URL host is an address literal that every layer's
- * deciding rule names (host or url_prefix matcher): only then may
- * http.request reach a loopback, private or link-local address. */
-bool sup_egress_named(struct sup_run *r, const char *tool, const json_t *args);
 
 /* budget.c: the policy's budgets and rate limits. rebuild recomputes every
  * counter from the journal (at each attempt); check returns 1 with the limit's

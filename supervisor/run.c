@@ -265,6 +265,14 @@ spawn_child(struct sup_run *r)
 		sup_emit(r, 0, "sandbox.note", json_pack("{s:s}", "note", sandbox_notes(plan)));
 	if (e >= 0)
 		e = sandbox_spawn(plan, &child, err, sizeof(err));
+	/* A child killed from outside during its setup (EPIPE on release,
+	 * ESRCH on its id maps) is a crash of this start, not a broken
+	 * configuration: start it again rather than fail the run. */
+	for (int k = 0; k < 3 && (e == -EPIPE || e == -ESRCH); k++) {
+		sup_emit(r, 0, "sandbox.respawn", json_pack("{s:s}", "error", err));
+		err[0] = '\0';
+		e = sandbox_spawn(plan, &child, err, sizeof(err));
+	}
 	sandbox_plan_free(plan);
 	free_strv(envp);
 	close(sv[1]);
@@ -454,15 +462,15 @@ sup_spec_new(char *const *argv, const char *cwd, const char *workspace, const js
 static int
 load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 {
-	json_t *argv = NULL, *pol = NULL, *daemon = NULL;
+	json_t *argv = NULL, *pol = NULL, *daemon = NULL, *durable = NULL;
 	json_error_t jerr;
 
 	/* "daemon" is agentd serve's own record of the run (owner, labels...);
 	 * the supervisor does not interpret it. */
-	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o}", "uid",
+	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o,s?o}", "uid",
 			   &r->uid, "argv", &argv, "cwd", &r->cwd, "workspace", &r->workspace,
 			   "policy", &pol, "max_restarts", &r->max_restarts, "restart_window_s",
-			   &r->window_s, "daemon", &daemon) < 0 ||
+			   &r->window_s, "daemon", &daemon, "durable", &durable) < 0 ||
 	    (daemon && !json_is_object(daemon)) || strlen(r->uid) != 32 || !json_is_array(argv) ||
 	    json_array_size(argv) == 0 || r->cwd[0] != '/' || r->workspace[0] != '/' ||
 	    r->max_restarts < 0 || r->window_s <= 0) {
@@ -479,7 +487,7 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 	int e = sup_layers_load(r, pol, reason, reasonsz);
 	if (e < 0)
 		return e;
-	return 0;
+	return sup_durable_parse(durable, &r->dur, reason, reasonsz);
 }
 
 int
@@ -523,6 +531,11 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	    (e = proto_reader_init(&r->rd, PROTO_MAX_FRAME_DEFAULT)) < 0) {
 		e = r->w_timer.fd < 0 ? -errno : e;
 		snprintf(reason, reasonsz, "event loop setup failed: %s", strerror(-e));
+		goto fail;
+	}
+	e = sup_durable_arm(r);
+	if (e < 0) {
+		snprintf(reason, reasonsz, "deadline timer setup failed: %s", strerror(-e));
 		goto fail;
 	}
 	*ret = r;
@@ -682,6 +695,7 @@ sup_run_free(struct sup_run *r)
 	sup_budget_free(r->budget);
 	sup_layers_free(r->layers);
 	sup_secrets_free(r->secrets);
+	r->dur = sup_durable_free(r->dur);
 	policy_free(r->policy);
 	json_decref(r->spec);
 	free(r->starts_ms);
