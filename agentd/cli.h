@@ -1,7 +1,6 @@
 /* Shared pieces of the agentd command line. */
 #pragma once
 
-#include <jansson.h>
 #include <stdarg.h>
 
 /* Print "agentd: <message>" on stderr and return code (for `return agd_die(...)`). */
@@ -28,18 +27,6 @@ struct store;
 /* Open the store of the state dir (--state DIR if state is non-NULL, else the
  * default one), writing the dir's path to dir. 0 or -1 after a message. */
 int agd_open_state_store(const char *state, char *dir, size_t dirsz, struct store **ret);
-
-/* agentd/policy_stack.c: the policy layers of a run as stored in its spec,
- * [{"name": "system"|"user:NAME"|"run", "policy": {doc}}...], from the policy
- * directory (dir_opt, else the default for our uid, used when it exists) and
- * `file` (NULL: none); user NULL is the calling user. 0 or a negative errno
- * with err filled. */
-int agd_policy_stack(const char *dir_opt, const char *user, const char *file, json_t **ret,
-		     char *err, size_t errsz);
-/* For agentd run: the spec's "policy" value (one document when only `file`
- * is used, else the layers; deny-all with a warning when there is none).
- * 0, or an exit status after printing why. */
-int agd_run_policy(const char *dir_opt, const char *file, json_t **ret);
 
 /* durable_cmd.c: --durable FILE, --deadline DUR, --durability process|power. */
 #define AGD_OPT_DURABLE	   0x100

@@ -48,6 +48,7 @@ usage(FILE *f)
 	      "   --durable FILE (retries, timeouts, fallbacks, on_unknown) and --deadline DUR)\n"
 	      "  agentd policy check --policy FILE TOOL ARGS_JSON [--cwd DIR]\n"
 	      "  agentd policy lint FILE\n"
+	      "  agentd audit [--run NAME] [--state DIR]\n"
 	      "  agentd serve [--config FILE] [--state DIR] [--socket PATH]\n"
 	      "  agentd doctor             # which defences this host gives a run\n"
 	      "  agentd version\n",
@@ -705,6 +706,8 @@ main(int argc, char **argv)
 		return agd_cmd_interact(argc, argv);
 	if (strcmp(cmd, "policy") == 0)
 		return agd_cmd_policy(argc, argv);
+	if (strcmp(cmd, "audit") == 0)
+		return agd_cmd_audit(argc, argv);
 	if (strcmp(cmd, "doctor") == 0)
 		return agd_cmd_doctor(argc, argv);
 	if (strcmp(cmd, "serve") == 0)

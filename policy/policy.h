@@ -219,3 +219,9 @@ const json_t *policy_rule_json(const struct policy_rule *r);
  * \"GET\"" (with " [layer NAME]" when n > 1). Every layer's lines must hold
  * for a call to go through. New JSON array of strings, or NULL. */
 json_t *policy_stack_constraints(const struct policy_layer *layers, size_t n, const char *tool);
+
+/* For a denied call: the narrowest allow rule that would match it, as a rule
+ * object ({"id","tool","path"|"host"+"method","decision":"allow"}) to show in
+ * the denial and the audit record. A deny rule still wins over it: it says
+ * what is missing, not that adding it is enough. New reference, or NULL. */
+json_t *policy_suggest_rule(const char *tool, const json_t *args, const char *cwd);

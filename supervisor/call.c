@@ -106,6 +106,8 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 	    .idempotency_key = key,
 	    .default_timeout_ms = SUP_TOOL_TIMEOUT_MS,
 	    .max_result_bytes = SUP_MAX_RESULT_BYTES,
+	    /* Egress to private addresses only where the policy names them. */
+	    .deny_private_addresses = !sup_egress_named(r, t->name, args),
 	};
 	json_t *content = NULL;
 	bool is_error = false;
@@ -288,6 +290,11 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 			json_object_set_new(data, "approved", json_false());
 		if (!pr.rule && !asked && data)
 			json_object_set_new(data, "reason", json_string(pr.reason));
+		/* What rule would have allowed it, for the agent, the journal row
+		 * and the audit record. */
+		if (!pr.rule && !asked && data)
+			json_object_set_new(data, "suggestion",
+					    policy_suggest_rule(tool, args, r->cwd));
 		sup_call_refuse(r, id, tool, args, hash, seq, pr.rule_id,
 				asked ? "ask:denied" : "deny", PROTO_DENIED, "denied by policy",
 				data);

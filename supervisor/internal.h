@@ -111,6 +111,10 @@ int sup_policy_eval(struct sup_run *r, const char *tool, const json_t *args,
 		    struct policy_result *ret);
 bool sup_tool_visible(struct sup_run *r, const char *tool);
 json_t *sup_tool_entry(struct sup_run *r, const struct tool_def *t);
+/* True when the call's URL host is an address literal that every layer's
+ * deciding rule names (host or url_prefix matcher): only then may
+ * http.request reach a loopback, private or link-local address. */
+bool sup_egress_named(struct sup_run *r, const char *tool, const json_t *args);
 
 /* budget.c: the policy's budgets and rate limits. rebuild recomputes every
  * counter from the journal (at each attempt); check returns 1 with the limit's

@@ -2,6 +2,7 @@
  * each of which may only narrow the ones above it. Calls are decided by every
  * layer (policy_stack_eval); r->policy holds what the stack grants besides
  * rules (limits, mounts, secrets). With one layer r->policy is that layer. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -146,4 +147,51 @@ sup_tool_entry(struct sup_run *r, const struct tool_def *t)
 	if (json_object_set_new(entry, "description", json_string(desc)) < 0)
 		return NULL;
 	return steal_ptr(&entry);
+}
+
+/* The URL's host is an IP address literal (v4, or v6 in brackets). */
+static bool
+host_is_literal(const char *url)
+{
+	const char *h = strstr(url, "://");
+	char host[64];
+	size_t n = 0;
+
+	if (!h)
+		return false;
+	h += 3;
+	if (strpbrk(h, "@") && strchr(h, '@') < (strchr(h, '/') ? strchr(h, '/') : h + strlen(h)))
+		return false; /* userinfo: never treated as a literal */
+	if (*h == '[')
+		return true;
+	while (h[n] && h[n] != ':' && h[n] != '/' && h[n] != '?' && h[n] != '#' &&
+	       n + 1 < sizeof(host)) {
+		host[n] = h[n];
+		n++;
+	}
+	host[n] = '\0';
+	struct in_addr a;
+	return n && inet_pton(AF_INET, host, &a) == 1;
+}
+
+bool
+sup_egress_named(struct sup_run *r, const char *tool, const json_t *args)
+{
+	const char *url = json_string_value(json_object_get(args, "url"));
+
+	if (!r->layers || !url || !host_is_literal(url))
+		return false;
+	/* An address literal matches only a host or url_prefix matcher that names
+	 * it (or a block around it); a rule without one matches any URL and
+	 * names nothing. Every layer must name it. */
+	for (size_t i = 0; i < r->layers->n; i++) {
+		struct policy_result pr;
+		if (policy_eval(r->layers->v[i].policy, tool, args, r->cwd, &pr) < 0 || !pr.rule ||
+		    pr.decision == POLICY_DENY)
+			return false;
+		const json_t *src = policy_rule_json(pr.rule);
+		if (!json_object_get(src, "host") && !json_object_get(src, "url_prefix"))
+			return false;
+	}
+	return true;
 }
