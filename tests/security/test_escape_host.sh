@@ -40,7 +40,7 @@ chmod 777 "$STAGE/host-only"
 for user in $USERS; do
 	# Signals to processes outside, here one of the same user: the sandbox
 	# has its own pid namespace (and landlock scopes signals behind it).
-	as "$user" /bin/sh -c "echo \$\$ > $STAGE/host-only/target.pid; exec sleep 30" &
+	as "$user" /bin/sh -c "echo \$\$ > $STAGE/host-only/target.pid; exec sleep 29.$$" &
 	bg=$!
 	for _ in $(seq 100); do [ -s "$STAGE/host-only/target.pid" ] && break; sleep 0.02; done
 	target=$(cat "$STAGE/host-only/target.pid")

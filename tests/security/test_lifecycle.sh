@@ -43,11 +43,13 @@ for user in $USERS; do
 	rm -f "$STAGE/ws/ready" "$STAGE/ws/term" "$STAGE/ws/init.pid"
 
 	# A daemonized grandchild dies with the program.
-	sandboxed "$user" -- /bin/sh -c '(setsid sleep 30 </dev/null >/dev/null 2>&1 &) ; exit 0'
+	# (A duration unique to this test, so other tests' sleeps do not count.)
+	marker="31.$$"
+	sandboxed "$user" -- /bin/sh -c "(setsid sleep $marker </dev/null >/dev/null 2>&1 &) ; exit 0"
 	sleep 0.2
-	if pgrep -f '^sleep 30$' >/dev/null; then
+	if pgrep -f "^sleep $marker\$" >/dev/null; then
 		fail "[$user] a process outlived the sandbox"
-		pkill -KILL -f '^sleep 30$'
+		pkill -KILL -f "^sleep $marker\$"
 	else
 		pass "[$user] nothing outlives the program"
 	fi
