@@ -806,7 +806,8 @@ recover(struct serve *sv, int *ret_resumed)
 		free(rc.v);
 		return e;
 	}
-	qsort(rc.v, rc.n, sizeof(*rc.v), cmp_created);
+	if (rc.n) /* qsort wants an array even for none */
+		qsort(rc.v, rc.n, sizeof(*rc.v), cmp_created);
 	for (size_t i = 0; i < rc.n; i++) {
 		struct serve_run *r = rc.v[i];
 		r->order = sv->next_order++;
@@ -902,7 +903,7 @@ listen_unix(const char *path, bool world)
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(dir, sizeof(dir), "%.107s", path); /* fits sun_path, checked above */
 	int e = agd_mkdir_p(dirname(dir), 0755);
 	if (e < 0)
 		return e;

@@ -71,13 +71,13 @@ JSON
 cat > "$T/narrow.json" <<JSON
 {"version": 1, "rules": [{"id": "read", "tool": "fs.read", "decision": "allow"}]}
 JSON
-w='agentd-call fs.write "{\"path\": \"'$T'/out/$0\", \"content\": \"x\"}" >/dev/null 2>&1; echo "w=$?"
-agentd-call fs.read "{\"path\": \"/etc/hostname\"}" >/dev/null 2>&1; echo "r=$?"'
-ctl -q run --name wide --policy "$T/wide.json" --wait -- /bin/sh -c "$w" wide >/dev/null || fail "wide run"
-ctl -q run --name narrow --policy "$T/narrow.json" --wait -- /bin/sh -c "$w" narrow >/dev/null || fail "narrow run"
+w='python3 '$T'/lib/serve_call.py fs.write "{\"path\": \"'$T'/out/$0\", \"content\": \"x\"}" >/dev/null 2>&1; echo "w=$?"
+python3 '$T'/lib/serve_call.py fs.read "{\"path\": \"/etc/hostname\"}" >/dev/null 2>&1; echo "r=$?"'
+(cd "$T" && ctl -q run --name wide --policy "$T/wide.json" --wait -- /bin/sh -c "$w" wide) >/dev/null || fail "wide run"
+(cd "$T" && ctl -q run --name narrow --policy "$T/narrow.json" --wait -- /bin/sh -c "$w" narrow) >/dev/null || fail "narrow run"
 ctl logs wide | grep -q '^w=0$' || { ctl logs wide; fail "a run layer allowing fs.* blocked what both allow"; }
-ctl logs wide | grep -q '^r=2$' || { ctl logs wide; fail "a run layer widened the user's policy"; }
-ctl logs narrow | grep -q '^w=2$' || { ctl logs narrow; fail "a run layer did not narrow the user's policy"; }
+ctl logs wide | grep -q '^r=10$' || { ctl logs wide; fail "a run layer widened the user's policy"; }
+ctl logs narrow | grep -q '^w=10$' || { ctl logs narrow; fail "a run layer did not narrow the user's policy"; }
 [ "$(jget "$(api GET /v1/runs/wide)" 'd["status"]')" = succeeded ] || fail "wide status"
 api GET /v1/runs/nope >/dev/null; [ "$(code)" = 404 ] || fail "unknown run: $(code)"
 api DELETE /v1/health >/dev/null; [ "$(code)" = 405 ] || fail "wrong method: $(code)"

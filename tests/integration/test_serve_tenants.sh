@@ -12,7 +12,7 @@ stage
 UA=agdta$$; UB=agdtb$$
 useradd -M -N -s /bin/sh "$UA"
 useradd -M -N -s /bin/sh "$UB"
-trap 'cleanup; userdel "$UA" 2>/dev/null; userdel "$UB" 2>/dev/null; true' EXIT
+trap 'serve_cleanup; userdel "$UA" 2>/dev/null; userdel "$UB" 2>/dev/null; true' EXIT
 
 mkdir -p "$T/policies" "$T/shared"
 chmod 777 "$T/shared"
@@ -31,12 +31,12 @@ aapi() { # aapi USER METHOD PATH: prints the HTTP status
 }
 
 # policies: each user's rules apply to its own runs only
-w='agentd-call fs.write "{\"path\": \"'$T'/shared/$0\", \"content\": \"x\"}"; echo "rc=$?"; id -u'
+w='python3 '$T'/lib/serve_call.py fs.write "{\"path\": \"'$T'/shared/$0\", \"content\": \"x\"}"; echo "rc=$?"; id -u'
 actl "$UA" -q run --name a-pol --wait -- /bin/sh -c "$w" a-file >/dev/null || fail "A's allowed write"
 actl "$UA" -q run --name a-steal --wait -- /bin/sh -c "$w" b-file >/dev/null || true
 actl "$UB" -q run --name b-pol --wait -- /bin/sh -c "$w" b-file >/dev/null || fail "B's allowed write"
 actl "$UA" logs a-pol | grep -q '^rc=0$' || { actl "$UA" logs a-pol; fail "A's policy did not allow A"; }
-actl "$UA" logs a-steal | grep -q '^rc=2$' || { actl "$UA" logs a-steal; fail "B's policy applied to A's run"; }
+actl "$UA" logs a-steal | grep -q '^rc=10$' || { actl "$UA" logs a-steal; fail "B's policy applied to A's run"; }
 actl "$UB" logs b-pol | grep -q '^rc=0$' || fail "B's policy did not allow B"
 # root mode: each tenant's agents run as its own unprivileged uid (200000..)
 ua=$(actl "$UA" logs a-pol | grep -x '[0-9]*'); ub=$(actl "$UB" logs b-pol | grep -x '[0-9]*')

@@ -50,3 +50,14 @@ ctl() { "$AGENTCTL" "$@"; }
 
 # jget JSON EXPR: a field of a JSON document (python expression on d)
 jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# On failure, show the daemon's own account before the temp dir goes.
+serve_cleanup() {
+	local rc=$?
+	if [ $rc != 0 ] && [ -f "$T/serve.log" ]; then
+		echo "--- agentd serve log (last 40 lines)" >&2
+		tail -40 "$T/serve.log" >&2
+	fi
+	cleanup
+}
+trap serve_cleanup EXIT
