@@ -131,8 +131,8 @@ agd_policy_stack(const char *dir_opt, const char *user, const char *file, json_t
 		    (e = add_layer(layers, "system", path, dir, err, errsz)) < 0)
 			return e;
 		char lname[96];
-		snprintf(lname, sizeof(lname), "user:%s", user);
-		snprintf(path, sizeof(path), "%s/%s.json", dir, user);
+		snprintf(lname, sizeof(lname), "user:%.64s", user);
+		snprintf(path, sizeof(path), "%s/%.64s.json", dir, user);
 		if (!file_exists(path))
 			snprintf(path, sizeof(path), "%s/default.json", dir);
 		if (file_exists(path) && (e = add_layer(layers, lname, path, dir, err, errsz)) < 0)

@@ -66,6 +66,8 @@ prune(struct sup_budget *b, int64_t now)
 
 	while (k < b->n_recent && now - b->recent[k].ms >= MINUTE_MS)
 		free(b->recent[k++].tool);
+	if (k == 0)
+		return; /* also when empty: recent may be NULL */
 	memmove(b->recent, b->recent + k, (b->n_recent - k) * sizeof(*b->recent));
 	b->n_recent -= k;
 }
