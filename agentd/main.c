@@ -653,11 +653,17 @@ cmd_show(int argc, char **argv)
 		if (c->status != STORE_CALL_INTENT && c->status != STORE_CALL_DENIED)
 			snprintf(dur, sizeof(dur), "%lld ms",
 				 (long long)(c->finished_ms - c->started_ms));
+		/* A denial with no matching rule says what rule would allow it. */
+		json_t *sugg = c->status == STORE_CALL_DENIED
+				   ? json_object_get(json_object_get(c->result, "data"), "suggestion")
+				   : NULL;
+		cleanup_free char *stext = sugg ? json_dumps(sugg, JSON_COMPACT) : NULL;
 		e = add_item(&it, c->started_ms, c->seq,
-			     agd_asprintf("  #%-4lld %-13s %-13s %-16s %-9s %s  (attempt %d)",
+			     agd_asprintf("  #%-4lld %-13s %-13s %-16s %-9s %s  (attempt %d)%s%s",
 					  (long long)c->seq, c->tool, c->decision,
 					  c->rule[0] ? c->rule : "-", dur, call_status[c->status],
-					  c->attempt));
+					  c->attempt, stext ? "  would be allowed by: " : "",
+					  stext ? stext : ""));
 	}
 	if (e < 0)
 		fprintf(stderr, "agentd: cannot read the timeline of %s: %s\n", id, strerror(-e));

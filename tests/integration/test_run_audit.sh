@@ -21,6 +21,8 @@ JSON
 want_sugg="{\"decision\": \"allow\", \"id\": \"allow-fs.read-other.txt\", \"path\": \"$T/other.txt\", \"tool\": \"fs.read\"}"
 grep -qxF "none: rule=None suggestion=$want_sugg" "$T/out" || { cat "$T/out"; fail "agent did not get the suggestion"; }
 grep -qxF "rule: rule=no-hidden suggestion=null" "$T/out" || { cat "$T/out"; fail "a deny rule got a suggestion"; }
+"$AGENTD" show aud --state "$T/st" >"$T/show" 2>&1 || fail "show failed"
+grep -qF "would be allowed by: {\"decision\":\"allow\",\"id\":\"allow-fs.read-other.txt\"" "$T/show" || { cat "$T/show"; fail "timeline lacks the suggestion"; }
 "$AGENTD" audit --run aud --state "$T/st" >"$T/audit" || fail "audit failed"
 cat "$T/audit"
 python3 - "$T/audit" "$T/other.txt" <<'PY' || fail "audit content"
