@@ -654,9 +654,10 @@ cmd_show(int argc, char **argv)
 			snprintf(dur, sizeof(dur), "%lld ms",
 				 (long long)(c->finished_ms - c->started_ms));
 		/* A denial with no matching rule says what rule would allow it. */
-		json_t *sugg = c->status == STORE_CALL_DENIED
-				   ? json_object_get(json_object_get(c->result, "data"), "suggestion")
-				   : NULL;
+		json_t *sugg =
+		    c->status == STORE_CALL_DENIED
+			? json_object_get(json_object_get(c->result, "data"), "suggestion")
+			: NULL;
 		cleanup_free char *stext = sugg ? json_dumps(sugg, JSON_COMPACT) : NULL;
 		e = add_item(&it, c->started_ms, c->seq,
 			     agd_asprintf("  #%-4lld %-13s %-13s %-16s %-9s %s  (attempt %d)%s%s",

@@ -184,7 +184,8 @@ drain(struct sup_run *r)
 	       (k = proto_reader_next(&r->rd, &frame, &len)) != 0) {
 		if (k == -E2BIG) {
 			malformed(r, r->rd.max, "frame too large");
-			sup_send(r, proto_error(NULL, PROTO_FRAME_TOO_LARGE, "frame too large", NULL));
+			sup_send(r,
+				 proto_error(NULL, PROTO_FRAME_TOO_LARGE, "frame too large", NULL));
 			continue;
 		}
 		handle_frame(r, frame, len);

@@ -123,7 +123,8 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 	if (content)
 		is_error = true;
 	else
-		e = sup_retry_call(r, t, resolved ? resolved : args, cls, &ctx, &content, &is_error);
+		e = sup_retry_call(r, t, resolved ? resolved : args, cls, &ctx, &content,
+				   &is_error);
 	if (e < 0)
 		return e;
 	if (sup_secrets_redact(r, content) < 0) {
@@ -169,7 +170,8 @@ sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const jso
 	r->next_seq++;
 	r->last_seq = seq;
 	r->live_calls++;
-	sup_emit(r, seq, "call.denied", call_event(seq, tool, decision, rule_id, "denied", false, 0));
+	sup_emit(r, seq, "call.denied",
+		 call_event(seq, tool, decision, rule_id, "denied", false, 0));
 	sup_reply_error(r, id, code, message, data);
 }
 
@@ -180,8 +182,8 @@ sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const jso
 void
 sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def *t,
 		      const char *tool, const json_t *args, const char *hash, int64_t seq,
-		      const struct policy_result *pr, const char *decision,
-		      const json_t *exec_args, int64_t t0)
+		      const struct policy_result *pr, const char *decision, const json_t *exec_args,
+		      int64_t t0)
 {
 	struct store_call c = {
 	    .seq = seq,
@@ -249,9 +251,8 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 		return;
 	}
 	char limit[64], limit_rule[80];
-	if (pr.decision != POLICY_DENY &&
-	    sup_budget_check(r, tool, args, limit, sizeof(limit), pr.reason, sizeof(pr.reason)) ==
-		1) {
+	if (pr.decision != POLICY_DENY && sup_budget_check(r, tool, args, limit, sizeof(limit),
+							   pr.reason, sizeof(pr.reason)) == 1) {
 		snprintf(limit_rule, sizeof(limit_rule), "limits.%s", limit);
 		pr.rule_id = limit_rule;
 		if (!lim->ask_on_limit) {
@@ -327,7 +328,8 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 	    cls == TOOL_EFFECT ? sup_durable_on_unknown(r, c->tool) : SUP_UNKNOWN_RETRY;
 	if (act == SUP_UNKNOWN_FAIL) {
 		sup_reply_error(r, id, PROTO_UNKNOWN_OUTCOME, "unknown outcome", NULL);
-		sup_fail(r, "#%lld %s: a crash left this effect's outcome unknown (on_unknown: fail)",
+		sup_fail(r,
+			 "#%lld %s: a crash left this effect's outcome unknown (on_unknown: fail)",
 			 (long long)c->seq, c->tool);
 		return;
 	}

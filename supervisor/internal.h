@@ -71,10 +71,10 @@ struct sup_run {
 	struct sup_layers *layers;   /* layers.c: the policy stack that decides calls */
 	struct sup_budget *budget;   /* budget.c: counters rebuilt from the journal */
 	struct sup_secrets *secrets; /* secrets.c: values, never sent to the child */
-	struct sup_violations viol; /* violations.c */
-	struct agd_watch w_wall;    /* wall-clock limit (policy limits.wall_clock) */
-	struct sup_ix *ix;	    /* approvals and messages: interact.c */
-	struct sup_durable *dur;    /* retry.c: retries, timeouts, fallbacks, deadline */
+	struct sup_violations viol;  /* violations.c */
+	struct agd_watch w_wall;     /* wall-clock limit (policy limits.wall_clock) */
+	struct sup_ix *ix;	     /* approvals and messages: interact.c */
+	struct sup_durable *dur;     /* retry.c: retries, timeouts, fallbacks, deadline */
 };
 
 /* Store an event (except the live-only "call.*" ones) and pass it to the

@@ -467,10 +467,11 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 
 	/* "daemon" is agentd serve's own record of the run (owner, labels...);
 	 * the supervisor does not interpret it. */
-	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o,s?o}", "uid",
-			   &r->uid, "argv", &argv, "cwd", &r->cwd, "workspace", &r->workspace,
-			   "policy", &pol, "max_restarts", &r->max_restarts, "restart_window_s",
-			   &r->window_s, "daemon", &daemon, "durable", &durable) < 0 ||
+	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o,s?o}",
+			   "uid", &r->uid, "argv", &argv, "cwd", &r->cwd, "workspace",
+			   &r->workspace, "policy", &pol, "max_restarts", &r->max_restarts,
+			   "restart_window_s", &r->window_s, "daemon", &daemon, "durable",
+			   &durable) < 0 ||
 	    (daemon && !json_is_object(daemon)) || strlen(r->uid) != 32 || !json_is_array(argv) ||
 	    json_array_size(argv) == 0 || r->cwd[0] != '/' || r->workspace[0] != '/' ||
 	    r->max_restarts < 0 || r->window_s <= 0) {
