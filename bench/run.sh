@@ -22,6 +22,9 @@ JSON
 grep '^BENCH' "$T/calls.out" | sed 's/^BENCH /  /'
 echo "  (live = durable journal commits before each reply; replay = answered from the journal after a crash)"
 
+echo
+if [ -x "$HERE/durable.sh" ]; then "$HERE/durable.sh" "$BUILD"; fi
+
 for b in policy_bench store_bench; do
 	if [ -x "$BUILD/bench/$b" ]; then
 		echo

@@ -1,0 +1,107 @@
+#!/bin/bash
+# Durable execution, side by side in one run: a 1,000-step checkpointed loop
+# in agentd (each step one journaled agentd.echo call) and in LangGraph.js
+# (one node per step, SqliteSaver, durability "sync"), for payloads of 0 B,
+# 1 KB and 10 KB and for a state that grows by 100 B a step. Prints time per
+# step and storage bytes per step for both, then agentd's replay speed (the
+# supervisor's replay path, and end to end through the socket) and
+# crash-to-resume time.
+# usage: bench/durable.sh BUILD_DIR   (AGENTD_BENCH_STEPS, default 1000)
+set -euo pipefail
+BUILD=$(cd "${1:-build}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+STEPS=${AGENTD_BENCH_STEPS:-1000}
+T=$(mktemp -d /var/tmp/agentd-durable.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+A="$BUILD/bin/agentd"
+
+# The peer, installed from npm into a directory of the build tree (never the
+# source tree). better-sqlite3 is pinned to 12: 13 crashes on Node 20.
+PEER="$BUILD/bench-peers/langgraph"
+peer_ok=false
+if command -v node >/dev/null && command -v npm >/dev/null; then
+	if [ ! -d "$PEER/node_modules/@langchain/langgraph-checkpoint-sqlite" ]; then
+		mkdir -p "$PEER"
+		echo '{"name":"agentd-bench-langgraph","private":true,"type":"module"}' >"$PEER/package.json"
+		echo "  (installing @langchain/langgraph, @langchain/langgraph-checkpoint-sqlite, better-sqlite3@12 from npm into $PEER)"
+		(cd "$PEER" && npm install --no-audit --no-fund --silent @langchain/langgraph \
+			@langchain/langgraph-checkpoint-sqlite @langchain/core better-sqlite3@12) >"$T/npm.log" 2>&1 ||
+			{ echo "  npm install failed:"; tail -5 "$T/npm.log"; }
+	fi
+	cp "$HERE/peers/langgraph_bench.mjs" "$PEER/"
+	(cd "$PEER" && node -e "new (require('better-sqlite3'))(':memory:')") 2>/dev/null && peer_ok=true
+fi
+$peer_ok || echo "  LangGraph.js is NOT available (no node/npm, or the install failed): agentd figures only"
+echo '{"version": 1, "rules": [{"id": "echo", "tool": "agentd.echo", "decision": "allow"}]}' >"$T/policy.json"
+
+size_of() { # total bytes of a SQLite file and its WAL
+	local s=0 f
+	for f in "$1" "$1-wal"; do [ -f "$f" ] && s=$((s + $(stat -c %s "$f"))); done
+	echo $s
+}
+
+agentd_loop() { # NAME PAYLOAD MODE DURABILITY -> "ns bytes"
+	local d="$T/a-$1"
+	mkdir -p "$d"
+	(cd "$BUILD/bench" && "$A" run --id "$1" --state "$d" --policy "$T/policy.json" --durability "$4" \
+		-- ./durable_agent "$STEPS" "$2" "$3") >"$d/out" 2>"$d/err" || { cat "$d/err"; exit 1; }
+	local ns
+	ns=$(sed -n 's/^BENCH steps=[0-9]* ns=//p' "$d/out")
+	echo "$ns $(size_of "$d/agentd.db")"
+}
+
+lg_loop() { # NAME PAYLOAD MODE -> "ns bytes"
+	local db="$T/lg-$1.db"
+	(cd "$PEER" && node langgraph_bench.mjs "$db" "$STEPS" "$2" "$3") >"$T/lg-$1.out" 2>&1 ||
+		{ cat "$T/lg-$1.out"; echo "0 0"; return; }
+	echo "$(sed -n 's/^BENCH steps=[0-9]* ns=//p' "$T/lg-$1.out") $(size_of "$db")"
+}
+
+echo "== durable loop: $STEPS steps, time and storage per step (agentd power = synchronous FULL, like the peer's SQLite default; process = NORMAL)"
+printf "  %-10s %16s %16s %16s %10s   %14s %14s\n" case "agentd process" "agentd power" "LangGraph.js" "ratio" "agentd B/step" "LG B/step"
+for c in "0B 0 fixed" "1KB 1024 fixed" "10KB 10240 fixed" "grow100B 0 grow"; do
+	set -- $c
+	read -r ap _ < <(agentd_loop "p$1" "$2" "$3" process)
+	read -r aw ab < <(agentd_loop "w$1" "$2" "$3" power)
+	if $peer_ok; then read -r ln lb < <(lg_loop "$1" "$2" "$3"); else ln=0 lb=0; fi
+	us() { awk -v n="$1" -v s="$STEPS" 'BEGIN { printf "%.1f us", n / s / 1000 }'; }
+	ratio=$(awk -v a="$aw" -v l="$ln" 'BEGIN { if (l > 0) printf "1/%.0f", l / a; else print "-" }')
+	printf "  %-10s %16s %16s %16s %10s   %14d %14s\n" "$1" "$(us "$ap")" "$(us "$aw")" \
+		"$($peer_ok && us "$ln" || echo n/a)" "$ratio" $((ab / STEPS)) \
+		"$($peer_ok && echo $((lb / STEPS)) || echo n/a)"
+done
+echo "  (ratio: agentd power per-step time / LangGraph.js per-step time; B/step: database + WAL bytes / steps)"
+
+echo
+echo "== storage growth with a state growing 100 B/step (bytes per step at N steps; linear = flat)"
+for n in 250 500 1000; do
+	STEPS=$n read -r _ ab < <(STEPS=$n agentd_loop "g$n" 0 grow process)
+	if $peer_ok; then STEPS=$n read -r _ lb < <(STEPS=$n lg_loop "g$n" 0 grow); else lb=0; fi
+	printf "  %5d steps: agentd %6d B/step   LangGraph.js %s B/step\n" "$n" $((ab / n)) \
+		"$($peer_ok && echo $((lb / n)) || echo n/a)"
+done
+
+echo
+echo "== replay speed"
+"$BUILD/bench/replay_bench" -n 20000 -d "$T" | sed 's/^BENCH /  BENCH /'
+echo "  (end to end through the socket: the replay line of the brokered-call benchmark above)"
+
+echo
+echo "== crash-to-resume: SIGKILL agentd run after $STEPS steps, then agentd resume"
+d="$T/crash"
+mkdir -p "$d"
+for i in 1 2 3 4 5; do
+	id="c$i"
+	(cd "$BUILD/bench" && exec "$A" run --id "$id" --state "$d" --policy "$T/policy.json" \
+		-- ./durable_agent "$STEPS" 100 fixed hold) >"$d/$id.out" 2>"$d/$id.err" &
+	pid=$!
+	for _ in $(seq 2000); do grep -q '^BENCH' "$d/$id.out" 2>/dev/null && break; sleep 0.005; done
+	kill -KILL $pid
+	wait $pid 2>/dev/null || true
+	t0=$(python3 -c 'import time; print(time.monotonic_ns())')
+	(cd "$BUILD/bench" && "$A" resume "$id" --state "$d") >"$d/$id.r" 2>"$d/$id.rerr" || { cat "$d/$id.rerr"; exit 1; }
+	sed -n 's/^RESUME //p' "$d/$id.r" | awk -v t0="$t0" '{
+		split($1, a, "="); split($2, b, "="); split($3, c, "=");
+		printf "  run %d: resumed (agent has its resume point) %.1f ms after the kill; %d journaled steps replayed by %.1f ms\n", '"$i"', (a[2] - t0) / 1e6, c[2], (b[2] - t0) / 1e6 }'
+done
+echo "  (includes starting the agentd process, opening the store, verifying the journal, the sandbox spawn and the agent's exec)"
