@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,6 +47,7 @@
 
 #define NOBODY		65534
 #define TICK_MS		500
+#define PUMP_BATCH	16 /* runs started per loop iteration */
 #define CONFIG_MAX	(1u << 20)
 #define LOG_MAX_DEFAULT (8LL << 20)
 
@@ -470,7 +472,15 @@ serve_pump(struct serve *sv)
 	if (sv->pumping || sv->draining || sv->stopping)
 		return;
 	sv->pumping = true;
+	sv->pump_more = false;
+	int started = 0;
 	while (sv->running < sv->cfg.max_running && sv->tenants) {
+		/* Spawning is synchronous: start a batch, then let the loop
+		 * serve the API and the running agents before the next one. */
+		if (started == PUMP_BATCH) {
+			sv->pump_more = true;
+			break;
+		}
 		struct serve_tenant *t = sv->rr ? sv->rr : sv->tenants, *pick = NULL;
 		for (struct serve_tenant *x = sv->tenants; x; x = x->next) {
 			if (t->queued > 0 && t->running < sv->cfg.max_running_per_user) {
@@ -485,6 +495,7 @@ serve_pump(struct serve *sv)
 		sv->rr = pick->next ? pick->next : sv->tenants;
 		dequeue(r);
 		start_run(sv, r);
+		started++;
 	}
 	sv->pumping = false;
 }
@@ -694,7 +705,9 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	}
 	enqueue(r, false);
 	*ret_run = r;
-	serve_pump(sv);
+	/* Started by the loop once this reply is on its way: a submit never
+	 * waits for a sandbox to be built. */
+	sv->pump_more = true;
 	return 0;
 }
 
@@ -1104,6 +1117,13 @@ agd_cmd_serve(int argc, char **argv)
 	sv->sdk_dir = default_sdk_dir(sv->sdk, sizeof(sv->sdk));
 	sv->started_ms = agd_wall_ms();
 	tools_global_init();
+	/* Each run holds a handful of fds (pidfd, channel, log pipe, timer,
+	 * lock): take the whole hard limit (systemd's LimitNOFILE sets it). */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 
 	sigset_t mask;
 	sigemptyset(&mask);
@@ -1145,7 +1165,8 @@ agd_cmd_serve(int argc, char **argv)
 
 	int rc = 0;
 	while (!(sv->stopping && sv->running == 0)) {
-		e = agd_loop_once(&sv->loop, api_timeout_ms(sv));
+		int timeout = api_timeout_ms(sv);
+		e = agd_loop_once(&sv->loop, sv->pump_more ? 0 : timeout);
 		if (e < 0) {
 			fprintf(stderr, "agentd: event loop failed: %s\n", strerror(-e));
 			rc = 1;
@@ -1155,6 +1176,8 @@ agd_cmd_serve(int argc, char **argv)
 		for (size_t i = 0; i < sv->n_free; i++)
 			sup_run_free(sv->to_free[i]);
 		sv->n_free = 0;
+		if (sv->pump_more)
+			serve_pump(sv);
 	}
 	stop_all(sv, "agentd stopped; resumed when it starts again");
 	api_stop(sv);

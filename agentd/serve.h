@@ -90,6 +90,7 @@ struct serve {
 	bool mhd_kick;		 /* run MHD_run after this iteration */
 	int64_t mhd_deadline_ns; /* MHD asked to be run by then (0: no timeout) */
 	bool pumping;
+	bool pump_more;		  /* queued runs wait for the next iteration's batch */
 	int lock_fd;		  /* flock on <state>/serve.lock: one daemon per state dir */
 	struct sup_run **to_free; /* finished supervisors, freed between iterations */
 	size_t n_free, cap_free;

@@ -32,3 +32,7 @@ for b in policy_bench store_bench; do
 		(cd "$T" && "$BUILD/bench/$b")
 	fi
 done
+
+echo
+echo "== agentd serve: concurrent sandboxed runs, API latency under load, aggregate durable calls/s"
+if [ -x "$HERE/serve.sh" ]; then "$HERE/serve.sh" "$BUILD"; else echo "(serve benchmark missing)"; fi

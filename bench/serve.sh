@@ -1,0 +1,128 @@
+#!/bin/bash
+# agentd serve under load (part of `make bench`):
+#   1. N concurrent sandboxed runs (default 1000), each making 10 brokered
+#      calls (agentd.echo, idempotent: intent + result commits) with a pause
+#      between them (4 s) so that all are alive at once: peak concurrency, peak RSS
+#      of the daemon and per run, API latency p50/p99 (GET /v1/runs/{id} and
+#      /v1/health) while they run, time until all succeeded;
+#   2. BUSY runs (default 100) making calls back to back: aggregate durable
+#      calls per second through one daemon.
+# usage: bench/serve.sh BUILD_DIR   (AGENTD_BENCH_SERVE_RUNS, _BUSY, _CALLS override)
+set -euo pipefail
+BUILD=$(cd "${1:-build}" && pwd)
+N=${AGENTD_BENCH_SERVE_RUNS:-1000}
+BUSY=${AGENTD_BENCH_SERVE_BUSY:-100}
+CALLS=${AGENTD_BENCH_SERVE_CALLS:-200}
+T=$(mktemp -d /tmp/agentd-bench-serve.XXXXXX)
+chmod 755 "$T"
+PID=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+mkdir -p "$T/policies"
+cat > "$T/policies/default.json" <<JSON
+{"version": 1, "rules": [{"id": "echo", "tool": "agentd.echo", "decision": "allow"}]}
+JSON
+cat > "$T/serve.json" <<JSON
+{"policy_dir": "$T/policies", "max_running": $N, "max_running_per_user": $N,
+ "max_queued_per_user": $((N + BUSY + 10)), "log_max_bytes": 65536}
+JSON
+cp "$BUILD/bench/serve_agent" "$T/"
+chmod 755 "$T/serve_agent"
+"$BUILD/bin/agentd" serve --config "$T/serve.json" --state "$T/state" --socket "$T/sock" \
+	>"$T/serve.log" 2>&1 &
+PID=$!
+for _ in $(seq 200); do [ -S "$T/sock" ] && break; sleep 0.05; done
+[ -S "$T/sock" ] || { cat "$T/serve.log"; echo "agentd serve did not start"; exit 1; }
+
+python3 - "$T" "$PID" "$N" "$BUSY" "$CALLS" <<'PY'
+import http.client, json, os, socket, sys, time
+
+T, pid, N, BUSY, CALLS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+
+class Conn(http.client.HTTPConnection):
+    def __init__(self):
+        super().__init__("agentd", timeout=120)
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(T + "/sock")
+
+c = Conn()
+def req(method, path, body=None):
+    t0 = time.perf_counter()
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"} if body is not None else {})
+    r = c.getresponse()
+    data = r.read()
+    return r.status, json.loads(data), (time.perf_counter() - t0) * 1e3
+
+def rss_kb(field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p))]
+
+def wait_all(ids, deadline_s):
+    end = time.time() + deadline_s
+    while time.time() < end:
+        st, h, _ = req("GET", "/v1/health")
+        if h["running"] == 0 and h["queued"] == 0:
+            break
+        time.sleep(0.2)
+    ok = 0
+    for i in ids:
+        st, r, _ = req("GET", f"/v1/runs/{i}")
+        ok += r["status"] == "succeeded"
+    return ok
+
+base = rss_kb("VmRSS")
+# 1. N runs alive at once: 10 calls each, 4 s apart (about 40 s per run)
+t0 = time.time()
+sub, ids = [], []
+for i in range(N):
+    st, r, ms = req("POST", "/v1/runs", {"command": ["./serve_agent", "10", "4000"], "cwd": T,
+                                          "name": f"c{i}"})
+    if st != 201:
+        sys.exit(f"submit {i}: {st} {r}")
+    ids.append(r["id"])
+    sub.append(ms)
+submitted = time.time() - t0
+lat, peak_running = [], 0
+while True:
+    st, h, ms = req("GET", "/v1/health")
+    lat.append(ms)
+    peak_running = max(peak_running, h["running"])
+    for k in range(0, N, max(1, N // 20)):
+        st, r, ms = req("GET", f"/v1/runs/{ids[k]}")
+        lat.append(ms)
+    if h["running"] == 0 and h["queued"] == 0:
+        break
+    if time.time() - t0 > 600:
+        break
+ok = wait_all(ids, 60)
+elapsed = time.time() - t0
+peak = rss_kb("VmHWM")
+print(f"  {N} runs x 10 brokered calls (4 s apart): {ok}/{N} succeeded in {elapsed:.1f} s; "
+      f"peak concurrently running {peak_running}")
+print(f"  submit latency p50 {pct(sub, .5):.2f} ms  p99 {pct(sub, .99):.2f} ms  "
+      f"({N} submits in {submitted:.1f} s)")
+print(f"  API latency under that load (GET /v1/health, /v1/runs/ID; {len(lat)} requests): "
+      f"p50 {pct(lat, .5):.2f} ms  p99 {pct(lat, .99):.2f} ms")
+print(f"  agentd RSS: {base / 1024:.1f} MiB idle, peak {peak / 1024:.1f} MiB; "
+      f"{(peak - base) / max(1, peak_running):.0f} KiB per concurrently running run")
+
+# 2. BUSY runs back to back: aggregate durable calls/s
+t0 = time.time()
+ids = []
+for i in range(BUSY):
+    st, r, _ = req("POST", "/v1/runs", {"command": ["./serve_agent", str(CALLS)], "cwd": T,
+                                         "name": f"b{i}"})
+    ids.append(r["id"])
+ok = wait_all(ids, 600)
+elapsed = time.time() - t0
+print(f"  {BUSY} busy runs x {CALLS} calls: {ok}/{BUSY} succeeded in {elapsed:.1f} s = "
+      f"{BUSY * CALLS / elapsed:.0f} durable calls/s aggregate (spawn and exit included)")
+PY
