@@ -151,7 +151,16 @@ document(const struct policy *base, const struct policy *p)
 	/* leave out empty sections so the stored document reads like a written one */
 	if (json_object_size(secrets) == 0)
 		json_object_del(doc, "secrets");
-	if (json_array_size(mounts) == 0)
+	/* the extending policy's word on the network wins over its base's */
+	const struct policy *net = p->network_declared		    ? p
+				   : base && base->network_declared ? base
+								    : NULL;
+	if (net &&
+	    json_object_set_new(json_object_get(doc, "sandbox"), "network",
+				json_string(net->network_loopback ? "loopback" : "unix")) < 0)
+		return NULL;
+	if (json_array_size(mounts) == 0 &&
+	    !json_object_get(json_object_get(doc, "sandbox"), "network"))
 		json_object_del(doc, "sandbox");
 	if (json_object_size(json_object_get(doc, "limits")) == 0)
 		json_object_del(doc, "limits");

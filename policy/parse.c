@@ -774,7 +774,7 @@ compile_costs(struct pctx *c, const json_t *o, struct policy *p)
 static int
 compile_mounts(struct pctx *c, const json_t *sb, struct policy *p)
 {
-	static const char *const known_sb[] = {"mounts", NULL};
+	static const char *const known_sb[] = {"mounts", "network", NULL};
 	static const char *const known_m[] = {"host", "path", "mode", NULL};
 	char norm[4097];
 	json_t *mounts, *m;
@@ -786,6 +786,21 @@ compile_mounts(struct pctx *c, const json_t *sb, struct policy *p)
 	r = check_keys(c, sb, known_sb, "sandbox");
 	if (r < 0)
 		return r;
+	json_t *net = json_object_get(sb, "network");
+	if (net) {
+		push_key(c, "network");
+		if (!json_is_string(net) || (strcmp(json_string_value(net), "unix") != 0 &&
+					     strcmp(json_string_value(net), "loopback") != 0)) {
+			r = perr(c, NULL, false, "'network' must be \"unix\" or \"loopback\"");
+			pop(c);
+			if (!c->lint)
+				return r;
+		} else {
+			p->network_loopback = strcmp(json_string_value(net), "loopback") == 0;
+			p->network_declared = true;
+			pop(c);
+		}
+	}
 	if (!(mounts = json_object_get(sb, "mounts")))
 		return 0;
 	push_key(c, "mounts");
@@ -1208,6 +1223,12 @@ const struct policy_limits *
 policy_limits(const struct policy *p)
 {
 	return &p->limits;
+}
+
+bool
+policy_network_loopback(const struct policy *p)
+{
+	return p->network_loopback;
 }
 
 size_t

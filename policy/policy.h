@@ -100,6 +100,9 @@ const struct policy_limits *policy_limits(const struct policy *p);
 /* limits.cost[tool]: cost units charged per call of `tool` (0 when unset). */
 uint64_t policy_tool_cost(const struct policy *p, const char *tool);
 size_t policy_mounts(const struct policy *p, const struct policy_mount **ret);
+/* "sandbox": {"network": "loopback"}: IP sockets on the loopback interface are
+ * allowed in the sandbox (default "unix": AF_UNIX sockets only). */
+bool policy_network_loopback(const struct policy *p);
 /* The "extends" name, or NULL. */
 const char *policy_extends(const struct policy *p);
 

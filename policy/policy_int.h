@@ -138,6 +138,8 @@ struct policy {
 	json_t *costs; /* limits.cost: {tool: positive integer}, or NULL */
 	struct policy_mount *mounts;
 	size_t n_mounts;
+	bool network_loopback;		    /* "sandbox": {"network": "loopback"} */
+	bool network_declared;		    /* the document names "network" at all */
 	struct policy_secret *secrets;	    /* sorted by name */
 	struct psecret_hosts *secret_hosts; /* parallel to secrets */
 	size_t n_secrets;

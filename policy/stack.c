@@ -218,9 +218,22 @@ policy_stack_flatten(const struct policy_layer *layers, size_t n)
 				return NULL;
 		}
 	}
+	/* Loopback networking only when some layer asks for it and every layer
+	 * that speaks of the network does. */
+	bool want_net = false, deny_net = false;
+	for (size_t i = 0; i < n; i++) {
+		if (policy_network_loopback(layers[i].policy))
+			want_net = true;
+		else if (layers[i].policy->network_declared)
+			deny_net = true;
+	}
+	if (want_net && !deny_net &&
+	    json_object_set_new(json_object_get(doc, "sandbox"), "network",
+				json_string("loopback")) < 0)
+		return NULL;
 	if (json_object_size(lim) == 0)
 		json_object_del(doc, "limits");
-	if (json_array_size(mounts) == 0)
+	if (json_array_size(mounts) == 0 && !(want_net && !deny_net))
 		json_object_del(doc, "sandbox");
 	if (json_object_size(secrets) == 0)
 		json_object_del(doc, "secrets");

@@ -259,6 +259,7 @@ spawn_child(struct sup_run *r)
 	    .uid = r->opt.sandbox_uid,
 	    .gid = r->opt.sandbox_gid,
 	    .report_violations = true,
+	    .network_loopback = policy_network_loopback(r->policy),
 	};
 	e = sandbox_prepare(&cfg, &plan, err, sizeof(err));
 	if (e >= 0 && sandbox_notes(plan))

@@ -29,6 +29,14 @@ for user in $(test_users); do
 		probe try "$vector" >"$T/try" 2>&1 || { cat "$T/try"; fail "$user: $vector was not blocked"; }
 		grep -q "^$vector: BLOCKED" "$T/try" || { cat "$T/try"; fail "$user: $vector"; }
 	done
+	# Sockets: AF_UNIX only by default; a policy can grant loopback IP.
+	probe try socket-inet >"$T/try" 2>&1 || { cat "$T/try"; fail "$user: AF_INET allowed by default"; }
+	grep -q "^socket-inet: BLOCKED" "$T/try" || { cat "$T/try"; fail "$user: socket-inet"; }
+	echo '{"version":1,"rules":[],"sandbox":{"network":"loopback"}}' >"$T/net.json"
+	chmod 644 "$T/net.json"
+	(cd "$T/cwd" && as_user "$user" "$AGENTD" run --state "$st" --max-restarts 0 --policy "$T/net.json" \
+		-- ./agentd-probe try socket-inet) >"$T/try" 2>&1 && fail "$user: loopback policy not applied"
+	grep -q "^socket-inet: ESCAPED" "$T/try" || { cat "$T/try"; fail "$user: socket-inet with loopback"; }
 	echo "ok: $user"
 done
 echo "sandbox through agentd run: all properties hold"
