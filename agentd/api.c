@@ -609,7 +609,7 @@ h_approvals(struct req *q, struct MHD_Connection *c, char **args)
 {
 	const char *status = query(c, "status"), *run = query(c, "run");
 	const char *approver = query(c, "approver");
-	struct approvals_ctx k = {q, json_array()};
+	struct approvals_ctx k = {q, NULL};
 
 	if (!status)
 		status = "pending";
@@ -617,6 +617,8 @@ h_approvals(struct req *q, struct MHD_Connection *c, char **args)
 		status = NULL;
 	if (run && !visible_run(q, run))
 		return reply_error(c, 404, "not_found", "no run %s", run);
+	if (!(k.list = json_array()))
+		return MHD_NO;
 	int e = store_approval_foreach(q->sv->st, run, status, approver, collect_approval, &k);
 	if (e < 0) {
 		json_decref(k.list);
