@@ -47,6 +47,16 @@ n_all=$(echo "$ev" | grep -c .)
 n_after=$(api GET "/v1/runs/counter/events?after=$first" | grep -c .)
 [ "$n_after" = $((n_all - 1)) ] || fail "events?after: $n_after of $n_all"
 
+# agentctl output modes and helpers
+ctl -o jsonl ls | python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin]' || fail "ls -o jsonl"
+ctl -o json show exit3 | python3 -c 'import json,sys; assert json.load(sys.stdin)["exit_code"] == 3' ||
+	fail "show -o json"
+ctl ls | grep -q $'\033' && fail "colour when stdout is not a terminal"
+ctl completion bash | grep -q '^complete -F _agentctl agentctl$' || fail "completion bash"
+rc=0; ctl frobnicate 2>/dev/null || rc=$?; [ $rc = 2 ] || fail "unknown verb: exit $rc"
+rc=0; "$AGENTCTL" -H unix://$T/nothing.sock health 2>/dev/null || rc=$?
+[ $rc = 125 ] || fail "unreachable daemon: exit $rc"
+
 # idempotency: a retried submit returns the same run
 b='{"command": ["/bin/true"], "idempotency_key": "k-1"}'
 r1=$(api POST /v1/runs "$b"); [ "$(code)" = 201 ] || fail "submit: $(code) $r1"
