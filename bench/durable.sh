@@ -96,9 +96,9 @@ for i in 1 2 3 4 5; do
 		-- ./durable_agent "$STEPS" 100 fixed hold) >"$d/$id.out" 2>"$d/$id.err" &
 	pid=$!
 	for _ in $(seq 2000); do grep -q '^BENCH' "$d/$id.out" 2>/dev/null && break; sleep 0.005; done
+	t0=$(date +%s%N)
 	kill -KILL $pid
 	wait $pid 2>/dev/null || true
-	t0=$(python3 -c 'import time; print(time.monotonic_ns())')
 	(cd "$BUILD/bench" && "$A" resume "$id" --state "$d") >"$d/$id.r" 2>"$d/$id.rerr" || { cat "$d/$id.rerr"; exit 1; }
 	sed -n 's/^RESUME //p' "$d/$id.r" | awk -v t0="$t0" '{
 		split($1, a, "="); split($2, b, "="); split($3, c, "=");
