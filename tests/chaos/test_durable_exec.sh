@@ -21,9 +21,9 @@ cat > "$T/durable.json" <<JSON
             "fallbacks": [{"args": {"url": "$F/ok/fb"}}]}]}
 JSON
 A="$T/inst/bin/agentd"
-call() { # call NAME URL: one GET through agentd-call, prints the result
+call() { # call NAME URL: one GET from a python agent, prints the result
 	(cd "$T/lib" && "$A" run --id "$1" --state "$S" --policy "$T/policy.json" --durable "$T/durable.json" \
-		-- agentd-call http.request "{\"method\":\"GET\",\"url\":\"$2\"}") 2>"$T/$1.err"
+		-- python3 call_tool.py http.request "{\"method\":\"GET\",\"url\":\"$2\"}") 2>"$T/$1.err"
 }
 
 # Retries: two 503s then 200; two 429s then 200. Each retry is a stored event.
@@ -56,8 +56,8 @@ grep -q "diverge agent finished" "$T/dv2.err" "$T/lib" -r 2>/dev/null || true
 "$A" show dv2 --state "$S" | grep -q "replay.diverged\|diverged" || fail "live divergence not in the timeline"
 
 # Fork: the fork's journal is the prefix; it replays it and goes live after.
-(cd "$T/lib" && "$A" run --id tw --state "$S" --policy "$T/policy.json" -- sh -c \
-	'agentd-call agentd.echo "{\"value\":1}" && agentd-call agentd.echo "{\"value\":2}"') >/dev/null 2>&1 || fail "two-call run"
+(cd "$T/lib" && "$A" run --id tw --state "$S" --policy "$T/policy.json" -- python3 call_tool.py \
+	agentd.echo '{"value":1}' agentd.echo '{"value":2}') >/dev/null 2>&1 || fail "two-call run"
 "$A" fork tw --at 1 --id fk --state "$S" --no-start 2>"$T/fk.err" || { cat "$T/fk.err"; fail "fork"; }
 [ "$("$A" show fk --state "$S" | grep -c '#[0-9].*agentd.echo')" = 1 ] || { "$A" show fk --state "$S"; fail "fork prefix"; }
 "$A" fork tw --at 9 --id fk2 --state "$S" 2>/dev/null && fail "fork past the end accepted"
@@ -73,6 +73,6 @@ mkdir -p "$T/copy" && mv "$T/copy.db" "$T/copy/agentd.db"
 
 # --durability power works end to end.
 (cd "$T/lib" && "$A" run --id pw --state "$S" --durability power --policy "$T/policy.json" \
-	-- agentd-call agentd.echo '{"value": 1}') >/dev/null 2>&1 || fail "--durability power"
+	-- python3 call_tool.py agentd.echo '{"value": 1}') >/dev/null 2>&1 || fail "--durability power"
 "$A" run --id bad --state "$S" --durability nope -- true 2>/dev/null && fail "bad --durability accepted"
 echo "durable execution: retries, fallbacks, deadline, divergence, fork, backup, durability ok"
