@@ -404,6 +404,40 @@ cf_large_values(void **state)
 	json_decref(got);
 }
 
+/* The state as it stood at a seq (fork --at, show --at): the newest one saved
+ * at or before it; a fork copies it under the new run. */
+static void
+cf_state_at(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f);
+	cleanup_json json_t *spec = json_pack("{s:s}", "k", "v");
+	json_t *got = NULL;
+	int64_t seq = 0;
+
+	assert_int_equal(store_run_create(s, "st", spec), 0);
+	for (int64_t k = 2; k <= 8; k += 3) { /* states at 2, 5, 8 */
+		cleanup_json json_t *v = json_pack("{s:I}", "at", k);
+		assert_int_equal(store_state_save(s, "st", k, v), 0);
+	}
+	assert_int_equal(store_state_load_at(s, "st", 1, &got, &seq), -ENOENT);
+	assert_int_equal(store_state_load_at(s, "st", 2, &got, &seq), 0);
+	assert_int_equal(seq, 2);
+	json_decref(got);
+	assert_int_equal(store_state_load_at(s, "st", 7, &got, &seq), 0);
+	assert_int_equal(seq, 5);
+	assert_int_equal(json_integer_value(json_object_get(got, "at")), 5);
+	json_decref(got);
+	assert_int_equal(store_state_load_at(s, "st", 100, &got, &seq), 0);
+	assert_int_equal(seq, 8);
+	json_decref(got);
+	assert_int_equal(store_state_load_at(s, "st", -1, &got, &seq), -EINVAL);
+	/* The newest state overall is unchanged by the lookups. */
+	assert_int_equal(store_state_load(s, "st", &got, &seq), 0);
+	assert_int_equal(seq, 8);
+	json_decref(got);
+}
+
 /* An empty, version-0 store is migrated to the current version on open and
  * then behaves like a fresh one. */
 static void
@@ -439,6 +473,7 @@ store_conformance_run(const struct store_conformance_backend *b)
 	    cmocka_unit_test_setup_teardown(cf_concurrent_writers, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_crash_consistency, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_large_values, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_state_at, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_migration_from_empty, cf_setup, cf_teardown),
 	};
 
