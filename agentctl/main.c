@@ -24,6 +24,8 @@ enum output { OUT_TABLE, OUT_JSON, OUT_JSONL };
 
 static struct {
 	char socket[108];
+	char tcp[256];	   /* HOST:PORT when -H tcp://; then socket is unused */
+	const char *token; /* $AGENTD_TOKEN: bearer token for tcp:// */
 	enum output out;
 	bool quiet;
 	bool colour;
@@ -98,9 +100,13 @@ http(const char *method, const char *path, const json_t *body, json_t **ret, str
 
 	if (!c)
 		return -1;
-	snprintf(url, sizeof(url), "http://agentd%s", path);
+	snprintf(url, sizeof(url), "http://%s%s", g.tcp[0] ? g.tcp : "agentd", path);
 	cleanup_free char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, g.socket);
+	cleanup_free char *auth = NULL;
+	if (!g.tcp[0])
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, g.socket);
+	else if (g.token && (auth = agd_asprintf("Authorization: Bearer %s", g.token)))
+		hdrs = curl_slist_append(hdrs, auth);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -114,7 +120,8 @@ http(const char *method, const char *path, const json_t *body, json_t **ret, str
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode cr = curl_easy_perform(c);
 	if (cr != CURLE_OK)
-		fprintf(stderr, "agentctl: cannot talk to agentd at unix://%s: %s\n", g.socket,
+		fprintf(stderr, "agentctl: cannot talk to agentd at %s%s: %s\n",
+			g.tcp[0] ? "tcp://" : "unix://", g.tcp[0] ? g.tcp : g.socket,
 			curl_easy_strerror(cr));
 	else
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -823,26 +830,35 @@ static const char completion_bash[] =
 static void
 usage(FILE *f)
 {
-	fputs("usage: agentctl [-H unix://PATH] [-o table|json|jsonl] [-q] COMMAND\n"
-	      "  run [--name N] [--policy FILE] [--label K=V] [--max-restarts N]\n"
-	      "      [--wall-clock S] [--idempotency-key K] [--message-mode M] [--wait] -- CMD...\n"
-	      "  ls [--status S] [--user U]     show RUN      journal RUN\n"
-	      "  logs [-f] RUN                  events [-f] [--after ID] RUN\n"
-	      "  cancel RUN                     kill RUN\n"
-	      "  send [--mode queue|interrupt|restart|reject] RUN TEXT\n"
-	      "  approvals [--run R] [--status pending|approved|denied|expired|all]\n"
-	      "  approve RUN SEQ [--edit ARGS] [--scope once|run|always] [--comment C]\n"
-	      "  deny RUN SEQ [--comment C]\n"
-	      "  health    drain    undrain (admins)\n"
-	      "  version                        completion bash\n"
-	      "The daemon: -H, or $AGENTD_HOST, else /run/agentd/agentd.sock (root) or\n"
-	      "$XDG_RUNTIME_DIR/agentd.sock. Exit status 125: agentd refused or is unreachable.\n",
-	      f);
+	fputs(
+	    "usage: agentctl [-H unix://PATH|tcp://HOST:PORT] [-o table|json|jsonl] [-q] COMMAND\n"
+	    "  run [--name N] [--policy FILE] [--label K=V] [--max-restarts N]\n"
+	    "      [--wall-clock S] [--idempotency-key K] [--message-mode M] [--wait] -- CMD...\n"
+	    "  ls [--status S] [--user U]     show RUN      journal RUN\n"
+	    "  logs [-f] RUN                  events [-f] [--after ID] RUN\n"
+	    "  cancel RUN                     kill RUN\n"
+	    "  send [--mode queue|interrupt|restart|reject] RUN TEXT\n"
+	    "  approvals [--run R] [--status pending|approved|denied|expired|all]\n"
+	    "  approve RUN SEQ [--edit ARGS] [--scope once|run|always] [--comment C]\n"
+	    "  deny RUN SEQ [--comment C]\n"
+	    "  health    drain    undrain (admins)\n"
+	    "  version                        completion bash\n"
+	    "The daemon: -H, or $AGENTD_HOST, else /run/agentd/agentd.sock (root) or\n"
+	    "$XDG_RUNTIME_DIR/agentd.sock; tcp:// sends $AGENTD_TOKEN as a bearer token.\n"
+	    "Exit status 125: agentd refused or is unreachable.\n",
+	    f);
 }
 
 static int
 set_host(const char *h)
 {
+	if (strncmp(h, "tcp://", 6) == 0) {
+		if (!h[6] || strlen(h + 6) >= sizeof(g.tcp) || strchr(h + 6, '/'))
+			return die(EXIT_USAGE, "-H takes tcp://HOST:PORT (got %s)", h);
+		snprintf(g.tcp, sizeof(g.tcp), "%s", h + 6);
+		return 0;
+	}
+	g.tcp[0] = '\0';
 	if (strncmp(h, "unix://", 7) == 0)
 		h += 7;
 	if (h[0] != '/' || strlen(h) >= sizeof(g.socket))
@@ -863,6 +879,7 @@ main(int argc, char **argv)
 		snprintf(g.socket, sizeof(g.socket), "%.90s/agentd.sock", xdg);
 	if (host && *host && (rc = set_host(host)))
 		return rc;
+	g.token = getenv("AGENTD_TOKEN");
 	while ((c = getopt(argc, argv, "+H:o:qh")) != -1) {
 		switch (c) {
 		case 'H':

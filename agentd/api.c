@@ -19,6 +19,7 @@
 #include "agentd/api.h"
 #include "agentd/serve.h"
 #include "common/json.h"
+#include "common/sha256.h"
 #include "common/util.h"
 
 #define MAX_SEGS	8
@@ -40,6 +41,7 @@ struct req {
 	bool admin;
 	bool creds;
 	char user[64]; /* name, looked up when first needed */
+	bool tcp;      /* came in on the TCP listener */
 	char *body;
 	size_t len;
 	bool too_big;
@@ -821,6 +823,43 @@ peer_creds(struct req *q, struct MHD_Connection *c)
 	}
 }
 
+/* TCP callers: "Authorization: Bearer TOKEN", matched by its SHA-256 against
+ * the configured hashes (tokens are never kept in clear), every entry compared
+ * in full so the time taken does not say which one nearly matched. */
+static void
+bearer_creds(struct req *q, struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	const struct serve_config *cfg = &q->sv->cfg;
+	char hex[AGD_SHA256_HEX];
+	const struct serve_token *hit = NULL;
+
+	if (!h || strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) < 16 || strlen(h + 7) > 512)
+		return;
+	agd_sha256_hex(h + 7, strlen(h + 7), hex);
+	for (size_t i = 0; i < cfg->n_tokens; i++) {
+		unsigned char diff = 0;
+		for (size_t k = 0; k < 64; k++)
+			diff |= (unsigned char)(hex[k] ^ cfg->tokens[i].sha256[k]);
+		if (!diff)
+			hit = &cfg->tokens[i];
+	}
+	if (!hit)
+		return;
+	q->uid = hit->uid;
+	q->gid = hit->gid;
+	q->admin = hit->admin;
+	q->creds = true;
+}
+
+static bool
+on_tcp(struct req *q, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+
+	return ci && ci->daemon && ci->daemon == q->sv->mhd_tcp;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	   const char *version, const char *upload, size_t *upload_size, void **con_cls)
@@ -832,7 +871,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		if (!q)
 			return MHD_NO;
 		q->sv = cls;
-		peer_creds(q, c);
+		q->tcp = on_tcp(q, c);
+		if (q->tcp)
+			bearer_creds(q, c);
+		else
+			peer_creds(q, c);
 		*con_cls = q;
 		return MHD_YES;
 	}
@@ -853,6 +896,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	}
 	if (q->parked)
 		return MHD_YES; /* not resumed yet */
+	if (!q->creds && q->tcp) {
+		enum MHD_Result ret =
+		    reply_error(c, 401, "unauthorized", "a valid bearer token is required");
+		return ret;
+	}
 	if (!q->creds)
 		return reply_error(c, 403, "forbidden", "cannot identify the caller");
 	if (q->too_big)
@@ -892,76 +940,109 @@ on_mhd(struct agd_watch *w, uint32_t events)
 	api_run(sv);
 }
 
+static void
+on_mhd_tcp(struct agd_watch *w, uint32_t events)
+{
+	struct serve *sv = (struct serve *)((char *)w - offsetof(struct serve, w_mhd_tcp));
+
+	sv->mhd_kick = true;
+	api_run(sv);
+}
+
+/* One MHD daemon in external epoll mode on listen_fd, its epoll fd a watch. */
+static int
+start_daemon(struct serve *sv, int listen_fd, struct MHD_Daemon **ret, struct agd_watch *w,
+	     agd_watch_fn fn)
+{
+	const union MHD_DaemonInfo *di;
+	struct MHD_Daemon *d;
+
+	d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
+			     NULL, on_request, sv, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, sv,
+			     MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_CONNECTION_TIMEOUT,
+			     300u, MHD_OPTION_END);
+	if (!d)
+		return -EIO;
+	di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+	*w = (struct agd_watch){di ? di->epoll_fd : -1, fn};
+	int e = di ? agd_loop_add(&sv->loop, w, EPOLLIN) : -EIO;
+	if (e < 0) {
+		MHD_stop_daemon(d);
+		w->fd = -1;
+		return e;
+	}
+	*ret = d;
+	return 0;
+}
+
 int
 api_start(struct serve *sv, int listen_fd)
 {
-	const union MHD_DaemonInfo *di;
+	return start_daemon(sv, listen_fd, &sv->mhd, &sv->w_mhd, on_mhd);
+}
 
-	sv->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
-				   NULL, NULL, on_request, sv, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, sv,
-				   MHD_OPTION_CONNECTION_LIMIT, 4096u,
-				   MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
-	if (!sv->mhd)
-		return -EIO;
-	di = MHD_get_daemon_info(sv->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!di) {
-		MHD_stop_daemon(sv->mhd);
-		sv->mhd = NULL;
-		return -EIO;
-	}
-	sv->w_mhd = (struct agd_watch){di->epoll_fd, on_mhd};
-	int e = agd_loop_add(&sv->loop, &sv->w_mhd, EPOLLIN);
-	if (e < 0) {
-		MHD_stop_daemon(sv->mhd);
-		sv->mhd = NULL;
-		sv->w_mhd.fd = -1;
-	}
-	return e;
+int
+api_start_tcp(struct serve *sv, int listen_fd)
+{
+	return start_daemon(sv, listen_fd, &sv->mhd_tcp, &sv->w_mhd_tcp, on_mhd_tcp);
 }
 
 int
 api_timeout_ms(struct serve *sv)
 {
-	MHD_UNSIGNED_LONG_LONG to;
+	struct MHD_Daemon *ds[] = {sv->mhd, sv->mhd_tcp};
+	MHD_UNSIGNED_LONG_LONG to, best = ULLONG_MAX;
 
 	if (sv->mhd_kick)
 		return 0;
-	if (!sv->mhd || MHD_get_timeout(sv->mhd, &to) != MHD_YES) {
+	for (size_t i = 0; i < ARRAY_SIZE(ds); i++)
+		if (ds[i] && MHD_get_timeout(ds[i], &to) == MHD_YES && to < best)
+			best = to;
+	if (best == ULLONG_MAX) {
 		sv->mhd_deadline_ns = 0;
 		return -1;
 	}
-	sv->mhd_deadline_ns = agd_now_ns() + (int64_t)to * 1000000;
-	return to > INT_MAX ? INT_MAX : (int)to;
+	sv->mhd_deadline_ns = agd_now_ns() + (int64_t)(best > INT_MAX ? INT_MAX : best) * 1000000;
+	return best > INT_MAX ? INT_MAX : (int)best;
 }
 
 void
 api_run(struct serve *sv)
 {
-	if (!sv->mhd)
-		return;
 	if (!sv->mhd_kick && !(sv->mhd_deadline_ns && agd_now_ns() >= sv->mhd_deadline_ns))
 		return;
 	/* Resumed connections are handled by the next MHD_run; repeat while a
 	 * handler resumed more. */
 	for (int i = 0; i < 4 && (sv->mhd_kick || i == 0); i++) {
 		sv->mhd_kick = false;
-		MHD_run(sv->mhd);
+		if (sv->mhd)
+			MHD_run(sv->mhd);
+		if (sv->mhd_tcp)
+			MHD_run(sv->mhd_tcp);
 	}
+}
+
+static void
+stop_daemon(struct serve *sv, struct MHD_Daemon **d, struct agd_watch *w)
+{
+	if (!*d)
+		return;
+	if (w->fd >= 0)
+		epoll_ctl(sv->loop.epfd, EPOLL_CTL_DEL, w->fd, NULL); /* MHD closes it */
+	w->fd = -1;
+	MHD_stop_daemon(*d);
+	*d = NULL;
 }
 
 void
 api_stop(struct serve *sv)
 {
-	if (!sv->mhd)
-		return;
+	/* No connection may stay suspended when MHD stops: answer them all. */
 	for (size_t i = 0; i < sv->n_runs; i++)
 		serve_wake(sv, sv->runs[i]);
 	sv->mhd_kick = true;
 	api_run(sv);
-	if (sv->w_mhd.fd >= 0)
-		epoll_ctl(sv->loop.epfd, EPOLL_CTL_DEL, sv->w_mhd.fd, NULL); /* MHD closes it */
-	sv->w_mhd.fd = -1;
-	MHD_stop_daemon(sv->mhd);
-	sv->mhd = NULL;
+	stop_daemon(sv, &sv->mhd, &sv->w_mhd);
+	stop_daemon(sv, &sv->mhd_tcp, &sv->w_mhd_tcp);
 }

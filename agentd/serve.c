@@ -21,6 +21,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netdb.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -628,8 +629,16 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	snprintf(dir, sizeof(dir), "%s/runs/%s", sv->cfg.state, id);
 	snprintf(ws, sizeof(ws), "%s/workspace", dir);
 	const char *cwd = req->cwd ? req->cwd : ws;
+	char canon[PATH_MAX];
 	if (req->cwd && (stat(req->cwd, &st) < 0 || !S_ISDIR(st.st_mode))) {
 		snprintf(err, errsz, "cwd %s is not a directory", req->cwd);
+		return -EINVAL;
+	}
+	/* The sandbox binds it at the same path: canonical, and not the root. */
+	if (req->cwd && (!realpath(req->cwd, canon) || strcmp(canon, req->cwd) != 0 ||
+			 strcmp(canon, "/") == 0)) {
+		snprintf(err, errsz, "cwd %s must be a canonical absolute path other than /",
+			 req->cwd);
 		return -EINVAL;
 	}
 	e = agd_mkdir_p(ws, 0700);
@@ -936,6 +945,64 @@ listen_unix(const char *path, bool world)
 }
 
 static int
+load_tokens(struct serve_config *c, const json_t *tokens)
+{
+	size_t i;
+	json_t *t;
+
+	if (!json_is_array(tokens) || json_array_size(tokens) > 10000)
+		return -EINVAL;
+	c->tokens = calloc(json_array_size(tokens) + 1, sizeof(*c->tokens));
+	if (!c->tokens)
+		return -ENOMEM;
+	json_array_foreach(tokens, i, t)
+	{
+		const char *user = NULL, *hash = NULL;
+		int admin = 0;
+		struct passwd pw, *res = NULL;
+		char buf[4096];
+		if (json_unpack(t, "{s:s,s:s,s?b}", "user", &user, "sha256", &hash, "admin",
+				&admin) < 0 ||
+		    strlen(hash) != 64 || strspn(hash, "0123456789abcdef") != 64 ||
+		    getpwnam_r(user, &pw, buf, sizeof(buf), &res) != 0 || !res)
+			return -EINVAL;
+		struct serve_token *k = &c->tokens[c->n_tokens++];
+		memcpy(k->sha256, hash, 65);
+		k->uid = res->pw_uid;
+		k->gid = res->pw_gid;
+		k->admin = admin;
+	}
+	return 0;
+}
+
+/* HOST:PORT ([v6]:PORT too), bound with SO_REUSEADDR. */
+static int
+listen_tcp(const char *spec)
+{
+	char host[128];
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+	int one = 1;
+
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai)
+		return -EINVAL;
+	cleanup_close int fd =
+	    socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+	int e = fd < 0 ? -errno : 0;
+	if (!e)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (!e && (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0))
+		e = -errno;
+	freeaddrinfo(ai);
+	return e < 0 ? e : take_fd(&fd);
+}
+
+static int
 load_config(struct serve_config *c, const char *path)
 {
 	cleanup_free char *buf = NULL;
@@ -945,16 +1012,20 @@ load_config(struct serve_config *c, const char *path)
 	json_int_t maxr = c->max_running, maxu = c->max_running_per_user,
 		   maxq = c->max_queued_per_user, logmax = c->log_max_bytes,
 		   idle = c->approval_idle_suspend_s;
+	const char *tcp = NULL;
+	json_t *tokens = NULL;
 	int e = agd_read_file(path, CONFIG_MAX, &buf, &len);
 
 	if (e < 0)
 		return agd_die(-1, "config %s: %s", path, strerror(-e));
 	cleanup_json json_t *doc = agd_json_parse(buf, len, 16, &jerr);
-	if (!doc || json_unpack_ex(doc, &jerr, JSON_STRICT, "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I}",
-				   "state", &state, "socket", &sock, "policy_dir", &pdir,
-				   "admin_group", &group, "max_running", &maxr,
-				   "max_running_per_user", &maxu, "max_queued_per_user", &maxq,
-				   "log_max_bytes", &logmax, "approval_idle_suspend_s", &idle) < 0)
+	if (!doc ||
+	    json_unpack_ex(doc, &jerr, JSON_STRICT, "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o}",
+			   "state", &state, "socket", &sock, "policy_dir", &pdir, "admin_group",
+			   &group, "max_running", &maxr, "max_running_per_user", &maxu,
+			   "max_queued_per_user", &maxq, "log_max_bytes", &logmax,
+			   "approval_idle_suspend_s", &idle, "tcp_listen", &tcp, "tokens",
+			   &tokens) < 0)
 		return agd_die(-1, "config %s:%d: %s", path, jerr.line, jerr.text);
 	if (maxr < 1 || maxr > 100000 || maxu < 1 || maxu > 100000 || maxq < 0 || maxq > 1000000 ||
 	    logmax < 0)
@@ -964,6 +1035,17 @@ load_config(struct serve_config *c, const char *path)
 	c->max_queued_per_user = (int)maxq;
 	c->log_max_bytes = logmax;
 	c->approval_idle_suspend_s = idle < -1 ? -1 : idle > 86400 * 365 ? 86400 * 365 : (int)idle;
+	if (tcp && (strlen(tcp) >= sizeof(c->tcp_listen) || !strrchr(tcp, ':')))
+		return agd_die(-1, "config %s: tcp_listen takes HOST:PORT", path);
+	if (tcp)
+		snprintf(c->tcp_listen, sizeof(c->tcp_listen), "%s", tcp);
+	if (tokens && load_tokens(c, tokens) < 0)
+		return agd_die(-1,
+			       "config %s: tokens: [{\"user\": NAME, \"sha256\": 64 hex, "
+			       "\"admin\"?: bool}...] with existing users",
+			       path);
+	if (c->tcp_listen[0] && c->n_tokens == 0)
+		return agd_die(-1, "config %s: tcp_listen needs tokens", path);
 	if (state)
 		snprintf(c->state, sizeof(c->state), "%s", state);
 	if (sock)
@@ -1021,6 +1103,7 @@ serve_free(struct serve *sv)
 	agd_loop_close(&sv->loop);
 	if (sv->lock_fd >= 0)
 		close(sv->lock_fd);
+	free(sv->cfg.tokens);
 }
 
 static void
@@ -1054,6 +1137,7 @@ agd_cmd_serve(int argc, char **argv)
 	    .w_sig = {-1, on_signal},
 	    .w_tick = {-1, on_tick},
 	    .w_mhd = {-1, NULL},
+	    .w_mhd_tcp = {-1, NULL},
 	    .lock_fd = -1,
 	};
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -1154,6 +1238,20 @@ agd_cmd_serve(int argc, char **argv)
 		close(lfd);
 		serve_free(sv);
 		return agd_die(1, "cannot start the HTTP server: %s", strerror(-e));
+	}
+	if (sv->cfg.tcp_listen[0]) {
+		int tfd = listen_tcp(sv->cfg.tcp_listen);
+		e = tfd < 0 ? tfd : api_start_tcp(sv, tfd);
+		if (e < 0) {
+			if (tfd >= 0)
+				close(tfd);
+			api_stop(sv);
+			serve_free(sv);
+			return agd_die(1, "cannot listen on tcp %s: %s", sv->cfg.tcp_listen,
+				       strerror(-e));
+		}
+		fprintf(stderr, "agentd: also serving on tcp %s (bearer tokens)\n",
+			sv->cfg.tcp_listen);
 	}
 	e = recover(sv, &resumed);
 	if (e < 0)

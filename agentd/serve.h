@@ -15,6 +15,14 @@
 struct MHD_Daemon;
 struct MHD_Connection;
 
+/* A bearer token of the optional TCP listener, kept as its SHA-256 only. */
+struct serve_token {
+	char sha256[65]; /* lowercase hex */
+	uid_t uid;
+	gid_t gid;
+	bool admin;
+};
+
 struct serve_config {
 	char state[1024];
 	char socket[108];      /* sun_path */
@@ -26,6 +34,9 @@ struct serve_config {
 	int max_queued_per_user;
 	int64_t log_max_bytes;	     /* per run */
 	int approval_idle_suspend_s; /* see sup_options; 0: the supervisor's default */
+	char tcp_listen[128];	     /* "HOST:PORT"; "" = no TCP listener (default) */
+	struct serve_token *tokens;
+	size_t n_tokens;
 };
 
 /* A connection parked until something happens to a run (result?wait, follow). */
@@ -87,6 +98,8 @@ struct serve {
 	struct store *st;
 	struct agd_watch w_sig, w_mhd, w_tick;
 	struct MHD_Daemon *mhd;
+	struct agd_watch w_mhd_tcp; /* the optional TCP listener (bearer tokens) */
+	struct MHD_Daemon *mhd_tcp;
 	bool mhd_kick;		 /* run MHD_run after this iteration */
 	int64_t mhd_deadline_ns; /* MHD asked to be run by then (0: no timeout) */
 	bool pumping;
@@ -132,6 +145,8 @@ const char *serve_log_path(struct serve *sv, const struct serve_run *r, char *bu
 
 /* api.c */
 int api_start(struct serve *sv, int listen_fd);
+/* The optional TCP listener: callers present "Authorization: Bearer TOKEN". */
+int api_start_tcp(struct serve *sv, int listen_fd);
 void api_stop(struct serve *sv);
 /* Run MHD's work and re-arm its timeout; call after every loop iteration. */
 int api_timeout_ms(struct serve *sv);
