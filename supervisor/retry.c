@@ -505,7 +505,7 @@ sup_retry_call(struct sup_run *r, const struct tool_def *t, const json_t *args, 
 			/* A fallback is a call of its own: the policy judges it, and it may
 			 * not be of a stronger class than the intent recorded for the call. */
 			if (ft->classify(fargs) > cls ||
-			    policy_eval(r->policy, ft->name, fargs, r->cwd, &pr) < 0 ||
+			    sup_policy_eval(r, ft->name, fargs, &pr) < 0 ||
 			    pr.decision != POLICY_ALLOW) {
 				if (ev)
 					json_object_set_new(ev, "skipped", json_true());

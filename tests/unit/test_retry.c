@@ -55,6 +55,10 @@ static const struct tool_def scripted = {
     .call = scripted_call,
 };
 
+/* The run's policy for the next setup(): allow every http.request by default. */
+static const char *fixture_policy = "{\"version\":1,\"rules\":[{\"id\":\"h\",\"tool\":"
+				    "\"http.request\",\"decision\":\"allow\"}]}";
+
 struct fixture {
 	struct sup_run r;
 	struct tool_ctx ctx;
@@ -63,11 +67,8 @@ struct fixture {
 static struct fixture *
 setup(const char *durable, enum tool_class cls)
 {
-	static const char pol[] =
-	    "{\"version\":1,\"rules\":[{\"id\":\"h\",\"tool\":\"http.request\","
-	    "\"decision\":\"allow\"}]}";
+	const char *pol = fixture_policy;
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct policy_error perr = {0};
 	char reason[256];
 	json_error_t jerr;
 	json_t *cfg = json_loads(durable, 0, &jerr);
@@ -75,9 +76,12 @@ setup(const char *durable, enum tool_class cls)
 	assert_non_null(cfg);
 	assert_int_equal(sup_durable_parse(cfg, &f->r.dur, reason, sizeof(reason)), 0);
 	json_decref(cfg);
-	assert_int_equal(policy_parse(pol, strlen(pol), &f->r.policy, &perr), 0);
 	f->r.id = "t";
 	f->r.cwd = "/";
+	/* Fallbacks are judged by every policy layer, as live calls are. */
+	json_t *doc = json_loads(pol, 0, &jerr);
+	assert_int_equal(sup_layers_load(&f->r, doc, reason, sizeof(reason)), 0);
+	json_decref(doc);
 	f->ctx = (struct tool_ctx){.run_id = "t", .seq = 1, .default_timeout_ms = 1000};
 	memset(script, 0, sizeof(script));
 	calls = 0;
@@ -89,6 +93,7 @@ static void
 teardown_fixture(struct fixture *f)
 {
 	sup_durable_free(f->r.dur);
+	sup_layers_free(f->r.layers);
 	policy_free(f->r.policy);
 	free(f);
 }
@@ -240,6 +245,27 @@ test_fallbacks_in_order(void **state)
 }
 
 static void
+test_fallback_denied_by_policy_is_skipped(void **state)
+{
+	const char *saved = fixture_policy;
+	fixture_policy = "{\"version\":1,\"rules\":[{\"id\":\"a\",\"tool\":\"http.request\","
+			 "\"url_prefix\":\"http://a/\",\"decision\":\"allow\"}]}";
+	struct fixture *f = setup(RULE ",\"attempts\":1,\"fallbacks\":[{\"args\":{\"url\":"
+				       "\"http://b/\"}},{\"args\":{\"url\":\"http://a/2\"}}]}]}",
+				  TOOL_IDEMPOTENT);
+	json_t *c = NULL;
+
+	fixture_policy = saved;
+	script[0] = "503", script[1] = "200";
+	assert_int_equal(run(f, "http://a/x", &c), 0);
+	assert_int_equal(calls, 2); /* http://b/ is not allowed: never called */
+	assert_string_equal(last_url, "http://a/2");
+	assert_int_equal(status_of(c), 200);
+	json_decref(c);
+	teardown_fixture(f);
+}
+
+static void
 test_timeout_bounds_the_call(void **state)
 {
 	/* 150 ms for the whole call with 100 ms backoffs: at most two attempts, not ten. */
@@ -323,6 +349,7 @@ main(void)
 	    cmocka_unit_test(test_retry_after_honoured),
 	    cmocka_unit_test(test_non_retryable_and_custom_lists),
 	    cmocka_unit_test(test_fallbacks_in_order),
+	    cmocka_unit_test(test_fallback_denied_by_policy_is_skipped),
 	    cmocka_unit_test(test_timeout_bounds_the_call),
 	    cmocka_unit_test(test_options_validated),
 	    cmocka_unit_test(test_on_unknown),
