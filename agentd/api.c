@@ -389,6 +389,7 @@ struct stream {
 	size_t len, pos;
 	bool parked;
 	struct serve_waiter waiter;
+	int64_t last_sent_ms;
 };
 
 struct collect {
@@ -470,6 +471,16 @@ stream_read(void *cls, uint64_t pos, char *out, size_t max)
 		if (s->len == 0) {
 			if (!s->follow || final)
 				return MHD_CONTENT_READER_END_OF_STREAM;
+			/* A blank line now and then (NDJSON readers skip it) finds
+			 * clients that went away while the stream was parked: a
+			 * parked connection is not polled. */
+			int64_t now = agd_wall_ms();
+			if (s->kind == STREAM_EVENTS && max > 0 &&
+			    now - s->last_sent_ms >= API_HEARTBEAT_MS / 2) {
+				s->last_sent_ms = now;
+				out[0] = '\n';
+				return 1;
+			}
 			s->waiter = (struct serve_waiter){.conn = s->conn, .parked = &s->parked};
 			MHD_suspend_connection(s->conn);
 			serve_park(s->sv, s->run, &s->waiter);
@@ -479,6 +490,7 @@ stream_read(void *cls, uint64_t pos, char *out, size_t max)
 	size_t n = s->len - s->pos < max ? s->len - s->pos : max;
 	memcpy(out, s->buf + s->pos, n);
 	s->pos += n;
+	s->last_sent_ms = agd_wall_ms();
 	return (ssize_t)n;
 }
 

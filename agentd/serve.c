@@ -897,8 +897,15 @@ on_tick(struct agd_watch *w, uint32_t events)
 
 	if (read(w->fd, &ticks, sizeof(ticks)) < 0)
 		return;
+	bool heartbeat = now - sv->heartbeat_ms >= API_HEARTBEAT_MS;
+	if (heartbeat)
+		sv->heartbeat_ms = now;
 	for (size_t i = 0; i < sv->n_runs; i++) {
 		struct serve_run *r = sv->runs[i];
+		if (heartbeat && r->waiters) {
+			serve_wake(sv, r);
+			continue;
+		}
 		if (r->sup && !sup_run_done(r->sup) && r->wall_ms &&
 		    now - r->started_ms >= r->wall_ms) {
 			char why[128];

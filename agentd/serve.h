@@ -112,6 +112,7 @@ struct serve {
 	char sdk[4096];
 	const char *sdk_dir;
 	int64_t started_ms;
+	int64_t heartbeat_ms; /* last wake of every parked connection */
 
 	struct serve_run **runs; /* submission order */
 	size_t n_runs, cap_runs;
@@ -120,6 +121,10 @@ struct serve {
 	int running;
 	int n_parked;
 };
+
+/* Parked follow streams are woken this often (events streams then send a
+ * blank line), so connections whose clients left are noticed and closed. */
+#define API_HEARTBEAT_MS 15000
 
 /* serve.c */
 struct serve_run *serve_run_find(struct serve *sv, const char *id);
