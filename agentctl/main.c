@@ -782,6 +782,42 @@ cmd_decide(int argc, char **argv, bool approve)
 }
 
 static int
+cmd_fork(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"from", required_argument, NULL, 'f'},
+	    {"name", required_argument, NULL, 'n'},
+	    {0},
+	};
+	json_t *body = json_object(), *v = NULL;
+	char path[512];
+	bool from = false;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "f:n:", opts, NULL)) != -1) {
+		if (c == 'f') {
+			json_object_set_new(body, "from_seq", json_integer(atoll(optarg)));
+			from = true;
+		} else if (c == 'n')
+			json_object_set_new(body, "name", json_string(optarg));
+		else
+			return die(EXIT_USAGE, "usage: agentctl fork RUN --from SEQ [--name N]");
+	}
+	if (argc - optind != 1 || !from)
+		return die(EXIT_USAGE, "usage: agentctl fork RUN --from SEQ [--name N]");
+	cleanup_free char *id = urlenc(argv[optind]);
+	snprintf(path, sizeof(path), "/v1/runs/%s/fork", id ? id : "");
+	int rc = call("POST", path, body, &v);
+	json_decref(body);
+	if (rc)
+		return rc;
+	print_run(v);
+	json_decref(v);
+	return 0;
+}
+
+static int
 cmd_admin(const char *path)
 {
 	json_t *v = NULL;
@@ -813,14 +849,14 @@ static const char completion_bash[] =
     "# bash completion for agentctl: eval \"$(agentctl completion bash)\"\n"
     "_agentctl() {\n"
     "\tlocal cur=${COMP_WORDS[COMP_CWORD]}\n"
-    "\tlocal verbs='run ls show logs events journal cancel kill send approvals approve deny "
+    "\tlocal verbs='run ls show logs events journal cancel kill fork send approvals approve deny "
     "drain undrain health version completion'\n"
     "\tif [ \"$COMP_CWORD\" -eq 1 ]; then\n"
     "\t\tCOMPREPLY=($(compgen -W \"$verbs\" -- \"$cur\"))\n"
     "\t\treturn\n"
     "\tfi\n"
     "\tcase ${COMP_WORDS[1]} in\n"
-    "\tshow|logs|events|journal|cancel|kill|send|approve|deny)\n"
+    "\tshow|logs|events|journal|cancel|kill|fork|send|approve|deny)\n"
     "\t\tCOMPREPLY=($(compgen -W \"$(agentctl ls -q 2>/dev/null)\" -- \"$cur\"));;\n"
     "\tcompletion) COMPREPLY=($(compgen -W bash -- \"$cur\"));;\n"
     "\tesac\n"
@@ -943,6 +979,8 @@ main(int argc, char **argv)
 		rc = cmd_stream(argc, argv, true);
 	else if (!strcmp(cmd, "journal"))
 		rc = cmd_journal(argc, argv);
+	else if (!strcmp(cmd, "fork"))
+		rc = cmd_fork(argc, argv);
 	else if (!strcmp(cmd, "send"))
 		rc = cmd_send(argc, argv);
 	else if (!strcmp(cmd, "approvals"))

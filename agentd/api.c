@@ -358,6 +358,30 @@ h_kill(struct req *q, struct MHD_Connection *c, char **args)
 }
 
 static enum MHD_Result
+h_fork(struct req *q, struct MHD_Connection *c, char **args)
+{
+	struct serve_run *f = NULL;
+	const char *name = NULL;
+	json_int_t from = -1;
+	json_error_t jerr;
+	char err[512] = "";
+
+	RUN_OR_404(q, c, args[0]);
+	cleanup_json json_t *body = agd_json_parse(q->body ? q->body : "", q->len, 8, &jerr);
+	if (!body || json_unpack_ex(body, &jerr, JSON_STRICT, "{s:I,s?s}", "from_seq", &from,
+				    "name", &name) < 0)
+		return reply_error(c, 400, "invalid",
+				   "fork takes {\"from_seq\": N, \"name\"?: ID}");
+	if (from < 0 || (name && !api_valid_run_id(name)))
+		return reply_error(c, 400, "invalid",
+				   "from_seq must be >= 0; name 1-64 of [A-Za-z0-9._-]");
+	int e = serve_run_fork(q->sv, r, from, name, &f, err, sizeof(err));
+	if (e < 0)
+		return reply_errno(c, e, err);
+	return reply_json(c, 201, run_json(q->sv, f));
+}
+
+static enum MHD_Result
 h_drain(struct req *q, struct MHD_Connection *c, char **args)
 {
 	q->sv->draining = true;
@@ -746,6 +770,7 @@ static const struct route routes[] = {
     {"POST", "/v1/runs/*/cancel", ANY, h_cancel},
     {"POST", "/v1/runs/*/kill", ANY, h_kill},
     {"POST", "/v1/runs/*/messages", ANY, h_message},
+    {"POST", "/v1/runs/*/fork", ANY, h_fork},
     {"GET", "/v1/approvals", ANY, h_approvals},
     {"POST", "/v1/approvals/*/*", ANY, h_decide},
     {"POST", "/v1/admin/drain", ROLE_ADMIN, h_drain},

@@ -720,6 +720,137 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	return 0;
 }
 
+/* ---- fork ---- */
+
+/* A new run that starts where `src` stood after call `at`: the same command,
+ * cwd, policy and owner; the journal up to `at` and the newest state saved by
+ * then are copied, so its first attempt replays them and goes live after.
+ * It gets a new uid (calls after `at` are new operations with idempotency
+ * keys of their own) and a fresh workspace, and is queued like a submit. */
+int
+serve_run_fork(struct serve *sv, struct serve_run *src, int64_t at, const char *name,
+	       struct serve_run **ret_run, char *err, size_t errsz)
+{
+	struct store_run sr = {0};
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	char id[80], ws[PATH_MAX + 16];
+	uint8_t rnd[16];
+	char uid[33];
+	int e;
+
+	if (sv->draining || sv->stopping) {
+		snprintf(err, errsz, "agentd is %s: not accepting runs",
+			 sv->stopping ? "stopping" : "draining");
+		return -ESHUTDOWN;
+	}
+	if (src->tenant->queued >= sv->cfg.max_queued_per_user) {
+		snprintf(err, errsz, "you have %d runs queued, the limit: retry later",
+			 src->tenant->queued);
+		return -EUSERS;
+	}
+	if (name)
+		snprintf(id, sizeof(id), "%s", name);
+	else
+		snprintf(id, sizeof(id), "%.40s-fork%lld", src->id, (long long)at);
+	if (serve_run_find(sv, id) || store_run_get(sv->st, id, &sr) == 0) {
+		store_run_clear(&sr);
+		snprintf(err, errsz, "a run named %s exists", id);
+		return -EEXIST;
+	}
+	if ((e = store_run_get(sv->st, src->id, &sr)) < 0)
+		return e;
+	cleanup_json json_t *spec = json_deep_copy(sr.spec);
+	store_run_clear(&sr);
+	if (!spec)
+		return -ENOMEM;
+	if ((e = store_journal_load(sv->st, src->id, &calls, &n)) < 0) {
+		snprintf(err, errsz, "cannot read the journal of %s", src->id);
+		return e;
+	}
+	if ((size_t)at > n) {
+		store_calls_free(calls, n);
+		snprintf(err, errsz, "run %s has calls #1..#%zu", src->id, n);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < (size_t)at; i++)
+		if (calls[i].status == STORE_CALL_INTENT) {
+			/* Its outcome is unknown and its key names the source run. */
+			snprintf(err, errsz, "call #%lld has an unknown outcome; fork before it",
+				 (long long)calls[i].seq);
+			store_calls_free(calls, n);
+			return -EINVAL;
+		}
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
+		store_calls_free(calls, n);
+		return -EIO;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(uid + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(ws, sizeof(ws), "%s/runs/%s/workspace", sv->cfg.state, id);
+	json_t *d = json_object_get(spec, "daemon");
+	e = agd_mkdir_p(ws, 0700);
+	if (e == 0 && geteuid() == 0 && chown(ws, src->sandbox_uid, src->sandbox_uid) < 0)
+		e = -errno;
+	if (e == 0 &&
+	    (json_object_set_new(spec, "uid", json_string(uid)) < 0 ||
+	     json_object_set_new(spec, "workspace", json_string(ws)) < 0 || !json_is_object(d) ||
+	     json_object_set_new(d, "forked_from",
+				 json_pack("{s:s,s:I}", "run", src->id, "seq", (json_int_t)at)) <
+		 0))
+		e = -ENOMEM;
+	if (e == 0) /* the key stays the source's: a retried submit finds that one */
+		json_object_del(d, "idempotency_key");
+	if (e == 0)
+		e = store_run_create(sv->st, id, spec);
+	for (size_t i = 0; e == 0 && i < (size_t)at; i++)
+		e = store_journal_record(sv->st, id, &calls[i]);
+	store_calls_free(calls, n);
+	json_t *state = NULL;
+	int64_t sseq = 0;
+	if (e == 0 && store_state_load_at(sv->st, src->id, at, &state, &sseq) == 0) {
+		e = store_state_save(sv->st, id, sseq, state);
+		json_decref(state);
+	}
+	if (e == 0)
+		e = store_run_set_status(sv->st, id, "queued", -1, "");
+	if (e < 0) {
+		snprintf(err, errsz, "cannot create the fork: %s", strerror(-e));
+		return e;
+	}
+	struct serve_run *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*r = (struct serve_run){
+	    .sv = sv,
+	    .id = strdup(id),
+	    .owner = src->owner,
+	    .owner_gid = src->owner_gid,
+	    .user = strdup(src->user),
+	    .labels = json_incref(src->labels),
+	    .msg_mode = strdup(src->msg_mode),
+	    .created_ms = agd_wall_ms(),
+	    .wall_ms = src->wall_ms,
+	    .sandbox_uid = src->sandbox_uid,
+	    .order = sv->next_order++,
+	    .exit_code = -1,
+	    .reason = strdup(""),
+	    .tenant = src->tenant,
+	    .w_log = {-1, on_log},
+	    .log_wr = -1,
+	    .log_fd = -1,
+	    .lock_fd = -1,
+	};
+	if (!r->id || !r->user || !r->msg_mode || !r->reason || (e = table_add(sv, r)) < 0) {
+		run_free(r);
+		return -ENOMEM;
+	}
+	enqueue(r, false);
+	sv->pump_more = true;
+	*ret_run = r;
+	return 0;
+}
+
 /* ---- recovery ---- */
 
 struct rec {

@@ -135,6 +135,10 @@ struct serve_run *serve_run_find_idem(struct serve *sv, uid_t owner, const char 
 struct api_run_req;
 int serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *req,
 		 struct serve_run **ret_run, char *err, size_t errsz);
+/* Fork `src` after its call `at` (0: from the start) as run `name` (NULL: a
+ * generated one), queued. Same errors as serve_submit. */
+int serve_run_fork(struct serve *sv, struct serve_run *src, int64_t at, const char *name,
+		   struct serve_run **ret_run, char *err, size_t errsz);
 /* Graceful cancel or immediate kill; a queued run is dropped. */
 int serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill);
 /* 1-based position in the fair queue, 0 if not queued. */

@@ -57,6 +57,15 @@ rc=0; ctl frobnicate 2>/dev/null || rc=$?; [ $rc = 2 ] || fail "unknown verb: ex
 rc=0; "$AGENTCTL" -H unix://$T/nothing.sock health 2>/dev/null || rc=$?
 [ $rc = 125 ] || fail "unreachable daemon: exit $rc"
 
+# fork after the last call: the fork replays every call and repeats no effect
+ctl -q fork counter --from 5 --name counter-fork >/dev/null || fail "agentctl fork"
+r=$(api GET '/v1/runs/counter-fork/result?wait=60')
+[ "$(jget "$r" 'd["status"]')" = succeeded ] || { ctl logs counter-fork; fail "fork: $r"; }
+check_exactly_once serve 4
+api GET /v1/runs/counter-fork/events | grep -q '"replay.summary".*"replayed":5' ||
+	fail "the fork did not replay its 5 calls"
+api POST /v1/runs/counter/fork '{"from_seq": 99}' >/dev/null; [ "$(code)" = 400 ] || fail "fork past the end: $(code)"
+
 # idempotency: a retried submit returns the same run
 b='{"command": ["/bin/true"], "idempotency_key": "k-1"}'
 r1=$(api POST /v1/runs "$b"); [ "$(code)" = 201 ] || fail "submit: $(code) $r1"
