@@ -849,14 +849,15 @@ static const char completion_bash[] =
     "# bash completion for agentctl: eval \"$(agentctl completion bash)\"\n"
     "_agentctl() {\n"
     "\tlocal cur=${COMP_WORDS[COMP_CWORD]}\n"
-    "\tlocal verbs='run ls show logs events journal cancel kill fork send approvals approve deny "
+    "\tlocal verbs='run ls show logs events journal cancel kill fork rm send approvals approve "
+    "deny "
     "drain undrain health version completion'\n"
     "\tif [ \"$COMP_CWORD\" -eq 1 ]; then\n"
     "\t\tCOMPREPLY=($(compgen -W \"$verbs\" -- \"$cur\"))\n"
     "\t\treturn\n"
     "\tfi\n"
     "\tcase ${COMP_WORDS[1]} in\n"
-    "\tshow|logs|events|journal|cancel|kill|fork|send|approve|deny)\n"
+    "\tshow|logs|events|journal|cancel|kill|fork|rm|send|approve|deny)\n"
     "\t\tCOMPREPLY=($(compgen -W \"$(agentctl ls -q 2>/dev/null)\" -- \"$cur\"));;\n"
     "\tcompletion) COMPREPLY=($(compgen -W bash -- \"$cur\"));;\n"
     "\tesac\n"
@@ -973,6 +974,8 @@ main(int argc, char **argv)
 		rc = simple_run_verb(argc, argv, "POST", "/cancel");
 	else if (!strcmp(cmd, "kill"))
 		rc = simple_run_verb(argc, argv, "POST", "/kill");
+	else if (!strcmp(cmd, "rm"))
+		rc = simple_run_verb(argc, argv, "DELETE", "");
 	else if (!strcmp(cmd, "logs"))
 		rc = cmd_stream(argc, argv, false);
 	else if (!strcmp(cmd, "events"))

@@ -185,7 +185,7 @@ h_health(struct req *q, struct MHD_Connection *c, char **args)
 				    : sv->draining ? "draining"
 						   : "ok",
 				    "running", sv->running, "queued", queued, "runs",
-				    (json_int_t)sv->n_runs, "uptime_s",
+				    (json_int_t)(sv->n_runs - sv->n_deleted), "uptime_s",
 				    (json_int_t)((agd_wall_ms() - sv->started_ms) / 1000)));
 }
 
@@ -226,7 +226,7 @@ h_submit(struct req *q, struct MHD_Connection *c, char **args)
 static bool
 list_match(struct req *q, const struct serve_run *r, const char *status, const char *user)
 {
-	if (!q->admin && r->owner != q->uid)
+	if (r->deleted || (!q->admin && r->owner != q->uid))
 		return false;
 	if (status && strcmp(status, r->status) != 0)
 		return false;
@@ -379,6 +379,19 @@ h_fork(struct req *q, struct MHD_Connection *c, char **args)
 	if (e < 0)
 		return reply_errno(c, e, err);
 	return reply_json(c, 201, run_json(q->sv, f));
+}
+
+static enum MHD_Result
+h_delete(struct req *q, struct MHD_Connection *c, char **args)
+{
+	RUN_OR_404(q, c, args[0]);
+	int e = serve_run_delete(q->sv, r, "deleted");
+	if (e == -EBUSY)
+		return reply_error(c, 409, "conflict", "run %s is %s: cancel it first", r->id,
+				   r->status);
+	if (e < 0)
+		return reply_errno(c, e, "");
+	return reply_json(c, 200, json_pack("{s:s,s:b}", "id", r->id, "deleted", 1));
 }
 
 static enum MHD_Result
@@ -763,6 +776,7 @@ static const struct route routes[] = {
     {"POST", "/v1/runs", ANY, h_submit},
     {"GET", "/v1/runs", ANY, h_list},
     {"GET", "/v1/runs/*", ANY, h_get},
+    {"DELETE", "/v1/runs/*", ANY, h_delete},
     {"GET", "/v1/runs/*/result", ANY, h_result},
     {"GET", "/v1/runs/*/journal", ANY, h_journal},
     {"GET", "/v1/runs/*/events", ANY, h_events},

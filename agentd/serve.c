@@ -17,6 +17,7 @@
  *   interrupted  daemon start      -> running (replays its journal)
  */
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <grp.h>
 #include <libgen.h>
@@ -67,7 +68,7 @@ struct serve_run *
 serve_run_find(struct serve *sv, const char *id)
 {
 	for (size_t i = 0; i < sv->n_runs; i++)
-		if (strcmp(sv->runs[i]->id, id) == 0)
+		if (!sv->runs[i]->deleted && strcmp(sv->runs[i]->id, id) == 0)
 			return sv->runs[i];
 	return NULL;
 }
@@ -77,7 +78,7 @@ serve_run_find_idem(struct serve *sv, uid_t owner, const char *key)
 {
 	for (size_t i = 0; i < sv->n_runs; i++) {
 		struct serve_run *r = sv->runs[i];
-		if (r->owner == owner && r->idem && strcmp(r->idem, key) == 0)
+		if (!r->deleted && r->owner == owner && r->idem && strcmp(r->idem, key) == 0)
 			return r;
 	}
 	return NULL;
@@ -138,6 +139,8 @@ static void
 set_status(struct serve_run *r, const char *status, const char *reason)
 {
 	snprintf(r->status, sizeof(r->status), "%s", status);
+	if (serve_run_final(r))
+		r->finished_ms = agd_wall_ms();
 	if (reason) {
 		free(r->reason);
 		r->reason = strdup(reason);
@@ -720,6 +723,51 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	return 0;
 }
 
+/* ---- deletion and retention ---- */
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	/* FTW_PHYS: symlinks are removed, never followed. */
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int
+serve_run_delete(struct serve *sv, struct serve_run *r, const char *why)
+{
+	char dir[PATH_MAX];
+
+	if (!serve_run_final(r))
+		return -EBUSY;
+	/* The journal and events stay in the store (audit); the run's files
+	 * go, and the run is no longer listed, shown or resumed. */
+	int e = store_run_set_status(sv->st, r->id, "deleted", r->exit_code, why);
+	if (e < 0)
+		return e;
+	snprintf(dir, sizeof(dir), "%.1023s/runs/%.128s", sv->cfg.state, r->id);
+	(void)nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	serve_wake(sv, r);
+	/* Kept in memory, hidden: a stream still sending may point at it. */
+	r->deleted = true;
+	sv->n_deleted++;
+	return 0;
+}
+
+static void
+retention_sweep(struct serve *sv, int64_t now)
+{
+	if (!sv->cfg.retention_s)
+		return;
+	for (size_t i = 0; i < sv->n_runs; i++) {
+		struct serve_run *r = sv->runs[i];
+		if (!r->deleted && serve_run_final(r) && r->finished_ms &&
+		    now - r->finished_ms >= sv->cfg.retention_s * 1000)
+			(void)serve_run_delete(sv, r, "retention");
+	}
+}
+
 /* ---- fork ---- */
 
 /* A new run that starts where `src` stood after call `at`: the same command,
@@ -871,7 +919,7 @@ recover_one(const struct store_run *sr, void *ud)
 
 	/* Runs made by `agentd run` in the same state dir have no daemon
 	 * record: their own supervisor owns them. */
-	if (!json_is_object(d) ||
+	if (!json_is_object(d) || strcmp(sr->status, "deleted") == 0 ||
 	    json_unpack(d, "{s:I,s:I,s:s,s:o,s:s,s:I,s?s,s?I}", "owner", &owner, "gid", &gid,
 			"user", &user, "labels", &labels, "message_mode", &mode, "wall_clock_s",
 			&wall, "idempotency_key", &idem, "sandbox_uid", &sid) < 0 ||
@@ -910,6 +958,7 @@ recover_one(const struct store_run *sr, void *ud)
 	    .lock_fd = -1,
 	};
 	snprintf(r->status, sizeof(r->status), "%s", sr->status);
+	r->finished_ms = serve_run_final(r) ? sr->updated_ms : 0;
 	/* A run recorded "running" before its first attempt was still queued. */
 	if (strcmp(sr->status, "running") == 0 && sr->attempts == 0)
 		snprintf(r->status, sizeof(r->status), "queued");
@@ -1031,6 +1080,10 @@ on_tick(struct agd_watch *w, uint32_t events)
 	bool heartbeat = now - sv->heartbeat_ms >= API_HEARTBEAT_MS;
 	if (heartbeat)
 		sv->heartbeat_ms = now;
+	if (now - sv->swept_ms >= 1000) {
+		sv->swept_ms = now;
+		retention_sweep(sv, now);
+	}
 	for (size_t i = 0; i < sv->n_runs; i++) {
 		struct serve_run *r = sv->runs[i];
 		if (heartbeat && r->waiters) {
@@ -1152,18 +1205,19 @@ load_config(struct serve_config *c, const char *path)
 		   idle = c->approval_idle_suspend_s;
 	const char *tcp = NULL;
 	json_t *tokens = NULL;
+	json_int_t retention = 0;
 	int e = agd_read_file(path, CONFIG_MAX, &buf, &len);
 
 	if (e < 0)
 		return agd_die(-1, "config %s: %s", path, strerror(-e));
 	cleanup_json json_t *doc = agd_json_parse(buf, len, 16, &jerr);
-	if (!doc ||
-	    json_unpack_ex(doc, &jerr, JSON_STRICT, "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o}",
-			   "state", &state, "socket", &sock, "policy_dir", &pdir, "admin_group",
-			   &group, "max_running", &maxr, "max_running_per_user", &maxu,
-			   "max_queued_per_user", &maxq, "log_max_bytes", &logmax,
-			   "approval_idle_suspend_s", &idle, "tcp_listen", &tcp, "tokens",
-			   &tokens) < 0)
+	if (!doc || json_unpack_ex(doc, &jerr, JSON_STRICT,
+				   "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o,s?I}", "state",
+				   &state, "socket", &sock, "policy_dir", &pdir, "admin_group",
+				   &group, "max_running", &maxr, "max_running_per_user", &maxu,
+				   "max_queued_per_user", &maxq, "log_max_bytes", &logmax,
+				   "approval_idle_suspend_s", &idle, "tcp_listen", &tcp, "tokens",
+				   &tokens, "retention_s", &retention) < 0)
 		return agd_die(-1, "config %s:%d: %s", path, jerr.line, jerr.text);
 	if (maxr < 1 || maxr > 100000 || maxu < 1 || maxu > 100000 || maxq < 0 || maxq > 1000000 ||
 	    logmax < 0)
@@ -1177,6 +1231,9 @@ load_config(struct serve_config *c, const char *path)
 		return agd_die(-1, "config %s: tcp_listen takes HOST:PORT", path);
 	if (tcp)
 		snprintf(c->tcp_listen, sizeof(c->tcp_listen), "%s", tcp);
+	if (retention < 0)
+		return agd_die(-1, "config %s: retention_s must be >= 0", path);
+	c->retention_s = retention;
 	if (tokens && load_tokens(c, tokens) < 0)
 		return agd_die(-1,
 			       "config %s: tokens: [{\"user\": NAME, \"sha256\": 64 hex, "

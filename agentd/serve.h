@@ -34,7 +34,8 @@ struct serve_config {
 	int max_queued_per_user;
 	int64_t log_max_bytes;	     /* per run */
 	int approval_idle_suspend_s; /* see sup_options; 0: the supervisor's default */
-	char tcp_listen[128];	     /* "HOST:PORT"; "" = no TCP listener (default) */
+	int64_t retention_s;  /* final runs are deleted this long after finishing (0: kept) */
+	char tcp_listen[128]; /* "HOST:PORT"; "" = no TCP listener (default) */
 	struct serve_token *tokens;
 	size_t n_tokens;
 };
@@ -66,6 +67,8 @@ struct serve_run {
 	int64_t started_ms;
 	uint64_t order; /* submission order, for the queue */
 	char status[24];
+	int64_t finished_ms; /* when it became final (0: not final) */
+	bool deleted;	     /* hidden from every lookup (kept for streams in flight) */
 	int exit_code;
 	char *reason;
 	const char *final_status; /* set by cancel/kill/limit: recorded on done */
@@ -113,9 +116,11 @@ struct serve {
 	const char *sdk_dir;
 	int64_t started_ms;
 	int64_t heartbeat_ms; /* last wake of every parked connection */
+	int64_t swept_ms;     /* last retention sweep */
 
 	struct serve_run **runs; /* submission order */
 	size_t n_runs, cap_runs;
+	size_t n_deleted; /* of runs[], hidden */
 	uint64_t next_order;
 	struct serve_tenant *tenants, *rr; /* round-robin cursor */
 	int running;
@@ -139,6 +144,9 @@ int serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_re
  * generated one), queued. Same errors as serve_submit. */
 int serve_run_fork(struct serve *sv, struct serve_run *src, int64_t at, const char *name,
 		   struct serve_run **ret_run, char *err, size_t errsz);
+/* Delete a final run: its files go, its store rows stay for audit with
+ * status "deleted"; no longer listed or shown. -EBUSY if not final. */
+int serve_run_delete(struct serve *sv, struct serve_run *r, const char *why);
 /* Graceful cancel or immediate kill; a queued run is dropped. */
 int serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill);
 /* 1-based position in the fair queue, 0 if not queued. */

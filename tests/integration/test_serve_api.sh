@@ -147,6 +147,16 @@ t1=$(date +%s%N)
 wait $wp
 grep -q '"succeeded"' "$T/waited" || fail "result?wait: $(cat "$T/waited")"
 
+# delete: a finished run's files go and it is no longer listed; a live one is refused
+api DELETE /v1/runs/waiter >/dev/null; [ "$(code)" = 200 ] || fail "delete: $(code)"
+api GET /v1/runs/waiter >/dev/null; [ "$(code)" = 404 ] || fail "a deleted run is shown"
+[ ! -e "$STATE/runs/waiter" ] || fail "a deleted run's files stayed"
+ctl -q ls | grep -qx waiter && fail "a deleted run is listed"
+ctl -q run --name busy -- /bin/sleep 30 >/dev/null
+api DELETE /v1/runs/busy >/dev/null; [ "$(code)" = 409 ] || fail "delete of a live run: $(code)"
+ctl kill busy >/dev/null
+ctl rm busy >/dev/null || fail "agentctl rm"
+
 # drain: new runs refused (503), health says so; undrain
 ctl drain >/dev/null
 api POST /v1/runs '{"command": ["/bin/true"]}' >/dev/null; [ "$(code)" = 503 ] || fail "drain: $(code)"
@@ -156,4 +166,15 @@ api POST /v1/runs '{"command": ["/bin/true"]}' >/dev/null; [ "$(code)" = 201 ] |
 
 stop_serve TERM || fail "agentd serve did not exit 0 on SIGTERM"
 [ ! -S "$SOCK" ] || fail "socket left behind"
+
+# retention: finished runs are deleted retention_s after they finish, also
+# after a restart; deleted runs stay deleted
+start_serve "{\"policy_dir\": \"$T/policies\", \"retention_s\": 2}"
+api GET /v1/runs/waiter >/dev/null; [ "$(code)" = 404 ] || fail "a deleted run came back"
+ctl -q run --name short --wait -- /bin/true >/dev/null
+api GET /v1/runs/short >/dev/null; [ "$(code)" = 200 ] || fail "short gone at once"
+sleep 3.5
+api GET /v1/runs/short >/dev/null; [ "$(code)" = 404 ] || fail "retention did not delete short"
+api GET /v1/runs/exit3 >/dev/null; [ "$(code)" = 404 ] || fail "retention did not delete older runs"
+stop_serve TERM
 echo "ok: serve API"
