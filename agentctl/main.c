@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/util.h"
 
 #define EXIT_DAEMON 125
@@ -339,7 +340,7 @@ cmd_run(int argc, char **argv)
 	    {"wait", no_argument, NULL, 'w'},
 	    {0},
 	};
-	json_t *body = json_object(), *labels = json_object();
+	cleanup_json json_t *body = json_object(), *labels = json_object();
 	bool wait = false;
 	char cwd[PATH_MAX];
 	int c;
@@ -400,11 +401,9 @@ cmd_run(int argc, char **argv)
 	json_object_set_new(body, "command", cmd);
 	if (json_object_size(labels))
 		json_object_set(body, "labels", labels);
-	json_decref(labels);
 
 	json_t *r = NULL;
 	int rc = call("POST", "/v1/runs", body, &r);
-	json_decref(body);
 	if (rc)
 		return rc;
 	const char *id = json_string_value(json_object_get(r, "id"));
@@ -439,7 +438,7 @@ cmd_ls(int argc, char **argv)
 	};
 	const char *status = NULL, *user = NULL;
 	int limit = 500, c;
-	json_t *all = json_array();
+	cleanup_json json_t *all = json_array();
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "s:u:n:", opts, NULL)) != -1) {
@@ -482,7 +481,6 @@ cmd_ls(int argc, char **argv)
 			break;
 	}
 	print_runs(all);
-	json_decref(all);
 	return 0;
 }
 
@@ -619,12 +617,12 @@ cmd_send(int argc, char **argv)
 	if (argc - optind != 2)
 		return die(EXIT_USAGE, "usage: agentctl send [--mode M] RUN TEXT");
 	cleanup_free char *id = urlenc(argv[optind]);
-	json_t *body = json_pack("{s:s}", "text", argv[optind + 1]), *v = NULL;
+	cleanup_json json_t *body = json_pack("{s:s}", "text", argv[optind + 1]);
+	json_t *v = NULL;
 	if (mode)
 		json_object_set_new(body, "mode", json_string(mode));
 	snprintf(path, sizeof(path), "/v1/runs/%s/messages", id ? id : "");
 	int rc = call("POST", path, body, &v);
-	json_decref(body);
 	if (rc)
 		return rc;
 	if (g.out != OUT_TABLE)
@@ -720,7 +718,7 @@ cmd_decide(int argc, char **argv, bool approve)
 	    {"comment", required_argument, NULL, 'c'},
 	    {0},
 	};
-	json_t *body = json_pack("{s:s}", "decision", approve ? "approve" : "deny");
+	cleanup_json json_t *body = json_pack("{s:s}", "decision", approve ? "approve" : "deny");
 	char path[512];
 	int c;
 
@@ -767,7 +765,6 @@ cmd_decide(int argc, char **argv, bool approve)
 	snprintf(path, sizeof(path), "/v1/approvals/%s/%s", er ? er : "", eq ? eq : "");
 	json_t *v = NULL;
 	int rc = call("POST", path, body, &v);
-	json_decref(body);
 	if (rc)
 		return rc;
 	if (g.out != OUT_TABLE)
@@ -789,7 +786,8 @@ cmd_fork(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {0},
 	};
-	json_t *body = json_object(), *v = NULL;
+	cleanup_json json_t *body = json_object();
+	json_t *v = NULL;
 	char path[512];
 	bool from = false;
 	int c;
@@ -809,7 +807,6 @@ cmd_fork(int argc, char **argv)
 	cleanup_free char *id = urlenc(argv[optind]);
 	snprintf(path, sizeof(path), "/v1/runs/%s/fork", id ? id : "");
 	int rc = call("POST", path, body, &v);
-	json_decref(body);
 	if (rc)
 		return rc;
 	print_run(v);
