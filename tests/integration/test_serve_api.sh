@@ -22,13 +22,13 @@ start_serve "{\"policy_dir\": \"$T/policies\", \"max_running\": 2, \"max_running
 # health and version
 h=$(api GET /v1/health); [ "$(code)" = 200 ] || fail "health: $(code)"
 [ "$(jget "$h" 'd["status"]')" = ok ] || fail "health status: $h"
-ctl version | grep -q "^server: agentd " || fail "version"
+ctl version | has "^server: agentd " || fail "version"
 
 # run --wait exits with the agent's status; logs hold its output
 rc=0; ctl -q run --name exit3 --max-restarts 0 --wait -- /bin/sh -c 'echo out-line; echo err-line >&2; exit 3' >/dev/null || rc=$?
 [ $rc = 3 ] || fail "run --wait exit status $rc, expected 3"
-ctl logs exit3 | grep -q '^out-line$' || fail "logs: stdout"
-ctl logs exit3 | grep -q '^err-line$' || fail "logs: stderr"
+ctl logs exit3 | has '^out-line$' || fail "logs: stdout"
+ctl logs exit3 | has '^err-line$' || fail "logs: stderr"
 rc=0; ctl run --wait -- /bin/true >/dev/null 2>&1 || rc=$?
 [ $rc = 0 ] || fail "run --wait of /bin/true: $rc"
 
@@ -41,7 +41,7 @@ j=$(api GET /v1/runs/counter/journal)
 [ "$(jget "$j" 'd["calls"][0]["tool"]')" = http.request ] || fail "journal tool: $j"
 ev=$(api GET /v1/runs/counter/events)
 echo "$ev" | python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin if l.strip()]' || fail "events are not NDJSON"
-echo "$ev" | grep -q '"run.succeeded"' || fail "events: no run.succeeded"
+echo "$ev" | has '"run.succeeded"' || fail "events: no run.succeeded"
 first=$(echo "$ev" | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 n_all=$(echo "$ev" | grep -c .)
 n_after=$(api GET "/v1/runs/counter/events?after=$first" | grep -c .)
@@ -51,8 +51,8 @@ n_after=$(api GET "/v1/runs/counter/events?after=$first" | grep -c .)
 ctl -o jsonl ls | python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin]' || fail "ls -o jsonl"
 ctl -o json show exit3 | python3 -c 'import json,sys; assert json.load(sys.stdin)["exit_code"] == 3' ||
 	fail "show -o json"
-ctl ls | grep -q $'\033' && fail "colour when stdout is not a terminal"
-ctl completion bash | grep -q '^complete -F _agentctl agentctl$' || fail "completion bash"
+ctl ls | has $'\033' && fail "colour when stdout is not a terminal"
+ctl completion bash | has '^complete -F _agentctl agentctl$' || fail "completion bash"
 rc=0; ctl frobnicate 2>/dev/null || rc=$?; [ $rc = 2 ] || fail "unknown verb: exit $rc"
 rc=0; "$AGENTCTL" -H unix://$T/nothing.sock health 2>/dev/null || rc=$?
 [ $rc = 125 ] || fail "unreachable daemon: exit $rc"
@@ -62,8 +62,8 @@ ctl -q fork counter --from 5 --name counter-fork >/dev/null || fail "agentctl fo
 r=$(api GET '/v1/runs/counter-fork/result?wait=60')
 [ "$(jget "$r" 'd["status"]')" = succeeded ] || { ctl logs counter-fork; fail "fork: $r"; }
 check_exactly_once serve 4
-api GET /v1/runs/counter-fork/events | grep -q '"replay.summary".*"replayed":5' ||
-	fail "the fork did not replay its 5 calls"
+api GET /v1/runs/counter-fork/events | has '"replay.summary".*"replayed":5' ||
+	{ api GET /v1/runs/counter-fork/events; fail "the fork did not replay its 5 calls"; }
 api POST /v1/runs/counter/fork '{"from_seq": 99}' >/dev/null; [ "$(code)" = 400 ] || fail "fork past the end: $(code)"
 
 # idempotency: a retried submit returns the same run
@@ -94,9 +94,9 @@ w='python3 '$T'/lib/serve_call.py fs.write "{\"path\": \"'$T'/out/$0\", \"conten
 python3 '$T'/lib/serve_call.py fs.read "{\"path\": \"/etc/hostname\"}" >/dev/null 2>&1; echo "r=$?"'
 (cd "$T" && ctl -q run --name wide --policy "$T/wide.json" --wait -- /bin/sh -c "$w" wide) >/dev/null || fail "wide run"
 (cd "$T" && ctl -q run --name narrow --policy "$T/narrow.json" --wait -- /bin/sh -c "$w" narrow) >/dev/null || fail "narrow run"
-ctl logs wide | grep -q '^w=0$' || { ctl logs wide; fail "a run layer allowing fs.* blocked what both allow"; }
-ctl logs wide | grep -q '^r=10$' || { ctl logs wide; fail "a run layer widened the user's policy"; }
-ctl logs narrow | grep -q '^w=10$' || { ctl logs narrow; fail "a run layer did not narrow the user's policy"; }
+ctl logs wide | has '^w=0$' || { ctl logs wide; fail "a run layer allowing fs.* blocked what both allow"; }
+ctl logs wide | has '^r=10$' || { ctl logs wide; fail "a run layer widened the user's policy"; }
+ctl logs narrow | has '^w=10$' || { ctl logs narrow; fail "a run layer did not narrow the user's policy"; }
 [ "$(jget "$(api GET /v1/runs/wide)" 'd["status"]')" = succeeded ] || fail "wide status"
 api GET /v1/runs/nope >/dev/null; [ "$(code)" = 404 ] || fail "unknown run: $(code)"
 api DELETE /v1/health >/dev/null; [ "$(code)" = 405 ] || fail "wrong method: $(code)"
@@ -109,7 +109,7 @@ for i in 1 2 3 4 5; do ctl -q run --name "q$i" -- /bin/sleep 30 >/dev/null; done
 [ "$(jget "$(api GET /v1/runs/q3)" 'd["status"]')" = queued ] || fail "q3 not queued"
 [ "$(jget "$(api GET /v1/runs/q5)" 'd["queue_position"]')" = 3 ] || fail "queue position of q5"
 e=$(api POST /v1/runs '{"command": ["/bin/true"]}'); [ "$(code)" = 429 ] || fail "full queue: $(code) $e"
-ctl -q ls --status queued | sort | tr '\n' ' ' | grep -q '^q3 q4 q5 $' || fail "ls --status queued"
+ctl -q ls --status queued | sort | tr '\n' ' ' | has '^q3 q4 q5 $' || fail "ls --status queued"
 ctl cancel q1 >/dev/null
 sleep 0.3
 [ "$(jget "$(api GET /v1/runs/q3)" 'd["status"]')" = running ] || fail "q3 did not start after a cancel"
@@ -133,7 +133,7 @@ done
 ctl -q run --name slow --wall-clock 1 -- /bin/sleep 30 >/dev/null
 r=$(api GET '/v1/runs/slow/result?wait=10')
 [ "$(jget "$r" 'd["status"]')" = failed ] || fail "wall-clock: $r"
-jget "$r" 'd["reason"]' | grep -q wall-clock || fail "wall-clock reason: $r"
+jget "$r" 'd["reason"]' | has wall-clock || fail "wall-clock reason: $r"
 
 # result?wait does not block the loop: other requests are answered meanwhile
 ctl -q run --name waiter -- /bin/sleep 2 >/dev/null
@@ -151,7 +151,7 @@ grep -q '"succeeded"' "$T/waited" || fail "result?wait: $(cat "$T/waited")"
 api DELETE /v1/runs/waiter >/dev/null; [ "$(code)" = 200 ] || fail "delete: $(code)"
 api GET /v1/runs/waiter >/dev/null; [ "$(code)" = 404 ] || fail "a deleted run is shown"
 [ ! -e "$STATE/runs/waiter" ] || fail "a deleted run's files stayed"
-ctl -q ls | grep -qx waiter && fail "a deleted run is listed"
+ctl -q ls | has -x waiter && fail "a deleted run is listed"
 ctl -q run --name busy -- /bin/sleep 30 >/dev/null
 api DELETE /v1/runs/busy >/dev/null; [ "$(code)" = 409 ] || fail "delete of a live run: $(code)"
 ctl kill busy >/dev/null

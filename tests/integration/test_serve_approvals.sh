@@ -43,12 +43,12 @@ start_serve '{"policy_dir": "'"$T/policies"'", "approval_idle_suspend_s": -1}'
 ctl approve ${p%/*} ${p#*/} --comment "fine" >/dev/null || fail "agentctl approve"
 r=$(result k1)
 [ "$(jget "$r" 'd["status"]')" = succeeded ] || { ctl logs k1; fail "k1: $r"; }
-ctl logs k1 | grep -q "asked: approved status=200" || { ctl logs k1; fail "k1 not approved"; }
+ctl logs k1 | has "asked: approved status=200" || { ctl logs k1; fail "k1 not approved"; }
 for e in free-k1-1 free-k1-1b gated-k1 free-k1-2; do
 	[ "$(applied $e)" = 1 ] || fail "k1: $e applied $(applied $e) times"
 done
 [ "$(ctl -q approvals --run k1 --status approved)" = "$p" ] || fail "approved listing"
-ctl -o json approvals --run k1 --status all | grep -q '"decided_by": "root"\|"decided_by": "'"$(id -un)"'"' || fail "decided_by"
+ctl -o json approvals --run k1 --status all | has '"decided_by": "root"\|"decided_by": "'"$(id -un)"'"' || fail "decided_by"
 ctl approve ${p%/*} ${p#*/} >/dev/null 2>&1 && fail "a decided approval was decided twice"
 echo "ok: approve after SIGKILL"
 stop_serve TERM
@@ -74,7 +74,7 @@ submit d3 d3
 p=$(pending d3)
 ctl deny "$p" --comment no >/dev/null
 [ "$(jget "$(result d3)" 'd["status"]')" = succeeded ] || fail "d3"
-ctl logs d3 | grep -q "asked: denied" || { ctl logs d3; fail "d3 not denied"; }
+ctl logs d3 | has "asked: denied" || { ctl logs d3; fail "d3 not denied"; }
 [ "$(applied gated-d3)" = 0 ] || fail "a denied call ran"
 echo "ok: deny"
 stop_serve TERM
@@ -85,7 +85,7 @@ submit m4 m4
 pending m4 >/dev/null
 ctl send --mode interrupt m4 "please stop" >/dev/null || fail "agentctl send"
 [ "$(jget "$(result m4)" 'd["status"]')" = succeeded ] || fail "m4"
-ctl logs m4 | grep -q "asked: interrupted message=please stop" || { ctl logs m4; fail "m4 not interrupted"; }
+ctl logs m4 | has "asked: interrupted message=please stop" || { ctl logs m4; fail "m4 not interrupted"; }
 api POST /v1/runs/m4/messages '{"text": "late"}' >/dev/null
 [ "$(code)" = 409 ] || fail "message to a finished run: $(code)"
 api POST /v1/runs/m4/messages '{"text": "x", "mode": "shout"}' >/dev/null

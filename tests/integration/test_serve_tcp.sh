@@ -44,9 +44,9 @@ r=$(tcp "$tok_user" POST /v1/runs '{"command": ["/bin/true"], "name": "t1"}')
 [ "$(jget "$r" 'd["user"]')" = nobody ] || fail "owner: $r"
 r=$(tcp "$tok_user" GET '/v1/runs/t1/result?wait=30')
 [ "$(jget "$r" 'd["status"]')" = succeeded ] || fail "t1: $r"
-ctl -q ls | grep -q '^t1$' || fail "the local admin does not see t1"
-AGENTD_TOKEN=$tok_admin "$AGENTCTL" -H "tcp://127.0.0.1:$port" -q ls | grep -q '^t1$' || fail "admin token"
-AGENTD_TOKEN=$tok_admin "$AGENTCTL" -H "tcp://127.0.0.1:$port" version | grep -q '^server: agentd' ||
+ctl -q ls | has '^t1$' || fail "the local admin does not see t1"
+AGENTD_TOKEN=$tok_admin "$AGENTCTL" -H "tcp://127.0.0.1:$port" -q ls | has '^t1$' || fail "admin token"
+AGENTD_TOKEN=$tok_admin "$AGENTCTL" -H "tcp://127.0.0.1:$port" version | has '^server: agentd' ||
 	fail "agentctl version over tcp"
 rc=0; AGENTD_TOKEN=nope-nope-nope-nope-nope "$AGENTCTL" -H "tcp://127.0.0.1:$port" ls 2>/dev/null || rc=$?
 [ $rc = 125 ] || fail "agentctl with a bad token: exit $rc"

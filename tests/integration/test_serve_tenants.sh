@@ -35,9 +35,9 @@ w='python3 '$T'/lib/serve_call.py fs.write "{\"path\": \"'$T'/shared/$0\", \"con
 actl "$UA" -q run --name a-pol --wait -- /bin/sh -c "$w" a-file >/dev/null || fail "A's allowed write"
 actl "$UA" -q run --name a-steal --wait -- /bin/sh -c "$w" b-file >/dev/null || true
 actl "$UB" -q run --name b-pol --wait -- /bin/sh -c "$w" b-file >/dev/null || fail "B's allowed write"
-actl "$UA" logs a-pol | grep -q '^rc=0$' || { actl "$UA" logs a-pol; fail "A's policy did not allow A"; }
-actl "$UA" logs a-steal | grep -q '^rc=10$' || { actl "$UA" logs a-steal; fail "B's policy applied to A's run"; }
-actl "$UB" logs b-pol | grep -q '^rc=0$' || fail "B's policy did not allow B"
+actl "$UA" logs a-pol | has '^rc=0$' || { actl "$UA" logs a-pol; fail "A's policy did not allow A"; }
+actl "$UA" logs a-steal | has '^rc=10$' || { actl "$UA" logs a-steal; fail "B's policy applied to A's run"; }
+actl "$UB" logs b-pol | has '^rc=0$' || fail "B's policy did not allow B"
 # root mode: each tenant's agents run as its own unprivileged uid (200000..)
 ua=$(actl "$UA" logs a-pol | grep -x '[0-9]*'); ub=$(actl "$UB" logs b-pol | grep -x '[0-9]*')
 [ "$ua" -ge 200000 ] && [ "$ub" -ge 200000 ] && [ "$ua" != "$ub" ] || fail "sandbox uids: A $ua, B $ub"
@@ -45,8 +45,8 @@ ua=$(actl "$UA" logs a-pol | grep -x '[0-9]*'); ub=$(actl "$UB" logs b-pol | gre
 
 # isolation: B cannot see or touch A's runs
 actl "$UA" -q run --name a-long -- /bin/sleep 30 >/dev/null
-actl "$UB" -q ls | grep -q '^a-' && fail "B lists A's runs"
-actl "$UB" -q ls | grep -q '^b-pol$' || fail "B does not list its own run"
+actl "$UB" -q ls | has '^a-' && fail "B lists A's runs"
+actl "$UB" -q ls | has '^b-pol$' || fail "B does not list its own run"
 for p in "GET /v1/runs/a-long" "GET /v1/runs/a-long/result" "GET /v1/runs/a-long/events" \
 	"GET /v1/runs/a-long/logs" "GET /v1/runs/a-long/journal" "POST /v1/runs/a-long/cancel" \
 	"POST /v1/runs/a-long/kill" "POST /v1/runs/a-long/messages"; do
@@ -58,8 +58,8 @@ rc=0; actl "$UB" cancel a-long 2>/dev/null || rc=$?
 [ "$(aapi "$UB" GET '/v1/runs?user='"$UA")" = 200 ] || fail "filtered listing"
 [ -z "$(actl "$UB" -q ls --user "$UA")" ] || fail "B lists A's runs with --user"
 [ "$(aapi "$UB" POST /v1/admin/drain)" = 403 ] || fail "B may drain"
-ctl -q ls | grep -q '^a-long$' || fail "root does not see A's run"
-ctl -q ls | grep -q '^b-pol$' || fail "root does not see B's run"
+ctl -q ls | has '^a-long$' || fail "root does not see A's run"
+ctl -q ls | has '^b-pol$' || fail "root does not see B's run"
 [ "$(jget "$(api GET /v1/runs/a-long)" 'd["status"]')" = running ] || fail "a-long not running"
 
 # approvals and messages: only A (the owner; no approvers named) decides

@@ -61,3 +61,7 @@ serve_cleanup() {
 	cleanup
 }
 trap serve_cleanup EXIT
+
+# has PATTERN...: grep that reads all of its input. `cmd | grep -q` under
+# pipefail fails when grep exits at the first match and cmd gets SIGPIPE.
+has() { grep "$@" >/dev/null; }
