@@ -121,8 +121,8 @@ reply_errno(struct MHD_Connection *c, int e, const char *msg)
 
 /* ---- runs as JSON ---- */
 
-static json_t *
-run_json(struct serve *sv, const struct serve_run *r)
+json_t *
+api_run_json(struct serve *sv, const struct serve_run *r)
 {
 	struct store_run sr = {0};
 	json_t *v =
@@ -220,7 +220,7 @@ h_submit(struct req *q, struct MHD_Connection *c, char **args)
 	if (e < 0)
 		return reply_errno(c, e, err);
 	/* 201 for a new run, 200 for the one a retried key names. */
-	return reply_json(c, e == 1 ? 200 : 201, run_json(q->sv, r));
+	return reply_json(c, e == 1 ? 200 : 201, api_run_json(q->sv, r));
 }
 
 static bool
@@ -262,7 +262,7 @@ h_list(struct req *q, struct MHD_Connection *c, char **args)
 			more = true;
 			break;
 		}
-		json_array_append_new(list, run_json(sv, r));
+		json_array_append_new(list, api_run_json(sv, r));
 		last = (int64_t)r->order;
 	}
 	int64_t next = more ? last : -1;
@@ -278,7 +278,7 @@ static enum MHD_Result
 h_get(struct req *q, struct MHD_Connection *c, char **args)
 {
 	RUN_OR_404(q, c, args[0]);
-	return reply_json(c, 200, run_json(q->sv, r));
+	return reply_json(c, 200, api_run_json(q->sv, r));
 }
 
 static enum MHD_Result
@@ -301,7 +301,7 @@ h_result(struct req *q, struct MHD_Connection *c, char **args)
 		serve_park(q->sv, r, &q->waiter);
 		return MHD_YES;
 	}
-	return reply_json(c, 200, run_json(q->sv, r));
+	return reply_json(c, 200, api_run_json(q->sv, r));
 }
 
 static json_t *
@@ -342,7 +342,7 @@ cancel_or_kill(struct req *q, struct MHD_Connection *c, char **args, bool kill)
 		return reply_error(c, 409, "conflict", "run %s has already %s", r->id, r->status);
 	if (e < 0)
 		return reply_errno(c, e, "");
-	return reply_json(c, 200, run_json(q->sv, r));
+	return reply_json(c, 200, api_run_json(q->sv, r));
 }
 
 static enum MHD_Result
@@ -378,7 +378,7 @@ h_fork(struct req *q, struct MHD_Connection *c, char **args)
 	int e = serve_run_fork(q->sv, r, from, name, &f, err, sizeof(err));
 	if (e < 0)
 		return reply_errno(c, e, err);
-	return reply_json(c, 201, run_json(q->sv, f));
+	return reply_json(c, 201, api_run_json(q->sv, f));
 }
 
 static enum MHD_Result

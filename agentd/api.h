@@ -34,6 +34,7 @@ struct api_run_req {
 	int64_t wall_clock_s;	     /* 0: none */
 	const char *message_mode;    /* "queue" (default), "interrupt", "restart", "reject" */
 	const char *idempotency_key; /* or NULL */
+	const char *webhook;	     /* http(s) URL POSTed the run when final, or NULL */
 };
 
 /* Parse a run submission. 0 and *ret filled (clear with api_run_req_clear), or

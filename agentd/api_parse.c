@@ -110,17 +110,17 @@ int
 api_parse_run_req(const char *buf, size_t len, struct api_run_req *ret, char *err, size_t errsz)
 {
 	json_t *argv = NULL, *policy = NULL, *labels = NULL, *limits = NULL;
-	const char *cwd = NULL, *name = NULL, *mode = "queue", *idem = NULL;
+	const char *cwd = NULL, *name = NULL, *mode = "queue", *idem = NULL, *hook = NULL;
 	json_int_t max_restarts = 5, wall = 0;
 	json_error_t jerr;
 	cleanup_json json_t *root = parse_object(buf, len, err, errsz);
 
 	if (!root)
 		return -EINVAL;
-	if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s?s,s?s,s?o,s?o,s?o,s?I,s?s,s?s}",
+	if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s?s,s?s,s?o,s?o,s?o,s?I,s?s,s?s,s?s}",
 			   "command", &argv, "cwd", &cwd, "name", &name, "policy", &policy,
 			   "labels", &labels, "limits", &limits, "max_restarts", &max_restarts,
-			   "message_mode", &mode, "idempotency_key", &idem) < 0) {
+			   "message_mode", &mode, "idempotency_key", &idem, "webhook", &hook) < 0) {
 		snprintf(err, errsz, "invalid run request: %s", jerr.text);
 		return -EINVAL;
 	}
@@ -169,6 +169,9 @@ api_parse_run_req(const char *buf, size_t len, struct api_run_req *ret, char *er
 			    "'message_mode' must be queue, interrupt, restart or reject");
 	if (idem && !valid_text(idem, API_IDEM_MAX, false, false))
 		return fail(err, errsz, "'idempotency_key' must be 1-128 printable bytes");
+	if (hook && (!valid_text(hook, 2048, false, false) ||
+		     (strncmp(hook, "http://", 7) != 0 && strncmp(hook, "https://", 8) != 0)))
+		return fail(err, errsz, "'webhook' must be an http:// or https:// URL");
 
 	*ret = (struct api_run_req){
 	    .argv = argv,
@@ -180,6 +183,7 @@ api_parse_run_req(const char *buf, size_t len, struct api_run_req *ret, char *er
 	    .wall_clock_s = wall,
 	    .message_mode = mode,
 	    .idempotency_key = idem,
+	    .webhook = hook,
 	};
 	ret->root = steal_ptr(&root);
 	return 0;

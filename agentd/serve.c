@@ -108,6 +108,7 @@ run_free(struct serve_run *r)
 	free(r->user);
 	free(r->idem);
 	free(r->msg_mode);
+	free(r->webhook);
 	free(r->reason);
 	json_decref(r->labels);
 	if (r->log_fd >= 0)
@@ -363,12 +364,23 @@ lock_run(struct serve *sv, struct serve_run *r)
 	return fd;
 }
 
+/* Once per run, after its final status is stored. */
+static void
+run_finished(struct serve *sv, struct serve_run *r)
+{
+	if (r->webhook && !r->hooked && serve_run_final(r)) {
+		r->hooked = true;
+		serve_hook_send(sv, r->webhook, api_run_json(sv, r));
+	}
+}
+
 static void
 start_failed(struct serve *sv, struct serve_run *r, const char *why)
 {
 	set_status(r, "failed", why);
 	store_run_set_status(sv->st, r->id, "failed", -1, why);
 	serve_wake(sv, r);
+	run_finished(sv, r);
 }
 
 static void
@@ -467,6 +479,7 @@ on_run_done(struct sup_run *sup, void *ud)
 	r->tenant->running--;
 	sv->running--;
 	serve_wake(sv, r);
+	run_finished(sv, r);
 	serve_pump(sv);
 }
 
@@ -525,6 +538,7 @@ serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill)
 	if (r->lock_fd >= 0)
 		r->lock_fd = (close(r->lock_fd), -1);
 	serve_wake(sv, r);
+	run_finished(sv, r);
 	return 0;
 }
 
@@ -604,6 +618,10 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	} else
 		new_id(id, sizeof(id));
 
+	if (req->webhook && !serve_hook_host_allowed(sv, req->webhook)) {
+		snprintf(err, errsz, "webhooks to that host are not enabled (webhook_hosts)");
+		return -EINVAL;
+	}
 	cleanup_free char *user = user_name(uid);
 	if (!user)
 		return -ENOMEM;
@@ -672,6 +690,8 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	if (req->idempotency_key &&
 	    json_object_set_new(daemon, "idempotency_key", json_string(req->idempotency_key)) < 0)
 		return -ENOMEM;
+	if (req->webhook && json_object_set_new(daemon, "webhook", json_string(req->webhook)) < 0)
+		return -ENOMEM;
 
 	struct serve_run *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -683,6 +703,7 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	    .owner_gid = gid,
 	    .user = steal_ptr(&user),
 	    .idem = req->idempotency_key ? strdup(req->idempotency_key) : NULL,
+	    .webhook = req->webhook ? strdup(req->webhook) : NULL,
 	    .labels = json_incref(json_object_get(daemon, "labels")),
 	    .msg_mode = strdup(req->message_mode),
 	    .created_ms = agd_wall_ms(),
@@ -697,7 +718,8 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 	    .log_fd = -1,
 	    .lock_fd = -1,
 	};
-	if (!r->id || !r->msg_mode || !r->reason || (req->idempotency_key && !r->idem)) {
+	if (!r->id || !r->msg_mode || !r->reason || (req->idempotency_key && !r->idem) ||
+	    (req->webhook && !r->webhook)) {
 		run_free(r);
 		return -ENOMEM;
 	}
@@ -914,15 +936,16 @@ recover_one(const struct store_run *sr, void *ud)
 	struct rec *rc = ud;
 	json_t *d = json_object_get(sr->spec, "daemon");
 	json_int_t owner = -1, gid = -1, wall = 0, sid = NOBODY;
-	const char *user = NULL, *mode = "queue", *idem = NULL;
+	const char *user = NULL, *mode = "queue", *idem = NULL, *hook = NULL;
 	json_t *labels = NULL;
 
 	/* Runs made by `agentd run` in the same state dir have no daemon
 	 * record: their own supervisor owns them. */
 	if (!json_is_object(d) || strcmp(sr->status, "deleted") == 0 ||
-	    json_unpack(d, "{s:I,s:I,s:s,s:o,s:s,s:I,s?s,s?I}", "owner", &owner, "gid", &gid,
+	    json_unpack(d, "{s:I,s:I,s:s,s:o,s:s,s:I,s?s,s?I,s?s}", "owner", &owner, "gid", &gid,
 			"user", &user, "labels", &labels, "message_mode", &mode, "wall_clock_s",
-			&wall, "idempotency_key", &idem, "sandbox_uid", &sid) < 0 ||
+			&wall, "idempotency_key", &idem, "sandbox_uid", &sid, "webhook",
+			&hook) < 0 ||
 	    sid <= 0 || sid > UINT32_MAX - 1 || owner < 0 || owner > UINT32_MAX - 1 || gid < 0 ||
 	    gid > UINT32_MAX - 1 || !json_is_object(labels) || !api_valid_message_mode(mode) ||
 	    wall < 0)
@@ -945,6 +968,7 @@ recover_one(const struct store_run *sr, void *ud)
 	    .owner_gid = (gid_t)gid,
 	    .user = strdup(user),
 	    .idem = idem ? strdup(idem) : NULL,
+	    .webhook = hook ? strdup(hook) : NULL,
 	    .labels = json_incref(labels),
 	    .msg_mode = strdup(mode),
 	    .created_ms = sr->created_ms,
@@ -959,6 +983,7 @@ recover_one(const struct store_run *sr, void *ud)
 	};
 	snprintf(r->status, sizeof(r->status), "%s", sr->status);
 	r->finished_ms = serve_run_final(r) ? sr->updated_ms : 0;
+	r->hooked = serve_run_final(r); /* final before this start: reported then */
 	/* A run recorded "running" before its first attempt was still queued. */
 	if (strcmp(sr->status, "running") == 0 && sr->attempts == 0)
 		snprintf(r->status, sizeof(r->status), "queued");
@@ -1206,18 +1231,19 @@ load_config(struct serve_config *c, const char *path)
 	const char *tcp = NULL;
 	json_t *tokens = NULL;
 	json_int_t retention = 0;
+	json_t *hook_hosts = NULL;
 	int e = agd_read_file(path, CONFIG_MAX, &buf, &len);
 
 	if (e < 0)
 		return agd_die(-1, "config %s: %s", path, strerror(-e));
 	cleanup_json json_t *doc = agd_json_parse(buf, len, 16, &jerr);
-	if (!doc || json_unpack_ex(doc, &jerr, JSON_STRICT,
-				   "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o,s?I}", "state",
-				   &state, "socket", &sock, "policy_dir", &pdir, "admin_group",
-				   &group, "max_running", &maxr, "max_running_per_user", &maxu,
-				   "max_queued_per_user", &maxq, "log_max_bytes", &logmax,
-				   "approval_idle_suspend_s", &idle, "tcp_listen", &tcp, "tokens",
-				   &tokens, "retention_s", &retention) < 0)
+	if (!doc ||
+	    json_unpack_ex(
+		doc, &jerr, JSON_STRICT, "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o,s?I,s?o}",
+		"state", &state, "socket", &sock, "policy_dir", &pdir, "admin_group", &group,
+		"max_running", &maxr, "max_running_per_user", &maxu, "max_queued_per_user", &maxq,
+		"log_max_bytes", &logmax, "approval_idle_suspend_s", &idle, "tcp_listen", &tcp,
+		"tokens", &tokens, "retention_s", &retention, "webhook_hosts", &hook_hosts) < 0)
 		return agd_die(-1, "config %s:%d: %s", path, jerr.line, jerr.text);
 	if (maxr < 1 || maxr > 100000 || maxu < 1 || maxu > 100000 || maxq < 0 || maxq > 1000000 ||
 	    logmax < 0)
@@ -1234,6 +1260,24 @@ load_config(struct serve_config *c, const char *path)
 	if (retention < 0)
 		return agd_die(-1, "config %s: retention_s must be >= 0", path);
 	c->retention_s = retention;
+	if (hook_hosts) {
+		size_t i;
+		json_t *h;
+		if (!json_is_array(hook_hosts) || json_array_size(hook_hosts) > 1000)
+			return agd_die(-1, "config %s: webhook_hosts is a list of host names",
+				       path);
+		c->hook_hosts = calloc(json_array_size(hook_hosts) + 1, sizeof(char *));
+		if (!c->hook_hosts)
+			return agd_die(-1, "out of memory");
+		json_array_foreach(hook_hosts, i, h)
+		{
+			if (!json_is_string(h) ||
+			    !(c->hook_hosts[i] = strdup(json_string_value(h))))
+				return agd_die(
+				    -1, "config %s: webhook_hosts is a list of host names", path);
+			c->n_hook_hosts = i + 1;
+		}
+	}
 	if (tokens && load_tokens(c, tokens) < 0)
 		return agd_die(-1,
 			       "config %s: tokens: [{\"user\": NAME, \"sha256\": 64 hex, "
@@ -1281,6 +1325,7 @@ default_sdk_dir(char *buf, size_t bufsz)
 static void
 serve_free(struct serve *sv)
 {
+	serve_hooks_free(sv);
 	for (size_t i = 0; i < sv->n_free; i++)
 		sup_run_free(sv->to_free[i]);
 	free(sv->to_free);
@@ -1299,6 +1344,9 @@ serve_free(struct serve *sv)
 	if (sv->lock_fd >= 0)
 		close(sv->lock_fd);
 	free(sv->cfg.tokens);
+	for (size_t i = 0; i < sv->cfg.n_hook_hosts; i++)
+		free(sv->cfg.hook_hosts[i]);
+	free(sv->cfg.hook_hosts);
 }
 
 static void
@@ -1394,6 +1442,8 @@ agd_cmd_serve(int argc, char **argv)
 	if ((e = agd_loop_init(&sv->loop)) < 0)
 		return agd_die(1, "event loop: %s", strerror(-e));
 	sv->sdk_dir = default_sdk_dir(sv->sdk, sizeof(sv->sdk));
+	if ((e = serve_hooks_init(sv)) < 0)
+		return agd_die(1, "webhooks: %s", strerror(-e));
 	sv->started_ms = agd_wall_ms();
 	tools_global_init();
 	/* Each run holds a handful of fds (pidfd, channel, log pipe, timer,

@@ -13,6 +13,7 @@
 #include "supervisor/supervisor.h"
 
 struct MHD_Daemon;
+struct hook;
 struct MHD_Connection;
 
 /* A bearer token of the optional TCP listener, kept as its SHA-256 only. */
@@ -34,7 +35,9 @@ struct serve_config {
 	int max_queued_per_user;
 	int64_t log_max_bytes;	     /* per run */
 	int approval_idle_suspend_s; /* see sup_options; 0: the supervisor's default */
-	int64_t retention_s;  /* final runs are deleted this long after finishing (0: kept) */
+	int64_t retention_s; /* final runs are deleted this long after finishing (0: kept) */
+	char **hook_hosts;   /* hosts completion webhooks may go to (none: webhooks off) */
+	size_t n_hook_hosts;
 	char tcp_listen[128]; /* "HOST:PORT"; "" = no TCP listener (default) */
 	struct serve_token *tokens;
 	size_t n_tokens;
@@ -61,6 +64,8 @@ struct serve_run {
 	char *idem;	/* idempotency key or NULL */
 	json_t *labels; /* object (owned) */
 	char *msg_mode; /* the run's default message mode */
+	char *webhook;	/* completion webhook URL or NULL */
+	bool hooked;	/* its webhook was sent (or is not to be) */
 	int64_t created_ms;
 	int64_t wall_ms;   /* 0: none */
 	uid_t sandbox_uid; /* root mode: the tenant's own unprivileged uid (and gid) */
@@ -117,6 +122,11 @@ struct serve {
 	int64_t started_ms;
 	int64_t heartbeat_ms; /* last wake of every parked connection */
 	int64_t swept_ms;     /* last retention sweep */
+	void *hooks;	      /* CURLM * of completion webhooks (serve_webhook.c) */
+	struct agd_watch w_hook_timer;
+	struct hook *hook_list;
+	int hooks_active;
+	uint64_t hooks_sent, hooks_failed;
 
 	struct serve_run **runs; /* submission order */
 	size_t n_runs, cap_runs;
@@ -168,8 +178,18 @@ void api_stop(struct serve *sv);
 /* Run MHD's work and re-arm its timeout; call after every loop iteration. */
 int api_timeout_ms(struct serve *sv);
 void api_run(struct serve *sv);
+/* The run as the API shows it (new reference). */
+json_t *api_run_json(struct serve *sv, const struct serve_run *r);
 /* Resume a connection parked with serve_park. */
 void api_resume(struct serve *sv, struct MHD_Connection *c);
+
+/* serve_webhook.c: completion webhooks, driven by the loop. */
+int serve_hooks_init(struct serve *sv);
+void serve_hooks_free(struct serve *sv);
+/* True if url is http(s) to a host the config's webhook_hosts names. */
+bool serve_hook_host_allowed(const struct serve *sv, const char *url);
+/* POST body (stolen) to url, retried twice; best effort. */
+void serve_hook_send(struct serve *sv, const char *url, json_t *body);
 
 /* serve_notify.c: sd_notify over $NOTIFY_SOCKET (no-op without it). */
 void serve_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -17,7 +17,7 @@ cat > "$T/policies/$me.json" <<JSON
  {"id": "out", "tool": "fs.write", "path": "$T/out/**", "decision": "allow"}
 ]}
 JSON
-start_serve "{\"policy_dir\": \"$T/policies\", \"max_running\": 2, \"max_running_per_user\": 2, \"max_queued_per_user\": 3}"
+start_serve "{\"policy_dir\": \"$T/policies\", \"max_running\": 2, \"max_running_per_user\": 2, \"max_queued_per_user\": 3, \"webhook_hosts\": [\"127.0.0.1\"]}"
 
 # health and version
 h=$(api GET /v1/health); [ "$(code)" = 200 ] || fail "health: $(code)"
@@ -56,6 +56,18 @@ ctl completion bash | has '^complete -F _agentctl agentctl$' || fail "completion
 rc=0; ctl frobnicate 2>/dev/null || rc=$?; [ $rc = 2 ] || fail "unknown verb: exit $rc"
 rc=0; "$AGENTCTL" -H unix://$T/nothing.sock health 2>/dev/null || rc=$?
 [ $rc = 125 ] || fail "unreachable daemon: exit $rc"
+
+# completion webhook: POSTed once the run is final; only to configured hosts
+applied() { counts | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied"].get(sys.argv[1], 0))' "$1"; }
+api POST /v1/runs "{\"command\": [\"/bin/true\"], \"name\": \"hooked\", \"webhook\": \"$URL/effect/hook-1\"}" >/dev/null
+[ "$(code)" = 201 ] || fail "submit with a webhook: $(code)"
+api GET '/v1/runs/hooked/result?wait=30' >/dev/null
+for _ in $(seq 100); do [ "$(applied hook-1)" = 1 ] && break; sleep 0.05; done
+[ "$(applied hook-1)" = 1 ] || fail "webhook delivered $(applied hook-1) times"
+api POST /v1/runs '{"command": ["/bin/true"], "webhook": "http://169.254.169.254/x"}' >/dev/null
+[ "$(code)" = 400 ] || fail "a webhook to a host not allowed: $(code)"
+api POST /v1/runs '{"command": ["/bin/true"], "webhook": "file:///etc/passwd"}' >/dev/null
+[ "$(code)" = 400 ] || fail "a file:// webhook: $(code)"
 
 # fork after the last call: the fork replays every call and repeats no effect
 ctl -q fork counter --from 5 --name counter-fork >/dev/null || fail "agentctl fork"
