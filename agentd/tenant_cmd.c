@@ -19,16 +19,17 @@ agd_sandbox_id(const char *state_dir, uid_t *ret)
 	const char *tenant = getenv("AGENTD_TENANT");
 	const char *range = getenv("AGENTD_TENANT_IDS");
 	uint32_t base = SUP_TENANT_ID_BASE, count = SUP_TENANT_ID_COUNT;
-	char namebuf[32];
+	char namebuf[64];
 
 	if (!tenant || !tenant[0]) {
+		/* A copy: sup_tenant_id() looks up other uids with getpwuid(),
+		 * which reuses the buffer pw points into. */
 		struct passwd *pw = getpwuid(getuid());
 		if (pw)
-			tenant = pw->pw_name;
-		else {
+			snprintf(namebuf, sizeof(namebuf), "%s", pw->pw_name);
+		else
 			snprintf(namebuf, sizeof(namebuf), "uid-%u", (unsigned)getuid());
-			tenant = namebuf;
-		}
+		tenant = namebuf;
 	}
 	if (range && range[0]) {
 		unsigned long b, c;

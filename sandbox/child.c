@@ -150,6 +150,8 @@ apply_op(const struct sbx_op *o, int i, int host_fd)
 		if (mount(o->src, o->dst, NULL, MS_BIND | MS_REC, NULL) < 0) {
 			if ((o->flags & SBX_F_OPTIONAL) && errno == ENOENT)
 				break;
+			if ((o->flags & SBX_F_IF_REACHABLE) && errno == EACCES)
+				break;
 			fail(SBX_STEP_MOUNT_OP, i, errno);
 		}
 		set_attr(o->dst, o->flags, i, true);
@@ -348,8 +350,11 @@ apply_landlock(const struct sandbox_plan *p)
 	for (size_t i = 0; i < p->n_ll; i++) {
 		int fd = open(p->ll[i].path, O_PATH | O_CLOEXEC);
 		if (fd < 0) {
-			if (errno == ENOENT)
-				continue; /* an optional mount that was skipped */
+			/* an optional mount that was skipped, or a path we cannot
+			 * reach (nor can the program): a rule only grants, so
+			 * leaving it out never widens anything */
+			if (errno == ENOENT || errno == EACCES)
+				continue;
 			fail(SBX_STEP_LANDLOCK, (int)i, errno);
 		}
 		struct stat st;

@@ -31,6 +31,9 @@ enum sbx_op_kind {
 #define SBX_F_RO       (1u << 0) /* bind read-only */
 #define SBX_F_DEV      (1u << 1) /* device node bind: must not get nodev */
 #define SBX_F_OPTIONAL (1u << 2) /* a missing source is skipped */
+/* Skipped when the child (already the program's uid) may not reach it
+ * (EACCES): then neither may the program, which has fewer rights. */
+#define SBX_F_IF_REACHABLE (1u << 3)
 
 struct sbx_op {
 	enum sbx_op_kind kind;
@@ -132,8 +135,24 @@ struct sandbox_plan {
 	uint64_t ll_handled_net;
 	uint64_t ll_scoped;
 
+	/* Per-child cgroup v2 (cgroup.c): used when cg_parent_fd >= 0. */
+	int cg_parent_fd; /* O_PATH directory the children's cgroups are made in */
+	char cg_name[128];
+	bool cg_name_given;
+	struct sandbox_cgroup_limits cg_limits;
+	unsigned skipped; /* SANDBOX_DEFENCE_* gone without */
+
 	char notes[768];
 };
+
+/* cgroup.c: decide whether this plan's children get cgroups of their own.
+ * Sets p->cg_parent_fd (>= 0) when they do; otherwise writes why not into
+ * why (one clause, for the notes and for a refusal). Returns 0 or -ENOMEM. */
+int sbx_cgroup_plan(struct sandbox_plan *p, const struct sandbox_config *cfg, char *why,
+		    size_t whysz);
+/* cgroup.c: make the child's cgroup (reclaiming a stale one of the same
+ * name) with the plan's limits; *ret_fd is its O_CLOEXEC directory fd. */
+int sbx_cgroup_create(const struct sandbox_plan *p, int *ret_fd, char *err, size_t errsz);
 
 /* seccomp.c: compile the filter into *ret_bpf (malloc'd). inet: AF_INET and
  * AF_INET6 sockets allowed besides AF_UNIX. */

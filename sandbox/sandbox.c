@@ -3,6 +3,7 @@
  * its id maps, release it, and wait for exec or a setup error. */
 #include "sandbox/internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/landlock.h>
@@ -135,6 +136,8 @@ sandbox_plan_free(struct sandbox_plan *p)
 	free(p->gid_map);
 	free(p->bpf);
 	free(p->notify_bpf);
+	if (p->cg_parent_fd >= 0)
+		close(p->cg_parent_fd);
 	free(p);
 	return NULL;
 }
@@ -294,16 +297,143 @@ name_listed(const char *const *list, const char *name)
 	return false;
 }
 
-/* Each protected name that exists under a writable mount gets a read-only
- * bind over itself: the program can neither write it nor remove or replace
- * it (a mount point is busy). Names the configuration lists stay writable;
- * symlinks are left alone (the program could retarget them anyway). */
+/* A directory with nothing in it. */
+static bool
+dir_empty(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	bool empty = d != NULL;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	while (empty && (e = readdir(d)))
+		empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+	closedir(d);
+	return empty;
+}
+
+/* A placeholder that could not be made because the name exists, or because
+ * nobody with our rights (the program has no more) may create it there. */
+static bool
+placeholder_ok(int e)
+{
+	return e == EEXIST || e == EACCES || e == EPERM || e == EROFS;
+}
+
+/* An empty file at dirfd/name unless something is there already (a symlink
+ * included: O_EXCL never follows one). */
+static int
+placeholder_file(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+
+	if (fd < 0)
+		return placeholder_ok(errno) ? 0 : -errno;
+	/* readable by the program whatever our umask; writable by nobody */
+	int r = fchmod(fd, 0444) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+/* An empty directory at dirfd/name unless something is there already. */
+static int
+placeholder_dir(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0755) < 0)
+		return placeholder_ok(errno) ? 0 : -errno;
+	return fchmodat(dirfd, name, 0755, 0) < 0 ? -errno : 0;
+}
+
+/* A protected name that does not exist yet cannot be covered by a bind, and
+ * landlock can only add rights beneath a directory, never take one away: so
+ * each missing name gets an empty placeholder on the host (a file, mode
+ * 0444; for .git an empty directory), which protect_names() then binds
+ * read-only like an existing one. Placeholders stay after the run: removing
+ * one would detach the bind over it in every other run sharing the mount.
+ * Returns 0 or a negative errno (err says which name). */
+static int
+make_placeholders(const struct sandbox_config *cfg, const char *host, char *err, size_t errsz)
+{
+	cleanup_close int dfd = open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = 0;
+
+	if (dfd < 0) {
+		r = -errno;
+		set_err(err, errsz, "sandbox: protected names in %s: %s", host, strerror(-r));
+		return r;
+	}
+	bool hooks_rw = name_listed(cfg->writable_names, ".git/hooks");
+	bool config_rw = name_listed(cfg->writable_names, ".git/config");
+	if (!hooks_rw || !config_rw) {
+		if ((r = placeholder_dir(dfd, ".git")) < 0)
+			goto fail;
+		/* An empty .git (ours, or anyone's) is bound read-only whole;
+		 * inside an existing repository the missing names are made. */
+		cleanup_close int gfd =
+		    dir_empty(dfd, ".git")
+			? -1
+			: openat(dfd, ".git", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (gfd >= 0 && !hooks_rw && (r = placeholder_dir(gfd, "hooks")) < 0)
+			goto fail;
+		if (gfd >= 0 && !config_rw && (r = placeholder_file(gfd, "config")) < 0)
+			goto fail;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(protected_names); i++) {
+		const char *n = protected_names[i];
+		if (strchr(n, '/') || name_listed(cfg->writable_names, n))
+			continue;
+		if ((r = placeholder_file(dfd, n)) < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	set_err(err, errsz, "sandbox: placeholder for a protected name in %s: %s", host,
+		strerror(-r));
+	return r;
+}
+
+/* Bind `path` (inside the sandbox, under a writable mount bound earlier)
+ * over itself. Taken from the new root after the id switch, not from the
+ * host: in root mode a workspace of mode 0700 belongs to the program's uid,
+ * which the child has not yet become when it opens host sources. */
+static int
+self_bind(struct sandbox_plan *p, const char *path, unsigned flags, bool dir)
+{
+	char what[1100];
+	int r;
+
+	cleanup_free char *src = agd_asprintf(SBX_NEWROOT "%s", path);
+	if (!src)
+		return -ENOMEM;
+	snprintf(what, sizeof(what), "bind %s over itself (%s)", path,
+		 (flags & SBX_F_RO) ? "ro" : "rw");
+	if ((r = add_op(p, SBX_BIND, flags | SBX_F_IF_REACHABLE, 0, src, path, what)) < 0)
+		return r;
+	uint64_t access = (flags & SBX_F_RO) ? LL_RO : LL_ALL;
+	if (!dir)
+		access &= LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE;
+	return add_ll(p, path, access);
+}
+
+/* Each protected name under a writable mount gets a read-only bind over
+ * itself (made first as a placeholder when missing): the program can neither
+ * write it nor remove, replace or create it (a mount point is busy). Names
+ * the configuration lists stay writable; symlinks are left alone (the
+ * program could retarget them anyway). */
 static int
 protect_names(struct sandbox_plan *p, const struct sandbox_config *cfg, const char *host,
 	      const char *path, char *err, size_t errsz)
 {
 	struct stat st;
 	int r;
+
+	if ((r = make_placeholders(cfg, host, err, errsz)) < 0)
+		return r;
 
 	/* Pin .git itself with a read-write bind over itself: a mount point
 	 * cannot be renamed, so the program cannot move the protected .git
@@ -312,10 +442,12 @@ protect_names(struct sandbox_plan *p, const struct sandbox_config *cfg, const ch
 	cleanup_free char *git_in = agd_asprintf("%s/.git", path);
 	if (!git || !git_in)
 		return -ENOMEM;
+	/* An empty .git (the placeholder) is bound read-only: no repository
+	 * with hooks or config of the program's making can appear there. */
 	if ((!name_listed(cfg->writable_names, ".git/hooks") ||
 	     !name_listed(cfg->writable_names, ".git/config")) &&
 	    lstat(git, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    (r = add_bind(p, git, git_in, SBX_F_OPTIONAL, err, errsz)) < 0)
+	    (r = self_bind(p, git_in, dir_empty(AT_FDCWD, git) ? SBX_F_RO : 0, true)) < 0)
 		return r;
 	for (size_t i = 0; i < ARRAY_SIZE(protected_names); i++) {
 		const char *n = protected_names[i];
@@ -327,7 +459,7 @@ protect_names(struct sandbox_plan *p, const struct sandbox_config *cfg, const ch
 			return -ENOMEM;
 		if (lstat(h, &st) < 0 || S_ISLNK(st.st_mode))
 			continue;
-		if ((r = add_bind(p, h, in, SBX_F_RO | SBX_F_OPTIONAL, err, errsz)) < 0)
+		if ((r = self_bind(p, in, SBX_F_RO, S_ISDIR(st.st_mode))) < 0)
 			return r;
 	}
 	return 0;
@@ -623,6 +755,72 @@ probe_landlock(struct sandbox_plan *p)
 		p->ll_scoped = LL_SCOPE_ALL;
 }
 
+/* Why a required landlock is missing, and how to get it. */
+static void
+landlock_refusal(const struct sandbox_config *cfg, char *err, size_t errsz)
+{
+	if (cfg->unsafe_no_landlock) {
+		set_err(err, errsz,
+			"sandbox: required defence missing: landlock: switched off by the caller");
+		return;
+	}
+	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+	int e = abi < 0 ? errno : 0;
+	if (e == EOPNOTSUPP)
+		set_err(err, errsz,
+			"sandbox: required defence missing: landlock: the kernel has it but it is "
+			"disabled (add landlock to the lsm= boot parameter)");
+	else
+		set_err(err, errsz,
+			"sandbox: required defence missing: landlock: kernel without landlock (%s; "
+			"needs Linux >= 5.13 with CONFIG_SECURITY_LANDLOCK and lsm=landlock)",
+			errname(e ? e : ENOSYS));
+}
+
+static void add_note(struct sandbox_plan *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+add_note(struct sandbox_plan *p, const char *fmt, ...)
+{
+	size_t used = strlen(p->notes);
+	va_list ap;
+
+	if (used && used + 2 < sizeof(p->notes)) {
+		memcpy(p->notes + used, "; ", 3);
+		used += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(p->notes + used, sizeof(p->notes) - used, fmt, ap);
+	va_end(ap);
+}
+
+/* A cgroup per child when asked for and possible; else a note, or a refusal
+ * when the caller requires it. */
+static int
+plan_cgroup(struct sandbox_plan *p, const struct sandbox_config *cfg, char *err, size_t errsz)
+{
+	char why[640] = "";
+	int r;
+
+	if (cfg->cgroup && (r = sbx_cgroup_plan(p, cfg, why, sizeof(why))) < 0) {
+		set_err(err, errsz, "sandbox: %s", why[0] ? why : errname(-r));
+		return r;
+	}
+	if (p->cg_parent_fd >= 0)
+		return 0;
+	p->skipped |= SANDBOX_DEFENCE_CGROUP;
+	if (!cfg->cgroup)
+		snprintf(why, sizeof(why), "cgroup: none asked for");
+	if (cfg->require & SANDBOX_DEFENCE_CGROUP) {
+		set_err(err, errsz, "sandbox: required defence missing: %s", why);
+		return -EOPNOTSUPP;
+	}
+	add_note(p, "%s: memory, pids and cpu are bounded by rlimits and the pid namespace only",
+		 why);
+	return 0;
+}
+
 int
 sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, char *err,
 		size_t errsz)
@@ -639,6 +837,7 @@ sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, cha
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	p->cg_parent_fd = -1;
 	p->rootless = geteuid() != 0;
 	p->uid = p->rootless ? geteuid() : cfg->uid;
 	p->gid = p->rootless ? getegid() : cfg->gid;
@@ -672,15 +871,16 @@ sandbox_prepare(const struct sandbox_config *cfg, struct sandbox_plan **ret, cha
 	p->inet = cfg->network_loopback;
 	if (!cfg->unsafe_no_landlock)
 		probe_landlock(p);
-	struct sandbox_cgroup_info ci;
-	if (sandbox_cgroup_detect(&ci) == 0) {
-		size_t used = strlen(p->notes);
-		if (used && used + 2 < sizeof(p->notes)) {
-			memcpy(p->notes + used, "; ", 3);
-			used += 2;
+	if (!p->ll_abi) {
+		p->skipped |= SANDBOX_DEFENCE_LANDLOCK;
+		if (cfg->require & SANDBOX_DEFENCE_LANDLOCK) {
+			landlock_refusal(cfg, err, errsz);
+			r = -EOPNOTSUPP;
+			goto fail;
 		}
-		sandbox_cgroup_describe(&ci, p->notes + used, sizeof(p->notes) - used);
 	}
+	if ((r = plan_cgroup(p, cfg, err, errsz)) < 0)
+		goto fail;
 	if (!cfg->unsafe_no_seccomp &&
 	    (r = sandbox_seccomp_get(p->inet, &p->bpf, &p->bpf_len, err, errsz)) < 0)
 		goto fail;
@@ -703,6 +903,12 @@ const char *
 sandbox_notes(const struct sandbox_plan *p)
 {
 	return p && p->notes[0] ? p->notes : NULL;
+}
+
+unsigned
+sandbox_skipped(const struct sandbox_plan *p)
+{
+	return p ? p->skipped : 0;
 }
 
 static int
@@ -758,8 +964,9 @@ recv_fd(int sock)
 	return fd;
 }
 
-int
-sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz)
+/* sandbox_spawn() with the child's cgroup already made (cgfd, or -1). */
+static int
+spawn_in(const struct sandbox_plan *p, int cgfd, struct sandbox_child *ret, char *err, size_t errsz)
 {
 	cleanup_close int sync_r = -1, sync_w = -1, err_r = -1, err_w = -1, st_r = -1, st_w = -1;
 	cleanup_close int pidfd = -1, nt_r = -1, nt_w = -1;
@@ -797,7 +1004,18 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 	    .pidfd = (uint64_t)(uintptr_t)&pidfd,
 	    .exit_signal = SIGCHLD,
 	};
+	/* Born in its cgroup: nothing of the program runs before its limits. */
+	if (cgfd >= 0) {
+		ca.flags |= CLONE_INTO_CGROUP;
+		ca.cgroup = (uint64_t)cgfd;
+	}
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid < 0 && cgfd >= 0) {
+		r = -errno;
+		set_err(err, errsz, "sandbox: clone3 into the run's cgroup failed: %s",
+			errname(-r));
+		return r;
+	}
 	if (pid < 0) {
 		r = -errno;
 		set_err(err, errsz,
@@ -866,6 +1084,7 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 		ret->status_fd = take_fd(&st_r);
 		ret->notify_fd = listener;
 		ret->network_loopback = p->inet;
+		ret->cgroup_fd = -1;
 		return 0;
 	}
 	reap(pidfd);
@@ -891,6 +1110,29 @@ errno_fail:
 	r = -errno;
 	set_err(err, errsz, "sandbox: pipe2 failed: %s", errname(-r));
 	return r;
+}
+
+int
+sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz)
+{
+	cleanup_close int cgfd = -1;
+	struct sandbox_child c;
+	int r;
+
+	if (!p || !ret) {
+		set_err(err, errsz, "sandbox: no plan");
+		return -EINVAL;
+	}
+	if (p->cg_parent_fd >= 0 && (r = sbx_cgroup_create(p, &cgfd, err, errsz)) < 0)
+		return r;
+	if ((r = spawn_in(p, cgfd, &c, err, errsz)) < 0) {
+		/* the child, if any, has been reaped */
+		sandbox_cgroup_remove(&cgfd);
+		return r;
+	}
+	c.cgroup_fd = take_fd(&cgfd);
+	*ret = c;
+	return 0;
 }
 
 int

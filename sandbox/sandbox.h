@@ -28,6 +28,18 @@ struct sandbox_rlimits {
 	uint64_t processes;	/* RLIMIT_NPROC; 0 = default (256) */
 };
 
+/* Defences a caller may insist on (sandbox_config.require): without them the
+ * plan is refused instead of degraded. Every other defence is always applied. */
+#define SANDBOX_DEFENCE_LANDLOCK (1u << 0)
+#define SANDBOX_DEFENCE_CGROUP	 (1u << 1)
+
+/* Limits written into the run's own cgroup v2 directory. */
+struct sandbox_cgroup_limits {
+	uint64_t memory_max; /* memory.max bytes (swap off); 0 = no limit */
+	uint64_t pids_max;   /* pids.max; 0 = no limit */
+	uint64_t cpu_milli;  /* cpu.max in thousandths of one CPU; 0 = no limit */
+};
+
 struct sandbox_config {
 	const char *const *argv; /* program and arguments; argv[0] looked up in PATH of envp */
 	const char *const *envp; /* the complete environment of the program */
@@ -55,6 +67,15 @@ struct sandbox_config {
 	 * default (".git/hooks", ".git/config", ".bashrc", ".profile", ".zshrc"...):
 	 * NULL-terminated, or NULL for none. */
 	const char *const *writable_names;
+	/* Start each child in a cgroup v2 directory of its own (clone3
+	 * CLONE_INTO_CGROUP) with cgroup_limits, when a writable hierarchy with
+	 * the memory, pids and cpu controllers is there; else rlimits only and a
+	 * note (or a refusal when require has SANDBOX_DEFENCE_CGROUP). */
+	bool cgroup;
+	const char *cgroup_parent; /* delegated cgroup2 directory; NULL: our own cgroup */
+	const char *cgroup_name;   /* the child's cgroup under it; NULL: "agentd-<pid>-<n>" */
+	struct sandbox_cgroup_limits cgroup_limits;
+	unsigned require; /* SANDBOX_DEFENCE_*: refuse rather than run without them */
 	/* Test switch: skip the seccomp filter. Only the escape suite's
 	 * "protection off" controls set it; never reachable from a policy. */
 	bool unsafe_no_seccomp;
@@ -80,6 +101,10 @@ struct sandbox_child {
 	 * container runtime that uses one): denials then apply unrecorded. */
 	int notify_fd;
 	bool network_loopback; /* copied from the config: which filter answers */
+	/* O_CLOEXEC fd of the child's own cgroup directory, or -1 when it runs
+	 * without one; owned by the caller, who ends it with
+	 * sandbox_cgroup_remove() once the child is reaped. */
+	int cgroup_fd;
 };
 
 /* Create the sandboxed child and exec the program. Blocks until the child has
@@ -93,6 +118,8 @@ int sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char 
  * caller to log; NULL when there are none. The string lives as long as the
  * plan. */
 const char *sandbox_notes(const struct sandbox_plan *p);
+/* The SANDBOX_DEFENCE_* this plan goes without (each named in the notes). */
+unsigned sandbox_skipped(const struct sandbox_plan *p);
 
 /* cgroup v2 as seen from this process. */
 struct sandbox_cgroup_info {
@@ -108,6 +135,21 @@ struct sandbox_cgroup_info {
 int sandbox_cgroup_detect(struct sandbox_cgroup_info *ret);
 /* One line saying what the runs get from cgroups here (snprintf's return). */
 int sandbox_cgroup_describe(const struct sandbox_cgroup_info *ci, char *buf, size_t bufsz);
+
+/* End a child's cgroup: kill whatever is left in it (cgroup.kill, or one
+ * SIGKILL per process where that file is missing), wait briefly for it to
+ * empty, remove the directory and close *cgroup_fd (set to -1). Accepts -1.
+ * Returns 0, -EBUSY when it did not empty in time (the directory stays and
+ * is reclaimed by the next child of the same name), or another negative
+ * errno. */
+int sandbox_cgroup_remove(int *cgroup_fd);
+
+/* Write the limits into the cgroup directory dirfd (memory.max,
+ * memory.swap.max, memory.oom.group, pids.max, cpu.max); files the kernel
+ * does not offer for optional knobs (swap) are skipped. Returns 0 or a
+ * negative errno with err naming the file. */
+int sandbox_cgroup_write_limits(int dirfd, const struct sandbox_cgroup_limits *l, char *err,
+				size_t errsz);
 
 /* How the program ended. */
 struct sandbox_exit {
@@ -145,5 +187,6 @@ struct sandbox_violation {
  * died before it was read; another negative errno on failure. */
 int sandbox_violation_next(const struct sandbox_child *c, struct sandbox_violation *ret);
 
-/* Close pidfd, status_fd and notify_fd (set to -1). Accepts NULL. Does not kill or reap. */
+/* Close pidfd, status_fd and notify_fd (set to -1). Accepts NULL. Does not kill or reap,
+ * and leaves cgroup_fd alone: end it with sandbox_cgroup_remove() after reaping. */
 void sandbox_child_close(struct sandbox_child *c);

@@ -126,6 +126,30 @@ for user in $USERS; do
 		/bin/sh -c 'mv /workspace/.git /workspace/moved 2>/dev/null && echo "rename: ESCAPED" || echo "rename: BLOCKED"' | result)
 	check "$user" "move .git aside" "BLOCKED (EBUSY)" "$got" "$ctl"
 	[ -d "$pws/.git" ] || [ ! -d "$pws/moved" ] || mv "$pws/moved" "$pws/.git"
+
+	# Protected names that do not exist yet cannot be created either (a
+	# read-only placeholder is bound there): a shell rc file, and a .git
+	# with hooks or config where there was no repository. Control: the same
+	# names listed as writable, in a fresh workspace each time.
+	fresh() { rm -rf "$pws" && mkdir -p "$pws" && chown 65534:65534 "$pws"; }
+	fresh; got=$(pw -- "$PROBE" try write /workspace/.profile)
+	[ -f "$pws/.profile" ] && [ ! -s "$pws/.profile" ] || fail "[$user] no empty .profile placeholder"
+	fresh; ctl=$(pw --writable-name .profile -- "$PROBE" try write /workspace/.profile)
+	check "$user" "create a shell rc file in the workspace" "BLOCKED" "$got" "$ctl"
+	rmrc='rm -f /workspace/.profile 2>/dev/null && [ ! -e /workspace/.profile ] && echo "rm: ESCAPED" || echo "rm: BLOCKED (EBUSY)"'
+	fresh; got=$(sandboxed "$user" --workspace "$pws" -- /bin/sh -c "$rmrc" | result)
+	fresh; : >"$pws/.profile"; chown 65534:65534 "$pws/.profile"
+	ctl=$(sandboxed "$user" --workspace "$pws" --writable-name .profile -- /bin/sh -c "$rmrc" | result)
+	check "$user" "remove the .profile placeholder" "BLOCKED (EBUSY)" "$got" "$ctl"
+	mkcfg='mkdir -p /workspace/.git 2>/dev/null; (: >>/workspace/.git/config) 2>/dev/null && echo "config: ESCAPED" || echo "config: BLOCKED (EROFS)"'
+	fresh; got=$(sandboxed "$user" --workspace "$pws" -- /bin/sh -c "$mkcfg" | result)
+	fresh; ctl=$(sandboxed "$user" --workspace "$pws" --writable-name .git/hooks --writable-name .git/config -- \
+		/bin/sh -c "$mkcfg" | result)
+	check "$user" "create .git/config where there was no repository" "BLOCKED (EROFS)" "$got" "$ctl"
+	fresh; got=$(sandboxed "$user" --workspace "$pws" -- /bin/sh -c 'mkdir -p /workspace/.git/hooks 2>/dev/null && echo "mkdir: ESCAPED" || echo "mkdir: BLOCKED (EROFS)"' | result)
+	fresh; ctl=$(sandboxed "$user" --workspace "$pws" --writable-name .git/hooks --writable-name .git/config -- \
+		/bin/sh -c 'mkdir -p /workspace/.git/hooks 2>/dev/null && echo "mkdir: ESCAPED" || echo "mkdir: BLOCKED"' | result)
+	check "$user" "create .git/hooks where there was no repository" "BLOCKED (EROFS)" "$got" "$ctl"
 done
 
 # Set-uid binaries: a set-uid-root copy of the probe, run by the program.

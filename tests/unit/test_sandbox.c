@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -53,10 +54,16 @@ setup(void **state)
 }
 
 static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path) < 0 ? -1 : 0;
+}
+
+/* The workspace and the placeholders the sandbox made in it. */
+static int
 teardown(void **state)
 {
-	rmdir(g_ws);
-	return 0;
+	return nftw(g_ws, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* prepare must fail with want (negative errno) and an error naming `needle`. */
