@@ -211,6 +211,7 @@ supervise(struct store *st, const char *dir, const char *id, enum sup_approval a
 	    .stderr_fd = -1,
 	    .approval_idle_suspend_s = idle_suspend_opt,
 	    .secrets_file = secrets_opt,
+	    .cgroup_parent = getenv("AGENTD_CGROUP_PARENT"),
 	};
 	tools_global_init();
 	int e = sup_supervise(st, id, &opt, &exit_code, reason, sizeof(reason));

@@ -420,6 +420,7 @@ start_run(struct serve *sv, struct serve_run *r)
 	    .on_done = on_run_done,
 	    .done_ud = r,
 	    .approval_idle_suspend_s = sv->cfg.approval_idle_suspend_s,
+	    .cgroup_parent = getenv("AGENTD_CGROUP_PARENT"),
 	};
 	e = sup_run_open(&sv->loop, sv->st, r->id, &opt, &r->sup, reason, sizeof(reason));
 	if (e < 0) {

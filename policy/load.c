@@ -40,6 +40,8 @@ limits_json(const struct policy_limits *l)
 		r |= set_int(o, "memory", l->memory_bytes);
 	if (l->pids)
 		r |= set_int(o, "pids", l->pids);
+	if (l->cpu_milli)
+		r |= json_object_set_new(o, "cpu", pcpu_json(l->cpu_milli));
 	if (l->tool_calls_per_minute)
 		r |= set_int(o, "tool_calls_per_minute", l->tool_calls_per_minute);
 	if (l->bytes_in)
@@ -127,6 +129,8 @@ document(const struct policy *base, const struct policy *p)
 		l.memory_bytes = p->limits.memory_bytes;
 	if (p->limits.pids)
 		l.pids = p->limits.pids;
+	if (p->limits.cpu_milli)
+		l.cpu_milli = p->limits.cpu_milli;
 	if (p->limits.tool_calls_per_minute)
 		l.tool_calls_per_minute = p->limits.tool_calls_per_minute;
 	if (p->limits.bytes_in)
@@ -159,8 +163,14 @@ document(const struct policy *base, const struct policy *p)
 	    json_object_set_new(json_object_get(doc, "sandbox"), "network",
 				json_string(net->network_loopback ? "loopback" : "unix")) < 0)
 		return NULL;
-	if (json_array_size(mounts) == 0 &&
-	    !json_object_get(json_object_get(doc, "sandbox"), "network"))
+	/* a defence either document requires stays required */
+	unsigned req = p->require | (base ? base->require : 0);
+	unsigned opt = (p->optional | (base ? base->optional : 0)) & ~req;
+	json_t *sbx = json_object_get(doc, "sandbox");
+	if ((req && json_object_set_new(sbx, "require", pdefences_json(req)) < 0) ||
+	    (opt && json_object_set_new(sbx, "optional", pdefences_json(opt)) < 0))
+		return NULL;
+	if (json_array_size(mounts) == 0 && json_object_size(sbx) == 1)
 		json_object_del(doc, "sandbox");
 	if (json_object_size(json_object_get(doc, "limits")) == 0)
 		json_object_del(doc, "limits");

@@ -178,6 +178,55 @@ parse_duration(const json_t *v, uint64_t *ret)
 	return 0;
 }
 
+/* "50%", "12.5%", "0.5", "2", or a JSON number of CPUs, as thousandths of one
+ * CPU; from 1% (the kernel's smallest quota per 100 ms period) to 1024 CPUs. */
+static int
+parse_cpu(const json_t *v, uint64_t *ret)
+{
+	uint64_t milli = 0;
+
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) <= 0 || json_integer_value(v) > 1024)
+			return -EINVAL;
+		milli = (uint64_t)json_integer_value(v) * 1000;
+	} else if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (!(d > 0 && d <= 1024))
+			return -EINVAL;
+		milli = (uint64_t)(d * 1000 + 0.5);
+	} else if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		static const uint64_t scale[] = {100, 10, 1};
+		uint64_t units = 0; /* thousandths of the number written */
+		size_t i = 0, nd = 0, nf = 0;
+		for (; s[i] >= '0' && s[i] <= '9' && nd < 7; i++, nd++)
+			units = units * 10 + (uint64_t)(s[i] - '0');
+		units *= 1000;
+		if (s[i] == '.')
+			for (i++; s[i] >= '0' && s[i] <= '9' && nf < 3; i++, nf++)
+				units += (uint64_t)(s[i] - '0') * scale[nf];
+		if (nd == 0 || (s[i - 1] == '.'))
+			return -EINVAL;
+		if (s[i] == '%') {
+			/* percent of one CPU: finer than 0.1% is no quota step */
+			if (units % 100 != 0)
+				return -EINVAL;
+			milli = units / 100;
+			i++;
+		} else {
+			milli = units;
+		}
+		if (s[i] != '\0')
+			return -EINVAL;
+	} else {
+		return -EINVAL;
+	}
+	if (milli < 10 || milli > 1024 * 1000)
+		return -EINVAL;
+	*ret = milli;
+	return 0;
+}
+
 /* "512M", "1G", "64K", "1T", optionally followed by "B" or "iB"; or an integer of bytes. */
 static int
 parse_size(const json_t *v, uint64_t *ret)
@@ -690,6 +739,7 @@ compile_limits(struct pctx *c, const json_t *o, struct policy_limits *l)
 					    "max_spend",
 					    "cost",
 					    "on_limit",
+					    "cpu",
 					    NULL};
 	static const char *const ints[] = {"calls_per_minute", "max_calls", "pids",
 					   "tool_calls_per_minute", "max_spend"};
@@ -727,6 +777,14 @@ compile_limits(struct pctx *c, const json_t *o, struct policy_limits *l)
 	}
 	if ((v = json_object_get(o, "memory")) && parse_size(v, &l->memory_bytes) < 0) {
 		r = perr(c, "memory", false, "'memory' must be a size like \"512M\" or \"1G\"");
+		if (!c->lint || r == -ENOMEM)
+			return r;
+		first = r;
+	}
+	if ((v = json_object_get(o, "cpu")) && parse_cpu(v, &l->cpu_milli) < 0) {
+		r = perr(c, "cpu", false,
+			 "'cpu' must be a share of one CPU like \"50%%\" or 0.5, or a number of "
+			 "CPUs like 2 (from 1%% to 1024)");
 		if (!c->lint || r == -ENOMEM)
 			return r;
 		first = r;
@@ -771,10 +829,106 @@ compile_costs(struct pctx *c, const json_t *o, struct policy *p)
 	return p->costs ? 0 : -ENOMEM;
 }
 
+/* Defences a policy may require or mark optional, and the ones that are
+ * always applied (accepted in "require", refused in "optional"). */
+static const struct {
+	const char *name;
+	unsigned bit; /* 0: always applied */
+} defences[] = {
+    {"landlock", POLICY_DEFENCE_LANDLOCK},
+    {"cgroup", POLICY_DEFENCE_CGROUP},
+    {"namespaces", 0},
+    {"seccomp", 0},
+    {"capabilities", 0},
+    {"no_new_privs", 0},
+    {"rlimits", 0},
+};
+
+json_t *
+pcpu_json(uint64_t milli)
+{
+	char buf[32];
+
+	if (milli % 10 == 0)
+		snprintf(buf, sizeof(buf), "%llu%%", (unsigned long long)(milli / 10));
+	else
+		snprintf(buf, sizeof(buf), "%llu.%llu%%", (unsigned long long)(milli / 10),
+			 (unsigned long long)(milli % 10));
+	return json_string(buf);
+}
+
+json_t *
+pdefences_json(unsigned mask)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < ARRAY_SIZE(defences); i++)
+		if ((defences[i].bit & mask) &&
+		    json_array_append_new(a, json_string(defences[i].name)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+/* "sandbox": {"require": [...], "optional": [...]}. */
+static int
+compile_defences(struct pctx *c, const json_t *sb, struct policy *p)
+{
+	static const char *const keys[] = {"require", "optional"};
+	unsigned *dst[] = {&p->require, &p->optional};
+	int first = 0, r;
+
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		json_t *a = json_object_get(sb, keys[k]), *v;
+		size_t i;
+		if (!a)
+			continue;
+		push_key(c, keys[k]);
+		if (!json_is_array(a)) {
+			r = perr(c, NULL, false, "'%s' must be an array of defence names", keys[k]);
+			pop(c);
+			if (!c->lint || r == -ENOMEM)
+				return r;
+			first = r;
+			continue;
+		}
+		json_array_foreach(a, i, v)
+		{
+			const char *n = json_string_value(v);
+			size_t d = 0;
+			while (n && d < ARRAY_SIZE(defences) && strcmp(defences[d].name, n) != 0)
+				d++;
+			push_idx(c, i);
+			r = 0;
+			if (!n || d == ARRAY_SIZE(defences))
+				r = perr(c, NULL, false,
+					 "unknown defence (known: landlock, cgroup, namespaces, "
+					 "seccomp, capabilities, no_new_privs, rlimits)");
+			else if (k == 1 && !defences[d].bit)
+				r = perr(c, NULL, false,
+					 "'%s' is always applied and cannot be optional", n);
+			else if (k == 1 && (p->require & defences[d].bit))
+				r = perr(c, NULL, false, "'%s' is both required and optional", n);
+			else
+				*dst[k] |= defences[d].bit;
+			pop(c);
+			if (r < 0 && (!c->lint || r == -ENOMEM)) {
+				pop(c);
+				return r;
+			}
+			if (r < 0)
+				first = r;
+		}
+		pop(c);
+	}
+	return first;
+}
+
 static int
 compile_mounts(struct pctx *c, const json_t *sb, struct policy *p)
 {
-	static const char *const known_sb[] = {"mounts", "network", NULL};
+	static const char *const known_sb[] = {"mounts", "network", "require", "optional", NULL};
 	static const char *const known_m[] = {"host", "path", "mode", NULL};
 	char norm[4097];
 	json_t *mounts, *m;
@@ -801,8 +955,10 @@ compile_mounts(struct pctx *c, const json_t *sb, struct policy *p)
 			pop(c);
 		}
 	}
+	if ((r = compile_defences(c, sb, p)) < 0 && (!c->lint || r == -ENOMEM))
+		return r;
 	if (!(mounts = json_object_get(sb, "mounts")))
-		return 0;
+		return r < 0 ? r : 0;
 	push_key(c, "mounts");
 	if (!json_is_array(mounts)) {
 		r = perr(c, NULL, false, "'mounts' must be an array");
@@ -1229,6 +1385,12 @@ bool
 policy_network_loopback(const struct policy *p)
 {
 	return p->network_loopback;
+}
+
+unsigned
+policy_sandbox_require(const struct policy *p)
+{
+	return p->require;
 }
 
 size_t

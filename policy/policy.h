@@ -31,6 +31,7 @@ struct policy_limits {
 	uint64_t wall_clock_ms;
 	uint64_t memory_bytes;
 	uint64_t pids;
+	uint64_t cpu_milli; /* "cpu": thousandths of one CPU ("50%" and 0.5 are 500) */
 	/* Budgets (docs/policy.md, Limits). tool_calls_per_minute applies to each tool
 	 * on its own; bytes_in counts the agent's canonical arguments, bytes_out the
 	 * results it receives; max_spend the cost units of "cost" (per tool) plus the
@@ -103,6 +104,14 @@ size_t policy_mounts(const struct policy *p, const struct policy_mount **ret);
 /* "sandbox": {"network": "loopback"}: IP sockets on the loopback interface are
  * allowed in the sandbox (default "unix": AF_UNIX sockets only). */
 bool policy_network_loopback(const struct policy *p);
+/* Defences of "sandbox": {"require": [...], "optional": [...]}. Without a
+ * required one a run is refused; an optional one (the default for these) is
+ * skipped with an event when the host lacks it. Everything else the sandbox
+ * does is always mandatory. */
+#define POLICY_DEFENCE_LANDLOCK (1u << 0)
+#define POLICY_DEFENCE_CGROUP	(1u << 1)
+/* The POLICY_DEFENCE_* bits "sandbox.require" names. */
+unsigned policy_sandbox_require(const struct policy *p);
 /* The "extends" name, or NULL. */
 const char *policy_extends(const struct policy *p);
 

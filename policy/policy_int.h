@@ -140,6 +140,8 @@ struct policy {
 	size_t n_mounts;
 	bool network_loopback;		    /* "sandbox": {"network": "loopback"} */
 	bool network_declared;		    /* the document names "network" at all */
+	unsigned require;		    /* POLICY_DEFENCE_*: "sandbox.require" */
+	unsigned optional;		    /* POLICY_DEFENCE_*: "sandbox.optional" */
 	struct policy_secret *secrets;	    /* sorted by name */
 	struct psecret_hosts *secret_hosts; /* parallel to secrets */
 	size_t n_secrets;
@@ -151,6 +153,11 @@ struct policy {
 	size_t groups_size;
 	struct policy_bucket residual;
 };
+
+/* The defence names of the POLICY_DEFENCE_* bits in mask, as a new array. */
+json_t *pdefences_json(unsigned mask);
+/* limits.cpu as written back: "50%", "12.5%" (thousandths of one CPU). */
+json_t *pcpu_json(uint64_t milli);
 
 /* glob.c */
 int pglob_compile(const char *src, char sep, struct pglob *ret);

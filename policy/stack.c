@@ -141,6 +141,7 @@ policy_stack_flatten(const struct policy_layer *layers, size_t n)
 		l.wall_clock_ms = tighter(l.wall_clock_ms, x->wall_clock_ms);
 		l.memory_bytes = tighter(l.memory_bytes, x->memory_bytes);
 		l.pids = tighter(l.pids, x->pids);
+		l.cpu_milli = tighter(l.cpu_milli, x->cpu_milli);
 		l.tool_calls_per_minute =
 		    tighter(l.tool_calls_per_minute, x->tool_calls_per_minute);
 		l.bytes_in = tighter(l.bytes_in, x->bytes_in);
@@ -177,6 +178,8 @@ policy_stack_flatten(const struct policy_layer *layers, size_t n)
 		    json_object_set_new(lim, ints[i].key, json_integer((json_int_t)ints[i].v)) < 0)
 			return NULL;
 	if (l.ask_on_limit && json_object_set_new(lim, "on_limit", json_string("ask")) < 0)
+		return NULL;
+	if (l.cpu_milli && json_object_set_new(lim, "cpu", pcpu_json(l.cpu_milli)) < 0)
 		return NULL;
 	if (json_object_size(costs) && json_object_set(lim, "cost", costs) < 0)
 		return NULL;
@@ -233,7 +236,14 @@ policy_stack_flatten(const struct policy_layer *layers, size_t n)
 		return NULL;
 	if (json_object_size(lim) == 0)
 		json_object_del(doc, "limits");
-	if (json_array_size(mounts) == 0 && !(want_net && !deny_net))
+	/* A defence any layer requires is required. */
+	unsigned req = 0;
+	for (size_t i = 0; i < n; i++)
+		req |= policy_sandbox_require(layers[i].policy);
+	if (req && json_object_set_new(json_object_get(doc, "sandbox"), "require",
+				       pdefences_json(req)) < 0)
+		return NULL;
+	if (json_array_size(mounts) == 0 && !(want_net && !deny_net) && !req)
 		json_object_del(doc, "sandbox");
 	if (json_object_size(secrets) == 0)
 		json_object_del(doc, "secrets");

@@ -53,6 +53,7 @@ struct sup_run {
 	int attempt;
 	pid_t pid;
 	int status_fd;
+	int cgroup_fd; /* the attempt's own cgroup, or -1 (sandbox_cgroup_remove at reap) */
 	struct agd_watch w_pid, w_chan, w_timer;
 	struct proto_reader rd;
 	struct sup_replay replay;

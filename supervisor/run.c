@@ -179,6 +179,31 @@ build_env(struct sup_run *r)
 static void on_pidfd(struct agd_watch *w, uint32_t events);
 static void on_chan(struct agd_watch *w, uint32_t events);
 
+/* The policy's required defences, in the sandbox's terms. */
+static unsigned
+sandbox_require(const struct policy *p)
+{
+	unsigned req = policy_sandbox_require(p), out = 0;
+
+	if (req & POLICY_DEFENCE_LANDLOCK)
+		out |= SANDBOX_DEFENCE_LANDLOCK;
+	if (req & POLICY_DEFENCE_CGROUP)
+		out |= SANDBOX_DEFENCE_CGROUP;
+	return out;
+}
+
+static json_t *
+skipped_json(unsigned skipped)
+{
+	json_t *a = json_array();
+
+	if (a && (skipped & SANDBOX_DEFENCE_LANDLOCK))
+		json_array_append_new(a, json_string("landlock"));
+	if (a && (skipped & SANDBOX_DEFENCE_CGROUP))
+		json_array_append_new(a, json_string("cgroup"));
+	return a;
+}
+
 /* Start the next attempt. On failure r->reason says why. */
 static int
 spawn_child(struct sup_run *r)
@@ -192,7 +217,7 @@ spawn_child(struct sup_run *r)
 	struct sandbox_child child;
 	struct store_call *calls = NULL;
 	size_t n = 0;
-	char err[256] = "";
+	char err[512] = ""; /* a refusal names the missing defence and how to enable it */
 	int e;
 
 	if (!argv)
@@ -244,6 +269,10 @@ spawn_child(struct sup_run *r)
 		return e;
 	}
 	const struct policy_limits *lim = policy_limits(r->policy);
+	/* One cgroup per attempt, named after the run: a stale one left by a
+	 * supervisor that died is found and reclaimed by the next attempt. */
+	char cgname[64];
+	snprintf(cgname, sizeof(cgname), "agentd-%s-%d", r->uid, r->attempt);
 	struct sandbox_config cfg = {
 	    .argv = argv,
 	    .envp = (const char *const *)envp,
@@ -260,10 +289,22 @@ spawn_child(struct sup_run *r)
 	    .gid = r->opt.sandbox_gid,
 	    .report_violations = true,
 	    .network_loopback = policy_network_loopback(r->policy),
+	    .cgroup = true,
+	    .cgroup_parent = r->opt.cgroup_parent,
+	    .cgroup_name = cgname,
+	    .cgroup_limits = {.memory_max = lim->memory_bytes,
+			      .pids_max = lim->pids,
+			      .cpu_milli = lim->cpu_milli},
+	    .require = sandbox_require(r->policy),
 	};
 	e = sandbox_prepare(&cfg, &plan, err, sizeof(err));
 	if (e >= 0 && sandbox_notes(plan))
 		sup_emit(r, 0, "sandbox.note", json_pack("{s:s}", "note", sandbox_notes(plan)));
+	/* Optional defences the host lacks: the run goes on without them, and
+	 * says which (a required one refused the plan above). */
+	if (e >= 0 && sandbox_skipped(plan))
+		sup_emit(r, 0, "sandbox.skipped",
+			 json_pack("{s:o}", "defences", skipped_json(sandbox_skipped(plan))));
 	if (e >= 0)
 		e = sandbox_spawn(plan, &child, err, sizeof(err));
 	/* A child killed from outside during its setup (EPIPE on release,
@@ -285,6 +326,7 @@ spawn_child(struct sup_run *r)
 
 	r->pid = child.pid;
 	r->status_fd = child.status_fd;
+	r->cgroup_fd = child.cgroup_fd;
 	r->w_pid = (struct agd_watch){child.pidfd, on_pidfd};
 	r->w_chan = (struct agd_watch){sv[0], on_chan};
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
@@ -301,6 +343,7 @@ spawn_child(struct sup_run *r)
 		agd_loop_close_watch(r->loop, &r->w_pid);
 		if (child.notify_fd >= 0)
 			close(child.notify_fd);
+		sandbox_cgroup_remove(&r->cgroup_fd);
 		snprintf(r->reason, sizeof(r->reason), "cannot watch the agent");
 		return -ENOMEM;
 	}
@@ -365,6 +408,13 @@ reap(struct sup_run *r)
 	if (r->status_fd >= 0)
 		close(r->status_fd);
 	r->status_fd = -1;
+	/* The attempt is over: nothing it forked may outlive it. */
+	if (r->cgroup_fd >= 0) {
+		int e = sandbox_cgroup_remove(&r->cgroup_fd);
+		if (e < 0)
+			sup_emit(r, 0, "sandbox.cgroup_left",
+				 json_pack("{s:s}", "error", strerror(-e)));
+	}
 	sup_broker_close(r);
 	return ex;
 }
@@ -509,6 +559,7 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	r->st = st;
 	r->opt = *opt;
 	r->status_fd = -1;
+	r->cgroup_fd = -1;
 	r->w_pid.fd = r->w_chan.fd = r->w_timer.fd = r->viol.w.fd = r->w_wall.fd = -1;
 	r->exit_code = -1;
 	e = store_run_get(st, run_id, &sr);

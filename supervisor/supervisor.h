@@ -64,6 +64,9 @@ struct sup_options {
 	/* JSON {"name": "value"} for the policy's secrets, mode 0600 (NULL: only
 	 * AGENTD_SECRET_<NAME> from the environment). */
 	const char *secrets_file;
+	/* A delegated cgroup v2 directory the runs' cgroups are made in (NULL:
+	 * agentd's own cgroup); from AGENTD_CGROUP_PARENT. */
+	const char *cgroup_parent;
 };
 
 /* The immutable description of a run, stored as the run's spec:
