@@ -1,5 +1,6 @@
 /* Durable-execution parts of the CLI: run options (--durable FILE,
- * --deadline, --durability), `agentd fork` and `agentd admin backup`. */
+ * --deadline, --durability), `agentd fork`, `agentd admin backup` and
+ * `agentd admin compact`. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -109,13 +110,23 @@ fork_copy(struct store *st, const char *dir, const char *src, int64_t at, const 
 		store_calls_free(calls, n);
 		return agd_die(2, "--at %lld: run %s has calls #1..#%zu", (long long)at, src, n);
 	}
-	for (size_t i = 0; i < (size_t)at; i++)
-		if (calls[i].status == STORE_CALL_INTENT) {
+	for (size_t i = 0; i < (size_t)at; i++) {
+		/* The seq is read before the calls are freed for the message. */
+		long long bad = (long long)calls[i].seq;
+		if (calls[i].compacted) {
+			/* Retention dropped its args and result: nothing to copy. */
+			store_calls_free(calls, n);
+			return agd_die(1,
+				       "call #%lld of %s was compacted by retention; a fork "
+				       "cannot copy it",
+				       bad, src);
+		} else if (calls[i].status == STORE_CALL_INTENT) {
 			/* Its idempotency key names the source run: the fork must not rerun it. */
 			store_calls_free(calls, n);
 			return agd_die(1, "call #%lld of %s has an unknown outcome; fork before it",
-				       (long long)calls[i].seq, src);
+				       bad, src);
 		}
+	}
 	/* A new uid: calls after SEQ are new operations with keys of their own. */
 	if (!spec || getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
 		store_calls_free(calls, n);
@@ -228,12 +239,52 @@ agd_cmd_fork(int argc, char **argv, int (*resume)(int argc, char **argv))
 
 /* ---- agentd admin backup FILE [--state DIR] ---- */
 
+/* agentd admin compact NAME --keep N [--state DIR]: store_retain. */
+static int
+cmd_compact(int argc, char **argv)
+{
+	static const char usage[] = "usage: agentd admin compact NAME --keep N [--state DIR]";
+	const char *state = NULL, *id = NULL;
+	char dir[PATH_MAX], *end = NULL;
+	long keep = -1;
+	int64_t done = 0;
+
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+			state = argv[++i];
+		else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc)
+			keep = strtol(argv[++i], &end, 10);
+		else if (!id)
+			id = argv[i];
+		else
+			return agd_die(2, usage);
+	}
+	if (!id || keep < 1 || keep > INT_MAX || !end || *end)
+		return agd_die(2, usage);
+	struct store *st = NULL;
+	if (agd_open_state_store(state, dir, sizeof(dir), &st) != 0)
+		return 1;
+	struct store_run run = {0};
+	int e = store_run_get(st, id, &run);
+	store_run_clear(&run);
+	if (e == 0)
+		e = store_retain(st, id, (int)keep, &done);
+	store_close(st);
+	if (e < 0)
+		return agd_die(1, "compact %s failed: %s", id, strerror(-e));
+	printf("%s: %lld journal rows compacted, newest %ld states kept\n", id, (long long)done,
+	       keep);
+	return 0;
+}
+
 int
 agd_cmd_admin(int argc, char **argv)
 {
 	const char *state = NULL, *file = NULL;
 	char dir[PATH_MAX];
 
+	if (argc >= 2 && strcmp(argv[1], "compact") == 0)
+		return cmd_compact(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "backup") != 0)
 		return agd_die(2, "usage: agentd admin backup FILE [--state DIR]");
 	for (int i = 2; i < argc; i++) {

@@ -5,7 +5,8 @@
 # 1 KB and 10 KB and for a state that grows by 100 B a step. Prints time per
 # step and storage bytes per step for both, then agentd's replay speed (the
 # supervisor's replay path, and end to end through the socket) and
-# crash-to-resume time.
+# crash-to-resume time (agentd itself killed, then agentd resume; and the
+# agent killed, restarted by agentd run).
 # usage: bench/durable.sh BUILD_DIR   (AGENTD_BENCH_STEPS, default 1000)
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
@@ -105,3 +106,15 @@ for i in 1 2 3 4 5; do
 		printf "  run %d: resumed (agent has its resume point) %.1f ms after the kill; %d journaled steps replayed by %.1f ms\n", '"$i"', (a[2] - t0) / 1e6, c[2], (b[2] - t0) / 1e6 }'
 done
 echo "  (includes starting the agentd process, opening the store, verifying the journal, the sandbox spawn and the agent's exec)"
+
+echo
+echo "== agent crash-to-resume: the agent SIGKILLs itself after $STEPS steps; agentd run restarts it"
+for i in 1 2 3 4 5; do
+	id="k$i"
+	(cd "$BUILD/bench" && "$A" run --id "$id" --state "$d" --policy "$T/policy.json" \
+		-- ./durable_agent "$STEPS" 100 fixed crash) >"$d/$id.out" 2>"$d/$id.err" || { cat "$d/$id.err"; exit 1; }
+	awk -v i="$i" -v n="$STEPS" '/^CRASH/ { split($2, k, "=") } /^RESUME/ { split($2, a, "="); split($3, b, "=") }
+		END { printf "  run %d: resumed %.1f ms after the crash; %d steps replayed by %.1f ms\n", i,
+			(a[2] - k[2]) / 1e6, n, (b[2] - k[2]) / 1e6 }' "$d/$id.out"
+done
+echo "  (the supervisor reaps the agent, loads and verifies the journal, spawns the sandbox and execs the agent; the first restart within the window has no backoff)"

@@ -63,6 +63,73 @@ too_deep(const char *buf, size_t len, size_t max_depth)
 	return false;
 }
 
+/* A JSON string's encoded length: quotes, plus one byte for each two-byte
+ * escape and five for each \u00XX (control characters); UTF-8 is kept as is. */
+static size_t
+string_encoded_len(const char *s, size_t len)
+{
+	size_t n = len + 2;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
+		    ch == '\r' || ch == '\t')
+			n += 1;
+		else
+			n += 5;
+	}
+	return n;
+}
+
+size_t
+agd_json_encoded_len(const json_t *v)
+{
+	const char *key;
+	json_t *child;
+	size_t n, i;
+	char num[32];
+
+	if (!v)
+		return 0;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		n = 2;
+		json_object_foreach((json_t *)v, key, child)
+		{
+			/* "key":value plus the comma before every member but the first */
+			n += string_encoded_len(key, strlen(key)) + 1 + agd_json_encoded_len(child);
+		}
+		return json_object_size(v) ? n + json_object_size(v) - 1 : n;
+	case JSON_ARRAY:
+		n = 2;
+		json_array_foreach(v, i, child)
+		{
+			n += agd_json_encoded_len(child);
+		}
+		return json_array_size(v) ? n + json_array_size(v) - 1 : n;
+	case JSON_STRING:
+		return string_encoded_len(json_string_value(v), json_string_length(v));
+	case JSON_INTEGER:
+		return (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+					json_integer_value(v));
+	case JSON_REAL: {
+		char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		n = t ? strlen(t) : 0;
+		free(t);
+		return n;
+	}
+	case JSON_TRUE:
+		return 4;
+	case JSON_FALSE:
+		return 5;
+	case JSON_NULL:
+		return 4;
+	}
+	return 0;
+}
+
 json_t *
 agd_json_parse(const char *buf, size_t len, size_t max_depth, json_error_t *err)
 {

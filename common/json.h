@@ -24,6 +24,11 @@ int agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX]);
 /* Depth of the deepest array/object in v (a scalar is 0). */
 size_t agd_json_depth(const json_t *v);
 
+/* strlen of agd_json_canonical(v), computed without encoding (a byte count of
+ * the escapes jansson writes); reals are encoded, being rare and irregular.
+ * 0 for NULL or when out of memory. */
+size_t agd_json_encoded_len(const json_t *v);
+
 /* Free a jansson value via cleanup attribute (json_auto_t style). */
 static inline void
 agd_json_decrefp(json_t **p)

@@ -43,6 +43,9 @@ enum stmt_id {
 	ST_STATE_DELETE_AFTER,
 	ST_STATE_INSERT,
 	ST_STATE_LOAD,
+	ST_STATE_NTH,
+	ST_STATE_DELETE_BEFORE,
+	ST_J_COMPACT,
 	ST_EVENT_INSERT,
 	ST_EVENT_LIST,
 	ST__MAX,
@@ -79,6 +82,11 @@ static const char *const stmt_sql[ST__MAX] = {
 		    "WHERE run = ?1 AND seq = ?2",
     [ST_STATE_DELETE_AFTER] = "DELETE FROM states WHERE run = ?1 AND seq > ?2",
     [ST_STATE_INSERT] = "INSERT INTO states(run, seq, state, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    [ST_STATE_NTH] = "SELECT rowid, seq FROM states WHERE run = ?1 ORDER BY rowid DESC "
+		     "LIMIT 1 OFFSET ?2",
+    [ST_STATE_DELETE_BEFORE] = "DELETE FROM states WHERE run = ?1 AND rowid < ?2",
+    [ST_J_COMPACT] = "UPDATE journal SET args = '', result = ?3, chain = ?4 "
+		     "WHERE run = ?1 AND seq = ?2 AND status != 0",
     [ST_STATE_LOAD] = "SELECT seq, state FROM states WHERE run = ?1 AND seq <= ?2 "
 		      "ORDER BY rowid DESC LIMIT 1",
     [ST_EVENT_INSERT] = "INSERT INTO events(run, ts_ms, attempt, seq, type, data) "
@@ -900,15 +908,17 @@ journal_link(const char *prev_link, const char *run, int64_t ord, const struct s
 	hash_hex(&h, out);
 }
 
-/* chain(row) = H(link(row); the outcome: status, result bytes, finished_ms). */
+/* chain(row) = H(link(row); the outcome: status, result bytes, finished_ms).
+ * A row compacted by store_retain is sealed under its own tag over the
+ * tombstone that replaced its result (the result's hash and sizes). */
 static void
-journal_seal(const char *link, int status, const char *result, size_t result_len,
-	     int64_t finished_ms, char out[AGD_SHA256_HEX])
+journal_seal_as(bool compacted, const char *link, int status, const char *result, size_t result_len,
+		int64_t finished_ms, char out[AGD_SHA256_HEX])
 {
 	struct agd_sha256 h;
 
 	agd_sha256_init(&h);
-	chain_str(&h, "agentd.journal.chain.v1");
+	chain_str(&h, compacted ? "agentd.journal.compacted.v1" : "agentd.journal.chain.v1");
 	chain_str(&h, link);
 	chain_int(&h, status);
 	chain_int(&h, result != NULL);
@@ -916,6 +926,13 @@ journal_seal(const char *link, int status, const char *result, size_t result_len
 		chain_bytes(&h, result, result_len);
 	chain_int(&h, finished_ms);
 	hash_hex(&h, out);
+}
+
+static void
+journal_seal(const char *link, int status, const char *result, size_t result_len,
+	     int64_t finished_ms, char out[AGD_SHA256_HEX])
+{
+	journal_seal_as(false, link, status, result, result_len, finished_ms, out);
 }
 
 void
@@ -928,6 +945,8 @@ store_call_clear(struct store_call *c)
 	json_decref(c->result);
 	free(c->decision);
 	free(c->rule);
+	free(c->args_text);
+	free(c->result_text);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -949,11 +968,13 @@ valid_status(int64_t v)
 
 static int
 journal_insert(struct store *s, const char *run, const struct store_call *c,
-	       enum store_call_status status, const json_t *result, int64_t finished_ms)
+	       enum store_call_status status, const json_t *result, const char *result_text,
+	       int64_t finished_ms)
 {
 	cleanup_tx struct tx tx = {0};
 	cleanup_free char *args_txt = NULL;
-	cleanup_free char *result_txt = NULL;
+	cleanup_free char *result_own = NULL;
+	const char *result_txt = NULL;
 	char args_hash[AGD_SHA256_HEX], link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
 	char prev_link[AGD_SHA256_HEX] = "";
 	int64_t ord = 1;
@@ -971,10 +992,15 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 	/* A caller-supplied hash must describe these args. */
 	if (c->args_hash[0] && strcmp(c->args_hash, args_hash) != 0)
 		return -EINVAL;
-	if (status != STORE_CALL_INTENT) {
-		r = json_to_text(result ? result : json_null(), &result_txt);
+	if (status != STORE_CALL_INTENT && result_text) {
+		if (strlen(result_text) > STORE_VALUE_MAX)
+			return -E2BIG;
+		result_txt = result_text;
+	} else if (status != STORE_CALL_INTENT) {
+		r = json_to_text(result ? result : json_null(), &result_own);
 		if (r < 0)
 			return r;
+		result_txt = result_own;
 	}
 
 	r = tx_begin(s, &tx);
@@ -1035,7 +1061,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 int
 store_journal_intent(struct store *s, const char *run, const struct store_call *c)
 {
-	return journal_insert(s, run, c, STORE_CALL_INTENT, NULL, 0);
+	return journal_insert(s, run, c, STORE_CALL_INTENT, NULL, NULL, 0);
 }
 
 int
@@ -1043,18 +1069,28 @@ store_journal_record(struct store *s, const char *run, const struct store_call *
 {
 	if (!c || c->status == STORE_CALL_INTENT || !valid_status(c->status))
 		return -EINVAL;
-	return journal_insert(s, run, c, c->status, c->result, c->finished_ms);
+	return journal_insert(s, run, c, c->status, c->result, c->result_text, c->finished_ms);
+}
+
+int
+store_json_text(const json_t *v, char **ret, size_t *ret_len)
+{
+	char *txt = NULL;
+	int r = json_to_text(v, &txt);
+
+	if (r < 0)
+		return r;
+	*ret = txt;
+	*ret_len = strlen(txt);
+	return 0;
 }
 
 int
 store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_call_status status,
 		     const json_t *result, int64_t finished_ms)
 {
-	cleanup_tx struct tx tx = {0};
 	cleanup_free char *result_txt = NULL;
-	char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
-	int64_t cur;
-	int rc, r;
+	int r;
 
 	if (!s || !valid_id(run) || seq <= 0 || status == STORE_CALL_INTENT ||
 	    !valid_status(status) || finished_ms < 0)
@@ -1062,6 +1098,24 @@ store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_c
 	r = json_to_text(result ? result : json_null(), &result_txt);
 	if (r < 0)
 		return r;
+	return store_journal_finish_text(s, run, seq, status, result_txt, finished_ms);
+}
+
+int
+store_journal_finish_text(struct store *s, const char *run, int64_t seq,
+			  enum store_call_status status, const char *result_txt,
+			  int64_t finished_ms)
+{
+	cleanup_tx struct tx tx = {0};
+	char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
+	int64_t cur;
+	int rc, r;
+
+	if (!s || !valid_id(run) || seq <= 0 || status == STORE_CALL_INTENT ||
+	    !valid_status(status) || finished_ms < 0 || !result_txt)
+		return -EINVAL;
+	if (strlen(result_txt) > STORE_VALUE_MAX)
+		return -E2BIG;
 
 	r = tx_begin(s, &tx);
 	if (r < 0)
@@ -1112,6 +1166,44 @@ store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_c
 	return tx_commit(&tx);
 }
 
+static int
+dup_text(const char *txt, size_t len, char **ret, size_t *ret_len)
+{
+	char *copy = malloc(len + 1);
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, txt, len);
+	copy[len] = '\0';
+	*ret = copy;
+	*ret_len = len;
+	return 0;
+}
+
+/* The tombstone a compacted row keeps in place of its result:
+ * {"args_bytes":N,"cost":C,"result_bytes":M,"sha256":"<hex of the result text>"}. */
+static int
+read_tombstone(const char *txt, size_t len, struct store_call *c)
+{
+	cleanup_json json_t *t = NULL;
+	json_error_t jerr;
+	json_int_t ab, rb, cost;
+	const char *hex;
+	int r = json_from_text(txt, len, &t);
+
+	if (r < 0)
+		return r;
+	if (json_unpack_ex(t, &jerr, JSON_STRICT, "{s:I,s:I,s:I,s:s}", "args_bytes", &ab, "cost",
+			   &cost, "result_bytes", &rb, "sha256", &hex) < 0 ||
+	    ab < 0 || rb < 0 || cost < 0 || !valid_hex64(hex, strlen(hex)))
+		return -EBADMSG;
+	c->args_len = (size_t)ab;
+	c->result_len = (size_t)rb;
+	c->result_cost = cost;
+	memcpy(c->result_hash, hex, AGD_SHA256_HEX);
+	return 0;
+}
+
 /* Per-row chain material kept while a journal is verified. */
 struct row_link {
 	int64_t ord;
@@ -1144,23 +1236,39 @@ read_call(sqlite3_stmt *st, int64_t want_seq, struct store_call *ret, struct row
 		r = -EBADMSG;
 	if (r == 0)
 		memcpy(c.args_hash, txt, len + 1);
+	/* The args hash covers the stored bytes themselves: they were written
+	 * canonical, so hashing them is what re-encoding the parsed value would
+	 * give, without the encode, and a non-canonical edit fails too. */
 	if (r == 0)
-		r = col_json(st, 4, &c.args);
-	if (r == 0)
-		r = agd_json_hash(c.args, hash);
-	if (r == 0 && strcmp(hash, c.args_hash) != 0)
-		r = -EBADMSG;
+		r = col_text(st, 4, STORE_VALUE_MAX, &txt, &len);
+	/* Empty args (never valid JSON, so never written for a live row) mark a
+	 * row compacted by store_retain. */
+	if (r == 0 && len == 0)
+		c.compacted = true;
+	if (r == 0 && !c.compacted) {
+		agd_sha256_hex(txt, len, hash);
+		if (strcmp(hash, c.args_hash) != 0)
+			r = -EBADMSG;
+	}
+	if (r == 0 && !c.compacted)
+		r = json_from_text(txt, len, &c.args);
+	if (r == 0 && !c.compacted)
+		r = dup_text(txt, len, &c.args_text, &c.args_len);
 	if (r == 0)
 		r = col_int64(st, 5, STORE_CALL_INTENT, STORE_CALL_DENIED, &status);
 	if (r == 0) {
 		c.status = (enum store_call_status)status;
 		if (c.status == STORE_CALL_INTENT) {
-			if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+			if (sqlite3_column_type(st, 6) != SQLITE_NULL || c.compacted)
 				r = -EBADMSG;
 		} else {
 			r = col_text(st, 6, STORE_VALUE_MAX, &res_txt, &res_len);
-			if (r == 0)
+			if (r == 0 && c.compacted)
+				r = read_tombstone(res_txt, res_len, &c);
+			else if (r == 0)
 				r = json_from_text(res_txt, res_len, &c.result);
+			if (r == 0 && !c.compacted)
+				r = dup_text(res_txt, res_len, &c.result_text, &c.result_len);
 		}
 	}
 	if (r == 0)
@@ -1186,7 +1294,8 @@ read_call(sqlite3_stmt *st, int64_t want_seq, struct store_call *ret, struct row
 	if (r == 0) {
 		/* res_txt is still valid: fetching other columns of the row
 		 * does not convert or move column 6. */
-		journal_seal(l.link, (int)c.status, res_txt, res_len, c.finished_ms, seal);
+		journal_seal_as(c.compacted, l.link, (int)c.status, res_txt, res_len, c.finished_ms,
+				seal);
 		if (strcmp(seal, txt) != 0)
 			r = -EBADMSG;
 	}
@@ -1293,6 +1402,20 @@ store_journal_load(struct store *s, const char *run, struct store_call **ret, si
 	return journal_read(s, run, ret, n);
 }
 
+/* A compacted row's tombstone text, canonical (sorted keys). */
+static int
+tombstone_text(const struct store_call *c, char **ret)
+{
+	cleanup_json json_t *t =
+	    json_pack("{s:I,s:I,s:I,s:s}", "args_bytes", (json_int_t)c->args_len, "cost",
+		      (json_int_t)c->result_cost, "result_bytes", (json_int_t)c->result_len,
+		      "sha256", c->result_hash);
+
+	if (!t)
+		return -ENOMEM;
+	return json_to_text(t, ret);
+}
+
 int
 store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 {
@@ -1335,18 +1458,20 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 		cleanup_free char *res = NULL;
 		char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
 
-		/* Stored results are canonical text, and a verified row's result
-		 * re-encodes to the bytes it was sealed with. */
-		if (calls[i].result) {
-			res = agd_json_canonical(calls[i].result);
-			if (!res) {
-				r = -ENOMEM;
+		/* The bytes each row was sealed with: its stored result text, or a
+		 * compacted row's tombstone. */
+		const char *rt = calls[i].result_text;
+		size_t rl = calls[i].result_len;
+		if (calls[i].compacted) {
+			r = tombstone_text(&calls[i], &res);
+			if (r < 0)
 				break;
-			}
+			rt = res;
+			rl = strlen(res);
 		}
 		journal_link(prev, run, calls[i].seq, &calls[i], calls[i].args_hash, link);
-		journal_seal(link, (int)calls[i].status, res, res ? strlen(res) : 0,
-			     calls[i].finished_ms, chain);
+		journal_seal_as(calls[i].compacted, link, (int)calls[i].status, rt, rl,
+				calls[i].finished_ms, chain);
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, calls[i].seq);
 		sqlite3_bind_int64(st, 3, calls[i].seq);
@@ -1362,6 +1487,121 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 }
 
 /* ---- agent state ---- */
+
+/* What budgets count for a value (supervisor/budget.c json_size): the
+ * compact text's length for an object or an array, else 0. */
+static size_t
+counted_len(const char *text, size_t len)
+{
+	return text && (text[0] == '{' || text[0] == '[') ? len : 0;
+}
+
+static int
+compact_row(struct store *s, const char *run, struct store_call *c)
+{
+	cleanup_free char *tomb = NULL;
+	char link[AGD_SHA256_HEX], seal[AGD_SHA256_HEX];
+	const char *txt;
+	size_t len;
+	int rc, r;
+
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_GET_STATUS];
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, c->seq);
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			return rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+		r = col_text(st, 1, AGD_SHA256_HEX, &txt, &len);
+		if (r < 0)
+			return r;
+		if (!valid_hex64(txt, len))
+			return -EBADMSG;
+		memcpy(link, txt, len + 1);
+	}
+	json_t *cost = json_object_get(c->result, "cost");
+	c->result_cost =
+	    json_is_integer(cost) && json_integer_value(cost) > 0 ? json_integer_value(cost) : 0;
+	agd_sha256_hex(c->result_text, c->result_len, c->result_hash);
+	c->args_len = counted_len(c->args_text, c->args_len);
+	c->result_len = counted_len(c->result_text, c->result_len);
+	r = tombstone_text(c, &tomb);
+	if (r < 0)
+		return r;
+	journal_seal_as(true, link, (int)c->status, tomb, strlen(tomb), c->finished_ms, seal);
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_COMPACT];
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, c->seq);
+		sqlite3_bind_text(st, 3, tomb, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, seal, -1, SQLITE_STATIC);
+		return step_done(st);
+	}
+}
+
+int
+store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_compacted)
+{
+	cleanup_tx struct tx tx = {0};
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int64_t cut, cut_rowid, done = 0;
+	int rc, r;
+
+	if (!s || !valid_id(run) || keep_snapshots < 1)
+		return -EINVAL;
+	r = tx_begin(s, &tx);
+	if (r < 0)
+		return r;
+	{
+		/* The oldest state kept: the keep_snapshots-th newest. */
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_STATE_NTH];
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, keep_snapshots - 1);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE) {
+			if (ret_compacted)
+				*ret_compacted = 0;
+			return 0; /* fewer states than that: nothing to do */
+		}
+		if (rc != SQLITE_ROW)
+			return map_rc(rc);
+		r = col_int64(st, 0, 1, INT64_MAX, &cut_rowid);
+		if (r == 0)
+			r = col_int64(st, 1, 0, INT64_MAX, &cut);
+		if (r < 0)
+			return r;
+	}
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_STATE_DELETE_BEFORE];
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, cut_rowid);
+		r = step_done(st);
+		if (r < 0)
+			return r;
+	}
+	/* Verify everything before dropping anything: compaction never
+	 * launders an edited row. */
+	r = journal_read(s, run, &calls, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; r == 0 && i < n && calls[i].seq <= cut; i++) {
+		if (calls[i].compacted || calls[i].status == STORE_CALL_INTENT)
+			continue;
+		r = compact_row(s, run, &calls[i]);
+		if (r == 0)
+			done++;
+	}
+	store_calls_free(calls, n);
+	if (r < 0)
+		return r;
+	r = tx_commit(&tx);
+	if (r < 0)
+		return r;
+	if (ret_compacted)
+		*ret_compacted = done;
+	return 0;
+}
 
 int
 store_state_save(struct store *s, const char *run, int64_t seq, const json_t *state)

@@ -77,6 +77,19 @@ struct store_call {
 	char *rule;	/* rule id or "" */
 	int64_t started_ms;
 	int64_t finished_ms;
+	/* Set by store_journal_load only (NULL otherwise; owned): the canonical
+	 * texts as stored and hashed, so a replay can answer and a budget can
+	 * count bytes without encoding the values again. */
+	char *args_text;
+	size_t args_len;
+	char *result_text; /* NULL while INTENT */
+	size_t result_len;
+	/* A row compacted by store_retain: args, result and their texts are
+	 * NULL; what is left is the chain, the result's SHA-256 and, for budgets,
+	 * the sizes json_size gave (args_len, result_len) and the result's cost. */
+	bool compacted;
+	char result_hash[AGD_SHA256_HEX];
+	int64_t result_cost;
 };
 void store_call_clear(struct store_call *c);
 
@@ -87,7 +100,18 @@ int store_journal_intent(struct store *s, const char *run, const struct store_ca
  * outcome is never overwritten). A NULL result is stored as JSON null. */
 int store_journal_finish(struct store *s, const char *run, int64_t seq,
 			 enum store_call_status status, const json_t *result, int64_t finished_ms);
-/* Insert a complete row in one commit (pure calls, denials). -EEXIST as above. */
+/* The canonical text store_journal_* would store for v (sorted keys, compact),
+ * checked against STORE_JSON_MAX_DEPTH (-EINVAL) and STORE_VALUE_MAX (-E2BIG).
+ * A caller that also needs the text (to answer with it) encodes once. */
+int store_json_text(const json_t *v, char **ret, size_t *ret_len);
+/* store_journal_finish with the result given as store_json_text's output
+ * (stored and hashed as is). */
+int store_journal_finish_text(struct store *s, const char *run, int64_t seq,
+			      enum store_call_status status, const char *result_text,
+			      int64_t finished_ms);
+/* Insert a complete row in one commit (pure calls, denials). -EEXIST as above.
+ * If c->result_text is set it must be store_json_text(c->result) and is stored
+ * as is. */
 int store_journal_record(struct store *s, const char *run, const struct store_call *c);
 /* Load a run's journal ordered by seq. *ret is a malloc'd array of *n calls;
  * free with store_calls_free. */
@@ -98,6 +122,17 @@ void store_calls_free(struct store_call *calls, size_t n);
  * chain of the rows kept; one commit. The journal is verified first: -EBADMSG
  * if it was tampered with (a truncation never launders an edited row). */
 int store_journal_truncate(struct store *s, const char *run, int64_t after_seq);
+
+/* Retention: keep the run's newest keep_snapshots states (>= 1; older ones
+ * are deleted) and compact every finished journal row at or before the seq
+ * of the oldest state kept: its args and result text are dropped, its link,
+ * args hash, outcome, result hash and sizes kept, and its seal recomputed
+ * over the result hash, so the journal still verifies. Rows with an unknown
+ * outcome (INTENT) are never compacted. Such a row cannot be replayed: with
+ * use_state a restart consumes it without replay. One commit, after the
+ * whole journal verified (-EBADMSG otherwise). Fewer than keep_snapshots
+ * states: nothing is done. *ret_compacted (may be NULL): rows compacted now. */
+int store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_compacted);
 
 /* ---- agent state (agentd/checkpoint) ---- */
 /* Save a state blob taken after call `seq`. */

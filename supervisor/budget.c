@@ -41,10 +41,22 @@ sup_budget_free(struct sup_budget *b)
 static size_t
 json_size(const json_t *v)
 {
-	cleanup_free char *s = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-
-	return s ? strlen(s) : 0;
+	/* The compact encoding's length (objects and arrays only), counted
+	 * rather than encoded: large payloads are not encoded again for it. */
+	return json_is_object(v) || json_is_array(v) ? agd_json_encoded_len(v) : 0;
 }
+
+/* json_size of a journaled value: its stored text is that same canonical
+ * encoding, so its length is used instead of encoding it again. */
+static size_t
+stored_size(const json_t *v, const char *text, size_t len)
+{
+	if (!text)
+		return json_size(v);
+	/* json_size counts only objects and arrays (no JSON_ENCODE_ANY). */
+	return json_is_object(v) || json_is_array(v) ? len : 0;
+}
+
 
 /* What a finished call costs: the policy's per-tool cost plus the "cost" a
  * tool reported in its result. */
@@ -112,9 +124,20 @@ sup_budget_rebuild(struct sup_run *r, const struct store_call *calls, size_t n)
 		if (refused_by_limit(c->rule) && c->status == STORE_CALL_DENIED)
 			continue;
 		b->calls++;
-		b->bytes_in += json_size(c->args);
-		if (c->status == STORE_CALL_OK || c->status == STORE_CALL_ERROR) {
-			b->bytes_out += json_size(c->result);
+		if (c->compacted) {
+			/* store_retain kept what budgets count. */
+			b->bytes_in += c->args_len;
+			if (c->status == STORE_CALL_OK || c->status == STORE_CALL_ERROR) {
+				b->bytes_out += c->result_len;
+				b->spend +=
+				    policy_tool_cost(r->policy, c->tool) + (uint64_t)c->result_cost;
+			}
+		} else {
+			b->bytes_in += stored_size(c->args, c->args_text, c->args_len);
+		}
+		if (!c->compacted &&
+		    (c->status == STORE_CALL_OK || c->status == STORE_CALL_ERROR)) {
+			b->bytes_out += stored_size(c->result, c->result_text, c->result_len);
 			b->spend += call_spend(r->policy, c->tool, c->result);
 		}
 		if ((l->calls_per_minute || l->tool_calls_per_minute) &&

@@ -222,9 +222,18 @@ sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def
 	c.status = is_error ? STORE_CALL_ERROR : STORE_CALL_OK;
 	c.result = content;
 	c.finished_ms = agd_wall_ms();
-	e = cls == TOOL_PURE
-		? store_journal_record(r->st, r->id, &c)
-		: store_journal_finish(r->st, r->id, seq, c.status, content, c.finished_ms);
+	/* Encoded once: the journal stores this text and the reply frames it,
+	 * so a large result is not encoded again for either. */
+	cleanup_free char *text = NULL;
+	size_t text_len = 0;
+	e = store_json_text(content, &text, &text_len);
+	if (e == 0) {
+		c.result_text = text;
+		c.result_len = text_len;
+		e = cls == TOOL_PURE ? store_journal_record(r->st, r->id, &c)
+				     : store_journal_finish_text(r->st, r->id, seq, c.status, text,
+								 c.finished_ms);
+	}
 	if (e < 0) {
 		/* Never reply with an outcome the journal does not hold. */
 		sup_fail(r, "journal write failed for #%lld: %s", (long long)seq, strerror(-e));
@@ -233,6 +242,13 @@ sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def
 	sup_emit(r, seq, "call.finished",
 		 call_event(seq, tool, decision, pr->rule_id, outcome_name(c.status), false,
 			    (agd_now_ns() - t0) / 1000));
+	char *frame = NULL;
+	size_t len = 0;
+	if (proto_stored_result_frame(id, text, text_len, is_error, seq, false, &frame, &len) ==
+	    0) {
+		sup_send_frame(r, frame, len);
+		return;
+	}
 	sup_send(r, proto_result(id, tool_reply(content, is_error, seq, false)));
 }
 
@@ -380,9 +396,21 @@ do_replayed_call(struct sup_run *r, const json_t *id, const struct store_call *c
 	if (!r->first_replayed)
 		r->first_replayed = c->seq;
 	r->last_replayed = c->seq;
-	sup_emit(
-	    r, c->seq, "call.replayed",
-	    call_event(c->seq, c->tool, c->decision, c->rule, outcome_name(c->status), true, 0));
+	/* call.* events are only shown live (sup_emit): build one only for a
+	 * listener, so a replay does not pay for it per call. */
+	if (r->opt.on_event)
+		sup_emit(r, c->seq, "call.replayed",
+			 call_event(c->seq, c->tool, c->decision, c->rule, outcome_name(c->status),
+				    true, 0));
+	if (c->compacted) {
+		/* Retention dropped this outcome: nothing can answer it. Only a
+		 * re-execution that ignores the saved state gets here. */
+		sup_fail(r,
+			 "call #%lld was compacted by retention and cannot be replayed; resume "
+			 "from the saved state (use_state)",
+			 (long long)c->seq);
+		return;
+	}
 	if (c->status == STORE_CALL_DENIED) {
 		json_t *code = json_object_get(c->result, "code");
 		json_t *msg = json_object_get(c->result, "message");
@@ -391,6 +419,16 @@ do_replayed_call(struct sup_run *r, const json_t *id, const struct store_call *c
 		    r, id, json_is_integer(code) ? (int)json_integer_value(code) : PROTO_DENIED,
 		    json_is_string(msg) ? json_string_value(msg) : "denied",
 		    data ? json_deep_copy(data) : NULL);
+		return;
+	}
+	/* The journal's canonical text goes out as it is: no copy, parse or
+	 * re-encode of the stored result on the replay path. */
+	char *frame = NULL;
+	size_t len = 0;
+	if (c->result_text && proto_stored_result_frame(id, c->result_text, c->result_len,
+							c->status == STORE_CALL_ERROR, c->seq, true,
+							&frame, &len) == 0) {
+		sup_send_frame(r, frame, len);
 		return;
 	}
 	sup_send(r, proto_result(

@@ -85,6 +85,8 @@ void sup_emit(struct sup_run *r, int64_t seq, const char *type, json_t *data);
 void sup_fail(struct sup_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Send a message to the agent; steals msg (NULL is ignored). */
 void sup_send(struct sup_run *r, json_t *msg);
+/* Send an encoded frame (ending in '\n'); takes ownership of text. */
+void sup_send_frame(struct sup_run *r, char *text, size_t len);
 /* Error reply to a request (nothing for a notification: id NULL). Steals data. */
 void sup_reply_error(struct sup_run *r, const json_t *id, int code, const char *msg, json_t *data);
 

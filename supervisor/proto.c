@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -452,6 +453,123 @@ proto_tool_result(json_t *content, bool is_error)
 	return res;
 }
 
+/* Bytes that jansson's compact encoder writes for the string body of s. */
+static size_t
+escaped_len(const char *s, size_t len)
+{
+	size_t n = len;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
+		    ch == '\r' || ch == '\t')
+			n += 1;
+		else if (ch < 0x20)
+			n += 5;
+	}
+	return n;
+}
+
+static char *
+escape_into(char *out, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t run = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		char short_esc = 0;
+
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		/* Copy the plain bytes before this one in a single move. */
+		memcpy(out, s + run, i - run);
+		out += i - run;
+		run = i + 1;
+		switch (ch) {
+		case '"':
+			short_esc = '"';
+			break;
+		case '\\':
+			short_esc = '\\';
+			break;
+		case '\b':
+			short_esc = 'b';
+			break;
+		case '\f':
+			short_esc = 'f';
+			break;
+		case '\n':
+			short_esc = 'n';
+			break;
+		case '\r':
+			short_esc = 'r';
+			break;
+		case '\t':
+			short_esc = 't';
+			break;
+		default:
+			break;
+		}
+		*out++ = '\\';
+		if (short_esc) {
+			*out++ = short_esc;
+		} else {
+			memcpy(out, "u00", 3);
+			out[3] = hex[ch >> 4];
+			out[4] = hex[ch & 15];
+			out += 5;
+		}
+	}
+	memcpy(out, s + run, len - run);
+	return out + (len - run);
+}
+
+int
+proto_stored_result_frame(const json_t *id, const char *content, size_t len, bool is_error,
+			  int64_t seq, bool replayed, char **ret, size_t *ret_len)
+{
+	cleanup_free char *id_txt = NULL;
+	char head[64], tail[160];
+	int hl, tl;
+	size_t total;
+	char *buf, *p;
+
+	if (!content || len == 0)
+		return -EINVAL;
+	id_txt = json_dumps(id ? id : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!id_txt)
+		return -ENOMEM;
+	/* Field order is that of proto_result(envelope) + proto_tool_result +
+	 * the _meta the broker adds, so a replayed reply is byte for byte what
+	 * encoding the parsed result would give. */
+	hl =
+	    snprintf(head, sizeof(head), "\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"");
+	tl = snprintf(tail, sizeof(tail), ",\"isError\":%s,\"_meta\":{\"agentd/seq\":%lld%s}}}\n",
+		      is_error ? "true" : "false", (long long)seq,
+		      replayed ? ",\"agentd/replayed\":true" : "");
+	if (hl < 0 || tl < 0 || (size_t)hl >= sizeof(head) || (size_t)tl >= sizeof(tail))
+		return -EOVERFLOW;
+	size_t esc = escaped_len(content, len);
+	total = strlen("{\"jsonrpc\":\"2.0\",\"id\":,") + strlen(id_txt) + (size_t)hl + esc +
+		strlen("\"}],\"structuredContent\":") + len + (size_t)tl;
+	buf = malloc(total + 1);
+	if (!buf)
+		return -ENOMEM;
+	p = buf;
+	p += sprintf(p, "{\"jsonrpc\":\"2.0\",\"id\":%s,%s", id_txt, head);
+	p = escape_into(p, content, len);
+	p += sprintf(p, "\"}],\"structuredContent\":");
+	memcpy(p, content, len);
+	p += len;
+	memcpy(p, tail, (size_t)tl);
+	p += tl;
+	*p = '\0';
+	*ret = buf;
+	*ret_len = (size_t)(p - buf);
+	return 0;
+}
+
 /* ---- writer ---- */
 
 /* Wait until fd is writable or the deadline passes. Returns 0, -ETIMEDOUT or -errno. */
@@ -486,7 +604,12 @@ proto_send(int fd, const json_t *msg, int timeout_ms)
 	size_t len = strlen(text);
 	/* Reuse the terminating NUL's slot for the newline. */
 	text[len++] = '\n';
+	return proto_send_frame(fd, text, len, timeout_ms);
+}
 
+int
+proto_send_frame(int fd, const char *text, size_t len, int timeout_ms)
+{
 	int64_t deadline = agd_now_ns() + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
 	bool is_socket = true, blocking = false;
 	size_t off = 0;

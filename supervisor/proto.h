@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define PROTO_MAX_FRAME_DEFAULT (4u << 20)
@@ -86,6 +87,17 @@ json_t *proto_notification(const char *method, json_t *params);
  * non-blocking: waits with poll up to timeout_ms in total for the peer to read.
  * Returns 0, -ETIMEDOUT, -EPIPE or -errno. */
 int proto_send(int fd, const json_t *msg, int timeout_ms);
+/* Write an encoded frame (ending in '\n') as proto_send does. */
+int proto_send_frame(int fd, const char *text, size_t len, int timeout_ms);
+
+/* The encoded response frame (ending in '\n') answering request `id` with a
+ * stored tool outcome, from content's canonical text (len bytes, one JSON
+ * value, as the journal holds it) without parsing or re-encoding it: the
+ * bytes proto_send gives for proto_result(id, proto_tool_result(content))
+ * with "_meta": {"agentd/seq": seq[, "agentd/replayed": true]}.
+ * *ret is malloc'd; 0 or -errno. */
+int proto_stored_result_frame(const json_t *id, const char *content, size_t len, bool is_error,
+			      int64_t seq, bool replayed, char **ret, size_t *ret_len);
 
 /* MCP tool result: {"content":[{"type":"text","text":<compact json>}],
  * "structuredContent": content, "isError": is_error}. Steals content. */

@@ -94,6 +94,18 @@ sup_send(struct sup_run *r, json_t *msg)
 }
 
 void
+sup_send_frame(struct sup_run *r, char *text, size_t len)
+{
+	cleanup_free char *t = text;
+
+	if (r->w_chan.fd < 0 || !t)
+		return;
+	if (proto_send_frame(r->w_chan.fd, t, len, SUP_SEND_TIMEOUT_MS) == -ETIMEDOUT)
+		sup_fail(r, "agent stopped reading its channel for %d s",
+			 SUP_SEND_TIMEOUT_MS / 1000);
+}
+
+void
 sup_reply_error(struct sup_run *r, const json_t *id, int code, const char *msg, json_t *data)
 {
 	if (!id) { /* notifications never get responses */
@@ -459,12 +471,15 @@ on_pidfd(struct agd_watch *w, uint32_t events)
 		finish(r, SUP_ST_FAILED);
 		return;
 	}
-	int64_t delay = BACKOFF_FIRST_MS;
-	for (int i = 0; i < restarts && delay < BACKOFF_MAX_MS; i++)
+	/* The first restart within the window is immediate: a single crash
+	 * resumes at once, and only a crash loop backs off (100 ms, doubling).
+	 * It still goes through the timer (1 ns), so BACKOFF is one path. */
+	int64_t delay = restarts == 0 ? 0 : BACKOFF_FIRST_MS;
+	for (int i = 1; i < restarts && delay < BACKOFF_MAX_MS; i++)
 		delay *= 2;
 	if (delay > BACKOFF_MAX_MS)
 		delay = BACKOFF_MAX_MS;
-	struct itimerspec its = {.it_value = {delay / 1000, (delay % 1000) * 1000000}};
+	struct itimerspec its = {.it_value = {delay / 1000, delay ? (delay % 1000) * 1000000 : 1}};
 	timerfd_settime(r->w_timer.fd, 0, &its, NULL);
 	r->state = SUP_ST_BACKOFF;
 	sup_emit(r, 0, "restart.scheduled",

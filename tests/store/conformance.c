@@ -438,6 +438,87 @@ cf_state_at(void **state)
 	json_decref(got);
 }
 
+/* Retention: the newest K states are kept, finished rows at or before the
+ * oldest kept state are compacted to hashes, the journal still verifies
+ * (also after a truncate re-seals it), and unknown outcomes are kept whole. */
+static void
+cf_retention(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f);
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int64_t done = -1, seq = 0;
+	json_t *got = NULL;
+	char want[AGD_SHA256_HEX];
+
+	assert_int_equal(store_run_create(s, "rt", NULL), 0);
+	for (int64_t k = 1; k <= 10; k++) {
+		if (k == 3) { /* an unknown outcome: intent only */
+			cleanup_json json_t *args = json_pack("{s:I}", "seq", k);
+			struct store_call c = cf_call(k, "tool.x", args, 1);
+			assert_int_equal(store_journal_intent(s, "rt", &c), 0);
+		} else {
+			assert_int_equal(cf_commit_pair(s, "rt", k, 1), 0);
+		}
+		if (k == 2 || k == 5 || k == 8) {
+			cleanup_json json_t *v = json_pack("{s:I}", "at", k);
+			assert_int_equal(store_state_save(s, "rt", k, v), 0);
+		}
+	}
+	assert_int_equal(store_retain(s, "rt", 0, &done), -EINVAL);
+	assert_int_equal(store_retain(s, "", 1, &done), -EINVAL);
+	/* Fewer states than asked for: nothing changes. */
+	assert_int_equal(store_retain(s, "rt", 4, &done), 0);
+	assert_int_equal(done, 0);
+	assert_int_equal(store_state_load_at(s, "rt", 2, &got, &seq), 0);
+	json_decref(got);
+
+	/* Keep 2 states (5 and 8): rows 1, 2, 4, 5 compacted; 3 kept whole. */
+	assert_int_equal(store_retain(s, "rt", 2, &done), 0);
+	assert_int_equal(done, 4);
+	assert_int_equal(store_state_load_at(s, "rt", 4, &got, &seq), -ENOENT);
+	assert_int_equal(store_state_load_at(s, "rt", 5, &got, &seq), 0);
+	assert_int_equal(seq, 5);
+	json_decref(got);
+	assert_int_equal(store_journal_load(s, "rt", &calls, &n), 0);
+	assert_int_equal(n, 10);
+	for (size_t i = 0; i < n; i++) {
+		bool compact = calls[i].seq <= 5 && calls[i].seq != 3;
+		assert_int_equal(calls[i].compacted, compact);
+		if (!compact) {
+			assert_non_null(calls[i].args);
+			continue;
+		}
+		assert_null(calls[i].args);
+		assert_null(calls[i].result);
+		assert_int_equal(calls[i].status, STORE_CALL_OK);
+		char txt[64];
+		snprintf(txt, sizeof(txt), "{\"r\":%lld}", (long long)calls[i].seq);
+		agd_sha256_hex(txt, strlen(txt), want);
+		assert_string_equal(calls[i].result_hash, want);
+		assert_int_equal(calls[i].result_len, strlen(txt));
+		snprintf(txt, sizeof(txt), "{\"seq\":%lld}", (long long)calls[i].seq);
+		assert_int_equal(calls[i].args_len, strlen(txt));
+	}
+	assert_int_equal(calls[2].status, STORE_CALL_INTENT);
+	store_calls_free(calls, n);
+
+	/* Idempotent; an unknown outcome can still be finished. */
+	assert_int_equal(store_retain(s, "rt", 2, &done), 0);
+	assert_int_equal(done, 0);
+	cleanup_json json_t *res = json_pack("{s:b}", "late", 1);
+	assert_int_equal(store_journal_finish(s, "rt", 3, STORE_CALL_OK, res, 99), 0);
+	/* A truncate re-seals compacted rows too, and the result still verifies. */
+	assert_int_equal(store_journal_truncate(s, "rt", 7), 0);
+	s = cf_open(f);
+	assert_int_equal(store_journal_load(s, "rt", &calls, &n), 0);
+	assert_int_equal(n, 7);
+	assert_true(calls[0].compacted && calls[4].compacted && !calls[5].compacted);
+	assert_true(json_is_true(json_object_get(calls[2].result, "late")));
+	store_calls_free(calls, n);
+}
+
 /* An empty, version-0 store is migrated to the current version on open and
  * then behaves like a fresh one. */
 static void
@@ -474,6 +555,7 @@ store_conformance_run(const struct store_conformance_backend *b)
 	    cmocka_unit_test_setup_teardown(cf_crash_consistency, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_large_values, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_state_at, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_retention, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_migration_from_empty, cf_setup, cf_teardown),
 	};
 

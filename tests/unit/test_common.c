@@ -84,6 +84,35 @@ test_strict_parse_rejects(void **state)
 	json_decref(s);
 }
 
+/* The counted length must equal the encoder's for every kind of value. */
+static void
+test_encoded_len_matches_encoder(void **state)
+{
+	static const char *const docs[] = {
+	    "{}",
+	    "[]",
+	    "{\"a\":[1,-2,3.25,1e300,null,true,false],\"b\":{\"c\":\"\"}}",
+	    "{\"esc\":\"q\\\" b\\\\ n\\n t\\t r\\r b\\b f\\f c\\u0001\\u001f /\",\"k\\n\":1}",
+	    "{\"u\":\"h\u00e9llo \u2028 \u20ac \x7f\"}",
+	    "[[[[]]],{\"x\":[{}]},-9223372036854775807,0.1]",
+	    "\"scalar\"",
+	    "42",
+	    "null",
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		json_t *v = json_loads(docs[i], JSON_DECODE_ANY, NULL);
+		assert_non_null(v);
+		char *t = agd_json_canonical(v);
+		assert_non_null(t);
+		assert_int_equal(agd_json_encoded_len(v), strlen(t));
+		free(t);
+		json_decref(v);
+	}
+	assert_int_equal(agd_json_encoded_len(NULL), 0);
+}
+
 int
 main(void)
 {
@@ -91,6 +120,7 @@ main(void)
 	    cmocka_unit_test(test_sha256_vectors),
 	    cmocka_unit_test(test_canonical_hash_ignores_key_order),
 	    cmocka_unit_test(test_strict_parse_rejects),
+	    cmocka_unit_test(test_encoded_len_matches_encoder),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

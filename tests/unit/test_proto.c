@@ -409,6 +409,66 @@ test_builders(void **state)
 	json_decref(sid);
 }
 
+/* The replay path frames a stored canonical text directly; it must give the
+ * bytes the json path gives for every kind of content: escapes, control
+ * characters, non-ASCII, DEL, scalars, string and null ids. */
+static void
+test_stored_result_frame(void **state)
+{
+	static const char *const contents[] = {
+	    "{\"a\":\"x\\\"y\\\\z\\n\\t\\u0001\\u001f\\b\\f\\r/\",\"b\":[1,2.5,null,true]}",
+	    "{\"u\":\"h\u00e9llo \u2028 \u20ac\",\"del\":\"\x7f\",\"e\":{}}",
+	    "null",
+	    "\"just a string\\n\"",
+	    "[]",
+	    "{\"nested\":{\"k\":[{\"x\":\"\\\"\\\"\"}]},\"n\":-12345678901234}",
+	};
+	json_t *ids[] = {json_integer(7), json_string("req-\"1\""), json_null(), NULL};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(contents) / sizeof(contents[0]); i++) {
+		json_t *v = json_loads(contents[i], JSON_DECODE_ANY, NULL);
+		assert_non_null(v);
+		/* The journal stores the canonical text. */
+		cleanup_free char *canon =
+		    json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+		/* ... and the json path answered from the value parsed back. */
+		json_decref(v);
+		v = json_loads(canon, JSON_DECODE_ANY, NULL);
+		assert_non_null(v);
+		for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++) {
+			for (int err = 0; err < 2; err++) {
+				json_t *res = proto_tool_result(json_deep_copy(v), err);
+				json_t *meta = json_pack("{s:I,s:b}", "agentd/seq", (json_int_t)42,
+							 "agentd/replayed", 1);
+				json_object_set_new(res, "_meta", meta);
+				json_t *msg = proto_result(ids[k], res);
+				cleanup_free char *want = json_dumps(msg, JSON_COMPACT);
+				json_decref(msg);
+				char *got = NULL;
+				size_t len = 0;
+				assert_int_equal(proto_stored_result_frame(ids[k], canon,
+									   strlen(canon), err, 42,
+									   true, &got, &len),
+						 0);
+				assert_int_equal(len, strlen(want) + 1);
+				assert_int_equal(got[len - 1], '\n');
+				got[len - 1] = '\0';
+				assert_string_equal(got, want);
+				free(got);
+			}
+		}
+		json_decref(v);
+	}
+	for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++)
+		json_decref(ids[k]);
+	char *got = NULL;
+	size_t len = 0;
+	assert_int_equal(proto_stored_result_frame(NULL, "", 0, false, 1, true, &got, &len),
+			 -EINVAL);
+	assert_null(got);
+}
+
 static void
 test_send_roundtrip_and_timeout(void **state)
 {
@@ -476,6 +536,7 @@ main(void)
 	    cmocka_unit_test(test_parse_invalid),
 	    cmocka_unit_test(test_parse_deep_nesting),
 	    cmocka_unit_test(test_builders),
+	    cmocka_unit_test(test_stored_result_frame),
 	    cmocka_unit_test(test_send_roundtrip_and_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

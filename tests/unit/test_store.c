@@ -392,6 +392,24 @@ test_tamper_result(void **state)
 	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
 }
 
+/* A compacted row's tombstone and seal are checked like any row's. */
+static void
+test_tamper_compacted(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *st = json_object();
+	int64_t done = 0;
+
+	fill_journal(f->s, "run1");
+	assert_int_equal(store_state_save(f->s, "run1", 2, st), 0);
+	assert_int_equal(store_retain(f->s, "run1", 1, &done), 0);
+	assert_true(done >= 1);
+	assert_int_equal(load_rc(f->s, "run1"), 0);
+	tamper(f, "UPDATE journal SET result = replace(result, '\"cost\":0', '\"cost\":1') "
+		  "WHERE seq = 1");
+	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
 static void
 test_tamper_args(void **state)
 {
@@ -709,6 +727,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_tamper_renumber, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_types, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_compacted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_persist_and_backup, setup, teardown),
