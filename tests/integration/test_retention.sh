@@ -42,6 +42,7 @@ for mode in state nostate; do
 	"$A" admin compact "$mode" --keep 1 --state "$S" >"$T/$mode.c1" || fail "$mode: compact --keep 1"
 	grep -q ": 4 journal rows compacted" "$T/$mode.c1" || { cat "$T/$mode.c1"; fail "$mode: expected rows 1-4 compacted"; }
 	"$A" show "$mode" --state "$S" >/dev/null 2>"$T/$mode.show" || { cat "$T/$mode.show"; fail "$mode: compacted journal does not verify"; }
+	"$A" audit --run "$mode" --state "$S" >"$T/$mode.audit" 2>&1 || { cat "$T/$mode.audit"; fail "$mode: audit of a compacted journal"; }
 done
 "$A" admin compact state --keep 0 --state "$S" 2>/dev/null && fail "--keep 0 accepted"
 "$A" admin compact nosuchrun --keep 1 --state "$S" 2>/dev/null && fail "unknown run accepted"
