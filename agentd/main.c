@@ -404,7 +404,8 @@ cmd_run(int argc, char **argv)
 	/* Root mode: the agent runs as an unprivileged uid that must own its workspace. */
 	uid_t sid = NOBODY;
 	if (created_ws && geteuid() == 0 &&
-	    ((e = agd_sandbox_id(dir, &sid)) < 0 || (e = chown(ws, sid, sid) < 0 ? -errno : 0) < 0)) {
+	    ((e = agd_sandbox_id(dir, &sid)) < 0 ||
+	     (e = chown(ws, sid, sid) < 0 ? -errno : 0) < 0)) {
 		store_close(st);
 		return agd_die(1, "cannot hand workspace %s to the sandbox user: %s", ws,
 			       strerror(-e));
@@ -412,6 +413,15 @@ cmd_run(int argc, char **argv)
 
 	cleanup_json json_t *spec = sup_spec_new(argv + optind, cwd, ws, doc, max_restarts, 60);
 	if (!spec) {
+		store_close(st);
+		return agd_die(1, "out of memory");
+	}
+	/* The calling user owns the run: per-user limits count its calls with
+	 * the user's other runs in this store. */
+	struct passwd *pw = getpwuid(getuid());
+	char uidname[16];
+	snprintf(uidname, sizeof(uidname), "%u", (unsigned)getuid());
+	if (sup_spec_set_owner(spec, getuid(), getgid(), pw ? pw->pw_name : uidname) < 0) {
 		store_close(st);
 		return agd_die(1, "out of memory");
 	}
@@ -710,7 +720,8 @@ main(int argc, char **argv)
 		return agd_cmd_fork(argc, argv, cmd_resume);
 	if (strcmp(cmd, "admin") == 0)
 		return agd_cmd_admin(argc, argv);
-	if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "approvals") == 0 || strcmp(cmd, "send") == 0)
+	if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "approvals") == 0 ||
+	    strcmp(cmd, "send") == 0)
 		return agd_cmd_interact(argc, argv);
 	if (strcmp(cmd, "policy") == 0)
 		return agd_cmd_policy(argc, argv);

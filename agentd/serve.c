@@ -383,6 +383,23 @@ start_failed(struct serve *sv, struct serve_run *r, const char *why)
 	run_finished(sv, r);
 }
 
+/* Judge a running run by its stored stack narrowed with its user's layers as
+ * the policy directory holds them now (SIGHUP, and each start: a run resumed
+ * after a restart sees the files of the day). A reload can only narrow. */
+static void
+narrow_run(struct serve *sv, struct serve_run *r)
+{
+	cleanup_json json_t *layers = NULL;
+	char err[512];
+	int e = agd_policy_stack(sv->cfg.policy_dir[0] ? sv->cfg.policy_dir : NULL, r->user, NULL,
+				 &layers, err, sizeof(err));
+
+	if (e == 0)
+		e = sup_run_narrow_policy(r->sup, layers, err, sizeof(err));
+	if (e < 0)
+		fprintf(stderr, "agentd: run %s keeps its policy: %s\n", r->id, err);
+}
+
 static void
 start_run(struct serve *sv, struct serve_run *r)
 {
@@ -428,6 +445,7 @@ start_run(struct serve *sv, struct serve_run *r)
 		start_failed(sv, r, reason);
 		return;
 	}
+	narrow_run(sv, r);
 	r->tenant->running++;
 	sv->running++;
 	r->started_ms = agd_wall_ms();
@@ -686,7 +704,8 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 				   (json_int_t)gid, "user", user, "labels", labels, "message_mode",
 				   req->message_mode, "wall_clock_s", (json_int_t)wall_s,
 				   "sandbox_uid", (json_int_t)sid);
-	if (!spec || !daemon || json_object_set_new(spec, "daemon", daemon) < 0)
+	if (!spec || !daemon || json_object_set_new(spec, "daemon", daemon) < 0 ||
+	    sup_spec_set_owner(spec, uid, gid, user) < 0)
 		return -ENOMEM;
 	if (req->idempotency_key &&
 	    json_object_set_new(daemon, "idempotency_key", json_string(req->idempotency_key)) < 0)
@@ -1078,9 +1097,16 @@ on_signal(struct agd_watch *w, uint32_t events)
 	if (read(w->fd, &ssi, sizeof(ssi)) != sizeof(ssi))
 		return;
 	if (ssi.ssi_signo == SIGHUP) {
-		/* Policies are read at each submission: nothing is cached. */
-		fprintf(stderr,
-			"agentd: SIGHUP: policies are read per submission; nothing to do\n");
+		/* New submissions read the files anyway; running runs are
+		 * narrowed by them (never widened). */
+		int n = 0;
+		for (size_t i = 0; i < sv->n_runs; i++)
+			if (sv->runs[i]->sup && !sup_run_done(sv->runs[i]->sup)) {
+				narrow_run(sv, sv->runs[i]);
+				n++;
+			}
+		fprintf(stderr, "agentd: SIGHUP: policies reloaded for %d running run%s\n", n,
+			n == 1 ? "" : "s");
 		return;
 	}
 	if (sv->stopping)

@@ -52,6 +52,8 @@ limits_json(const struct policy_limits *l)
 		r |= set_int(o, "max_spend", l->max_spend);
 	if (l->ask_on_limit)
 		r |= json_object_set_new(o, "on_limit", json_string("ask"));
+	if (l->user_calls_per_minute)
+		r |= set_int(o, "user_calls_per_minute", l->user_calls_per_minute);
 	if (r) {
 		json_decref(o);
 		return NULL;
@@ -139,8 +141,15 @@ document(const struct policy *base, const struct policy *p)
 		l.bytes_out = p->limits.bytes_out;
 	if (p->limits.max_spend)
 		l.max_spend = p->limits.max_spend;
+	if (p->limits.user_calls_per_minute)
+		l.user_calls_per_minute = p->limits.user_calls_per_minute;
 	l.ask_on_limit = l.ask_on_limit || p->limits.ask_on_limit;
 	if (json_object_set_new(doc, "limits", limits_json(&l)) < 0)
+		return NULL;
+	/* the cost header: p's if it names one, else base's */
+	const char *ch = p->cost_header ? p->cost_header : base ? base->cost_header : NULL;
+	if (ch &&
+	    json_object_set_new(json_object_get(doc, "limits"), "cost_header", json_string(ch)) < 0)
 		return NULL;
 	/* per-tool costs: p's entry wins for a tool in both */
 	json_t *costs = json_object();

@@ -349,6 +349,7 @@ policy_free(struct policy *p)
 	free(p->extends);
 	json_decref(p->description);
 	json_decref(p->costs);
+	free(p->cost_header);
 	for (size_t i = 0; i < p->n_rules; i++)
 		rule_done(&p->rules[i]);
 	free(p->rules);
@@ -739,12 +740,15 @@ compile_limits(struct pctx *c, const json_t *o, struct policy_limits *l)
 					    "max_spend",
 					    "cost",
 					    "on_limit",
+					    "user_calls_per_minute",
+					    "cost_header",
 					    "cpu",
 					    NULL};
-	static const char *const ints[] = {"calls_per_minute", "max_calls", "pids",
-					   "tool_calls_per_minute", "max_spend"};
-	uint64_t *dst[] = {&l->calls_per_minute, &l->max_calls, &l->pids, &l->tool_calls_per_minute,
-			   &l->max_spend};
+	static const char *const ints[] = {
+	    "calls_per_minute",	     "max_calls", "pids",
+	    "tool_calls_per_minute", "max_spend", "user_calls_per_minute"};
+	uint64_t *dst[] = {&l->calls_per_minute,      &l->max_calls, &l->pids,
+			   &l->tool_calls_per_minute, &l->max_spend, &l->user_calls_per_minute};
 	static const char *const sizes[] = {"bytes_in", "bytes_out"};
 	uint64_t *sdst[] = {&l->bytes_in, &l->bytes_out};
 	json_t *v;
@@ -809,6 +813,21 @@ compile_limits(struct pctx *c, const json_t *o, struct policy_limits *l)
 		}
 	}
 	return first;
+}
+
+/* limits.cost_header: an HTTP header name (RFC 9110 token, 1..64 bytes). */
+static int
+compile_cost_header(struct pctx *c, const json_t *v, struct policy *p)
+{
+	const char *s = json_string_value(v);
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 64 ||
+	    strspn(s, "!#$%&'*+-.^_`|~0123456789"
+		      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != n)
+		return perr(c, NULL, false, "'cost_header' must be an HTTP header name");
+	p->cost_header = strdup(s);
+	return p->cost_header ? 0 : -ENOMEM;
 }
 
 /* limits.cost: {"tool name": positive integer}. Names are literal tool names. */
@@ -1242,6 +1261,12 @@ policy_compile(json_t *doc, const char *buf, size_t len, struct plint *lint, str
 			rr = compile_costs(&c, cv, p);
 			pop(&c);
 		}
+		json_t *hv = json_object_get(v, "cost_header");
+		if (rr >= 0 && hv) {
+			push_key(&c, "cost_header");
+			rr = compile_cost_header(&c, hv, p);
+			pop(&c);
+		}
 		pop(&c);
 		STEP(rr);
 	}
@@ -1373,6 +1398,12 @@ policy_tool_cost(const struct policy *p, const char *tool)
 	json_t *v = p->costs ? json_object_get(p->costs, tool) : NULL;
 
 	return v ? (uint64_t)json_integer_value(v) : 0;
+}
+
+const char *
+policy_cost_header(const struct policy *p)
+{
+	return p->cost_header;
 }
 
 const struct policy_limits *

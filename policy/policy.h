@@ -41,6 +41,9 @@ struct policy_limits {
 	uint64_t bytes_out;
 	uint64_t max_spend;
 	bool ask_on_limit; /* "on_limit": "ask" (default "deny") */
+	/* Calls per minute of all of the run owner's runs in the same store
+	 * together (the supervisor counts them in the store's journal). */
+	uint64_t user_calls_per_minute;
 };
 
 /* One entry of "sandbox.mounts". */
@@ -100,6 +103,9 @@ uint64_t policy_rule_expires_ms(const struct policy_rule *r);
 const struct policy_limits *policy_limits(const struct policy *p);
 /* limits.cost[tool]: cost units charged per call of `tool` (0 when unset). */
 uint64_t policy_tool_cost(const struct policy *p, const char *tool);
+/* limits.cost_header: the HTTP response header whose integer value an
+ * http.request adds to the run's spend (as its result's "cost"), or NULL. */
+const char *policy_cost_header(const struct policy *p);
 size_t policy_mounts(const struct policy *p, const struct policy_mount **ret);
 /* "sandbox": {"network": "loopback"}: IP sockets on the loopback interface are
  * allowed in the sandbox (default "unix": AF_UNIX sockets only). */

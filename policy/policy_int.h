@@ -135,7 +135,8 @@ struct policy {
 	struct policy_rule *rules;
 	size_t n_rules;
 	struct policy_limits limits;
-	json_t *costs; /* limits.cost: {tool: positive integer}, or NULL */
+	json_t *costs;	   /* limits.cost: {tool: positive integer}, or NULL */
+	char *cost_header; /* limits.cost_header, or NULL */
 	struct policy_mount *mounts;
 	size_t n_mounts;
 	bool network_loopback;		    /* "sandbox": {"network": "loopback"} */

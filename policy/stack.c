@@ -147,6 +147,14 @@ policy_stack_flatten(const struct policy_layer *layers, size_t n)
 		l.bytes_in = tighter(l.bytes_in, x->bytes_in);
 		l.bytes_out = tighter(l.bytes_out, x->bytes_out);
 		l.max_spend = tighter(l.max_spend, x->max_spend);
+		l.user_calls_per_minute =
+		    tighter(l.user_calls_per_minute, x->user_calls_per_minute);
+		/* The topmost layer's cost header: a lower layer can only add
+		 * spend through it, never take away the one above's. */
+		if (!json_object_get(lim, "cost_header") && policy_cost_header(layers[i].policy) &&
+		    json_object_set_new(lim, "cost_header",
+					json_string(policy_cost_header(layers[i].policy))) < 0)
+			return NULL;
 		/* "ask" instead of a denial only when every layer says so */
 		l.ask_on_limit = l.ask_on_limit && x->ask_on_limit;
 		/* the highest cost any layer charges for a tool */
@@ -172,7 +180,8 @@ policy_stack_flatten(const struct policy_layer *layers, size_t n)
 		    {"tool_calls_per_minute", l.tool_calls_per_minute},
 		    {"bytes_in", l.bytes_in},
 		    {"bytes_out", l.bytes_out},
-		    {"max_spend", l.max_spend}};
+		    {"max_spend", l.max_spend},
+		    {"user_calls_per_minute", l.user_calls_per_minute}};
 	for (size_t i = 0; i < ARRAY_SIZE(ints); i++)
 		if (ints[i].v &&
 		    json_object_set_new(lim, ints[i].key, json_integer((json_int_t)ints[i].v)) < 0)

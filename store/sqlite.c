@@ -56,7 +56,8 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_RUN_INSERT] = "INSERT INTO runs(id, status, spec, attempts, exit_code, reason, "
-		      "created_ms, updated_ms) VALUES (?1, 'running', ?2, 0, -1, '', ?3, ?3)",
+		      "created_ms, updated_ms, owner_uid) "
+		      "VALUES (?1, 'running', ?2, 0, -1, '', ?3, ?3, ?4)",
     [ST_RUN_GET] = "SELECT id, status, spec, attempts, exit_code, reason, created_ms, "
 		   "updated_ms FROM runs WHERE id = ?1",
     [ST_RUN_SET_STATUS] = "UPDATE runs SET status = ?2, exit_code = ?3, reason = ?4, "
@@ -163,6 +164,7 @@ migrate_v1(sqlite3 *db)
 static int (*const migrations[])(sqlite3 *db) = {
     migrate_v1,
     store_sqlite_migrate_v2,
+    store_sqlite_migrate_v3,
 };
 
 #define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
@@ -670,6 +672,7 @@ store_run_create(struct store *s, const char *id, const json_t *spec)
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, txt, -1, free);
 	sqlite3_bind_int64(st, 3, agd_wall_ms());
+	sqlite3_bind_int64(st, 4, store_sqlite_spec_owner(spec));
 	return step_done(st);
 }
 

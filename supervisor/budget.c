@@ -9,6 +9,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "store/usage.h"
 #include "supervisor/internal.h"
 
 #define MINUTE_MS 60000
@@ -57,7 +58,6 @@ stored_size(const json_t *v, const char *text, size_t len)
 	return json_is_object(v) || json_is_array(v) ? len : 0;
 }
 
-
 /* What a finished call costs: the policy's per-tool cost plus the "cost" a
  * tool reported in its result. */
 static uint64_t
@@ -102,6 +102,14 @@ remember(struct sup_budget *b, const char *tool, int64_t ms)
 	return 0;
 }
 
+/* The calls of the last minute are kept for the per-minute limits; for
+ * user_calls_per_minute they stand for the user's when the run has no owner. */
+static bool
+keeps_recent(const struct policy_limits *l)
+{
+	return l->calls_per_minute || l->tool_calls_per_minute || l->user_calls_per_minute;
+}
+
 static bool
 refused_by_limit(const char *rule)
 {
@@ -140,8 +148,8 @@ sup_budget_rebuild(struct sup_run *r, const struct store_call *calls, size_t n)
 			b->bytes_out += stored_size(c->result, c->result_text, c->result_len);
 			b->spend += call_spend(r->policy, c->tool, c->result);
 		}
-		if ((l->calls_per_minute || l->tool_calls_per_minute) &&
-		    now - c->started_ms < MINUTE_MS && remember(b, c->tool, c->started_ms) < 0) {
+		if (keeps_recent(l) && now - c->started_ms < MINUTE_MS &&
+		    remember(b, c->tool, c->started_ms) < 0) {
 			sup_budget_free(b);
 			return -ENOMEM;
 		}
@@ -182,6 +190,23 @@ sup_budget_check(struct sup_run *r, const char *tool, const json_t *args, char *
 	if (l->tool_calls_per_minute && mine >= l->tool_calls_per_minute)
 		OVER("tool_calls_per_minute", "limit tool_calls_per_minute (%llu) reached for %s",
 		     (unsigned long long)l->tool_calls_per_minute, tool);
+	if (l->user_calls_per_minute) {
+		/* Every run of the owner in this store, counted in the journal (one
+		 * indexed read); a run without an owner counts as its own user. A
+		 * store that cannot count refuses the call: the limit fails closed. */
+		uint64_t used = all;
+		int e = r->owner_uid < 0 ? 0
+					 : store_user_calls_since(r->st, r->owner_uid,
+								  now - MINUTE_MS + 1, &used);
+		if (e < 0)
+			OVER("user_calls_per_minute",
+			     "limit user_calls_per_minute: cannot count the user's calls: %s",
+			     strerror(-e));
+		if (used >= l->user_calls_per_minute)
+			OVER("user_calls_per_minute",
+			     "limit user_calls_per_minute (%llu, all of the user's runs) reached",
+			     (unsigned long long)l->user_calls_per_minute);
+	}
 	if (l->bytes_in && b->bytes_in + in > l->bytes_in)
 		OVER("bytes_in", "limit bytes_in (%llu) would be exceeded: %llu used, call is %llu",
 		     (unsigned long long)l->bytes_in, (unsigned long long)b->bytes_in,
@@ -208,7 +233,7 @@ sup_budget_charge(struct sup_run *r, const char *tool, const json_t *args)
 		return -EINVAL;
 	b->calls++;
 	b->bytes_in += json_size(args);
-	if (l->calls_per_minute || l->tool_calls_per_minute)
+	if (keeps_recent(l))
 		return remember(b, tool, agd_wall_ms());
 	return 0;
 }

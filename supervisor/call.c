@@ -108,6 +108,7 @@ execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t
 	    .max_result_bytes = SUP_MAX_RESULT_BYTES,
 	    /* Egress to private addresses only where the policy names them. */
 	    .deny_private_addresses = !sup_egress_named(r, t->name, args),
+	    .cost_header = policy_cost_header(r->policy),
 	};
 	json_t *content = NULL;
 	bool is_error = false;

@@ -45,6 +45,7 @@ struct sup_run {
 	json_t *spec;	 /* owned; the strings below point into it */
 	struct policy *policy;
 	const char *cwd, *workspace;
+	int64_t owner_uid; /* spec "owner": {"uid"}; -1: none (no per-user limit) */
 	int max_restarts, window_s;
 	int64_t *starts_ms; /* start time of each attempt, for the intensity limit */
 	size_t n_starts;

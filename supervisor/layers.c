@@ -17,6 +17,7 @@ struct sup_layers {
 	size_t n;
 	struct policy_layer v[SUP_MAX_LAYERS];
 	struct policy *owned[SUP_MAX_LAYERS];
+	json_t *src; /* the stored layers: the names point into it */
 };
 
 struct sup_layers *
@@ -26,6 +27,7 @@ sup_layers_free(struct sup_layers *l)
 		return NULL;
 	for (size_t i = 0; i < l->n; i++)
 		policy_free(l->owned[i]);
+	json_decref(l->src);
 	free(l);
 	return NULL;
 }
@@ -51,6 +53,8 @@ sup_layers_load(struct sup_run *r, const json_t *pol, char *reason, size_t reaso
 
 	if (!l)
 		return -ENOMEM;
+	/* A reload's stack is not in the spec: hold it as long as the names. */
+	l->src = json_incref((json_t *)pol);
 	if (json_is_object(pol)) {
 		/* A spec from before layers: one document. */
 		l->v[0].name = "run";
@@ -104,6 +108,34 @@ bad:
 	snprintf(reason, reasonsz, "run %s has an invalid stored policy: %s", r->id, perr.message);
 	sup_layers_free(l);
 	return e == -ENOMEM ? e : -EBADMSG;
+}
+
+int
+sup_run_narrow_policy(struct sup_run *r, const json_t *reloaded, char *reason, size_t reasonsz)
+{
+	const json_t *pol = json_object_get(r->spec, "policy");
+	/* A spec from before layers holds one document: its one layer. */
+	cleanup_json json_t *stored = json_is_object(pol)
+					  ? json_pack("[{s:s,s:O}]", "name", "run", "policy", pol)
+					  : json_incref((json_t *)pol);
+	struct policy *old = r->policy;
+	int e;
+
+	if (!stored)
+		return -ENOMEM;
+	cleanup_json json_t *narrowed = policy_stack_narrow(stored, reloaded);
+	if (!narrowed) {
+		snprintf(reason, reasonsz, "run %s: the reloaded layers cannot be combined", r->id);
+		return json_is_array(stored) && json_is_array(reloaded) ? -ENOMEM : -EINVAL;
+	}
+	/* On success sup_layers_load has replaced both the layers and
+	 * r->policy (limits, mounts, secrets); on failure neither. */
+	e = sup_layers_load(r, narrowed, reason, reasonsz);
+	if (e < 0)
+		return e;
+	if (old != r->policy)
+		policy_free(old);
+	return 0;
 }
 
 int

@@ -524,20 +524,36 @@ sup_spec_new(char *const *argv, const char *cwd, const char *workspace, const js
 			 "restart_window_s", restart_window_s);
 }
 
+int
+sup_spec_set_owner(json_t *spec, uid_t uid, gid_t gid, const char *user)
+{
+	json_t *o = json_pack("{s:I,s:I,s:s}", "uid", (json_int_t)uid, "gid", (json_int_t)gid,
+			      "user", user);
+
+	if (!o || json_object_set_new(spec, "owner", o) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 /* Validate the stored spec (it is read back from disk: untrusted). */
 static int
 load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 {
-	json_t *argv = NULL, *pol = NULL, *daemon = NULL, *durable = NULL;
+	json_t *argv = NULL, *pol = NULL, *daemon = NULL, *durable = NULL, *owner = NULL;
+	json_int_t owner_uid = -1, owner_gid = -1;
+	const char *owner_user = NULL;
 	json_error_t jerr;
 
 	/* "daemon" is agentd serve's own record of the run (owner, labels...);
 	 * the supervisor does not interpret it. */
-	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o,s?o}",
+	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o,s?o,s?o}",
 			   "uid", &r->uid, "argv", &argv, "cwd", &r->cwd, "workspace",
 			   &r->workspace, "policy", &pol, "max_restarts", &r->max_restarts,
-			   "restart_window_s", &r->window_s, "daemon", &daemon, "durable",
-			   &durable) < 0 ||
+			   "restart_window_s", &r->window_s, "daemon", &daemon, "durable", &durable,
+			   "owner", &owner) < 0 ||
+	    (owner && (json_unpack_ex(owner, &jerr, JSON_STRICT, "{s:I,s:I,s:s}", "uid", &owner_uid,
+				      "gid", &owner_gid, "user", &owner_user) < 0 ||
+		       owner_uid < 0 || owner_uid > (json_int_t)UINT32_MAX - 1)) ||
 	    (daemon && !json_is_object(daemon)) || strlen(r->uid) != 32 || !json_is_array(argv) ||
 	    json_array_size(argv) == 0 || r->cwd[0] != '/' || r->workspace[0] != '/' ||
 	    r->max_restarts < 0 || r->window_s <= 0) {
@@ -550,6 +566,7 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 			snprintf(reason, reasonsz, "run %s has a non-string argument", r->id);
 			return -EBADMSG;
 		}
+	r->owner_uid = owner_uid;
 	/* One policy document, or the layers system, user, run... */
 	int e = sup_layers_load(r, pol, reason, reasonsz);
 	if (e < 0)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/loop.h"
 #include "policy/policy.h"
@@ -75,6 +76,11 @@ struct sup_options {
  * ("<uid>:<seq>") must not collide between runs of the same name in two stores. */
 json_t *sup_spec_new(char *const *argv, const char *cwd, const char *workspace,
 		     const json_t *policy_doc, int max_restarts, int restart_window_s);
+/* Record who the run belongs to: "owner": {"uid": N, "gid": N, "user": "name"}
+ * (the calling user of `agentd run`, the submitting peer of `agentd serve`).
+ * The store indexes the uid: per-user limits count every run of one owner.
+ * 0 or -ENOMEM. */
+int sup_spec_set_owner(json_t *spec, uid_t uid, gid_t gid, const char *user);
 
 /* A run driven by an event loop the caller owns (agentd serve runs many).
  * sup_run_open loads and validates the run's stored spec and registers its
@@ -88,6 +94,15 @@ int sup_run_start(struct sup_run *r);
 /* Kill the child now and leave the run interrupted (resumable). */
 void sup_run_stop(struct sup_run *r, const char *why);
 bool sup_run_done(const struct sup_run *r);
+/* A policy reload (agentd serve: SIGHUP, and each start of a run): the run is
+ * judged from now on by the stack stored in its spec plus every layer of
+ * `reloaded` ([{"name", "policy"}...], as agd_policy_stack builds it) that it
+ * does not already have (policy_stack_narrow). Always computed from the stored
+ * stack, so the result is never wider than what the run started with, and a
+ * later reload that drops a narrowing goes back to it. The spec itself is
+ * unchanged. 0, or a negative errno with reason filled (the run keeps the
+ * stack it had). */
+int sup_run_narrow_policy(struct sup_run *r, const json_t *reloaded, char *reason, size_t reasonsz);
 const char *sup_run_id(const struct sup_run *r);
 /* Once done: 0 (succeeded), -EINTR (interrupted), -EAGAIN (suspended while
  * waiting for an approval: start it again once decided) or -EIO (failed), with

@@ -355,6 +355,30 @@ http_slist_cleanup(struct curl_slist **l)
 	curl_slist_free_all(*l);
 }
 
+/* The cost a response reports in the policy's cost header: a decimal
+ * integer of at most 15 digits (so a sum of them cannot overflow). Anything
+ * else reports no cost: the per-tool cost of the policy still applies. */
+static bool
+http_reported_cost(const json_t *headers, const char *name, json_int_t *ret)
+{
+	char lower[80];
+	size_t n = strlen(name);
+
+	if (n >= sizeof(lower))
+		return false;
+	for (size_t i = 0; i <= n; i++)
+		lower[i] = (char)tolower((unsigned char)name[i]);
+	const char *v = json_string_value(json_object_get(headers, lower));
+	if (!v)
+		return false;
+	v += strspn(v, " \t");
+	size_t d = strspn(v, "0123456789");
+	if (d == 0 || d > 15 || v[d + strspn(v + d, " \t")] != '\0')
+		return false;
+	*ret = (json_int_t)strtoll(v, NULL, 10);
+	return true;
+}
+
 static int
 http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_content,
 		  bool *ret_is_error)
@@ -511,9 +535,16 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 		if (!b)
 			return -ENOMEM;
 	}
-	return http_done(json_pack("{s:I,s:O,s:o}", "status", (json_int_t)status, "headers",
-				   resp_headers, bkey, b),
-			 false, ret_content, ret_is_error);
+	json_t *content = json_pack("{s:I,s:O,s:o}", "status", (json_int_t)status, "headers",
+				    resp_headers, bkey, b);
+	json_int_t cost = 0;
+	if (content && ctx->cost_header &&
+	    http_reported_cost(resp_headers, ctx->cost_header, &cost) && cost > 0 &&
+	    json_object_set_new(content, "cost", json_integer(cost)) < 0) {
+		json_decref(content);
+		return -ENOMEM;
+	}
+	return http_done(content, false, ret_content, ret_is_error);
 }
 
 static enum tool_class

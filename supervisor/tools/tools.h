@@ -7,7 +7,7 @@
 
 /* How a tool call behaves when rerun after a crash left its outcome unknown. */
 enum tool_class {
-	TOOL_PURE = 0,       /* no side effect: safe to rerun; needs no intent row */
+	TOOL_PURE = 0,	     /* no side effect: safe to rerun; needs no intent row */
 	TOOL_IDEMPOTENT = 1, /* rerun with the same idempotency key is safe */
 	TOOL_EFFECT = 2,     /* never rerun blindly */
 };
@@ -15,15 +15,19 @@ enum tool_class {
 struct tool_ctx {
 	const char *run_id;
 	int64_t seq;
-	const char *cwd;             /* relative paths resolve against it (absolute) */
-	const char *path_root;       /* fs.*: open beneath this directory (from policy) */
+	const char *cwd;	     /* relative paths resolve against it (absolute) */
+	const char *path_root;	     /* fs.*: open beneath this directory (from policy) */
 	const char *idempotency_key; /* "<run>:<seq>", sent by idempotent tools */
-	int default_timeout_ms;      /* used when the call gives none */
+	int default_timeout_ms;	     /* used when the call gives none */
 	size_t max_result_bytes;     /* cap on data returned to the agent */
 	/* http.request: refuse hosts that resolve to loopback, private, link-local,
 	 * CGNAT, multicast or reserved addresses, and pin the checked addresses so
 	 * DNS cannot change them before the connection (false: no address check). */
 	bool deny_private_addresses;
+	/* http.request: the response header (policy limits.cost_header) whose
+	 * integer value is reported as the result's "cost", added to the run's
+	 * spend; NULL: none. */
+	const char *cost_header;
 };
 
 struct tool_def {
@@ -66,5 +70,5 @@ extern const struct tool_def tools_echo;
 
 /* Limits applied by the built-in tools regardless of the context. */
 #define TOOLS_MAX_READ_BYTES   (4u << 20) /* fs.read per call */
-#define TOOLS_MAX_LIST_ENTRIES 10000      /* fs.list per call */
-#define TOOLS_MAX_TIMEOUT_MS   300000     /* http.request timeout_ms */
+#define TOOLS_MAX_LIST_ENTRIES 10000	  /* fs.list per call */
+#define TOOLS_MAX_TIMEOUT_MS   300000	  /* http.request timeout_ms */
