@@ -180,14 +180,14 @@ enum store_approval_scope {
 
 struct store_approval {
 	char *run;
-	int64_t seq;	     /* the call's seq in the run's journal */
+	int64_t seq; /* the call's seq in the run's journal */
 	char *tool;
-	json_t *args;	     /* owned; the call's arguments as the agent sent them */
-	char *rule;	     /* rule id that asked, "" if none */
-	json_t *approvers;   /* owned; JSON array of strings, [] = anyone */
-	char *reason;	     /* why it asks ("" if none) */
+	json_t *args;	   /* owned; the call's arguments as the agent sent them */
+	char *rule;	   /* rule id that asked, "" if none */
+	json_t *approvers; /* owned; JSON array of strings, [] = anyone */
+	char *reason;	   /* why it asks ("" if none) */
 	int64_t created_ms;
-	int64_t expires_ms;  /* 0: never */
+	int64_t expires_ms; /* 0: never */
 	enum store_approval_status status;
 	char *decided_by;    /* "" while pending */
 	int64_t decided_ms;  /* 0 while pending */
