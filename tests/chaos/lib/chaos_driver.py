@@ -55,10 +55,20 @@ def start(args, log):
                             stdin=subprocess.DEVNULL)
 
 
+def sandboxed(pid):
+    """True for a process in a nested pid namespace (the sandbox's init):
+    agentd's other children (a sanitizer's helper, say) must not be hit."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(l.startswith("NSpid:") and len(l.split()) > 2 for l in f)
+    except OSError:
+        return False
+
+
 def children(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
+            return [int(x) for x in f.read().split() if sandboxed(int(x))]
     except OSError:
         return []
 
