@@ -846,15 +846,15 @@ static const char completion_bash[] =
     "# bash completion for agentctl: eval \"$(agentctl completion bash)\"\n"
     "_agentctl() {\n"
     "\tlocal cur=${COMP_WORDS[COMP_CWORD]}\n"
-    "\tlocal verbs='run ls show logs events journal cancel kill fork rm send approvals approve "
-    "deny "
+    "\tlocal verbs='run ls show logs events journal cancel kill pause resume fork rm send "
+    "approvals approve deny "
     "drain undrain health version completion'\n"
     "\tif [ \"$COMP_CWORD\" -eq 1 ]; then\n"
     "\t\tCOMPREPLY=($(compgen -W \"$verbs\" -- \"$cur\"))\n"
     "\t\treturn\n"
     "\tfi\n"
     "\tcase ${COMP_WORDS[1]} in\n"
-    "\tshow|logs|events|journal|cancel|kill|fork|rm|send|approve|deny)\n"
+    "\tshow|logs|events|journal|cancel|kill|pause|resume|fork|rm|send|approve|deny)\n"
     "\t\tCOMPREPLY=($(compgen -W \"$(agentctl ls -q 2>/dev/null)\" -- \"$cur\"));;\n"
     "\tcompletion) COMPREPLY=($(compgen -W bash -- \"$cur\"));;\n"
     "\tesac\n"
@@ -871,6 +871,7 @@ usage(FILE *f)
 	    "  ls [--status S] [--user U]     show RUN      journal RUN\n"
 	    "  logs [-f] RUN                  events [-f] [--after ID] RUN\n"
 	    "  cancel RUN                     kill RUN\n"
+	    "  pause RUN                      resume RUN\n"
 	    "  send [--mode queue|interrupt|restart|reject] RUN TEXT\n"
 	    "  approvals [--run R] [--status pending|approved|denied|expired|all]\n"
 	    "  approve RUN SEQ [--edit ARGS] [--scope once|run|always] [--comment C]\n"
@@ -971,6 +972,10 @@ main(int argc, char **argv)
 		rc = simple_run_verb(argc, argv, "POST", "/cancel");
 	else if (!strcmp(cmd, "kill"))
 		rc = simple_run_verb(argc, argv, "POST", "/kill");
+	else if (!strcmp(cmd, "pause"))
+		rc = simple_run_verb(argc, argv, "POST", "/pause");
+	else if (!strcmp(cmd, "resume"))
+		rc = simple_run_verb(argc, argv, "POST", "/resume");
 	else if (!strcmp(cmd, "rm"))
 		rc = simple_run_verb(argc, argv, "DELETE", "");
 	else if (!strcmp(cmd, "logs"))

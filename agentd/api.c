@@ -358,6 +358,32 @@ h_kill(struct req *q, struct MHD_Connection *c, char **args)
 }
 
 static enum MHD_Result
+pause_or_resume(struct req *q, struct MHD_Connection *c, char **args, bool pause)
+{
+	RUN_OR_404(q, c, args[0]);
+	int e = serve_run_pause(q->sv, r, pause);
+	if (e == -EALREADY)
+		return reply_error(c, 409, "conflict", "run %s is %s", r->id, r->status);
+	if (e == -ECANCELED)
+		return reply_error(c, 409, "conflict", "run %s is being cancelled", r->id);
+	if (e < 0)
+		return reply_errno(c, e, "");
+	return reply_json(c, 200, api_run_json(q->sv, r));
+}
+
+static enum MHD_Result
+h_pause(struct req *q, struct MHD_Connection *c, char **args)
+{
+	return pause_or_resume(q, c, args, true);
+}
+
+static enum MHD_Result
+h_resume(struct req *q, struct MHD_Connection *c, char **args)
+{
+	return pause_or_resume(q, c, args, false);
+}
+
+static enum MHD_Result
 h_fork(struct req *q, struct MHD_Connection *c, char **args)
 {
 	struct serve_run *f = NULL;
@@ -783,6 +809,8 @@ static const struct route routes[] = {
     {"GET", "/v1/runs/*/logs", ANY, h_logs},
     {"POST", "/v1/runs/*/cancel", ANY, h_cancel},
     {"POST", "/v1/runs/*/kill", ANY, h_kill},
+    {"POST", "/v1/runs/*/pause", ANY, h_pause},
+    {"POST", "/v1/runs/*/resume", ANY, h_resume},
     {"POST", "/v1/runs/*/messages", ANY, h_message},
     {"POST", "/v1/runs/*/fork", ANY, h_fork},
     {"GET", "/v1/approvals", ANY, h_approvals},

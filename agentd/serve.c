@@ -10,7 +10,11 @@
  *   queued     pump                -> running
  *   queued     cancel / kill       -> cancelled
  *   running    supervisor done     -> succeeded | failed | suspended | interrupted
- *   running    cancel / kill       -> cancelled (stopped now)
+ *   running    kill                -> cancelled (stopped now)
+ *   running    cancel              -> running (calls refused) -> cancelled at child exit
+ *   running    pause               -> paused (its next call waits)
+ *   paused     resume              -> running
+ *   paused     cancel / kill       -> as running
  *   running    wall-clock limit    -> failed
  *   running    SIGTERM             -> interrupted (resumed at the next start)
  *   suspended  approval decided    -> queued (head of its tenant's queue)
@@ -487,6 +491,8 @@ on_run_done(struct sup_run *sup, void *ud)
 		set_status(r, "interrupted", why);
 	else if (e == -EAGAIN)
 		set_status(r, "suspended", why);
+	else if (e == -ECANCELED)
+		set_status(r, "cancelled", why);
 	else
 		set_status(r, "failed", why);
 	r->final_status = NULL;
@@ -546,8 +552,15 @@ serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill)
 	if (r->queued)
 		dequeue(r);
 	if (r->sup && !sup_run_done(r->sup)) {
-		/* Graceful cancel stops the child now too: the journal makes a
-		 * stop between calls safe, and no call is run twice. */
+		if (strcmp(r->status, "paused") == 0)
+			set_status(r, "running", NULL);
+		if (!kill) {
+			/* The agent sees the refusal at its next call and can
+			 * end cleanly; on_run_done records "cancelled". */
+			int e = sup_run_cancel(r->sup, SERVE_CANCEL_GRACE_MS);
+			serve_wake(sv, r);
+			return e;
+		}
 		r->final_status = "cancelled";
 		sup_run_stop(r->sup, why);
 		return 0;
@@ -558,6 +571,21 @@ serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill)
 		r->lock_fd = (close(r->lock_fd), -1);
 	serve_wake(sv, r);
 	run_finished(sv, r);
+	return 0;
+}
+
+int
+serve_run_pause(struct serve *sv, struct serve_run *r, bool pause)
+{
+	if (!r->sup || sup_run_done(r->sup) || strcmp(r->status, pause ? "running" : "paused") != 0)
+		return -EALREADY;
+	int e = pause ? sup_run_pause(r->sup) : sup_run_resume(r->sup);
+	if (e < 0)
+		return e;
+	/* Only in memory: the store keeps "running", so a daemon restart
+	 * resumes the run unpaused from its journal. */
+	set_status(r, pause ? "paused" : "running", NULL);
+	serve_wake(sv, r);
 	return 0;
 }
 

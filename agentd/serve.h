@@ -157,8 +157,16 @@ int serve_run_fork(struct serve *sv, struct serve_run *src, int64_t at, const ch
 /* Delete a final run: its files go, its store rows stay for audit with
  * status "deleted"; no longer listed or shown. -EBUSY if not final. */
 int serve_run_delete(struct serve *sv, struct serve_run *r, const char *why);
-/* Graceful cancel or immediate kill; a queued run is dropped. */
+/* Graceful cancel or immediate kill; a queued run is dropped. A graceful
+ * cancel of a running run refuses its calls from the next boundary on and
+ * ends it "cancelled" when the child exits (killed after
+ * SERVE_CANCEL_GRACE_MS). 0 or -EALREADY when final. */
+#define SERVE_CANCEL_GRACE_MS 5000
 int serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill);
+/* Pause ("paused": its next call waits) or resume ("running") a running
+ * run. 0; -EALREADY when it is not running (or paused, to resume);
+ * -ECANCELED while a cancel is under way. */
+int serve_run_pause(struct serve *sv, struct serve_run *r, bool pause);
 /* 1-based position in the fair queue, 0 if not queued. */
 int serve_queue_position(struct serve *sv, const struct serve_run *r);
 bool serve_run_final(const struct serve_run *r);

@@ -444,6 +444,12 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 	json_error_t jerr;
 	char hash[AGD_SHA256_HEX];
 
+	/* A cancelled run runs nothing more; the agent sees why and may exit. */
+	if (r->cancelling) {
+		sup_reply_error(r, id, PROTO_INTERRUPTED, "interrupted",
+				json_pack("{s:s}", "reason", "cancelled"));
+		return;
+	}
 	if (!params ||
 	    json_unpack_ex(params, &jerr, JSON_STRICT, "{s:s,s?o}", "name", &tool, "arguments",
 			   &args) < 0 ||

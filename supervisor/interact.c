@@ -125,11 +125,12 @@ sup_ix_waiting(struct sup_run *r)
 	return ix && ix->pending && ix->pending->attempt == r->attempt && !r->fatal;
 }
 
-/* Nothing more is answered: a call waits, or a restart is about to happen. */
+/* Nothing more is answered: a call waits, the run is paused, or a restart
+ * is about to happen. */
 bool
 sup_ix_blocked(struct sup_run *r)
 {
-	return sup_ix_waiting(r) || (r->ix && r->ix->restart_due);
+	return sup_ix_waiting(r) || (r->ix && (r->ix->restart_due || r->paused));
 }
 
 bool
@@ -171,6 +172,73 @@ unpause(struct sup_run *r)
 	}
 	if (r->w_chan.fd >= 0)
 		sup_broker_read(r);
+}
+
+/* The pause is over (nothing else blocks): read the channel again. */
+static void
+resume_reading(struct sup_run *r)
+{
+	struct sup_ix *ix = r->ix;
+
+	if (!ix || sup_ix_blocked(r))
+		return;
+	if (ix->paused_attempt == r->attempt) {
+		ix->paused_attempt = 0;
+		if (r->w_chan.fd >= 0)
+			agd_loop_mod(r->loop, &r->w_chan, EPOLLIN);
+	}
+	if (r->w_chan.fd >= 0)
+		sup_broker_read(r);
+}
+
+int
+sup_run_pause(struct sup_run *r)
+{
+	if (sup_run_done(r))
+		return -EALREADY;
+	if (r->cancelling)
+		return -ECANCELED;
+	/* sup_ix_hold keeps its state in the interaction object. */
+	if (!ix_get(r))
+		return -ENOMEM;
+	if (r->paused)
+		return 0;
+	r->paused = true;
+	sup_emit(r, 0, "run.paused", json_object());
+	return 0;
+}
+
+int
+sup_run_resume(struct sup_run *r)
+{
+	if (sup_run_done(r))
+		return -EALREADY;
+	if (!r->paused)
+		return 0;
+	r->paused = false;
+	sup_emit(r, 0, "run.resumed", json_object());
+	resume_reading(r);
+	return 0;
+}
+
+void
+sup_ix_cancel(struct sup_run *r)
+{
+	r->paused = false;
+	if (!r->ix)
+		return;
+	if (sup_ix_waiting(r)) {
+		struct ix_pending *p = r->ix->pending;
+		/* The approval is moot: the run ends without this call. */
+		(void)store_approval_decide(r->st, r->id, p->seq, false, "cancel", "run cancelled",
+					    NULL, STORE_SCOPE_ONCE);
+		sup_call_refuse(r, p->id, p->tool, p->args, p->hash, p->seq, p->pr.rule_id,
+				"cancelled", PROTO_INTERRUPTED, "interrupted",
+				json_pack("{s:s}", "reason", "cancelled"));
+		unpause(r);
+		return;
+	}
+	resume_reading(r);
 }
 
 /* ---- approvals ---- */

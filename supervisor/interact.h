@@ -40,6 +40,9 @@ bool sup_ix_boundary(struct sup_run *r, const char *method);
 /* The agentd/inbox method. */
 void sup_ix_inbox(struct sup_run *r, const json_t *id, json_t *params);
 void sup_ix_free(struct sup_run *r);
+/* sup_run_cancel: answer a call waiting for its approval (-32003, data
+ * {"reason": "cancelled"}), lift a pause and read the channel again. */
+void sup_ix_cancel(struct sup_run *r);
 
 /* call.c: the two ends of a live call, shared with interact.c. */
 void sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const json_t *args,

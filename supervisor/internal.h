@@ -34,6 +34,7 @@ enum sup_state {
 	SUP_ST_FAILED,
 	SUP_ST_INTERRUPTED,
 	SUP_ST_SUSPENDED, /* stopped while a call waits for its approval */
+	SUP_ST_CANCELLED, /* the child exited (or was killed) after sup_run_cancel */
 };
 
 struct sup_run {
@@ -77,6 +78,13 @@ struct sup_run {
 	struct agd_watch w_wall;     /* wall-clock limit (policy limits.wall_clock) */
 	struct sup_ix *ix;	     /* approvals and messages: interact.c */
 	struct sup_durable *dur;     /* retry.c: retries, timeouts, fallbacks, deadline */
+
+	/* sup_run_cancel: every call from now on is refused; the child is
+	 * killed when the grace timer fires first. */
+	bool cancelling;
+	struct agd_watch w_grace;
+	/* sup_run_pause: the broker reads nothing until sup_run_resume. */
+	bool paused;
 };
 
 /* Store an event (except the live-only "call.*" ones) and pass it to the

@@ -14,8 +14,11 @@
  *   CHILD    restart message  -> kill; CHILD (next attempt at once, journal rolled back)
  *   CHILD    wall-clock limit -> kill; FAILED when the child is reaped
  *   BACKOFF  wall-clock limit -> FAILED
+ *   CHILD    cancel           -> calls refused, grace timer; CANCELLED when the child is reaped
+ *   CHILD    grace timer      -> kill; CANCELLED when the child is reaped
+ *   NEW/BACKOFF  cancel       -> CANCELLED
  *
- * SUCCEEDED, FAILED, INTERRUPTED and SUSPENDED are final for this supervisor; an
+ * SUCCEEDED, FAILED, INTERRUPTED, SUSPENDED and CANCELLED are final for this supervisor; an
  * INTERRUPTED or SUSPENDED run is resumable (`agentd resume`): its journal is the checkpoint.
  */
 #include "supervisor/internal.h"
@@ -121,7 +124,7 @@ static bool
 is_final(enum sup_state s)
 {
 	return s == SUP_ST_SUCCEEDED || s == SUP_ST_FAILED || s == SUP_ST_INTERRUPTED ||
-	       s == SUP_ST_SUSPENDED;
+	       s == SUP_ST_SUSPENDED || s == SUP_ST_CANCELLED;
 }
 
 static void
@@ -141,6 +144,11 @@ finish(struct sup_run *r, enum sup_state s)
 	case SUP_ST_SUSPENDED:
 		store_run_set_status(r->st, r->id, "suspended", -1, r->reason);
 		sup_emit(r, 0, "run.suspended", json_pack("{s:s}", "reason", r->reason));
+		break;
+	case SUP_ST_CANCELLED:
+		store_run_set_status(r->st, r->id, "cancelled", r->exit_code, r->reason);
+		sup_emit(r, 0, "run.cancelled",
+			 json_pack("{s:s,s:i}", "reason", r->reason, "exit_code", r->exit_code));
 		break;
 	default:
 		if (!r->reason[0])
@@ -452,6 +460,11 @@ on_pidfd(struct agd_watch *w, uint32_t events)
 				   (json_int_t)r->last_replayed));
 	sup_emit(r, 0, "child.exited", data);
 
+	if (r->cancelling) {
+		r->exit_code = ex.signaled ? 128 + ex.code : ex.code;
+		finish(r, SUP_ST_CANCELLED);
+		return;
+	}
 	if (r->fatal) {
 		r->exit_code = -1;
 		finish(r, SUP_ST_FAILED);
@@ -593,6 +606,7 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	r->status_fd = -1;
 	r->cgroup_fd = -1;
 	r->w_pid.fd = r->w_chan.fd = r->w_timer.fd = r->viol.w.fd = r->w_wall.fd = -1;
+	r->w_grace.fd = -1;
 	r->exit_code = -1;
 	e = store_run_get(st, run_id, &sr);
 	if (e < 0) {
@@ -725,6 +739,11 @@ sup_restart_now(struct sup_run *r)
 {
 	if (is_final(r->state))
 		return;
+	/* A cancelled run gets no next attempt: the reap finishes it. */
+	if (r->cancelling) {
+		kill_child(r);
+		return;
+	}
 	if (r->w_pid.fd >= 0) {
 		kill_child(r);
 		reap(r);
@@ -733,6 +752,47 @@ sup_restart_now(struct sup_run *r)
 		r->exit_code = -1;
 		finish(r, SUP_ST_FAILED);
 	}
+}
+
+static void
+on_grace(struct agd_watch *w, uint32_t events)
+{
+	struct sup_run *r = (struct sup_run *)((char *)w - offsetof(struct sup_run, w_grace));
+	uint64_t ticks;
+
+	if (read(w->fd, &ticks, sizeof(ticks)) < 0 || r->state != SUP_ST_CHILD)
+		return;
+	snprintf(r->reason, sizeof(r->reason), "cancelled; killed after the grace period");
+	kill_child(r); /* finished as cancelled when the child is reaped */
+}
+
+int
+sup_run_cancel(struct sup_run *r, int grace_ms)
+{
+	if (is_final(r->state))
+		return -EALREADY;
+	if (r->cancelling)
+		return 0;
+	r->cancelling = true;
+	snprintf(r->reason, sizeof(r->reason), "cancelled");
+	sup_emit(r, 0, "run.cancelling", json_pack("{s:i}", "grace_ms", grace_ms));
+	if (r->state != SUP_ST_CHILD) {
+		r->exit_code = -1;
+		finish(r, SUP_ST_CANCELLED);
+		return 0;
+	}
+	/* Without a timer the child could outlive the cancel: kill it now. */
+	r->w_grace = (struct agd_watch){timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+					on_grace};
+	struct itimerspec its = {.it_value = {grace_ms / 1000, (grace_ms % 1000) * 1000000 + 1}};
+	if (r->w_grace.fd < 0 || timerfd_settime(r->w_grace.fd, 0, &its, NULL) < 0 ||
+	    agd_loop_add(r->loop, &r->w_grace, EPOLLIN) < 0) {
+		agd_loop_close_watch(r->loop, &r->w_grace);
+		kill_child(r);
+		return 0;
+	}
+	sup_ix_cancel(r);
+	return 0;
 }
 
 bool
@@ -756,6 +816,8 @@ sup_run_result(const struct sup_run *r, int *ret_exit, const char **ret_reason)
 	*ret_reason = r->reason;
 	if (r->state == SUP_ST_SUSPENDED)
 		return -EAGAIN;
+	if (r->state == SUP_ST_CANCELLED)
+		return -ECANCELED;
 	return r->state == SUP_ST_SUCCEEDED ? 0 : r->state == SUP_ST_INTERRUPTED ? -EINTR : -EIO;
 }
 
@@ -773,6 +835,7 @@ sup_run_free(struct sup_run *r)
 	agd_loop_close_watch(r->loop, &r->w_timer);
 	agd_loop_close_watch(r->loop, &r->viol.w);
 	agd_loop_close_watch(r->loop, &r->w_wall);
+	agd_loop_close_watch(r->loop, &r->w_grace);
 	if (r->status_fd >= 0)
 		close(r->status_fd);
 	proto_reader_free(&r->rd);

@@ -105,7 +105,8 @@ bool sup_run_done(const struct sup_run *r);
 int sup_run_narrow_policy(struct sup_run *r, const json_t *reloaded, char *reason, size_t reasonsz);
 const char *sup_run_id(const struct sup_run *r);
 /* Once done: 0 (succeeded), -EINTR (interrupted), -EAGAIN (suspended while
- * waiting for an approval: start it again once decided) or -EIO (failed), with
+ * waiting for an approval: start it again once decided), -ECANCELED
+ * (sup_run_cancel) or -EIO (failed), with
  * the agent's exit status and the reason (owned by the run). -EBUSY before. */
 int sup_run_result(const struct sup_run *r, int *ret_exit, const char **ret_reason);
 /* Decide the approval at `seq` of this run: approve (optionally with edited
@@ -139,6 +140,18 @@ int sup_run_decide_scope(struct sup_run *r, int64_t seq, bool approve, const cha
  * at its first boundary; reject: -EBUSY (message stored "rejected") while a
  * call waits, else as queue. 0 or a negative errno (-EINVAL: bad text). */
 int sup_run_message(struct sup_run *r, const char *text, enum sup_msg_mode mode);
+/* Graceful cancel: every tools/call from now on, and the one waiting for its
+ * approval, is answered -32003 with data {"reason": "cancelled"}; a pause is
+ * lifted. The run ends cancelled (sup_run_result -ECANCELED) when the child
+ * exits, or when it is killed after grace_ms. Between attempts it ends at
+ * once (on_done runs before this returns). 0, or -EALREADY once final. */
+int sup_run_cancel(struct sup_run *r, int grace_ms);
+/* Pause: the broker stops reading the agent's channel, so its next call (or
+ * the one after a pending approval is answered) waits; resume reads again.
+ * Nothing is signalled: an agent computing between calls goes on until its
+ * next call. 0; -EALREADY once final; -ECANCELED (pause) while cancelling. */
+int sup_run_pause(struct sup_run *r);
+int sup_run_resume(struct sup_run *r);
 /* Kills a still-running child. Accepts NULL, returns NULL. */
 struct sup_run *sup_run_free(struct sup_run *r);
 

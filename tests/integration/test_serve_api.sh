@@ -122,12 +122,17 @@ for i in 1 2 3 4 5; do ctl -q run --name "q$i" -- /bin/sleep 30 >/dev/null; done
 [ "$(jget "$(api GET /v1/runs/q5)" 'd["queue_position"]')" = 3 ] || fail "queue position of q5"
 e=$(api POST /v1/runs '{"command": ["/bin/true"]}'); [ "$(code)" = 429 ] || fail "full queue: $(code) $e"
 ctl -q ls --status queued | sort | tr '\n' ' ' | has '^q3 q4 q5 $' || fail "ls --status queued"
+# q1 makes no calls: a graceful cancel ends it after the grace period
 ctl cancel q1 >/dev/null
+[ "$(jget "$(api GET /v1/runs/q1)" 'd["status"]')" = running ] || fail "q1 ended before its grace period"
+r=$(api GET '/v1/runs/q1/result?wait=15')
+[ "$(jget "$r" 'd["status"]')" = cancelled ] || fail "q1 after a cancel: $r"
 sleep 0.3
 [ "$(jget "$(api GET /v1/runs/q3)" 'd["status"]')" = running ] || fail "q3 did not start after a cancel"
-ctl kill q2 >/dev/null; ctl kill q3 >/dev/null
 for i in 4 5; do ctl cancel q$i >/dev/null; done
 [ "$(jget "$(api GET /v1/runs/q4)" 'd["status"]')" = cancelled ] || fail "cancel of a queued run"
+ctl kill q2 >/dev/null; ctl kill q3 >/dev/null
+[ "$(jget "$(api GET /v1/runs/q3)" 'd["reason"]')" = killed ] || fail "kill of a running run"
 
 # paging: limit 2 walks every run exactly once
 total=$(jget "$(api GET '/v1/runs?limit=500')" 'len(d["runs"])')

@@ -1,0 +1,96 @@
+#!/bin/bash
+# Run control through agentd serve and agentctl:
+# 1. a graceful cancel refuses the agent's next call (-32003, reason
+#    "cancelled"); the agent exits and the run ends "cancelled" (final);
+# 2. an agent that ignores it is killed after the grace period;
+# 3. a call waiting for its approval is answered at once by a cancel;
+# 4. pause holds the next call (no effect while paused), resume lets it go.
+. "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
+stage
+. "$SRC/tests/integration/lib/serve.sh"
+start_effects_server
+mkdir -p "$T/policies"
+cat > "$T/policies/default.json" <<JSON
+{"version": 1, "rules": [
+ {"id": "free", "tool": "http.request", "url_prefix": "$URL/effect/", "method": ["POST"], "decision": "allow"},
+ {"id": "gate", "tool": "http.request", "url_prefix": "$URL/effect/gated-", "method": ["POST"], "decision": "ask"}
+]}
+JSON
+# how many effects of TAG were applied
+n_applied() { counts | python3 -c 'import json,sys; print(sum(1 for k in json.load(sys.stdin)["applied"] if k.startswith(sys.argv[1] + "-")))' "$1"; }
+submit() { # NAME AGENT ARGS...
+	local name=$1; shift
+	(cd "$T/lib" && ctl -q run --name "$name" --max-restarts 0 -- python3 "$@") >/dev/null || fail "submit $name"
+}
+until_applied() { # TAG N
+	for _ in $(seq 200); do [ "$(n_applied $1)" -ge $2 ] && return 0; sleep 0.05; done
+	fail "$1: fewer than $2 effects"
+}
+result() { api GET "/v1/runs/$1/result?wait=60"; }
+status() { jget "$(api GET /v1/runs/$1)" 'd["status"]'; }
+
+start_serve '{"policy_dir": "'"$T/policies"'", "approval_idle_suspend_s": -1}'
+
+# 1. graceful cancel: the agent sees why and ends on its own
+submit c1 control_agent.py "$URL" c1
+until_applied c1 2
+t0=$(date +%s)
+ctl cancel c1 >/dev/null || fail "agentctl cancel"
+r=$(result c1)
+[ "$(jget "$r" 'd["status"]')" = cancelled ] || { ctl logs c1; fail "c1: $r"; }
+[ "$(jget "$r" 'd["exit_code"]')" = 0 ] || fail "c1 did not exit on its own: $r"
+[ $(( $(date +%s) - t0 )) -lt 4 ] || fail "c1 took the grace period"
+ctl logs c1 | has '^stopped reason=cancelled$' || { ctl logs c1; fail "c1: the agent did not see the cancel"; }
+n=$(n_applied c1); sleep 0.3
+[ "$(n_applied c1)" = "$n" ] || fail "c1 made effects after it was cancelled"
+api GET /v1/runs/c1/events | has '"run.cancelled"' || fail "c1: no run.cancelled event"
+api POST /v1/runs/c1/cancel >/dev/null; [ "$(code)" = 409 ] || fail "cancel of a cancelled run: $(code)"
+api POST /v1/runs/c1/pause >/dev/null; [ "$(code)" = 409 ] || fail "pause of a cancelled run: $(code)"
+echo "ok: graceful cancel"
+
+# 2. an agent that ignores the cancel is killed after the grace period
+submit c2 control_agent.py "$URL" c2 stubborn
+until_applied c2 1
+t0=$(date +%s)
+ctl cancel c2 >/dev/null || fail "agentctl cancel c2"
+sleep 1
+[ "$(status c2)" = running ] || fail "c2 ended before the grace period: $(status c2)"
+r=$(result c2)
+dt=$(( $(date +%s) - t0 ))
+[ "$(jget "$r" 'd["status"]')" = cancelled ] || fail "c2: $r"
+[ $dt -ge 4 ] && [ $dt -le 15 ] || fail "c2 killed after $dt s"
+jget "$r" 'd["reason"]' | has 'grace period' || fail "c2 reason: $r"
+ctl logs c2 | has '^stopped reason=cancelled$' || fail "c2: the agent did not see the cancel"
+echo "ok: killed after the grace period"
+
+# 3. a call waiting for its approval is answered by the cancel
+submit c3 interact_agent.py "$URL" c3 gated
+for _ in $(seq 150); do [ -n "$(ctl -q approvals --run c3)" ] && break; sleep 0.1; done
+[ -n "$(ctl -q approvals --run c3)" ] || fail "c3: no pending approval"
+ctl cancel c3 >/dev/null || fail "agentctl cancel c3"
+r=$(result c3)
+[ "$(jget "$r" 'd["status"]')" = cancelled ] || fail "c3: $r"
+ctl logs c3 | has 'asked: interrupted' || { ctl logs c3; fail "c3: the waiting call was not answered"; }
+[ -z "$(ctl -q approvals --run c3)" ] || fail "c3: approval still pending"
+echo "ok: cancel answers a waiting call"
+
+# 4. pause and resume
+submit p1 control_agent.py "$URL" p1
+until_applied p1 2
+ctl pause p1 >/dev/null || fail "agentctl pause"
+[ "$(status p1)" = paused ] || fail "p1 status after pause: $(status p1)"
+api POST /v1/runs/p1/pause >/dev/null; [ "$(code)" = 409 ] || fail "pause of a paused run: $(code)"
+sleep 0.5
+n=$(n_applied p1); sleep 1
+[ "$(n_applied p1)" = "$n" ] || fail "p1 made effects while paused ($n -> $(n_applied p1))"
+ctl resume p1 >/dev/null || fail "agentctl resume"
+[ "$(status p1)" = running ] || fail "p1 status after resume: $(status p1)"
+until_applied p1 $((n + 2))
+api POST /v1/runs/p1/resume >/dev/null; [ "$(code)" = 409 ] || fail "resume of a running run: $(code)"
+# a paused run can be cancelled: its waiting call is refused
+ctl pause p1 >/dev/null || fail "second pause"
+ctl cancel p1 >/dev/null || fail "cancel of a paused run"
+r=$(result p1)
+[ "$(jget "$r" 'd["status"]')" = cancelled ] || fail "p1: $r"
+ctl logs p1 | has '^stopped reason=cancelled$' || fail "p1: the agent did not see the cancel"
+echo "ok: pause and resume"
