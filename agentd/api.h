@@ -35,6 +35,7 @@ struct api_run_req {
 	const char *message_mode;    /* "queue" (default), "interrupt", "restart", "reject" */
 	const char *idempotency_key; /* or NULL */
 	const char *webhook;	     /* http(s) URL POSTed the run when final, or NULL */
+	json_t *environment;	     /* agd_env_check'ed object of strings, or NULL */
 };
 
 /* Parse a run submission. 0 and *ret filled (clear with api_run_req_clear), or

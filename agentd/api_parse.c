@@ -109,7 +109,7 @@ api_run_req_clear(struct api_run_req *r)
 int
 api_parse_run_req(const char *buf, size_t len, struct api_run_req *ret, char *err, size_t errsz)
 {
-	json_t *argv = NULL, *policy = NULL, *labels = NULL, *limits = NULL;
+	json_t *argv = NULL, *policy = NULL, *labels = NULL, *limits = NULL, *env = NULL;
 	const char *cwd = NULL, *name = NULL, *mode = "queue", *idem = NULL, *hook = NULL;
 	json_int_t max_restarts = 5, wall = 0;
 	json_error_t jerr;
@@ -117,10 +117,11 @@ api_parse_run_req(const char *buf, size_t len, struct api_run_req *ret, char *er
 
 	if (!root)
 		return -EINVAL;
-	if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:o,s?s,s?s,s?o,s?o,s?o,s?I,s?s,s?s,s?s}",
-			   "command", &argv, "cwd", &cwd, "name", &name, "policy", &policy,
-			   "labels", &labels, "limits", &limits, "max_restarts", &max_restarts,
-			   "message_mode", &mode, "idempotency_key", &idem, "webhook", &hook) < 0) {
+	if (json_unpack_ex(root, &jerr, JSON_STRICT,
+			   "{s:o,s?s,s?s,s?o,s?o,s?o,s?I,s?s,s?s,s?s,s?o}", "command", &argv, "cwd",
+			   &cwd, "name", &name, "policy", &policy, "labels", &labels, "limits",
+			   &limits, "max_restarts", &max_restarts, "message_mode", &mode,
+			   "idempotency_key", &idem, "webhook", &hook, "environment", &env) < 0) {
 		snprintf(err, errsz, "invalid run request: %s", jerr.text);
 		return -EINVAL;
 	}
@@ -172,6 +173,8 @@ api_parse_run_req(const char *buf, size_t len, struct api_run_req *ret, char *er
 	if (hook && (!valid_text(hook, 2048, false, false) ||
 		     (strncmp(hook, "http://", 7) != 0 && strncmp(hook, "https://", 8) != 0)))
 		return fail(err, errsz, "'webhook' must be an http:// or https:// URL");
+	if (env && agd_env_check(env, err, errsz) < 0)
+		return -EINVAL;
 
 	*ret = (struct api_run_req){
 	    .argv = argv,
@@ -183,6 +186,7 @@ api_parse_run_req(const char *buf, size_t len, struct api_run_req *ret, char *er
 	    .wall_clock_s = wall,
 	    .message_mode = mode,
 	    .idempotency_key = idem,
+	    .environment = env,
 	    .webhook = hook,
 	};
 	ret->root = steal_ptr(&root);

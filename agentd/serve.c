@@ -740,6 +740,8 @@ serve_submit(struct serve *sv, uid_t uid, gid_t gid, const struct api_run_req *r
 		return -ENOMEM;
 	if (req->webhook && json_object_set_new(daemon, "webhook", json_string(req->webhook)) < 0)
 		return -ENOMEM;
+	if (req->environment && json_object_set(spec, "environment", req->environment) < 0)
+		return -ENOMEM;
 
 	struct serve_run *r = calloc(1, sizeof(*r));
 	if (!r)

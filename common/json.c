@@ -162,3 +162,60 @@ agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX])
 	free(s);
 	return 0;
 }
+
+static bool
+env_reserved(const char *name)
+{
+	return strcmp(name, "PATH") == 0 || strcmp(name, "HOME") == 0 ||
+	       strcmp(name, "LANG") == 0 || strncmp(name, "PYTHON", 6) == 0 ||
+	       strncmp(name, "LD_", 3) == 0 || strncmp(name, "AGENTD_", 7) == 0;
+}
+
+static bool
+env_name_valid(const char *name)
+{
+	if (!((name[0] >= 'A' && name[0] <= 'Z') || name[0] == '_'))
+		return false;
+	for (const char *p = name + 1; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+int
+agd_env_check(const json_t *env, char *err, size_t errsz)
+{
+	const char *k;
+	json_t *v;
+	size_t total = 0;
+
+	if (!json_is_object(env) || json_object_size(env) > AGD_ENV_MAX_VARS) {
+		snprintf(err, errsz, "'environment' must be an object of at most %d strings",
+			 AGD_ENV_MAX_VARS);
+		return -EINVAL;
+	}
+	json_object_foreach((json_t *)env, k, v)
+	{
+		if (!env_name_valid(k)) {
+			snprintf(err, errsz, "environment name '%.64s' is not [A-Z_][A-Z0-9_]*", k);
+			return -EINVAL;
+		}
+		/* The runtime's own variables, and those that change how the
+		 * interpreter or the loader behave, stay as the runtime sets them. */
+		if (env_reserved(k)) {
+			snprintf(err, errsz, "environment name '%s' is reserved", k);
+			return -EINVAL;
+		}
+		if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+			snprintf(err, errsz,
+				 "environment value of '%s' must be a string without NUL", k);
+			return -EINVAL;
+		}
+		total += strlen(k) + 1 + json_string_length(v);
+		if (total > AGD_ENV_MAX_BYTES) {
+			snprintf(err, errsz, "'environment' exceeds %d bytes", AGD_ENV_MAX_BYTES);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}

@@ -36,3 +36,14 @@ agd_json_decrefp(json_t **p)
 	json_decref(*p);
 }
 #define cleanup_json __attribute__((cleanup(agd_json_decrefp)))
+
+/* Bounds of a run's "environment" (agd_env_check). */
+#define AGD_ENV_MAX_VARS  64
+#define AGD_ENV_MAX_BYTES 4096
+
+/* Check a run's extra environment: an object of at most AGD_ENV_MAX_VARS
+ * strings named [A-Z_][A-Z0-9_]*, at most AGD_ENV_MAX_BYTES of "NAME=value"
+ * in all, no NUL, none of the names the runtime sets or that change how the
+ * agent's programs load (PATH, HOME, LANG, PYTHON*, LD_*, AGENTD_*).
+ * 0, or -EINVAL with a one-line message in err. */
+int agd_env_check(const json_t *env, char *err, size_t errsz);

@@ -175,11 +175,20 @@ free_strv(char **v)
 static char **
 build_env(struct sup_run *r)
 {
-	char **env = calloc(10, sizeof(char *));
+	json_t *extra = json_object_get(r->spec, "environment");
+	char **env = calloc(10 + json_object_size(extra), sizeof(char *));
+	const char *name;
+	json_t *val;
 	int i = 0;
 
 	if (!env)
 		return NULL;
+	/* The run's own variables (POST /v1/runs "environment"): load_spec
+	 * refused the reserved names, so none shadows the runtime's below. */
+	json_object_foreach(extra, name, val)
+	{
+		env[i++] = agd_asprintf("%s=%s", name, json_string_value(val));
+	}
 	env[i++] = agd_asprintf("PATH=/opt/agentd/bin:/usr/local/bin:/usr/bin:/bin");
 	env[i++] = agd_asprintf("PYTHONPATH=/opt/agentd/python");
 	env[i++] = agd_asprintf("PYTHONUNBUFFERED=1");
@@ -190,7 +199,10 @@ build_env(struct sup_run *r)
 	env[i++] = agd_asprintf("AGENTD_ATTEMPT=%d", r->attempt);
 	for (int k = 0; k < i; k++)
 		if (!env[k]) {
-			free_strv(env);
+			/* free_strv stops at the first NULL: free every slot. */
+			for (int j = 0; j < i; j++)
+				free(env[j]);
+			free(env);
 			return NULL;
 		}
 	return env;
@@ -552,18 +564,19 @@ sup_spec_set_owner(json_t *spec, uid_t uid, gid_t gid, const char *user)
 static int
 load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 {
-	json_t *argv = NULL, *pol = NULL, *daemon = NULL, *durable = NULL, *owner = NULL;
+	json_t *argv = NULL, *pol = NULL, *daemon = NULL, *durable = NULL, *owner = NULL,
+	       *env = NULL;
 	json_int_t owner_uid = -1, owner_gid = -1;
 	const char *owner_user = NULL;
 	json_error_t jerr;
 
 	/* "daemon" is agentd serve's own record of the run (owner, labels...);
 	 * the supervisor does not interpret it. */
-	if (json_unpack_ex(r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o,s?o,s?o}",
-			   "uid", &r->uid, "argv", &argv, "cwd", &r->cwd, "workspace",
-			   &r->workspace, "policy", &pol, "max_restarts", &r->max_restarts,
-			   "restart_window_s", &r->window_s, "daemon", &daemon, "durable", &durable,
-			   "owner", &owner) < 0 ||
+	if (json_unpack_ex(
+		r->spec, &jerr, JSON_STRICT, "{s:s,s:o,s:s,s:s,s:o,s:i,s:i,s?o,s?o,s?o,s?o}", "uid",
+		&r->uid, "argv", &argv, "cwd", &r->cwd, "workspace", &r->workspace, "policy", &pol,
+		"max_restarts", &r->max_restarts, "restart_window_s", &r->window_s, "daemon",
+		&daemon, "durable", &durable, "owner", &owner, "environment", &env) < 0 ||
 	    (owner && (json_unpack_ex(owner, &jerr, JSON_STRICT, "{s:I,s:I,s:s}", "uid", &owner_uid,
 				      "gid", &owner_gid, "user", &owner_user) < 0 ||
 		       owner_uid < 0 || owner_uid > (json_int_t)UINT32_MAX - 1)) ||
@@ -579,6 +592,9 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 			snprintf(reason, reasonsz, "run %s has a non-string argument", r->id);
 			return -EBADMSG;
 		}
+	/* Checked again: the spec is read back from disk. */
+	if (env && agd_env_check(env, reason, reasonsz) < 0)
+		return -EBADMSG;
 	r->owner_uid = owner_uid;
 	/* One policy document, or the layers system, user, run... */
 	int e = sup_layers_load(r, pol, reason, reasonsz);

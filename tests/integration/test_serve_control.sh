@@ -4,7 +4,8 @@
 #    "cancelled"); the agent exits and the run ends "cancelled" (final);
 # 2. an agent that ignores it is killed after the grace period;
 # 3. a call waiting for its approval is answered at once by a cancel;
-# 4. pause holds the next call (no effect while paused), resume lets it go.
+# 4. pause holds the next call (no effect while paused), resume lets it go;
+# 5. the environment of POST /v1/runs reaches the agent; reserved names are refused.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 stage
 . "$SRC/tests/integration/lib/serve.sh"
@@ -94,3 +95,21 @@ r=$(result p1)
 [ "$(jget "$r" 'd["status"]')" = cancelled ] || fail "p1: $r"
 ctl logs p1 | has '^stopped reason=cancelled$' || fail "p1: the agent did not see the cancel"
 echo "ok: pause and resume"
+
+# 5. environment: added to the agent's, reserved names refused
+api POST /v1/runs '{"command": ["/bin/sh", "-c", "echo mode=$RUN_MODE x=$_X1; echo path=$PATH"], "name": "env1", "environment": {"RUN_MODE": "fast", "_X1": "a b"}}' >/dev/null
+[ "$(code)" = 201 ] || fail "submit with an environment: $(code)"
+r=$(result env1)
+[ "$(jget "$r" 'd["status"]')" = succeeded ] || fail "env1: $r"
+ctl logs env1 | has -x 'mode=fast x=a b' || { ctl logs env1; fail "env1: variables not set"; }
+ctl logs env1 | has -x 'path=/opt/agentd/bin:/usr/local/bin:/usr/bin:/bin' || fail "env1: PATH changed"
+for bad in '{"PATH": "/tmp"}' '{"HOME": "/"}' '{"LANG": "C"}' '{"PYTHONPATH": "/tmp"}' \
+	'{"LD_PRELOAD": "/tmp/x.so"}' '{"AGENTD_FD": "4"}' '{"lower": "x"}' '{"1X": "x"}' \
+	'{"A-B": "x"}' '{"X": 1}' '[]' '{"X": "'"$(head -c 4100 /dev/zero | tr '\0' a)"'"}' \
+	"$(python3 -c 'import json; print(json.dumps({f"V{i}": "x" for i in range(65)}))')"; do
+	api POST /v1/runs '{"command": ["/bin/true"], "environment": '"$bad"'}' >/dev/null
+	[ "$(code)" = 400 ] || fail "environment $bad: $(code)"
+done
+api POST /v1/runs '{"command": ["/bin/true"], "name": "env64", "environment": '"$(python3 -c 'import json; print(json.dumps({f"V{i}": "x" for i in range(64)}))')"'}' >/dev/null
+[ "$(code)" = 201 ] || fail "64 variables: $(code)"
+echo "ok: environment"
