@@ -19,6 +19,23 @@ bool *store_sqlite_iterating(struct store *s);
 struct store_ix **store_sqlite_ix(struct store *s);
 struct store_ix *store_ix_free(struct store_ix *ix);
 
+/* Statement and transaction helpers of sqlite.c. A cached statement is
+ * borrowed: cleanup_stmt resets it and drops its bindings on leaving scope. */
+void store_sqlite_stmt_resetp(sqlite3_stmt **p);
+#define cleanup_stmt __attribute__((cleanup(store_sqlite_stmt_resetp)))
+/* Run a statement that returns no row, then reset it. 0 or -errno. */
+int store_sqlite_step_done(sqlite3_stmt *st);
+/* A write transaction (BEGIN IMMEDIATE) that rolls back when it leaves scope
+ * uncommitted. */
+struct store_tx {
+	struct store *s;
+	bool active;
+};
+void store_sqlite_tx_cleanup(struct store_tx *t);
+#define cleanup_tx __attribute__((cleanup(store_sqlite_tx_cleanup)))
+int store_sqlite_tx_begin(struct store *s, struct store_tx *t);
+int store_sqlite_tx_commit(struct store_tx *t);
+
 /* Validation and conversion helpers of sqlite.c (docs/store.md). */
 int store_sqlite_map_rc(int rc);
 bool store_sqlite_valid_id(const char *id);

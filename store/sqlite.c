@@ -215,15 +215,14 @@ map_rc(int rc)
 
 /* A cached statement is borrowed, never finalized: leaving scope resets it and
  * drops its bindings (which may own large buffers). */
-static void
-stmt_resetp(sqlite3_stmt **p)
+void
+store_sqlite_stmt_resetp(sqlite3_stmt **p)
 {
 	if (*p) {
 		sqlite3_reset(*p);
 		sqlite3_clear_bindings(*p);
 	}
 }
-#define cleanup_stmt __attribute__((cleanup(stmt_resetp)))
 
 static void
 stmt_finalizep(sqlite3_stmt **p)
@@ -232,9 +231,8 @@ stmt_finalizep(sqlite3_stmt **p)
 }
 #define cleanup_finalize __attribute__((cleanup(stmt_finalizep)))
 
-/* Run a statement that returns no row, then reset it. */
-static int
-step_done(sqlite3_stmt *st)
+int
+store_sqlite_step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	int r = rc == SQLITE_DONE ? 0 : (rc == SQLITE_ROW ? -EINVAL : map_rc(rc));
@@ -244,34 +242,27 @@ step_done(sqlite3_stmt *st)
 	return r;
 }
 
-/* A write transaction that rolls back when it leaves scope uncommitted. */
-struct tx {
-	struct store *s;
-	bool active;
-};
-
-static void
-tx_cleanup(struct tx *t)
+void
+store_sqlite_tx_cleanup(struct store_tx *t)
 {
 	if (t->active)
-		step_done(t->s->stmt[ST_ROLLBACK]);
+		store_sqlite_step_done(t->s->stmt[ST_ROLLBACK]);
 }
-#define cleanup_tx __attribute__((cleanup(tx_cleanup)))
 
-static int
-tx_begin(struct store *s, struct tx *t)
+int
+store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 {
-	int r = step_done(s->stmt[ST_BEGIN]);
+	int r = store_sqlite_step_done(s->stmt[ST_BEGIN]);
 
 	t->s = s;
 	t->active = r == 0;
 	return r;
 }
 
-static int
-tx_commit(struct tx *t)
+int
+store_sqlite_tx_commit(struct store_tx *t)
 {
-	int r = step_done(t->s->stmt[ST_COMMIT]);
+	int r = store_sqlite_step_done(t->s->stmt[ST_COMMIT]);
 
 	/* A failed COMMIT leaves the transaction open: the cleanup rolls it back. */
 	if (r == 0)
@@ -673,7 +664,7 @@ store_run_create(struct store *s, const char *id, const json_t *spec)
 	sqlite3_bind_text(st, 2, txt, -1, free);
 	sqlite3_bind_int64(st, 3, agd_wall_ms());
 	sqlite3_bind_int64(st, 4, store_sqlite_spec_owner(spec));
-	return step_done(st);
+	return store_sqlite_step_done(st);
 }
 
 /* Read and validate one runs row (columns as in ST_RUN_GET). */
@@ -761,7 +752,7 @@ store_run_set_status(struct store *s, const char *id, const char *status, int ex
 	sqlite3_bind_int(st, 3, exit_code);
 	sqlite3_bind_text(st, 4, reason, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, agd_wall_ms());
-	r = step_done(st);
+	r = store_sqlite_step_done(st);
 	if (r < 0)
 		return r;
 	return sqlite3_changes(s->db) == 1 ? 0 : -ENOENT;
@@ -779,7 +770,7 @@ store_run_set_attempts(struct store *s, const char *id, int attempts)
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, attempts);
 	sqlite3_bind_int64(st, 3, agd_wall_ms());
-	r = step_done(st);
+	r = store_sqlite_step_done(st);
 	if (r < 0)
 		return r;
 	return sqlite3_changes(s->db) == 1 ? 0 : -ENOENT;
@@ -974,7 +965,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 	       enum store_call_status status, const json_t *result, const char *result_text,
 	       int64_t finished_ms)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	cleanup_free char *args_txt = NULL;
 	cleanup_free char *result_own = NULL;
 	const char *result_txt = NULL;
@@ -1006,7 +997,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		result_txt = result_own;
 	}
 
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	{
@@ -1054,11 +1045,11 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		sqlite3_bind_int64(st, 13, finished_ms);
 		sqlite3_bind_text(st, 14, link, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 15, chain, -1, SQLITE_STATIC);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 		if (r < 0)
 			return r;
 	}
-	return tx_commit(&tx);
+	return store_sqlite_tx_commit(&tx);
 }
 
 int
@@ -1109,7 +1100,7 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 			  enum store_call_status status, const char *result_txt,
 			  int64_t finished_ms)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
 	int64_t cur;
 	int rc, r;
@@ -1120,7 +1111,7 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	if (strlen(result_txt) > STORE_VALUE_MAX)
 		return -E2BIG;
 
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	{
@@ -1160,13 +1151,13 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 		sqlite3_bind_text(st, 4, result_txt, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 5, finished_ms);
 		sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 		if (r < 0)
 			return r;
 		if (sqlite3_changes(s->db) != 1)
 			return -EALREADY;
 	}
-	return tx_commit(&tx);
+	return store_sqlite_tx_commit(&tx);
 }
 
 static int
@@ -1422,7 +1413,7 @@ tombstone_text(const struct store_call *c, char **ret)
 int
 store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	struct store_call *calls = NULL;
 	size_t n = 0;
 	char prev[AGD_SHA256_HEX] = "";
@@ -1430,7 +1421,7 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 
 	if (!s || !valid_id(run) || after_seq < 0)
 		return -EINVAL;
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	r = journal_read(s, run, &calls, &n);
@@ -1440,13 +1431,13 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_DELETE_AFTER];
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, after_seq);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 	}
 	if (r == 0) {
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_STATE_DELETE_AFTER];
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, after_seq);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 	}
 	/* Re-seal the kept rows in seq order: their insertion predecessors may
 	 * have been deleted. Ordinals go negative first so the unique index on
@@ -1454,7 +1445,7 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 	if (r == 0) {
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_NEGATE_ORD];
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 	}
 	for (size_t i = 0; r == 0 && i < n && calls[i].seq <= after_seq; i++) {
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_RESEAL];
@@ -1480,13 +1471,13 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 		sqlite3_bind_int64(st, 3, calls[i].seq);
 		sqlite3_bind_text(st, 4, link, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, chain, -1, SQLITE_STATIC);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 		memcpy(prev, link, sizeof(prev));
 	}
 	store_calls_free(calls, n);
 	if (r < 0)
 		return r;
-	return tx_commit(&tx);
+	return store_sqlite_tx_commit(&tx);
 }
 
 /* ---- agent state ---- */
@@ -1538,14 +1529,14 @@ compact_row(struct store *s, const char *run, struct store_call *c)
 		sqlite3_bind_int64(st, 2, c->seq);
 		sqlite3_bind_text(st, 3, tomb, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, seal, -1, SQLITE_STATIC);
-		return step_done(st);
+		return store_sqlite_step_done(st);
 	}
 }
 
 int
 store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_compacted)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	struct store_call *calls = NULL;
 	size_t n = 0;
 	int64_t cut, cut_rowid, done = 0;
@@ -1553,7 +1544,7 @@ store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_
 
 	if (!s || !valid_id(run) || keep_snapshots < 1)
 		return -EINVAL;
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	{
@@ -1579,7 +1570,7 @@ store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_STATE_DELETE_BEFORE];
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, cut_rowid);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 		if (r < 0)
 			return r;
 	}
@@ -1598,7 +1589,7 @@ store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_
 	store_calls_free(calls, n);
 	if (r < 0)
 		return r;
-	r = tx_commit(&tx);
+	r = store_sqlite_tx_commit(&tx);
 	if (r < 0)
 		return r;
 	if (ret_compacted)
@@ -1623,7 +1614,7 @@ store_state_save(struct store *s, const char *run, int64_t seq, const json_t *st
 	sqlite3_bind_int64(st, 2, seq);
 	sqlite3_bind_text(st, 3, txt, -1, free);
 	sqlite3_bind_int64(st, 4, agd_wall_ms());
-	return step_done(st);
+	return store_sqlite_step_done(st);
 }
 
 int
@@ -1689,7 +1680,7 @@ store_event_append(struct store *s, const char *run, int attempt, int64_t seq, c
 		sqlite3_bind_text(st, 6, txt, -1, free);
 	else
 		sqlite3_bind_null(st, 6);
-	return step_done(st);
+	return store_sqlite_step_done(st);
 }
 
 static int

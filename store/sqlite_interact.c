@@ -49,9 +49,6 @@ store_sqlite_migrate_v2(sqlite3 *db)
 }
 
 enum ix_stmt {
-	IX_BEGIN,
-	IX_COMMIT,
-	IX_ROLLBACK,
 	IX_A_INSERT,
 	IX_A_GET,
 	IX_A_DECIDE,
@@ -72,9 +69,6 @@ enum ix_stmt {
 #define M_COLS "id, run, text, mode, status, created_ms, delivered_ms, delivered_seq"
 
 static const char *const ix_sql[IX__MAX] = {
-    [IX_BEGIN] = "BEGIN IMMEDIATE",
-    [IX_COMMIT] = "COMMIT",
-    [IX_ROLLBACK] = "ROLLBACK",
     [IX_A_INSERT] = "INSERT INTO approvals(" A_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
 		    "?9, 'pending', '', 0, '', NULL, 'once')",
     [IX_A_GET] = "SELECT " A_COLS " FROM approvals WHERE run = ?1 AND seq = ?2",
@@ -134,69 +128,6 @@ ix_stmt(struct store *s, enum ix_stmt id, sqlite3_stmt **ret)
 	}
 	*ret = (*pix)->stmt[id];
 	return 0;
-}
-
-static void
-stmt_resetp(sqlite3_stmt **p)
-{
-	if (*p) {
-		sqlite3_reset(*p);
-		sqlite3_clear_bindings(*p);
-	}
-}
-#define cleanup_stmt __attribute__((cleanup(stmt_resetp)))
-
-static int
-step_done(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-	int r = rc == SQLITE_DONE ? 0 : (rc == SQLITE_ROW ? -EINVAL : store_sqlite_map_rc(rc));
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return r;
-}
-
-/* A write transaction that rolls back when it leaves scope uncommitted. */
-struct tx {
-	struct store *s;
-	bool active;
-};
-
-static void
-tx_cleanup(struct tx *t)
-{
-	sqlite3_stmt *st;
-
-	if (t->active && ix_stmt(t->s, IX_ROLLBACK, &st) == 0)
-		step_done(st);
-}
-#define cleanup_tx __attribute__((cleanup(tx_cleanup)))
-
-static int
-tx_begin(struct store *s, struct tx *t)
-{
-	sqlite3_stmt *st;
-	int r = ix_stmt(s, IX_BEGIN, &st);
-
-	t->s = s;
-	if (r == 0)
-		r = step_done(st);
-	t->active = r == 0;
-	return r;
-}
-
-static int
-tx_commit(struct tx *t)
-{
-	sqlite3_stmt *st;
-	int r = ix_stmt(t->s, IX_COMMIT, &st);
-
-	if (r == 0)
-		r = step_done(st);
-	if (r == 0)
-		t->active = false;
-	return r;
 }
 
 /* Free text (reason, comment, message): at most max bytes of valid UTF-8. */
@@ -437,7 +368,7 @@ store_approval_create(struct store *s, const struct store_approval *a)
 	sqlite3_bind_text(st, 7, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, a->created_ms ? a->created_ms : agd_wall_ms());
 	sqlite3_bind_int64(st, 9, a->expires_ms);
-	return step_done(st);
+	return store_sqlite_step_done(st);
 }
 
 /* Read (run, seq) with the get statement; -ENOENT if missing. */
@@ -500,7 +431,7 @@ approval_update(struct store *s, const char *run, int64_t seq, enum store_approv
 	else
 		sqlite3_bind_null(st, 7);
 	sqlite3_bind_text(st, 8, scope_names[scope], -1, SQLITE_STATIC);
-	r = step_done(st);
+	r = store_sqlite_step_done(st);
 	if (r < 0)
 		return r;
 	return sqlite3_changes(store_sqlite_db(s)) == 1 ? 0 : -EALREADY;
@@ -511,7 +442,7 @@ store_approval_decide(struct store *s, const char *run, int64_t seq, bool approv
 		      const char *comment, const json_t *edited_args,
 		      enum store_approval_scope scope)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	cleanup_free char *edited = NULL;
 	struct store_approval a = {0};
 	int r;
@@ -527,7 +458,7 @@ store_approval_decide(struct store *s, const char *run, int64_t seq, bool approv
 		if (r < 0)
 			return r;
 	}
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	r = approval_read(s, run, seq, &a);
@@ -543,26 +474,26 @@ store_approval_decide(struct store *s, const char *run, int64_t seq, bool approv
 		r = approval_update(s, run, seq, STORE_APPROVAL_EXPIRED, "expiry", "", NULL,
 				    STORE_SCOPE_ONCE);
 		if (r == 0)
-			r = tx_commit(&tx);
+			r = store_sqlite_tx_commit(&tx);
 		return r < 0 ? r : -ETIMEDOUT;
 	}
 	r = approval_update(s, run, seq, approve ? STORE_APPROVAL_APPROVED : STORE_APPROVAL_DENIED,
 			    by, comment, edited, scope);
 	if (r < 0)
 		return r;
-	return tx_commit(&tx);
+	return store_sqlite_tx_commit(&tx);
 }
 
 int
 store_approval_expire(struct store *s, const char *run, int64_t seq)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	struct store_approval a = {0};
 	int r;
 
 	if (!s || !store_sqlite_valid_id(run) || seq <= 0)
 		return -EINVAL;
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	r = approval_read(s, run, seq, &a);
@@ -576,7 +507,7 @@ store_approval_expire(struct store *s, const char *run, int64_t seq)
 			    STORE_SCOPE_ONCE);
 	if (r < 0)
 		return r;
-	return tx_commit(&tx);
+	return store_sqlite_tx_commit(&tx);
 }
 
 static bool
@@ -717,7 +648,7 @@ store_message_add(struct store *s, const char *run, const char *text, const char
 	sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, mode, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, agd_wall_ms());
-	r = step_done(st);
+	r = store_sqlite_step_done(st);
 	if (r < 0)
 		return r;
 	if (ret_id)
@@ -770,7 +701,7 @@ int
 store_message_take_queued(struct store *s, const char *run, int64_t delivered_seq,
 			  struct store_message **ret, size_t *ret_n)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	struct store_message *v = NULL;
 	size_t n = 0;
 	int r;
@@ -789,7 +720,7 @@ store_message_take_queued(struct store *s, const char *run, int64_t delivered_se
 		*ret_n = 0;
 		return 0;
 	}
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	r = queued_read(s, run, &v, &n);
@@ -805,7 +736,7 @@ store_message_take_queued(struct store *s, const char *run, int64_t delivered_se
 		sqlite3_bind_int64(st, 2, v[i].id);
 		sqlite3_bind_int64(st, 3, now);
 		sqlite3_bind_int64(st, 4, delivered_seq);
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 		if (r == 0 && sqlite3_changes(store_sqlite_db(s)) != 1)
 			r = -EALREADY;
 		v[i].status = STORE_MSG_DELIVERED;
@@ -813,7 +744,7 @@ store_message_take_queued(struct store *s, const char *run, int64_t delivered_se
 		v[i].delivered_seq = delivered_seq;
 	}
 	if (r == 0)
-		r = tx_commit(&tx);
+		r = store_sqlite_tx_commit(&tx);
 	if (r < 0) {
 		store_messages_free(v, n);
 		return r;
@@ -836,7 +767,7 @@ store_approval_discard(struct store *s, const char *run, int64_t after_seq)
 		return r;
 	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, after_seq);
-	return step_done(st);
+	return store_sqlite_step_done(st);
 }
 
 int
@@ -855,10 +786,10 @@ store_message_list_queued(struct store *s, const char *run, struct store_message
 static int
 message_mark(struct store *s, const char *run, int64_t id, enum ix_stmt which, int64_t seq)
 {
-	cleanup_tx struct tx tx = {0};
+	cleanup_tx struct store_tx tx = {0};
 	int rc, r, status = 0;
 
-	r = tx_begin(s, &tx);
+	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
 	{
@@ -890,11 +821,11 @@ message_mark(struct store *s, const char *run, int64_t id, enum ix_stmt which, i
 			sqlite3_bind_int64(st, 3, agd_wall_ms());
 			sqlite3_bind_int64(st, 4, seq);
 		}
-		r = step_done(st);
+		r = store_sqlite_step_done(st);
 		if (r < 0)
 			return r;
 	}
-	return tx_commit(&tx);
+	return store_sqlite_tx_commit(&tx);
 }
 
 int
