@@ -78,7 +78,8 @@ main(int argc, char **argv)
 	struct store_call *calls = NULL;
 	size_t got = 0;
 	struct sup_replay rp;
-	if (store_journal_load(st, "r", &calls, &got) < 0 || sup_replay_init(&rp, calls, got) < 0)
+	if (store_journal_load_lazy(st, "r", &calls, &got) < 0 ||
+	    sup_replay_init(&rp, calls, got) < 0)
 		return 1;
 	int64_t t1 = agd_now_ns(), c1 = cpu_ns();
 	size_t bytes = 0;

@@ -219,3 +219,234 @@ agd_env_check(const json_t *env, char *err, size_t errsz)
 	}
 	return 0;
 }
+
+/* ---- agd_json_canonical_valid: a one-pass check of canonical text ---- */
+
+struct scan {
+	const unsigned char *p, *end;
+};
+
+static bool scan_value(struct scan *s, size_t depth_left);
+
+/* One UTF-8 sequence of 2..4 bytes at s->p, strictly (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), as jansson checks it. */
+static bool
+scan_utf8(struct scan *s)
+{
+	const unsigned char *p = s->p;
+	size_t left = (size_t)(s->end - p), n;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return false;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (left < n || p[1] < lo || p[1] > hi)
+		return false;
+	for (size_t i = 2; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return false;
+	s->p += n;
+	return true;
+}
+
+static int
+hex_digit(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A string at s->p (on its opening quote); *escaped says whether it holds
+ * an escape. \u0000 and surrogate escapes are left to the parser. */
+static bool
+scan_string(struct scan *s, bool *escaped)
+{
+	s->p++;
+	while (s->p < s->end) {
+		unsigned char c = *s->p;
+		if (c == '"') {
+			s->p++;
+			return true;
+		}
+		if (c < 0x20)
+			return false;
+		if (c >= 0x80) {
+			if (!scan_utf8(s))
+				return false;
+			continue;
+		}
+		if (c != '\\') {
+			s->p++;
+			continue;
+		}
+		*escaped = true;
+		if (s->end - s->p < 2)
+			return false;
+		c = s->p[1];
+		if (c == 'u') {
+			unsigned v = 0;
+			if (s->end - s->p < 6)
+				return false;
+			for (int i = 2; i < 6; i++) {
+				int d = hex_digit(s->p[i]);
+				if (d < 0)
+					return false;
+				v = v << 4 | (unsigned)d;
+			}
+			if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
+				return false;
+			s->p += 6;
+		} else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
+			   c == 'r' || c == 't') {
+			s->p += 2;
+		} else {
+			return false;
+		}
+	}
+	return false;
+}
+
+/* An integer that fits json_int_t whatever its digits (at most 18); reals,
+ * leading zeros and -0 are left to the parser. */
+static bool
+scan_integer(struct scan *s)
+{
+	const unsigned char *p = s->p, *digits;
+
+	if (*p == '-')
+		p++;
+	digits = p;
+	while (p < s->end && *p >= '0' && *p <= '9')
+		p++;
+	if (p == digits || p - digits > 18 ||
+	    (*digits == '0' && (p - digits > 1 || digits != s->p)))
+		return false;
+	if (p < s->end && (*p == '.' || *p == 'e' || *p == 'E'))
+		return false;
+	s->p = p;
+	return true;
+}
+
+static bool
+scan_literal(struct scan *s, const char *word, size_t n)
+{
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+		return false;
+	s->p += n;
+	return true;
+}
+
+static bool
+scan_object(struct scan *s, size_t depth_left)
+{
+	const unsigned char *prev = NULL;
+	size_t prev_len = 0;
+
+	if (depth_left == 0)
+		return false;
+	s->p++;
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		return true;
+	}
+	for (;;) {
+		const unsigned char *key = s->p + 1;
+		bool escaped = false;
+		if (s->p >= s->end || *s->p != '"' || !scan_string(s, &escaped) || escaped)
+			return false;
+		/* Strictly increasing keys are unique keys. */
+		size_t len = (size_t)(s->p - 1 - key);
+		if (prev) {
+			int c = memcmp(prev, key, prev_len < len ? prev_len : len);
+			if (c > 0 || (c == 0 && prev_len >= len))
+				return false;
+		}
+		prev = key;
+		prev_len = len;
+		if (s->p >= s->end || *s->p != ':')
+			return false;
+		s->p++;
+		if (!scan_value(s, depth_left - 1) || s->p >= s->end)
+			return false;
+		if (*s->p == '}') {
+			s->p++;
+			return true;
+		}
+		if (*s->p++ != ',')
+			return false;
+	}
+}
+
+static bool
+scan_array(struct scan *s, size_t depth_left)
+{
+	if (depth_left == 0)
+		return false;
+	s->p++;
+	if (s->p < s->end && *s->p == ']') {
+		s->p++;
+		return true;
+	}
+	for (;;) {
+		if (!scan_value(s, depth_left - 1) || s->p >= s->end)
+			return false;
+		if (*s->p == ']') {
+			s->p++;
+			return true;
+		}
+		if (*s->p++ != ',')
+			return false;
+	}
+}
+
+/* depth_left: how many more arrays or objects may open inside this value. */
+static bool
+scan_value(struct scan *s, size_t depth_left)
+{
+	bool escaped = false;
+
+	if (s->p >= s->end)
+		return false;
+	switch (*s->p) {
+	case '{':
+		return scan_object(s, depth_left);
+	case '[':
+		return scan_array(s, depth_left);
+	case '"':
+		return scan_string(s, &escaped);
+	case 't':
+		return scan_literal(s, "true", 4);
+	case 'f':
+		return scan_literal(s, "false", 5);
+	case 'n':
+		return scan_literal(s, "null", 4);
+	default:
+		return (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) && scan_integer(s);
+	}
+}
+
+bool
+agd_json_canonical_valid(const char *buf, size_t len, size_t max_depth)
+{
+	struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len};
+
+	return buf && scan_value(&s, max_depth) && s.p == s.end;
+}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/sha256.h"
@@ -13,6 +14,16 @@
  * NUL in strings rejected, nesting deeper than max_depth rejected, a single
  * top-level value only. Returns a new reference, or NULL with err filled. */
 json_t *agd_json_parse(const char *buf, size_t len, size_t max_depth, json_error_t *err);
+
+/* Whether buf[0..len) is certainly one JSON value that the strict parser
+ * accepts (agd_json_parse, a scalar wrapped in [ ]) with at most max_depth
+ * nested arrays and objects: the form agd_json_canonical writes (no
+ * whitespace, object keys in strictly increasing byte order, hence unique,
+ * and unescaped; integers of at most 18 digits; valid UTF-8), checked in one
+ * pass without building the value. false means "not proven" (another form,
+ * a real, an escaped key, or invalid): the caller parses the text to decide.
+ * Never true for a text the strict parser would reject. */
+bool agd_json_canonical_valid(const char *buf, size_t len, size_t max_depth);
 
 /* Canonical compact encoding (sorted keys, no spaces, UTF-8 as is).
  * Returns a malloc'd string owned by the caller, or NULL. */

@@ -89,9 +89,17 @@ struct store_call {
 	 * the sizes json_size gave (args_len, result_len) and the result's cost. */
 	bool compacted;
 	char result_hash[AGD_SHA256_HEX];
+	/* Set by store_journal_load for every finished row: the result's "cost"
+	 * member when a positive integer, else 0 (a compacted row's from its
+	 * tombstone). */
 	int64_t result_cost;
 };
 void store_call_clear(struct store_call *c);
+/* Parse a row's args and result from its stored texts where
+ * store_journal_load_lazy left them unparsed (kept in c; a no-op for what is
+ * parsed already). The texts were validated at load: only -ENOMEM is
+ * expected, -EBADMSG is possible. */
+int store_call_json(struct store_call *c);
 
 /* Insert an INTENT row (one commit). First writer wins: -EEXIST if (run, seq) exists. */
 int store_journal_intent(struct store *s, const char *run, const struct store_call *c);
@@ -116,6 +124,14 @@ int store_journal_record(struct store *s, const char *run, const struct store_ca
 /* Load a run's journal ordered by seq. *ret is a malloc'd array of *n calls;
  * free with store_calls_free. */
 int store_journal_load(struct store *s, const char *run, struct store_call **ret, size_t *n);
+/* store_journal_load with the same checks (every column validated, every JSON
+ * text checked to be one valid value within the limits, the args hashes and
+ * the hash chain verified) but without building the JSON values: args and
+ * result stay NULL unless the text had to be parsed to be validated; the
+ * texts are always set. store_call_json parses a row when it is needed.
+ * The replay path: most rows are only matched by hash and answered with
+ * their stored text. */
+int store_journal_load_lazy(struct store *s, const char *run, struct store_call **ret, size_t *n);
 void store_calls_free(struct store_call *calls, size_t n);
 /* Delete the run's journal rows with seq > after_seq and the states saved after
  * after_seq (divergence, restart from a checkpoint, fork), re-sealing the hash

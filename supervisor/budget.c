@@ -48,14 +48,14 @@ json_size(const json_t *v)
 }
 
 /* json_size of a journaled value: its stored text is that same canonical
- * encoding, so its length is used instead of encoding it again. */
+ * encoding, so its length is used instead of encoding (or even parsing) it;
+ * json_size counts only objects and arrays. */
 static size_t
 stored_size(const json_t *v, const char *text, size_t len)
 {
-	if (!text)
-		return json_size(v);
-	/* json_size counts only objects and arrays (no JSON_ENCODE_ANY). */
-	return json_is_object(v) || json_is_array(v) ? len : 0;
+	if (v)
+		return json_is_object(v) || json_is_array(v) ? len : 0;
+	return text[0] == '{' || text[0] == '[' ? len : 0;
 }
 
 /* What a finished call costs: the policy's per-tool cost plus the "cost" a
@@ -132,21 +132,15 @@ sup_budget_rebuild(struct sup_run *r, const struct store_call *calls, size_t n)
 		if (refused_by_limit(c->rule) && c->status == STORE_CALL_DENIED)
 			continue;
 		b->calls++;
-		if (c->compacted) {
-			/* store_retain kept what budgets count. */
-			b->bytes_in += c->args_len;
-			if (c->status == STORE_CALL_OK || c->status == STORE_CALL_ERROR) {
-				b->bytes_out += c->result_len;
-				b->spend +=
-				    policy_tool_cost(r->policy, c->tool) + (uint64_t)c->result_cost;
-			}
-		} else {
-			b->bytes_in += stored_size(c->args, c->args_text, c->args_len);
-		}
-		if (!c->compacted &&
-		    (c->status == STORE_CALL_OK || c->status == STORE_CALL_ERROR)) {
-			b->bytes_out += stored_size(c->result, c->result_text, c->result_len);
-			b->spend += call_spend(r->policy, c->tool, c->result);
+		/* A compacted row kept the counts (store_retain); every loaded
+		 * row has its result's cost. */
+		b->bytes_in +=
+		    c->compacted ? c->args_len : stored_size(c->args, c->args_text, c->args_len);
+		if (c->status == STORE_CALL_OK || c->status == STORE_CALL_ERROR) {
+			b->bytes_out += c->compacted
+					    ? c->result_len
+					    : stored_size(c->result, c->result_text, c->result_len);
+			b->spend += policy_tool_cost(r->policy, c->tool) + (uint64_t)c->result_cost;
 		}
 		if (keeps_recent(l) && now - c->started_ms < MINUTE_MS &&
 		    remember(b, c->tool, c->started_ms) < 0) {

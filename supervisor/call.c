@@ -324,14 +324,20 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 /* A journaled call whose outcome a crash left unknown (intent, no result). */
 static void
 do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t,
-		   const struct store_call *c)
+		   struct store_call *c)
 {
-	enum tool_class cls = t->classify(c->args);
+	enum tool_class cls;
 	struct policy_result pr;
 	int64_t t0 = agd_now_ns();
 	const char *by = "class";
-	int e;
+	int e = store_call_json(c); /* the journal was loaded without the values */
 
+	if (e < 0) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "journal row unreadable", NULL);
+		sup_fail(r, "journal row #%lld unreadable: %s", (long long)c->seq, strerror(-e));
+		return;
+	}
+	cls = t->classify(c->args);
 	if (sup_policy_eval(r, c->tool, c->args, &pr) < 0) {
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "policy evaluation failed", NULL);
 		return;
@@ -391,7 +397,7 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 }
 
 static void
-do_replayed_call(struct sup_run *r, const json_t *id, const struct store_call *c)
+do_replayed_call(struct sup_run *r, const json_t *id, struct store_call *c)
 {
 	r->replayed++;
 	if (!r->first_replayed)
@@ -412,6 +418,23 @@ do_replayed_call(struct sup_run *r, const json_t *id, const struct store_call *c
 			 (long long)c->seq);
 		return;
 	}
+	/* The stored text answers an OK or ERROR row as it is; a denial's
+	 * error, or a frame that could not be built, needs the value. */
+	char *frame = NULL;
+	size_t len = 0;
+	if (c->status != STORE_CALL_DENIED && c->result_text &&
+	    proto_stored_result_frame(id, c->result_text, c->result_len,
+				      c->status == STORE_CALL_ERROR, c->seq, true, &frame,
+				      &len) == 0) {
+		sup_send_frame(r, frame, len);
+		return;
+	}
+	int e = store_call_json(c);
+	if (e < 0) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "journal row unreadable", NULL);
+		sup_fail(r, "journal row #%lld unreadable: %s", (long long)c->seq, strerror(-e));
+		return;
+	}
 	if (c->status == STORE_CALL_DENIED) {
 		json_t *code = json_object_get(c->result, "code");
 		json_t *msg = json_object_get(c->result, "message");
@@ -420,16 +443,6 @@ do_replayed_call(struct sup_run *r, const json_t *id, const struct store_call *c
 		    r, id, json_is_integer(code) ? (int)json_integer_value(code) : PROTO_DENIED,
 		    json_is_string(msg) ? json_string_value(msg) : "denied",
 		    data ? json_deep_copy(data) : NULL);
-		return;
-	}
-	/* The journal's canonical text goes out as it is: no copy, parse or
-	 * re-encode of the stored result on the replay path. */
-	char *frame = NULL;
-	size_t len = 0;
-	if (c->result_text && proto_stored_result_frame(id, c->result_text, c->result_len,
-							c->status == STORE_CALL_ERROR, c->seq, true,
-							&frame, &len) == 0) {
-		sup_send_frame(r, frame, len);
 		return;
 	}
 	sup_send(r, proto_result(
@@ -474,7 +487,7 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 
 	ssize_t i = sup_replay_match(&r->replay, tool, hash);
 	if (i >= 0) {
-		const struct store_call *c = &r->replay.calls[i];
+		struct store_call *c = &r->replay.calls[i];
 		sup_replay_consume(&r->replay, (size_t)i);
 		if (c->seq > r->last_seq)
 			r->last_seq = c->seq;

@@ -500,12 +500,13 @@ delivered_at(struct sup_run *r, int64_t msg_id)
 		ix->delivered = json_object();
 		ix->delivered_attempt = r->attempt;
 		for (size_t i = 0; ix->delivered && i < r->replay.n; i++) {
-			const struct store_call *c = &r->replay.calls[i];
-			json_t *msgs = json_object_get(c->result, "messages");
+			struct store_call *c = &r->replay.calls[i];
+			json_t *msgs;
 			size_t k;
 			json_t *m;
-			if (strcmp(c->tool, SUP_INBOX_TOOL) != 0)
+			if (strcmp(c->tool, SUP_INBOX_TOOL) != 0 || store_call_json(c) < 0)
 				continue;
+			msgs = json_object_get(c->result, "messages");
 			json_array_foreach(msgs, k, m)
 			{
 				json_t *mid = json_object_get(m, "id");
@@ -629,11 +630,17 @@ send_messages(struct sup_run *r, const json_t *msgs)
 static const struct store_call *
 replay_delivery(struct sup_run *r, const char *via)
 {
-	const struct store_call *p = sup_replay_pending(&r->replay);
+	struct store_call *p = sup_replay_pending(&r->replay);
 	const char *v;
+	int e;
 
 	if (!p || strcmp(p->tool, SUP_INBOX_TOOL) != 0)
 		return NULL;
+	/* The journal was loaded without the values: parse this row's. */
+	if ((e = store_call_json(p)) < 0) {
+		sup_fail(r, "journal row #%lld unreadable: %s", (long long)p->seq, strerror(-e));
+		return NULL;
+	}
 	v = json_string_value(json_object_get(p->args, "via"));
 	if (!v || strcmp(v, via) != 0)
 		return NULL;

@@ -58,7 +58,7 @@ sup_replay_consume_upto(struct sup_replay *r, int64_t seq)
 		sup_replay_consume(r, i);
 }
 
-const struct store_call *
+struct store_call *
 sup_replay_pending(const struct sup_replay *r)
 {
 	return r->cursor < r->n ? &r->calls[r->cursor] : NULL;

@@ -28,6 +28,6 @@ void sup_replay_consume(struct sup_replay *r, size_t i);
 /* Mark every call with seq <= seq consumed (the agent resumed from a state). */
 void sup_replay_consume_upto(struct sup_replay *r, int64_t seq);
 /* The first unconsumed call, or NULL when replay is over. */
-const struct store_call *sup_replay_pending(const struct sup_replay *r);
+struct store_call *sup_replay_pending(const struct sup_replay *r);
 /* Highest journaled seq (0 when empty). */
 int64_t sup_replay_last_seq(const struct sup_replay *r);

@@ -260,7 +260,7 @@ spawn_child(struct sup_run *r)
 	/* Every earlier attempt's calls are replayable: load (and verify) the
 	 * journal before anything runs. */
 	sup_replay_clear(&r->replay);
-	e = store_journal_load(r->st, r->id, &calls, &n);
+	e = store_journal_load_lazy(r->st, r->id, &calls, &n);
 	if (e < 0 || (e = sup_replay_init(&r->replay, calls, n)) < 0) {
 		snprintf(r->reason, sizeof(r->reason), "journal unreadable: %s", strerror(-e));
 		return e;

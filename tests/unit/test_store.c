@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "common/json.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "store/store.h"
 
@@ -133,6 +134,10 @@ load_rc(struct store *s, const char *run)
 	int r = store_journal_load(s, run, &calls, &n);
 
 	store_calls_free(calls, r == 0 ? n : 0);
+	/* The lazy load (no JSON values built) reaches the same verdict. */
+	int lazy = store_journal_load_lazy(s, run, &calls, &n);
+	store_calls_free(calls, lazy == 0 ? n : 0);
+	assert_int_equal(lazy, r);
 	return r;
 }
 
@@ -408,6 +413,121 @@ test_tamper_compacted(void **state)
 	tamper(f, "UPDATE journal SET result = replace(result, '\"cost\":0', '\"cost\":1') "
 		  "WHERE seq = 1");
 	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+/* The seal as docs/store.md defines it, computed independently of the store. */
+static void
+seal_put(struct agd_sha256 *h, const void *p, size_t len)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+	agd_sha256_update(h, b, 8);
+	agd_sha256_update(h, p, len);
+}
+
+static void
+seal_int(struct agd_sha256 *h, int64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+	seal_put(h, b, 8);
+}
+
+/* Replace row seq's result by text and recompute its seal, as someone who
+ * knows the format would: the chain verifies, only validation is left. */
+static void
+reseal_result(struct fixture *f, const char *run, int64_t seq, const char *text)
+{
+	static const char tag[] = "agentd.journal.chain.v1";
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	struct agd_sha256 h;
+	uint8_t d[AGD_SHA256_LEN];
+	char hex[AGD_SHA256_HEX];
+
+	f->s = store_close(f->s);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT link, status, finished_ms FROM journal "
+					    "WHERE run = ?1 AND seq = ?2",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, seq);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	const char *link = (const char *)sqlite3_column_text(st, 0);
+	agd_sha256_init(&h);
+	seal_put(&h, tag, strlen(tag));
+	seal_put(&h, link, strlen(link));
+	seal_int(&h, sqlite3_column_int64(st, 1));
+	seal_int(&h, 1);
+	seal_put(&h, text, strlen(text));
+	seal_int(&h, sqlite3_column_int64(st, 2));
+	agd_sha256_final(&h, d);
+	for (int i = 0; i < AGD_SHA256_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "UPDATE journal SET result = ?3, chain = ?4 "
+					    "WHERE run = ?1 AND seq = ?2",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, seq);
+	sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, hex, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+}
+
+/* A row that the lazy load does not parse is still validated: a result that
+ * the chain vouches for but that is not one valid JSON value is refused by
+ * both loads; a valid one in another form loads, parsed. */
+static void
+test_lazy_validates_unparsed_rows(void **state)
+{
+	static const char *const bad[] = {
+	    "{\"bytes\":1,\"bytes\":2}", "{\"bytes\":", "\"a\\u0000\"", "\"\xff\"", "[1] [2]", "01",
+	};
+	struct fixture *f = *state;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	char run[16];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(run, sizeof(run), "bad%zu", i);
+		fill_journal(f->s, run);
+		reseal_result(f, run, 1, bad[i]);
+		assert_int_equal(load_rc(f->s, run), -EBADMSG);
+	}
+
+	/* The resealing is right: a canonical text loads, unparsed and lazily
+	 * parsed on demand; the cost is found without parsing the rest. */
+	fill_journal(f->s, "good");
+	reseal_result(f, "good", 1, "{\"bytes\":7,\"cost\":3}");
+	reseal_result(f, "good", 2, "{\"b\":1,\"a\":{\"x\":1.5}}");
+	assert_int_equal(store_journal_load_lazy(f->s, "good", &calls, &n), 0);
+	assert_int_equal(n, 3);
+	assert_null(calls[0].args);
+	assert_non_null(calls[0].args_text);
+	assert_int_equal(calls[0].result_cost, 3);
+	assert_string_equal(calls[0].result_text, "{\"bytes\":7,\"cost\":3}");
+	/* Not canonical (unsorted keys, a real): parsed to be validated, kept. */
+	assert_non_null(calls[1].result);
+	assert_int_equal(json_object_size(calls[1].result), 2);
+	assert_null(calls[2].result);
+	assert_int_equal(calls[2].result_cost, 0);
+	assert_int_equal(store_call_json(&calls[2]), 0);
+	assert_int_equal(json_integer_value(json_object_get(calls[2].result, "bytes")), 30);
+	assert_int_equal(json_integer_value(json_object_get(calls[2].args, "n")), 3);
+	store_calls_free(calls, n);
+	assert_int_equal(load_rc(f->s, "good"), 0);
 }
 
 static void
@@ -726,6 +846,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_tamper_delete_middle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_renumber, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_types, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lazy_validates_unparsed_rows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_compacted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
