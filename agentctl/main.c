@@ -332,6 +332,7 @@ cmd_run(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"policy", required_argument, NULL, 'p'},
 	    {"label", required_argument, NULL, 'l'},
+	    {"env", required_argument, NULL, 'e'},
 	    {"max-restarts", required_argument, NULL, 'r'},
 	    {"wall-clock", required_argument, NULL, 'W'},
 	    {"idempotency-key", required_argument, NULL, 'k'},
@@ -340,7 +341,8 @@ cmd_run(int argc, char **argv)
 	    {"wait", no_argument, NULL, 'w'},
 	    {0},
 	};
-	cleanup_json json_t *body = json_object(), *labels = json_object();
+	cleanup_json json_t *body = json_object(), *labels = json_object(), *env = json_object();
+	char err[256];
 	bool wait = false;
 	char cwd[PATH_MAX];
 	int c;
@@ -348,7 +350,7 @@ cmd_run(int argc, char **argv)
 	optind = 0;
 	if (getcwd(cwd, sizeof(cwd)))
 		json_object_set_new(body, "cwd", json_string(cwd));
-	while ((c = getopt_long(argc, argv, "+wn:l:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+wn:l:e:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			json_object_set_new(body, "name", json_string(optarg));
@@ -367,6 +369,23 @@ cmd_run(int argc, char **argv)
 				return die(EXIT_USAGE, "--label takes KEY=VALUE");
 			*eq = '\0';
 			json_object_set_new(labels, optarg, json_string(eq + 1));
+			break;
+		}
+		case 'e': {
+			/* KEY=VALUE; the value may hold '=' and be empty. */
+			char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg)
+				return die(EXIT_USAGE, "--env takes KEY=VALUE (got '%s')", optarg);
+			*eq = '\0';
+			if (json_object_get(env, optarg))
+				return die(EXIT_USAGE, "--env %s given twice", optarg);
+			json_t *val = json_string(eq + 1);
+			if (!val || json_object_set_new(env, optarg, val) < 0)
+				return die(EXIT_USAGE, "--env %s: the value must be UTF-8 text",
+					   optarg);
+			/* The daemon's rules, checked here so a typo fails before a submit. */
+			if (agd_env_check(env, err, sizeof(err)) < 0)
+				return die(EXIT_USAGE, "--env: %s", err);
 			break;
 		}
 		case 'r':
@@ -401,6 +420,8 @@ cmd_run(int argc, char **argv)
 	json_object_set_new(body, "command", cmd);
 	if (json_object_size(labels))
 		json_object_set(body, "labels", labels);
+	if (json_object_size(env))
+		json_object_set(body, "environment", env);
 
 	json_t *r = NULL;
 	int rc = call("POST", "/v1/runs", body, &r);
@@ -854,6 +875,8 @@ static const char completion_bash[] =
     "\t\treturn\n"
     "\tfi\n"
     "\tcase ${COMP_WORDS[1]} in\n"
+    "\trun) [[ $cur == -* ]] && COMPREPLY=($(compgen -W '--name --policy --label --env "
+    "--max-restarts --wall-clock --idempotency-key --message-mode --cwd --wait' -- \"$cur\"));;\n"
     "\tshow|logs|events|journal|cancel|kill|pause|resume|fork|rm|send|approve|deny)\n"
     "\t\tCOMPREPLY=($(compgen -W \"$(agentctl ls -q 2>/dev/null)\" -- \"$cur\"));;\n"
     "\tcompletion) COMPREPLY=($(compgen -W bash -- \"$cur\"));;\n"
@@ -866,7 +889,7 @@ usage(FILE *f)
 {
 	fputs(
 	    "usage: agentctl [-H unix://PATH|tcp://HOST:PORT] [-o table|json|jsonl] [-q] COMMAND\n"
-	    "  run [--name N] [--policy FILE] [--label K=V] [--max-restarts N]\n"
+	    "  run [--name N] [--policy FILE] [--label K=V] [-e|--env K=V] [--max-restarts N]\n"
 	    "      [--wall-clock S] [--idempotency-key K] [--message-mode M] [--wait] -- CMD...\n"
 	    "  ls [--status S] [--user U]     show RUN      journal RUN\n"
 	    "  logs [-f] RUN                  events [-f] [--after ID] RUN\n"

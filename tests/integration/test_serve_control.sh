@@ -5,7 +5,8 @@
 # 2. an agent that ignores it is killed after the grace period;
 # 3. a call waiting for its approval is answered at once by a cancel;
 # 4. pause holds the next call (no effect while paused), resume lets it go;
-# 5. the environment of POST /v1/runs reaches the agent; reserved names are refused.
+# 5. the environment of POST /v1/runs reaches the agent; reserved names are refused;
+#    agentctl run -e/--env KEY=VAL sends it, a malformed one fails before a submit.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 stage
 . "$SRC/tests/integration/lib/serve.sh"
@@ -112,4 +113,22 @@ for bad in '{"PATH": "/tmp"}' '{"HOME": "/"}' '{"LANG": "C"}' '{"PYTHONPATH": "/
 done
 api POST /v1/runs '{"command": ["/bin/true"], "name": "env64", "environment": '"$(python3 -c 'import json; print(json.dumps({f"V{i}": "x" for i in range(64)}))')"'}' >/dev/null
 [ "$(code)" = 201 ] || fail "64 variables: $(code)"
+# agentctl run -e / --env: repeatable, the value may hold '=' or be empty
+(cd "$T/lib" && ctl -q run --name env2 -e RUN_MODE=slow --env '_X1=a=b c' -e EMPTY= \
+	-- /bin/sh -c 'echo "mode=$RUN_MODE x=$_X1 empty=${EMPTY-unset}"') >/dev/null || fail "agentctl run -e"
+r=$(result env2)
+[ "$(jget "$r" 'd["status"]')" = succeeded ] || fail "env2: $r"
+ctl logs env2 | has -x 'mode=slow x=a=b c empty=' || { ctl logs env2; fail "env2: -e variables not set"; }
+n_runs=$(ctl -q ls | wc -l)
+for bad in 'NOEQ:KEY=VALUE' '=x:KEY=VALUE' 'lower=x:is not \[A-Z_\]' 'PATH=/tmp:reserved' \
+	'LD_PRELOAD=/x.so:reserved' 'A-B=1:is not \[A-Z_\]'; do
+	rc=0; ctl run -e "${bad%%:*}" -- /bin/true >/dev/null 2>"$T/env.err" || rc=$?
+	[ $rc = 2 ] || fail "agentctl run -e ${bad%%:*}: exit $rc"
+	has -- "${bad#*:}" "$T/env.err" || { cat "$T/env.err"; fail "agentctl run -e ${bad%%:*}: message"; }
+done
+rc=0; ctl run -e A=1 --env A=2 -- /bin/true >/dev/null 2>"$T/env.err" || rc=$?
+[ $rc = 2 ] && has 'given twice' "$T/env.err" || fail "a repeated -e name: exit $rc, $(cat "$T/env.err")"
+[ "$(ctl -q ls | wc -l)" = "$n_runs" ] || fail "a malformed -e still submitted a run"
+ctl completion bash | has -- '--env' || fail "completion lacks --env"
+ctl -h | has -- '-e|--env K=V' || fail "help lacks -e|--env"
 echo "ok: environment"
