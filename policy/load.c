@@ -161,6 +161,13 @@ document(const struct policy *base, const struct policy *p)
 		json_object_del(json_object_get(doc, "limits"), "cost");
 	if (desc && json_object_set_new(doc, "description", json_deep_copy(desc)) < 0)
 		return NULL;
+	/* on_unknown: the extending policy's if it says one, else its base's */
+	enum policy_on_unknown onu = p->on_unknown ? p->on_unknown
+				     : base	   ? base->on_unknown
+						   : POLICY_UNKNOWN_UNSET;
+	if (onu &&
+	    json_object_set_new(doc, "on_unknown", json_string(policy_on_unknown_name(onu))) < 0)
+		return NULL;
 	/* leave out empty sections so the stored document reads like a written one */
 	if (json_object_size(secrets) == 0)
 		json_object_del(doc, "secrets");

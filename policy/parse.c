@@ -548,11 +548,23 @@ compile_hosts(struct pctx *c, const char *key, const json_t *v, struct pglob **r
 }
 
 static int
+compile_on_unknown(struct pctx *c, const json_t *v, enum policy_on_unknown *ret)
+{
+	int u = json_is_string(v) ? policy_on_unknown_parse(json_string_value(v)) : -1;
+
+	if (u < 0)
+		return perr(c, "on_unknown", false,
+			    "'on_unknown' must be \"ask\", \"retry\", \"fail\" or \"skip\"");
+	*ret = (enum policy_on_unknown)u;
+	return 0;
+}
+
+static int
 compile_rule(struct pctx *c, const json_t *o, struct policy_rule *rule)
 {
-	static const char *const known[] = {"id",	 "tool",      "decision", "description",
-					    "path",	 "host",      "method",	  "url_prefix",
-					    "max_bytes", "approvers", "expires",  NULL};
+	static const char *const known[] = {
+	    "id",	  "tool",      "decision",  "description", "path",	 "host", "method",
+	    "url_prefix", "max_bytes", "approvers", "expires",	   "on_unknown", NULL};
 	cleanup_free const char **list = NULL;
 	size_t n = 0;
 	json_t *v;
@@ -718,6 +730,14 @@ compile_rule(struct pctx *c, const json_t *o, struct policy_rule *rule)
 			return perr(c, "expires", false,
 				    "'expires' must be a duration like \"30s\", \"15m\", \"1h\", "
 				    "\"2d\"");
+	}
+	if ((v = json_object_get(o, "on_unknown"))) {
+		/* A denied call never runs, so never has an outcome to doubt. */
+		if (rule->decision == POLICY_DENY)
+			return perr(c, "on_unknown", true,
+				    "'on_unknown' is only valid on allow and ask rules");
+		if ((r = compile_on_unknown(c, v, &rule->on_unknown)) < 0)
+			return r;
 	}
 	rule->id = strdup(id);
 	if (!rule->id)
@@ -1202,8 +1222,8 @@ int
 policy_compile(json_t *doc, const char *buf, size_t len, struct plint *lint, struct policy **ret,
 	       struct policy_error *err)
 {
-	static const char *const known[] = {"version", "extends", "description", "rules",
-					    "limits",  "sandbox", "secrets",	 NULL};
+	static const char *const known[] = {"version", "extends", "description", "rules", "limits",
+					    "sandbox", "secrets", "on_unknown",	 NULL};
 	struct pctx c = {.buf = buf, .len = len, .lint = lint, .err = err};
 	struct policy *p = NULL;
 	json_t *v;
@@ -1246,6 +1266,8 @@ policy_compile(json_t *doc, const char *buf, size_t len, struct plint *lint, str
 		else
 			p->description = json_incref(v);
 	}
+	if ((v = json_object_get(doc, "on_unknown")))
+		STEP(compile_on_unknown(&c, v, &p->on_unknown));
 	if ((v = json_object_get(doc, "rules"))) {
 		push_key(&c, "rules");
 		rr = compile_rules(&c, v, p);
@@ -1410,6 +1432,33 @@ const struct policy_limits *
 policy_limits(const struct policy *p)
 {
 	return &p->limits;
+}
+
+static const char *const on_unknown_names[] = {"", "retry", "ask", "skip", "fail"};
+
+const char *
+policy_on_unknown_name(enum policy_on_unknown u)
+{
+	return (size_t)u < ARRAY_SIZE(on_unknown_names) ? on_unknown_names[u] : "";
+}
+
+int
+policy_on_unknown_parse(const char *s)
+{
+	for (size_t i = 1; s && i < ARRAY_SIZE(on_unknown_names); i++)
+		if (strcmp(s, on_unknown_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+enum policy_on_unknown
+policy_on_unknown(const struct policy *p, const char *tool, const json_t *args, const char *cwd)
+{
+	struct policy_result pr;
+
+	if (policy_eval(p, tool, args, cwd, &pr) == 0 && pr.rule && pr.rule->on_unknown)
+		return pr.rule->on_unknown;
+	return p ? p->on_unknown : POLICY_UNKNOWN_UNSET;
 }
 
 bool

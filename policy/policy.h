@@ -24,6 +24,18 @@ struct policy_error {
 	char message[256];
 };
 
+/* What happens to an `effect` call whose outcome a crash left unknown (an
+ * intent without a result), "on_unknown" at the top level or on an allow or
+ * ask rule (docs/policy.md, on_unknown). Ordered from the widest to the
+ * strictest: where several say something, the strictest wins. */
+enum policy_on_unknown {
+	POLICY_UNKNOWN_UNSET = 0, /* the policy says nothing */
+	POLICY_UNKNOWN_RETRY,	  /* rerun it: a repeat is accepted */
+	POLICY_UNKNOWN_ASK,	  /* an approver decides */
+	POLICY_UNKNOWN_SKIP,	  /* the agent gets an error and goes on */
+	POLICY_UNKNOWN_FAIL,	  /* the run fails */
+};
+
 /* Resource limits from the policy's "limits" object; 0 means "not set". */
 struct policy_limits {
 	uint64_t calls_per_minute;
@@ -101,6 +113,13 @@ const char *const *policy_rule_approvers(const struct policy_rule *r);
 uint64_t policy_rule_expires_ms(const struct policy_rule *r);
 
 const struct policy_limits *policy_limits(const struct policy *p);
+/* on_unknown for a call: that of the rule deciding it (policy_eval's rule) if
+ * it names one, else the policy's top-level one, else UNSET. */
+enum policy_on_unknown policy_on_unknown(const struct policy *p, const char *tool,
+					 const json_t *args, const char *cwd);
+/* "retry", "ask", "skip", "fail" ("" for UNSET); parse: the value, or -1. */
+const char *policy_on_unknown_name(enum policy_on_unknown u);
+int policy_on_unknown_parse(const char *s);
 /* limits.cost[tool]: cost units charged per call of `tool` (0 when unset). */
 uint64_t policy_tool_cost(const struct policy *p, const char *tool);
 /* limits.cost_header: the HTTP response header whose integer value an
@@ -214,6 +233,11 @@ struct policy_layer {
 int policy_stack_eval(const struct policy_layer *layers, size_t n, const char *tool,
 		      const json_t *args, const char *cwd, struct policy_result *ret,
 		      size_t *ret_layer);
+/* on_unknown for a call across the layers: the strictest any layer's
+ * policy_on_unknown gives (UNSET if none says anything). */
+enum policy_on_unknown policy_stack_on_unknown(const struct policy_layer *layers, size_t n,
+					       const char *tool, const json_t *args,
+					       const char *cwd);
 /* True if every layer may allow or ask for `tool` (tools/list). */
 bool policy_stack_tool_visible(const struct policy_layer *layers, size_t n, const char *tool);
 /* A rule-less version-1 document with what the stack grants besides rules:

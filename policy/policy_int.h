@@ -94,6 +94,7 @@ struct policy_rule {
 	uint64_t max_bytes;
 	char **approvers; /* NULL-terminated, always non-NULL */
 	uint64_t expires_ms;
+	enum policy_on_unknown on_unknown;
 	json_t *src; /* the rule object as written, for policy_to_json */
 };
 
@@ -131,7 +132,8 @@ struct policy_bucket {
 
 struct policy {
 	char *extends;
-	json_t *description; /* string or NULL */
+	json_t *description;		   /* string or NULL */
+	enum policy_on_unknown on_unknown; /* top-level "on_unknown" */
 	struct policy_rule *rules;
 	size_t n_rules;
 	struct policy_limits limits;

@@ -55,6 +55,20 @@ policy_stack_eval(const struct policy_layer *layers, size_t n, const char *tool,
 	return 0;
 }
 
+enum policy_on_unknown
+policy_stack_on_unknown(const struct policy_layer *layers, size_t n, const char *tool,
+			const json_t *args, const char *cwd)
+{
+	enum policy_on_unknown u = POLICY_UNKNOWN_UNSET;
+
+	for (size_t i = 0; layers && i < n; i++) {
+		enum policy_on_unknown x = policy_on_unknown(layers[i].policy, tool, args, cwd);
+		if (x > u)
+			u = x;
+	}
+	return u;
+}
+
 bool
 policy_stack_tool_visible(const struct policy_layer *layers, size_t n, const char *tool)
 {

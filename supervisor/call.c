@@ -347,17 +347,17 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 			   cls == TOOL_EFFECT ? "effect" : "idempotent"));
 	/* pure and idempotent calls are rerun (the same idempotency key is sent);
 	 * an effect per its on_unknown action: by default only when a human confirms. */
-	enum sup_on_unknown act =
-	    cls == TOOL_EFFECT ? sup_durable_on_unknown(r, c->tool) : SUP_UNKNOWN_RETRY;
-	if (act == SUP_UNKNOWN_FAIL) {
+	enum policy_on_unknown act =
+	    cls == TOOL_EFFECT ? sup_on_unknown(r, c->tool, c->args) : POLICY_UNKNOWN_RETRY;
+	if (act == POLICY_UNKNOWN_FAIL) {
 		sup_reply_error(r, id, PROTO_UNKNOWN_OUTCOME, "unknown outcome", NULL);
 		sup_fail(r,
 			 "#%lld %s: a crash left this effect's outcome unknown (on_unknown: fail)",
 			 (long long)c->seq, c->tool);
 		return;
 	}
-	if (act == SUP_UNKNOWN_SKIP ||
-	    (act == SUP_UNKNOWN_ASK && !approve(r, c->seq, c->tool, c->args, "on_unknown", &by))) {
+	if (act == POLICY_UNKNOWN_SKIP ||
+	    (act == POLICY_UNKNOWN_ASK && !approve(r, c->seq, c->tool, c->args, "on_unknown", &by))) {
 		json_t *data = json_pack("{s:I,s:s}", "seq", (json_int_t)c->seq, "reason",
 					 "a crash left this effect's outcome unknown");
 		json_t *err = json_pack("{s:i,s:s,s:O}", "code", PROTO_UNKNOWN_OUTCOME, "message",

@@ -121,6 +121,9 @@ struct sup_layers *sup_layers_free(struct sup_layers *l);
 int sup_layers_load(struct sup_run *r, const json_t *pol, char *reason, size_t reasonsz);
 int sup_policy_eval(struct sup_run *r, const char *tool, const json_t *args,
 		    struct policy_result *ret);
+/* The stack's on_unknown for the call (policy_stack_on_unknown). */
+enum policy_on_unknown sup_policy_on_unknown(const struct sup_run *r, const char *tool,
+					     const json_t *args);
 bool sup_tool_visible(struct sup_run *r, const char *tool);
 json_t *sup_tool_entry(struct sup_run *r, const struct tool_def *t);
 /* True when the call's URL host is an address literal that every layer's

@@ -146,6 +146,14 @@ sup_policy_eval(struct sup_run *r, const char *tool, const json_t *args, struct 
 	return policy_stack_eval(r->layers->v, r->layers->n, tool, args, r->cwd, ret, NULL);
 }
 
+enum policy_on_unknown
+sup_policy_on_unknown(const struct sup_run *r, const char *tool, const json_t *args)
+{
+	if (!r->layers)
+		return POLICY_UNKNOWN_UNSET;
+	return policy_stack_on_unknown(r->layers->v, r->layers->n, tool, args, r->cwd);
+}
+
 bool
 sup_tool_visible(struct sup_run *r, const char *tool)
 {

@@ -28,30 +28,19 @@ struct retry_rule {
 	const json_t *retry_on; /* NULL: the defaults */
 	int64_t timeout_ms;	/* whole call, retries included; 0: none */
 	const json_t *fallbacks;
-	int on_unknown; /* -1: the run's */
+	enum policy_on_unknown on_unknown; /* UNSET: the run's */
 };
 
 struct sup_durable {
 	json_t *cfg; /* owned; rules point into it */
 	struct retry_rule *rules;
 	size_t n;
-	int64_t deadline_ms; /* wall clock; 0: none */
-	enum sup_on_unknown on_unknown;
+	int64_t deadline_ms;		   /* wall clock; 0: none */
+	enum policy_on_unknown on_unknown; /* UNSET: not said */
 	struct agd_watch w_deadline;
 	struct sup_run *run;
 	uint64_t rng;
 };
-
-static const char *const unknown_names[] = {"ask", "retry", "fail", "skip"};
-
-static int
-parse_on_unknown(const char *s)
-{
-	for (size_t i = 0; i < sizeof(unknown_names) / sizeof(unknown_names[0]); i++)
-		if (strcmp(s, unknown_names[i]) == 0)
-			return (int)i;
-	return -1;
-}
 
 int
 sup_parse_duration_ms(const char *s, int64_t *ret_ms)
@@ -101,8 +90,8 @@ parse_rule(const json_t *o, struct retry_rule *rr, char *reason, size_t reasonsz
 			 TOOLS_MAX_TIMEOUT_MS);
 		return -EINVAL;
 	}
-	rr->on_unknown = onu ? parse_on_unknown(onu) : -1;
-	if (onu && rr->on_unknown < 0) {
+	int u = onu ? policy_on_unknown_parse(onu) : POLICY_UNKNOWN_UNSET;
+	if (u < 0) {
 		snprintf(reason, reasonsz, "durable.tools[%s].on_unknown: ask, retry, fail or skip",
 			 tool);
 		return -EINVAL;
@@ -133,8 +122,9 @@ parse_rule(const json_t *o, struct retry_rule *rr, char *reason, size_t reasonsz
 				goto bad_fallbacks;
 		}
 	}
-	*rr = (struct retry_rule){tool,	  (int)attempts, initial, cap,	     mult,
-				  jitter, retry_on,	 timeout, fallbacks, rr->on_unknown};
+	*rr = (struct retry_rule){
+	    tool,   (int)attempts, initial, cap,       mult,
+	    jitter, retry_on,	   timeout, fallbacks, (enum policy_on_unknown)u};
 	return 0;
 bad_retry_on:
 	snprintf(reason, reasonsz,
@@ -171,14 +161,15 @@ sup_durable_parse(const json_t *cfg, struct sup_durable **ret, char *reason, siz
 		snprintf(reason, reasonsz, "durable: %s", jerr.text);
 		goto fail;
 	}
-	if (deadline < 0 || (onu && parse_on_unknown(onu) < 0) ||
+	if (deadline < 0 || (onu && policy_on_unknown_parse(onu) < 0) ||
 	    (tools && !json_is_array(tools))) {
 		snprintf(reason, reasonsz,
 			 "durable: deadline_ms >= 0, on_unknown ask|retry|fail|skip, tools a list");
 		goto fail;
 	}
 	d->deadline_ms = deadline;
-	d->on_unknown = onu ? (enum sup_on_unknown)parse_on_unknown(onu) : SUP_UNKNOWN_ASK;
+	d->on_unknown =
+	    onu ? (enum policy_on_unknown)policy_on_unknown_parse(onu) : POLICY_UNKNOWN_UNSET;
 	d->n = json_array_size(tools);
 	d->rules = calloc(d->n ? d->n : 1, sizeof(*d->rules));
 	if (!d->rules) {
@@ -260,14 +251,19 @@ find_rule(const struct sup_durable *d, const char *tool)
 	return NULL;
 }
 
-enum sup_on_unknown
-sup_durable_on_unknown(const struct sup_run *r, const char *tool)
+enum policy_on_unknown
+sup_on_unknown(const struct sup_run *r, const char *tool, const json_t *args)
 {
 	const struct retry_rule *rr = find_rule(r->dur, tool);
+	enum policy_on_unknown d = rr && rr->on_unknown ? rr->on_unknown
+				   : r->dur		? r->dur->on_unknown
+							: POLICY_UNKNOWN_UNSET;
+	enum policy_on_unknown p = sup_policy_on_unknown(r, tool, args);
 
-	if (rr && rr->on_unknown >= 0)
-		return (enum sup_on_unknown)rr->on_unknown;
-	return r->dur ? r->dur->on_unknown : SUP_UNKNOWN_ASK;
+	/* Each says how far it trusts a rerun: the one that trusts it least wins. */
+	if (p > d)
+		d = p;
+	return d ? d : POLICY_UNKNOWN_ASK;
 }
 
 /* ---- one call ---- */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "policy/policy.h"
 #include "supervisor/tools/tools.h"
 
 struct sup_run;
@@ -17,14 +18,6 @@ struct sup_run;
 #define SUP_RETRY_MAX_SLEEP_MS	1000
 #define SUP_RETRY_MAX_ATTEMPTS	10
 #define SUP_RETRY_MAX_FALLBACKS 4
-
-/* What happens to an effect whose outcome is unknown after a crash. */
-enum sup_on_unknown {
-	SUP_UNKNOWN_ASK = 0, /* the approver decides (default) */
-	SUP_UNKNOWN_RETRY,   /* rerun it: the user accepts a possible repeat */
-	SUP_UNKNOWN_FAIL,    /* fail the run */
-	SUP_UNKNOWN_SKIP,    /* the agent gets -32004 and goes on */
-};
 
 struct sup_durable;
 
@@ -45,9 +38,12 @@ int sup_retry_call(struct sup_run *r, const struct tool_def *t, const json_t *ar
 		   enum tool_class cls, struct tool_ctx *ctx, json_t **ret_content,
 		   bool *ret_is_error);
 
-/* The on_unknown action for a tool (policy key "on_unknown" once the policy
- * language has it; until then the run's durable options). */
-enum sup_on_unknown sup_durable_on_unknown(const struct sup_run *r, const char *tool);
+/* What happens to an `effect` call of `tool` with `args` whose outcome a
+ * crash left unknown: the strictest of what the run's policy layers say
+ * (policy_stack_on_unknown) and its durable options (the tool's entry, else
+ * durable.on_unknown); POLICY_UNKNOWN_ASK, the approver, when none says. */
+enum policy_on_unknown sup_on_unknown(const struct sup_run *r, const char *tool,
+				      const json_t *args);
 
 /* Parse a duration "250ms", "30s", "5m", "2h" or plain milliseconds. */
 int sup_parse_duration_ms(const char *s, int64_t *ret_ms);

@@ -1094,6 +1094,96 @@ test_lint(void **state)
 	policy_findings_free(f);
 }
 
+static enum policy_on_unknown
+on_unknown(const struct policy *p, const char *tool, const char *path)
+{
+	cleanup_json json_t *a =
+	    json_pack("{s:s,s:s,s:b}", "path", path, "content", "x", "append", 1);
+
+	return policy_on_unknown(p, tool, a, "/");
+}
+
+static void
+test_on_unknown(void **state)
+{
+	const char *text =
+	    "{\"version\":1,\"on_unknown\":\"skip\",\"rules\":["
+	    "{\"id\":\"ledger\",\"tool\":\"fs.write\",\"path\":\"/ledger/**\","
+	    "\"decision\":\"ask\",\"on_unknown\":\"fail\"},"
+	    "{\"id\":\"log\",\"tool\":\"fs.write\",\"path\":\"/log/**\",\"decision\":"
+	    "\"allow\",\"on_unknown\":\"retry\"},"
+	    "{\"id\":\"tmp\",\"tool\":\"fs.write\",\"path\":\"/tmp/**\",\"decision\":"
+	    "\"allow\"},"
+	    "{\"id\":\"no\",\"tool\":\"fs.write\",\"path\":\"/log/secret/**\","
+	    "\"decision\":\"deny\"}]}";
+	struct policy *p = parse_ok(text);
+
+	/* the deciding rule's, else the top level's */
+	assert_int_equal(on_unknown(p, "fs.write", "/ledger/a"), POLICY_UNKNOWN_FAIL);
+	assert_int_equal(on_unknown(p, "fs.write", "/log/a"), POLICY_UNKNOWN_RETRY);
+	assert_int_equal(on_unknown(p, "fs.write", "/tmp/a"), POLICY_UNKNOWN_SKIP);
+	assert_int_equal(on_unknown(p, "fs.write", "/elsewhere"), POLICY_UNKNOWN_SKIP);
+	assert_int_equal(on_unknown(p, "fs.write", "/log/secret/k"), POLICY_UNKNOWN_SKIP);
+	/* serialised with the run and merged under extends: the same answers */
+	cleanup_json json_t *j = policy_to_json(p);
+	assert_string_equal(json_string_value(json_object_get(j, "on_unknown")), "skip");
+	cleanup_free char *t2 = json_dumps(j, JSON_COMPACT);
+	struct policy *q = parse_ok(t2);
+	assert_int_equal(on_unknown(q, "fs.write", "/ledger/a"), POLICY_UNKNOWN_FAIL);
+	assert_int_equal(on_unknown(q, "fs.write", "/log/a"), POLICY_UNKNOWN_RETRY);
+	assert_int_equal(on_unknown(q, "fs.write", "/tmp/a"), POLICY_UNKNOWN_SKIP);
+	struct policy *ext = parse_ok("{\"version\":1,\"on_unknown\":\"ask\"}");
+	struct policy *m = policy_merge(p, ext);
+	assert_non_null(m);
+	assert_int_equal(on_unknown(m, "fs.write", "/tmp/a"), POLICY_UNKNOWN_ASK);
+	assert_int_equal(on_unknown(m, "fs.write", "/log/a"), POLICY_UNKNOWN_RETRY);
+	policy_free(m);
+	struct policy *plain = parse_ok("{\"version\":1}");
+	m = policy_merge(p, plain); /* an extension that says nothing keeps the base's */
+	assert_int_equal(on_unknown(m, "fs.write", "/tmp/a"), POLICY_UNKNOWN_SKIP);
+	assert_int_equal(on_unknown(plain, "fs.write", "/tmp/a"), POLICY_UNKNOWN_UNSET);
+	/* layers: the strictest any layer says */
+	struct policy_layer l[] = {{"system", plain}, {"user:u", q}, {"run", ext}};
+	cleanup_json json_t *a = json_pack("{s:s}", "path", "/log/a");
+	assert_int_equal(policy_stack_on_unknown(l, 1, "fs.write", a, "/"), POLICY_UNKNOWN_UNSET);
+	assert_int_equal(policy_stack_on_unknown(l, 2, "fs.write", a, "/"), POLICY_UNKNOWN_RETRY);
+	assert_int_equal(policy_stack_on_unknown(l, 3, "fs.write", a, "/"), POLICY_UNKNOWN_ASK);
+	assert_int_equal(policy_on_unknown_parse("retry"), POLICY_UNKNOWN_RETRY);
+	assert_int_equal(policy_on_unknown_parse("maybe"), -1);
+	assert_int_equal(policy_on_unknown_parse(""), -1);
+	assert_string_equal(policy_on_unknown_name(POLICY_UNKNOWN_FAIL), "fail");
+	policy_free(m);
+	policy_free(plain);
+	policy_free(ext);
+	policy_free(q);
+	policy_free(p);
+
+	/* errors name the place and the accepted values */
+	expect_error("{\"version\": 1, \"on_unknown\": \"maybe\"}", 1, 30,
+		     "'on_unknown' must be \"ask\", \"retry\", \"fail\" or \"skip\"");
+	expect_error("{\"version\": 1, \"on_unknown\": true}", 1, 30, "'on_unknown' must be");
+	expect_error("{\"version\": 1, \"rules\": [{\"id\": \"a\", \"tool\": \"x\", \"decision\": "
+		     "\"deny\", \"on_unknown\": \"fail\"}]}",
+		     1, 71, "only valid on allow and ask rules");
+	expect_error("{\"version\": 1, \"rules\": [{\"id\": \"a\", \"tool\": \"x\", \"decision\": "
+		     "\"allow\", \"on_unknown\": \"Retry\"}]}",
+		     1, 86, "'on_unknown' must be");
+	/* lint reports each of them in one pass */
+	const char *bad = "{\"version\": 1, \"on_unknown\": \"later\", \"rules\": [\n"
+			  "  {\"id\": \"a\", \"tool\": \"x\", \"decision\": \"deny\", "
+			  "\"on_unknown\": \"skip\"}]}";
+	struct policy_finding *f = NULL;
+	size_t n = 0;
+	assert_int_equal(policy_lint(bad, strlen(bad), &f, &n), 0);
+	const struct policy_finding *top = find(f, n, "'on_unknown' must be");
+	const struct policy_finding *rule = find(f, n, "only valid on allow and ask rules");
+	assert_non_null(top);
+	assert_non_null(rule);
+	assert_int_equal(top->line, 1);
+	assert_int_equal(rule->line, 2);
+	policy_findings_free(f);
+}
+
 static void
 test_fixtures(void **state)
 {
@@ -1227,6 +1317,7 @@ main(void)
 	    cmocka_unit_test(test_value_forms),
 	    cmocka_unit_test(test_to_json_roundtrip),
 	    cmocka_unit_test(test_merge),
+	    cmocka_unit_test(test_on_unknown),
 	    cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_lint),
 	    cmocka_unit_test(test_fixtures),

@@ -307,18 +307,58 @@ test_options_validated(void **state)
 	}
 }
 
+/* on_unknown of a call with the policy `pol` and the durable options `dur`. */
+static enum policy_on_unknown
+on_unknown_with(const char *pol, const char *dur, const char *tool, const char *path)
+{
+	const char *saved = fixture_policy;
+	json_t *args = json_pack("{s:s,s:s,s:b}", "path", path, "content", "x", "append", 1);
+
+	fixture_policy = pol;
+	struct fixture *f = setup(dur, TOOL_EFFECT);
+	fixture_policy = saved;
+	enum policy_on_unknown u = sup_on_unknown(&f->r, tool, args);
+	teardown_fixture(f);
+	json_decref(args);
+	return u;
+}
+
 static void
 test_on_unknown(void **state)
 {
-	struct fixture *f = setup("{\"on_unknown\":\"fail\",\"tools\":[{\"tool\":\"fs.*\","
-				  "\"on_unknown\":\"skip\"}]}",
-				  TOOL_EFFECT);
-	assert_int_equal(sup_durable_on_unknown(&f->r, "fs.write"), SUP_UNKNOWN_SKIP);
-	assert_int_equal(sup_durable_on_unknown(&f->r, "http.request"), SUP_UNKNOWN_FAIL);
-	teardown_fixture(f);
-	f = setup("{}", TOOL_EFFECT);
-	assert_int_equal(sup_durable_on_unknown(&f->r, "fs.write"), SUP_UNKNOWN_ASK);
-	teardown_fixture(f);
+	const char *dur = "{\"on_unknown\":\"fail\",\"tools\":[{\"tool\":\"fs.*\","
+			  "\"on_unknown\":\"skip\"}]}";
+	const char *none = "{\"version\":1,\"rules\":[{\"id\":\"w\",\"tool\":\"*\","
+			   "\"decision\":\"allow\"}]}";
+	/* The policy's word: the deciding rule's, else the top level's. */
+	const char *pol = "{\"version\":1,\"on_unknown\":\"skip\",\"rules\":[{\"id\":\"w\","
+			  "\"tool\":\"fs.write\",\"path\":\"/x/**\",\"decision\":\"allow\","
+			  "\"on_unknown\":\"retry\"}]}";
+
+	/* Durable options alone: the tool's entry, else the run's; else ask. */
+	assert_int_equal(on_unknown_with(none, dur, "fs.write", "/x/a"), POLICY_UNKNOWN_SKIP);
+	assert_int_equal(on_unknown_with(none, dur, "http.request", "/x/a"), POLICY_UNKNOWN_FAIL);
+	assert_int_equal(on_unknown_with(none, "{}", "fs.write", "/x/a"), POLICY_UNKNOWN_ASK);
+	/* The policy alone. */
+	assert_int_equal(on_unknown_with(pol, "{}", "fs.write", "/x/a"), POLICY_UNKNOWN_RETRY);
+	assert_int_equal(on_unknown_with(pol, "{}", "fs.write", "/y/a"), POLICY_UNKNOWN_SKIP);
+	/* Both: the one that trusts a rerun least wins, either way round. */
+	assert_int_equal(on_unknown_with(pol, "{\"on_unknown\":\"ask\"}", "fs.write", "/x/a"),
+			 POLICY_UNKNOWN_ASK);
+	assert_int_equal(on_unknown_with(pol, "{\"on_unknown\":\"fail\"}", "fs.write", "/x/a"),
+			 POLICY_UNKNOWN_FAIL);
+	assert_int_equal(on_unknown_with(pol,
+					 "{\"tools\":[{\"tool\":\"fs.write\","
+					 "\"on_unknown\":\"retry\"}]}",
+					 "fs.write", "/y/a"),
+			 POLICY_UNKNOWN_SKIP);
+	/* Layers: a lower layer cannot loosen what a higher one says. */
+	const char *layers =
+	    "[{\"name\":\"system\",\"policy\":{\"version\":1,\"on_unknown\":\"fail\","
+	    "\"rules\":[{\"id\":\"a\",\"tool\":\"*\",\"decision\":\"allow\"}]}},"
+	    "{\"name\":\"run\",\"policy\":{\"version\":1,\"rules\":[{\"id\":\"b\","
+	    "\"tool\":\"*\",\"decision\":\"allow\",\"on_unknown\":\"retry\"}]}}]";
+	assert_int_equal(on_unknown_with(layers, "{}", "fs.write", "/x/a"), POLICY_UNKNOWN_FAIL);
 }
 
 static void

@@ -1,0 +1,113 @@
+#!/bin/bash
+# on_unknown end to end. `agentd run` is SIGKILLed while an `effect` call (an
+# fs.write append) is in flight: the intent is journaled, the append has not
+# happened (strace holds the supervisor at the append's openat2). `agentd
+# resume` then finds an unknown outcome and does what the run's policy says:
+#   retry (a rule's on_unknown)  the append is rerun: the ledger has it once;
+#   skip (the policy's)          the agent gets -32004 and goes on, no append;
+#   fail                         the run fails naming the call, no append;
+#   nothing (default: ask)       the approver decides: --approve reruns it,
+#                                --deny answers -32004;
+#   a rule's retry under --durable's skip: the stricter (skip) wins.
+. "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
+has() { grep "$@" >/dev/null; }
+command -v strace >/dev/null || { echo "SKIP: strace is not installed (apt-get install strace): it holds the supervisor mid-call"; exit 77; }
+strace -o /dev/null true 2>/dev/null || { echo "SKIP: ptrace is not permitted here (strace cannot trace)"; exit 77; }
+stage
+cp "$SRC"/tests/chaos/lib/unknown_agent.py "$T/lib/"
+S="$T/state"
+
+# crash NAME TOP RULE [RUN OPTIONS...]: start run NAME with the policy's
+# on_unknown TOP (or none) and the ledger rule's RULE (or none), SIGKILL its
+# supervisor while the append is in flight.
+crash() {
+	local name=$1 top=$2 rule=$3; shift 3
+	local d="$T/$name"
+	mkdir -p "$d/out"
+	python3 - "$d" "$top" "$rule" <<'PY'
+import json, sys
+d, top, rule = sys.argv[1:4]
+ledger = {"id": "ledger", "tool": "fs.write", "path": d + "/out/ledger.txt", "decision": "allow"}
+if rule != "-":
+    ledger["on_unknown"] = rule
+p = {"version": 1, "rules": [
+    {"id": "echo", "tool": "agentd.echo", "decision": "allow"}, ledger,
+    {"id": "done", "tool": "fs.write", "path": d + "/out/done.txt", "decision": "allow"}]}
+if top != "-":
+    p["on_unknown"] = top
+json.dump(p, open(d + "/policy.json", "w"))
+PY
+	(cd "$T/lib" && exec strace -o /dev/null -e trace=openat2 -e inject=openat2:delay_enter=60s \
+		"$AGENTD" run --id "$name" --state "$S" --policy "$d/policy.json" "$@" \
+		-- python3 unknown_agent.py "$d/out") >"$d/log" 2>&1 &
+	local tracer=$!
+	PIDS+=($tracer)
+	for _ in $(seq 300); do
+		"$AGENTD" show "$name" --state "$S" 2>/dev/null | has '#2 .*fs.write.*unknown outcome' && break
+		sleep 0.05
+	done
+	"$AGENTD" show "$name" --state "$S" | has '#2 .*fs.write.*unknown outcome' ||
+		{ cat "$d/log"; fail "$name: the append's intent was never journaled"; }
+	local sv
+	sv=$(pgrep -P $tracer) || fail "$name: no supervisor to kill"
+	# The kill is pending while strace holds it at the openat2; once strace
+	# is gone it dies without entering the call (a fatal signal aborts a
+	# syscall at its entry stop).
+	kill -KILL $sv
+	kill -KILL $tracer
+	wait $tracer 2>/dev/null || true
+	for _ in $(seq 200); do kill -0 $sv 2>/dev/null || break; sleep 0.02; done
+	! kill -0 $sv 2>/dev/null || fail "$name: the supervisor survived SIGKILL"
+	[ ! -e "$d/out/ledger.txt" ] || fail "$name: the append ran before the kill"
+}
+
+# resume NAME [OPTIONS...]: resume after the crash; prints its exit status
+resume() {
+	local name=$1 rc=0; shift
+	(cd "$T/lib" && "$AGENTD" resume "$name" --state "$S" "$@") >>"$T/$name/log" 2>&1 || rc=$?
+	echo $rc
+}
+
+appended() { # NAME: how many times the ledger got the entry
+	[ -e "$T/$1/out/ledger.txt" ] && grep -c '^entry$' "$T/$1/out/ledger.txt" || echo 0
+}
+
+expect() { # NAME RC APPENDS AGENT_LINE: the resume's outcome
+	local name=$1 rc=$2 n=$3 line=$4 log="$T/$1/log"
+	has "#2 fs.write: a crash left its outcome unknown (effect)" "$log" ||
+		{ cat "$log"; fail "$name: the unknown outcome was not found"; }
+	[ "$(appended "$name")" = "$n" ] || { cat "$log"; fail "$name: appended $(appended "$name") times, want $n"; }
+	if [ -n "$line" ]; then
+		has -x "$line" "$log" || { cat "$log"; fail "$name: the agent did not print '$line'"; }
+		has -x finished "$log" || { cat "$log"; fail "$name: the agent did not finish"; }
+	fi
+	[ "$rc" = 0 ] || { cat "$log"; fail "$name: resume exited $rc"; }
+}
+
+crash retry - retry
+expect retry "$(resume retry)" 1 "append: ok"
+echo "ok: on_unknown retry (rule) reruns the effect once"
+
+crash skip skip -
+expect skip "$(resume skip)" 0 "append: error -32004"
+echo "ok: on_unknown skip (policy) answers -32004, the agent goes on"
+
+crash failing fail -
+rc=$(resume failing)
+[ "$rc" != 0 ] || { cat "$T/failing/log"; fail "failing: resume succeeded"; }
+has "#2 fs.write: a crash left this effect's outcome unknown (on_unknown: fail)" "$T/failing/log" ||
+	{ cat "$T/failing/log"; fail "failing: no reason naming the call"; }
+[ "$(appended failing)" = 0 ] && [ ! -e "$T/failing/out/done.txt" ] || fail "failing: the run went on"
+"$AGENTD" runs --state "$S" | has '^failing .*failed' || { "$AGENTD" runs --state "$S"; fail "failing: not failed"; }
+echo "ok: on_unknown fail (policy) fails the run"
+
+crash asked - -
+expect asked "$(resume asked --approve)" 1 "append: ok"
+crash refused - -
+expect refused "$(resume refused --deny)" 0 "append: error -32004"
+echo "ok: no on_unknown: the approver decides (approve reruns, deny answers -32004)"
+
+printf '{"on_unknown": "skip"}\n' > "$T/durable.json"
+crash stricter - retry --durable "$T/durable.json"
+expect stricter "$(resume stricter)" 0 "append: error -32004"
+echo "ok: the stricter of the policy (retry) and --durable (skip) wins"
