@@ -973,9 +973,10 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 	       int64_t finished_ms)
 {
 	cleanup_tx struct store_tx tx = {0};
-	cleanup_free char *args_txt = NULL;
+	cleanup_free char *args_own = NULL;
 	cleanup_free char *result_own = NULL;
-	const char *result_txt = NULL;
+	const char *args, *result_txt = NULL;
+	size_t args_len;
 	char args_hash[AGD_SHA256_HEX], link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
 	char prev_link[AGD_SHA256_HEX] = "";
 	int64_t ord = 1;
@@ -986,10 +987,20 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 	    !valid_name(c->rule ? c->rule : "", true) || c->attempt < 0 || c->started_ms < 0 ||
 	    finished_ms < 0)
 		return -EINVAL;
-	r = json_to_text(c->args, &args_txt);
-	if (r < 0)
-		return r;
-	agd_sha256_hex(args_txt, strlen(args_txt), args_hash);
+	if (c->args_text) {
+		/* The caller's canonical text (store_json_text(c->args)). */
+		args_len = strlen(c->args_text);
+		if (args_len > STORE_VALUE_MAX)
+			return -E2BIG;
+		args = c->args_text;
+	} else {
+		r = json_to_text(c->args, &args_own);
+		if (r < 0)
+			return r;
+		args = args_own;
+		args_len = strlen(args);
+	}
+	agd_sha256_hex(args, args_len, args_hash);
 	/* A caller-supplied hash must describe these args. */
 	if (c->args_hash[0] && strcmp(c->args_hash, args_hash) != 0)
 		return -EINVAL;
@@ -1039,7 +1050,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		sqlite3_bind_int64(st, 3, ord);
 		sqlite3_bind_text(st, 4, c->tool, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, args_hash, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 6, args_txt, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, args, (int)args_len, SQLITE_STATIC);
 		sqlite3_bind_int(st, 7, status);
 		if (result_txt)
 			sqlite3_bind_text(st, 8, result_txt, -1, SQLITE_STATIC);

@@ -77,9 +77,11 @@ struct store_call {
 	char *rule;	/* rule id or "" */
 	int64_t started_ms;
 	int64_t finished_ms;
-	/* Set by store_journal_load only (NULL otherwise; owned): the canonical
-	 * texts as stored and hashed, so a replay can answer and a budget can
-	 * count bytes without encoding the values again. */
+	/* Set by store_journal_load (owned): the canonical texts as stored and
+	 * hashed, so a replay can answer and a budget can count bytes without
+	 * encoding the values again. A caller of store_journal_intent or
+	 * store_journal_record may set args_text to store_json_text(args): it is
+	 * then stored and hashed as is. */
 	char *args_text;
 	size_t args_len;
 	char *result_text; /* NULL while INTENT */

@@ -182,14 +182,16 @@ sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const jso
  * same call still matches it. */
 void
 sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def *t,
-		      const char *tool, const json_t *args, const char *hash, int64_t seq,
-		      const struct policy_result *pr, const char *decision, const json_t *exec_args,
-		      int64_t t0)
+		      const char *tool, const json_t *args, const char *args_text, const char *hash,
+		      int64_t seq, const struct policy_result *pr, const char *decision,
+		      const json_t *exec_args, int64_t t0)
 {
 	struct store_call c = {
 	    .seq = seq,
 	    .tool = (char *)tool,
 	    .args = (json_t *)args,
+	    .args_text = (char *)args_text,
+	    .args_len = args_text ? strlen(args_text) : 0,
 	    .attempt = r->attempt,
 	    .decision = (char *)decision,
 	    .rule = (char *)pr->rule_id,
@@ -255,7 +257,7 @@ sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def
 
 static void
 do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, const char *tool,
-	     const json_t *args, const char *hash)
+	     const json_t *args, const char *args_text, const char *hash)
 {
 	struct policy_result pr;
 	int64_t seq = r->next_seq;
@@ -318,7 +320,7 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 				data);
 		return;
 	}
-	sup_call_execute_live(r, id, t, tool, args, hash, seq, &pr, decision, args, t0);
+	sup_call_execute_live(r, id, t, tool, args, args_text, hash, seq, &pr, decision, args, t0);
 }
 
 /* A journaled call whose outcome a crash left unknown (intent, no result). */
@@ -480,10 +482,18 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 				json_pack("{s:s}", "tool", tool));
 		return;
 	}
-	if (agd_json_hash(args, hash) < 0) {
-		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+	/* Encoded once: hashed here, journaled as is by a live call. */
+	cleanup_free char *args_text = NULL;
+	size_t args_len = 0;
+	int e = store_json_text(args, &args_text, &args_len);
+	if (e < 0) {
+		if (e == -ENOMEM)
+			sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+		else
+			sup_reply_error(r, id, PROTO_INVALID_PARAMS, "arguments too large", NULL);
 		return;
 	}
+	agd_sha256_hex(args_text, args_len, hash);
 
 	ssize_t i = sup_replay_match(&r->replay, tool, hash);
 	if (i >= 0) {
@@ -500,7 +510,7 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 	const struct store_call *p = sup_replay_pending(&r->replay);
 	if (p) {
 		if (r->opt.on_divergence == SUP_DIVERGE_LIVE) {
-			int e = store_journal_truncate(r->st, r->id, p->seq - 1);
+			e = store_journal_truncate(r->st, r->id, p->seq - 1);
 			if (e < 0) {
 				sup_fail(r, "journal truncate failed: %s", strerror(-e));
 				return;
@@ -528,5 +538,5 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 			return;
 		}
 	}
-	do_live_call(r, id, t, tool, args, hash);
+	do_live_call(r, id, t, tool, args, args_text, hash);
 }

@@ -48,10 +48,12 @@ void sup_ix_cancel(struct sup_run *r);
 void sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const json_t *args,
 		     const char *hash, int64_t seq, const char *rule_id, const char *decision,
 		     int code, const char *message, json_t *data);
+/* args_text, if not NULL, is store_json_text(args) (the text hash was taken
+ * over), journaled as is instead of encoding args again. */
 void sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def *t,
-			   const char *tool, const json_t *args, const char *hash, int64_t seq,
-			   const struct policy_result *pr, const char *decision,
-			   const json_t *exec_args, int64_t t0);
+			   const char *tool, const json_t *args, const char *args_text,
+			   const char *hash, int64_t seq, const struct policy_result *pr,
+			   const char *decision, const json_t *exec_args, int64_t t0);
 
 /* run.c: stop the child and end the run "suspended" (sup_run_result -EAGAIN). */
 void sup_suspend(struct sup_run *r, const char *why);

@@ -519,6 +519,49 @@ cf_retention(void **state)
 	store_calls_free(calls, n);
 }
 
+/* A caller's canonical args text (store_json_text) is stored and hashed as
+ * given, for intents and complete rows alike; a caller's hash must still
+ * describe it. */
+static void
+cf_caller_args_text(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f);
+	cleanup_json json_t *args = json_pack("{s:s,s:[i,i]}", "b", "\u00e9\n", "a", 1, 2);
+	cleanup_free char *txt = NULL;
+	struct store_call *calls = NULL;
+	char hash[AGD_SHA256_HEX];
+	size_t len = 0, n = 0;
+
+	assert_int_equal(store_json_text(args, &txt, &len), 0);
+	assert_string_equal(txt, "{\"a\":[1,2],\"b\":\"\u00e9\\n\"}");
+	agd_sha256_hex(txt, len, hash);
+	struct store_call c = cf_call(1, "tool.x", args, 1);
+	c.args_text = txt;
+	c.args_len = len;
+	memset(c.args_hash, 'f', AGD_SHA256_HEX - 1);
+	c.args_hash[AGD_SHA256_HEX - 1] = '\0';
+	assert_int_equal(store_journal_intent(s, "t", &c), -EINVAL);
+	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
+	assert_int_equal(store_journal_intent(s, "t", &c), 0);
+	assert_int_equal(store_journal_finish(s, "t", 1, STORE_CALL_OK, args, 2), 0);
+	c.seq = 2;
+	c.args_hash[0] = '\0';
+	c.status = STORE_CALL_OK;
+	c.result = args;
+	assert_int_equal(store_journal_record(s, "t", &c), 0);
+
+	assert_int_equal(store_journal_load(s, "t", &calls, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(calls[i].args_text, txt);
+		assert_int_equal(calls[i].args_len, len);
+		assert_string_equal(calls[i].args_hash, hash);
+		assert_true(json_equal(calls[i].args, args));
+	}
+	store_calls_free(calls, n);
+}
+
 /* An empty, version-0 store is migrated to the current version on open and
  * then behaves like a fresh one. */
 static void
@@ -556,6 +599,7 @@ store_conformance_run(const struct store_conformance_backend *b)
 	    cmocka_unit_test_setup_teardown(cf_large_values, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_state_at, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_retention, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_caller_args_text, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_migration_from_empty, cf_setup, cf_teardown),
 	};
 
