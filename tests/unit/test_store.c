@@ -184,6 +184,49 @@ test_open_migrate(void **state)
 	assert_int_equal(store_open(f->path, 7, &other), -EINVAL);
 }
 
+static int64_t
+pragma_page_size(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* A new file gets 2 KiB pages; a file made with another page size keeps it
+ * and works the same (its journal commits, reloads and verifies). */
+static void
+test_page_size(void **state)
+{
+	struct fixture *f = *state;
+	char old[160];
+	sqlite3 *db;
+	struct store *s = NULL;
+
+	assert_int_equal(store_run_create(f->s, "r", NULL), 0);
+	assert_int_equal(pragma_page_size(f->path), 2048);
+	snprintf(old, sizeof(old), "%s/old.db", f->dir);
+	assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA page_size = 8192; VACUUM", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(pragma_page_size(old), 8192);
+	assert_int_equal(store_open(old, STORE_DURABILITY_PROCESS, &s), 0);
+	fill_journal(s, "r");
+	s = store_close(s);
+	assert_int_equal(pragma_page_size(old), 8192);
+	assert_int_equal(store_open(old, STORE_DURABILITY_POWER, &s), 0);
+	assert_int_equal(load_rc(s, "r"), 0);
+	s = store_close(s);
+}
+
 static int
 collect_ids(const struct store_run *r, void *ud)
 {
@@ -834,6 +877,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_first_writer_wins, setup, teardown),
