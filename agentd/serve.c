@@ -15,10 +15,12 @@
  *   running    pause               -> paused (its next call waits)
  *   paused     resume              -> running
  *   paused     cancel / kill       -> as running
+ *   paused     SIGTERM / crash     -> paused (in the store too: the next start resumes it paused)
  *   running    wall-clock limit    -> failed
  *   running    SIGTERM             -> interrupted (resumed at the next start)
  *   suspended  approval decided    -> queued (head of its tenant's queue)
  *   interrupted  daemon start      -> running (replays its journal)
+ *   paused     daemon start        -> paused (its journal replays once it is resumed)
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -408,6 +410,8 @@ static void
 start_run(struct serve *sv, struct serve_run *r)
 {
 	char reason[512];
+	/* Recovered paused: it starts held, as it was. */
+	bool paused = strcmp(r->status, "paused") == 0;
 	int e;
 
 	if (r->sup) { /* the previous supervisor of this run is done */
@@ -450,10 +454,14 @@ start_run(struct serve *sv, struct serve_run *r)
 		return;
 	}
 	narrow_run(sv, r);
+	if (paused && (e = sup_run_pause(r->sup)) < 0) {
+		fprintf(stderr, "agentd: run %s cannot stay paused: %s\n", r->id, strerror(-e));
+		paused = false;
+	}
 	r->tenant->running++;
 	sv->running++;
 	r->started_ms = agd_wall_ms();
-	set_status(r, "running", "");
+	set_status(r, paused ? "paused" : "running", "");
 	serve_wake(sv, r);
 	sup_run_start(r->sup); /* on failure on_run_done has run already */
 }
@@ -582,8 +590,8 @@ serve_run_pause(struct serve *sv, struct serve_run *r, bool pause)
 	int e = pause ? sup_run_pause(r->sup) : sup_run_resume(r->sup);
 	if (e < 0)
 		return e;
-	/* Only in memory: the store keeps "running", so a daemon restart
-	 * resumes the run unpaused from its journal. */
+	/* The supervisor keeps it in the store: a restarted daemon starts the
+	 * run paused again. */
 	set_status(r, pause ? "paused" : "running", NULL);
 	serve_wake(sv, r);
 	return 0;
@@ -1098,7 +1106,8 @@ recover(struct serve *sv, int *ret_resumed)
 		else if (strcmp(r->status, "suspended") == 0 && !has_pending_approval(sv, r))
 			enqueue(r, true); /* decided while no daemon ran (agentd approve) */
 		else if (strcmp(r->status, "running") == 0 ||
-			 strcmp(r->status, "interrupted") == 0) {
+			 strcmp(r->status, "interrupted") == 0 ||
+			 strcmp(r->status, "paused") == 0) {
 			start_run(sv, r);
 			resumed++;
 		}

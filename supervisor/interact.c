@@ -203,6 +203,10 @@ sup_run_pause(struct sup_run *r)
 		return -ENOMEM;
 	if (r->paused)
 		return 0;
+	/* Kept in the store, so a restart of the daemon does not undo it. */
+	int e = store_run_set_status(r->st, r->id, "paused", -1, "");
+	if (e < 0)
+		return e;
 	r->paused = true;
 	sup_emit(r, 0, "run.paused", json_object());
 	return 0;
@@ -215,6 +219,9 @@ sup_run_resume(struct sup_run *r)
 		return -EALREADY;
 	if (!r->paused)
 		return 0;
+	int e = store_run_set_status(r->st, r->id, "running", -1, "");
+	if (e < 0)
+		return e;
 	r->paused = false;
 	sup_emit(r, 0, "run.resumed", json_object());
 	resume_reading(r);

@@ -138,7 +138,9 @@ finish(struct sup_run *r, enum sup_state s)
 		sup_emit(r, 0, "run.succeeded", json_pack("{s:i}", "exit_code", r->exit_code));
 		break;
 	case SUP_ST_INTERRUPTED:
-		store_run_set_status(r->st, r->id, "interrupted", -1, r->reason);
+		/* A paused run stays paused for whoever starts it next. */
+		store_run_set_status(r->st, r->id, r->paused ? "paused" : "interrupted", -1,
+				     r->reason);
 		sup_emit(r, 0, "run.interrupted", json_pack("{s:s}", "reason", r->reason));
 		break;
 	case SUP_ST_SUSPENDED:
@@ -706,7 +708,7 @@ arm_wall_clock(struct sup_run *r)
 int
 sup_run_start(struct sup_run *r)
 {
-	store_run_set_status(r->st, r->id, "running", -1, "");
+	store_run_set_status(r->st, r->id, r->paused ? "paused" : "running", -1, "");
 	/* A limit that cannot be enforced is a refusal, not a silent pass. */
 	if (arm_wall_clock(r) < 0) {
 		finish(r, SUP_ST_FAILED);

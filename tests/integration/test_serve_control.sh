@@ -6,7 +6,9 @@
 # 3. a call waiting for its approval is answered at once by a cancel;
 # 4. pause holds the next call (no effect while paused), resume lets it go;
 # 5. the environment of POST /v1/runs reaches the agent; reserved names are refused;
-#    agentctl run -e/--env KEY=VAL sends it, a malformed one fails before a submit.
+#    agentctl run -e/--env KEY=VAL sends it, a malformed one fails before a submit;
+# 6. a paused run stays paused across a restart of agentd serve (SIGTERM and
+#    SIGKILL): shown paused, no effect meanwhile, and resume still works.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 stage
 . "$SRC/tests/integration/lib/serve.sh"
@@ -31,7 +33,8 @@ until_applied() { # TAG N
 result() { api GET "/v1/runs/$1/result?wait=60"; }
 status() { jget "$(api GET /v1/runs/$1)" 'd["status"]'; }
 
-start_serve '{"policy_dir": "'"$T/policies"'", "approval_idle_suspend_s": -1}'
+cfg='{"policy_dir": "'"$T/policies"'", "approval_idle_suspend_s": -1}'
+start_serve "$cfg"
 
 # 1. graceful cancel: the agent sees why and ends on its own
 submit c1 control_agent.py "$URL" c1
@@ -132,3 +135,41 @@ rc=0; ctl run -e A=1 --env A=2 -- /bin/true >/dev/null 2>"$T/env.err" || rc=$?
 ctl completion bash | has -- '--env' || fail "completion lacks --env"
 ctl -h | has -- '-e|--env K=V' || fail "help lacks -e|--env"
 echo "ok: environment"
+
+# 6. paused across a daemon restart
+for sig in TERM KILL; do
+	tag=pr$sig
+	submit $tag control_agent.py "$URL" $tag
+	until_applied $tag 2
+	ctl pause $tag >/dev/null || fail "$tag: pause"
+	sleep 0.3
+	n=$(n_applied $tag)
+	rc=0; stop_serve $sig || rc=$?
+	[ $sig = KILL ] || [ $rc = 0 ] || fail "$tag: SIGTERM exit $rc"
+	sleep 0.3 # a killed daemon's sandboxes go with it
+	start_serve "$cfg"
+	[ "$(status $tag)" = paused ] || fail "$tag: after the restart: $(status $tag)"
+	ctl -q ls --status paused | has -x $tag || fail "$tag: not listed as paused"
+	sleep 1
+	[ "$(n_applied $tag)" = "$n" ] || fail "$tag: effects while paused after the restart ($n -> $(n_applied $tag))"
+	api POST /v1/runs/$tag/pause >/dev/null; [ "$(code)" = 409 ] || fail "$tag: pause of a paused run: $(code)"
+	ctl resume $tag >/dev/null || fail "$tag: resume after the restart"
+	[ "$(status $tag)" = running ] || fail "$tag: after resume: $(status $tag)"
+	until_applied $tag $((n + 2))
+	# the journal replayed what came before: nothing applied twice
+	counts | python3 -c 'import json,sys; d=json.load(sys.stdin)["applied"]; t=sys.argv[1] + "-"; bad=[k for k, v in d.items() if k.startswith(t) and v != 1]; sys.exit("applied twice: %s" % bad if bad else 0)' $tag ||
+		fail "$tag: an effect applied twice"
+	ctl cancel $tag >/dev/null || fail "$tag: cancel"
+	[ "$(jget "$(result $tag)" 'd["status"]')" = cancelled ] || fail "$tag: not cancelled"
+done
+# resumed before the restart: runs on after it
+submit prR control_agent.py "$URL" prR
+until_applied prR 1
+ctl pause prR >/dev/null && ctl resume prR >/dev/null || fail "prR: pause, resume"
+stop_serve TERM || fail "prR: SIGTERM"
+start_serve "$cfg"
+n=$(n_applied prR)
+until_applied prR $((n + 2))
+[ "$(status prR)" = running ] || fail "prR: $(status prR)"
+ctl cancel prR >/dev/null
+echo "ok: paused across restarts"
