@@ -177,16 +177,22 @@ h_health(struct req *q, struct MHD_Connection *c, char **args)
 	struct serve *sv = q->sv;
 	int queued = 0;
 
+	struct store_journal_stats js;
+
 	for (struct serve_tenant *t = sv->tenants; t; t = t->next)
 		queued += t->queued;
+	store_journal_stats(sv->st, &js);
 	return reply_json(c, 200,
-			  json_pack("{s:s,s:i,s:i,s:I,s:I}", "status",
+			  json_pack("{s:s,s:i,s:i,s:I,s:I,s:{s:I,s:I,s:I}}", "status",
 				    sv->stopping   ? "stopping"
 				    : sv->draining ? "draining"
 						   : "ok",
 				    "running", sv->running, "queued", queued, "runs",
 				    (json_int_t)(sv->n_runs - sv->n_deleted), "uptime_s",
-				    (json_int_t)((agd_wall_ms() - sv->started_ms) / 1000)));
+				    (json_int_t)((agd_wall_ms() - sv->started_ms) / 1000),
+				    "journal", "commits", (json_int_t)js.commits, "rows",
+				    (json_int_t)js.rows, "largest_commit",
+				    (json_int_t)js.largest_commit));
 }
 
 static enum MHD_Result

@@ -446,6 +446,7 @@ start_run(struct serve *sv, struct serve_run *r)
 	    .done_ud = r,
 	    .approval_idle_suspend_s = sv->cfg.approval_idle_suspend_s,
 	    .cgroup_parent = getenv("AGENTD_CGROUP_PARENT"),
+	    .batch = sv->batch,
 	};
 	e = sup_run_open(&sv->loop, sv->st, r->id, &opt, &r->sup, reason, sizeof(reason));
 	if (e < 0) {
@@ -1398,6 +1399,7 @@ serve_free(struct serve *sv)
 	for (size_t i = 0; i < sv->n_runs; i++)
 		run_free(sv->runs[i]);
 	free(sv->runs);
+	sv->batch = sup_batch_free(sv->batch);
 	while (sv->tenants) {
 		struct serve_tenant *t = sv->tenants;
 		sv->tenants = t->next;
@@ -1502,11 +1504,16 @@ agd_cmd_serve(int argc, char **argv)
 	if (sv->lock_fd < 0 || flock(sv->lock_fd, LOCK_EX | LOCK_NB) < 0)
 		return agd_die(1, "another agentd serve uses %s", sv->cfg.state);
 	snprintf(path, sizeof(path), "%.1023s/agentd.db", sv->cfg.state);
-	e = store_open(path, STORE_DURABILITY_PROCESS, &sv->st);
+	/* AGENTD_DURABILITY=power: synchronous=FULL, one fsync per group commit. */
+	e = store_open(path, agd_durability(), &sv->st);
 	if (e < 0)
 		return agd_die(1, "cannot open store %s: %s", path, strerror(-e));
 	if ((e = agd_loop_init(&sv->loop)) < 0)
 		return agd_die(1, "event loop: %s", strerror(-e));
+	/* Every run's live calls share the journal's commits. */
+	sv->batch = sup_batch_new(&sv->loop, sv->st);
+	if (!sv->batch)
+		return agd_die(1, "out of memory");
 	sv->sdk_dir = default_sdk_dir(sv->sdk, sizeof(sv->sdk));
 	if ((e = serve_hooks_init(sv)) < 0)
 		return agd_die(1, "webhooks: %s", strerror(-e));

@@ -104,6 +104,7 @@ struct serve {
 	struct serve_config cfg;
 	struct agd_loop loop;
 	struct store *st;
+	struct sup_batch *batch; /* the group commit every run joins */
 	struct agd_watch w_sig, w_mhd, w_tick;
 	struct MHD_Daemon *mhd;
 	struct agd_watch w_mhd_tcp; /* the optional TCP listener (bearer tokens) */

@@ -5,14 +5,20 @@
 #      between them (4 s) so that all are alive at once: peak concurrency, peak RSS
 #      of the daemon and per run, API latency p50/p99 (GET /v1/runs/{id} and
 #      /v1/health) while they run, time until all succeeded;
-#   2. BUSY runs (default 100) making calls back to back: aggregate durable
-#      calls per second through one daemon.
-# usage: bench/serve.sh BUILD_DIR   (AGENTD_BENCH_SERVE_RUNS, _BUSY, _CALLS override)
+#   2. BUSY runs (default 100) making CALLS calls (200) back to back:
+#      aggregate durable calls per second through one daemon from the first
+#      submit until all have exited (spawn and exit included);
+#   3. BUSY runs making STEADY calls (1000) back to back: the steady-state
+#      rate, i.e. the calls that finished while every run was between its
+#      first and its last call, over that window (the journal's timestamps).
+# usage: bench/serve.sh BUILD_DIR   (AGENTD_BENCH_SERVE_RUNS, _BUSY, _CALLS, _STEADY override;
+#        _RUNS=0 skips part 1; AGENTD_DURABILITY=power for synchronous=FULL)
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 N=${AGENTD_BENCH_SERVE_RUNS:-1000}
 BUSY=${AGENTD_BENCH_SERVE_BUSY:-100}
 CALLS=${AGENTD_BENCH_SERVE_CALLS:-200}
+STEADY=${AGENTD_BENCH_SERVE_STEADY:-1000}
 T=$(mktemp -d /tmp/agentd-bench-serve.XXXXXX)
 chmod 755 "$T"
 PID=
@@ -22,7 +28,8 @@ cat > "$T/policies/default.json" <<JSON
 {"version": 1, "rules": [{"id": "echo", "tool": "agentd.echo", "decision": "allow"}]}
 JSON
 cat > "$T/serve.json" <<JSON
-{"policy_dir": "$T/policies", "max_running": $N, "max_running_per_user": $N,
+{"policy_dir": "$T/policies", "max_running": $((N > BUSY ? N : BUSY)),
+ "max_running_per_user": $((N > BUSY ? N : BUSY)),
  "max_queued_per_user": $((N + BUSY + 10)), "log_max_bytes": 65536}
 JSON
 cp "$BUILD/bench/serve_agent" "$T/"
@@ -33,10 +40,10 @@ PID=$!
 for _ in $(seq 200); do [ -S "$T/sock" ] && break; sleep 0.05; done
 [ -S "$T/sock" ] || { cat "$T/serve.log"; echo "agentd serve did not start"; exit 1; }
 
-python3 - "$T" "$PID" "$N" "$BUSY" "$CALLS" <<'PY'
-import http.client, json, os, socket, sys, time
+python3 - "$T" "$PID" "$N" "$BUSY" "$CALLS" "$STEADY" <<'PY'
+import http.client, json, os, socket, sqlite3, sys, time
 
-T, pid, N, BUSY, CALLS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+T, pid, N, BUSY, CALLS, STEADY = sys.argv[1], *map(int, sys.argv[2:7])
 
 class Conn(http.client.HTTPConnection):
     def __init__(self):
@@ -65,9 +72,17 @@ def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(len(v) * p))]
 
+def cpu_s():
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+samples = []  # (wall ms, agentd's CPU seconds) while waiting
+
 def wait_all(ids, deadline_s):
     end = time.time() + deadline_s
     while time.time() < end:
+        samples.append((time.time() * 1e3, cpu_s()))
         st, h, _ = req("GET", "/v1/health")
         if h["running"] == 0 and h["queued"] == 0:
             break
@@ -80,39 +95,40 @@ def wait_all(ids, deadline_s):
 
 base = rss_kb("VmRSS")
 # 1. N runs alive at once: 10 calls each, 4 s apart (about 40 s per run)
-t0 = time.time()
-sub, ids = [], []
-for i in range(N):
-    st, r, ms = req("POST", "/v1/runs", {"command": ["./serve_agent", "10", "4000"], "cwd": T,
-                                          "name": f"c{i}"})
-    if st != 201:
-        sys.exit(f"submit {i}: {st} {r}")
-    ids.append(r["id"])
-    sub.append(ms)
-submitted = time.time() - t0
-lat, peak_running = [], 0
-while True:
-    st, h, ms = req("GET", "/v1/health")
-    lat.append(ms)
-    peak_running = max(peak_running, h["running"])
-    for k in range(0, N, max(1, N // 20)):
-        st, r, ms = req("GET", f"/v1/runs/{ids[k]}")
+if N > 0:
+    t0 = time.time()
+    sub, ids = [], []
+    for i in range(N):
+        st, r, ms = req("POST", "/v1/runs", {"command": ["./serve_agent", "10", "4000"], "cwd": T,
+                                              "name": f"c{i}"})
+        if st != 201:
+            sys.exit(f"submit {i}: {st} {r}")
+        ids.append(r["id"])
+        sub.append(ms)
+    submitted = time.time() - t0
+    lat, peak_running = [], 0
+    while True:
+        st, h, ms = req("GET", "/v1/health")
         lat.append(ms)
-    if h["running"] == 0 and h["queued"] == 0:
-        break
-    if time.time() - t0 > 600:
-        break
-ok = wait_all(ids, 60)
-elapsed = time.time() - t0
-peak = rss_kb("VmHWM")
-print(f"  {N} runs x 10 brokered calls (4 s apart): {ok}/{N} succeeded in {elapsed:.1f} s; "
-      f"peak concurrently running {peak_running}")
-print(f"  submit latency p50 {pct(sub, .5):.2f} ms  p99 {pct(sub, .99):.2f} ms  "
-      f"({N} submits in {submitted:.1f} s)")
-print(f"  API latency under that load (GET /v1/health, /v1/runs/ID; {len(lat)} requests): "
-      f"p50 {pct(lat, .5):.2f} ms  p99 {pct(lat, .99):.2f} ms")
-print(f"  agentd RSS: {base / 1024:.1f} MiB idle, peak {peak / 1024:.1f} MiB; "
-      f"{(peak - base) / max(1, peak_running):.0f} KiB per concurrently running run")
+        peak_running = max(peak_running, h["running"])
+        for k in range(0, N, max(1, N // 20)):
+            st, r, ms = req("GET", f"/v1/runs/{ids[k]}")
+            lat.append(ms)
+        if h["running"] == 0 and h["queued"] == 0:
+            break
+        if time.time() - t0 > 600:
+            break
+    ok = wait_all(ids, 60)
+    elapsed = time.time() - t0
+    peak = rss_kb("VmHWM")
+    print(f"  {N} runs x 10 brokered calls (4 s apart): {ok}/{N} succeeded in {elapsed:.1f} s; "
+          f"peak concurrently running {peak_running}")
+    print(f"  submit latency p50 {pct(sub, .5):.2f} ms  p99 {pct(sub, .99):.2f} ms  "
+          f"({N} submits in {submitted:.1f} s)")
+    print(f"  API latency under that load (GET /v1/health, /v1/runs/ID; {len(lat)} requests): "
+          f"p50 {pct(lat, .5):.2f} ms  p99 {pct(lat, .99):.2f} ms")
+    print(f"  agentd RSS: {base / 1024:.1f} MiB idle, peak {peak / 1024:.1f} MiB; "
+          f"{(peak - base) / max(1, peak_running):.0f} KiB per concurrently running run")
 
 # 2. BUSY runs back to back: aggregate durable calls/s
 t0 = time.time()
@@ -125,4 +141,41 @@ ok = wait_all(ids, 600)
 elapsed = time.time() - t0
 print(f"  {BUSY} busy runs x {CALLS} calls: {ok}/{BUSY} succeeded in {elapsed:.1f} s = "
       f"{BUSY * CALLS / elapsed:.0f} durable calls/s aggregate (spawn and exit included)")
+
+# 3. Steady state: BUSY runs of STEADY calls each. Between the moment the last
+# run made its first call and the moment the first run made its last one,
+# every run was busy; the journal's timestamps give that window, and the
+# daemon's CPU time sampled meanwhile its cost per call.
+samples.clear()
+ids = []
+for i in range(BUSY):
+    st, r, _ = req("POST", "/v1/runs", {"command": ["./serve_agent", str(STEADY)], "cwd": T,
+                                         "name": f"s{i}"})
+    ids.append(r["id"])
+ok = wait_all(ids, 600)
+db = sqlite3.connect(f"file:{T}/state/agentd.db?mode=ro", uri=True)
+q = ",".join("?" * len(ids))
+spans = db.execute(f"SELECT run, MIN(started_ms), MAX(finished_ms) FROM journal "
+                   f"WHERE run IN ({q}) GROUP BY run", ids).fetchall()
+lo, hi = max(s[1] for s in spans), min(s[2] for s in spans)
+n = db.execute(f"SELECT COUNT(*) FROM journal WHERE run IN ({q}) AND finished_ms > ? "
+               f"AND finished_ms <= ?", ids + [lo, hi]).fetchone()[0]
+inside = [s for s in samples if lo <= s[0] <= hi]
+if ok == BUSY and hi - lo >= 500 and len(inside) >= 2:
+    print(f"  steady state, {BUSY} runs x {STEADY} calls, all busy: {n} calls in "
+          f"{(hi - lo) / 1e3:.2f} s = {n * 1e3 / (hi - lo):.0f} durable calls/s aggregate")
+    (t1, c1), (t2, c2) = inside[0], inside[-1]
+    k = db.execute(f"SELECT COUNT(*) FROM journal WHERE run IN ({q}) AND finished_ms > ? "
+                   f"AND finished_ms <= ?", ids + [int(t1), int(t2)]).fetchone()[0]
+    print(f"  agentd's own CPU time (user + system) meanwhile: {(c2 - c1) * 1e6 / max(1, k):.1f} us "
+          f"per call ({k} calls in {(t2 - t1) / 1e3:.2f} s)")
+else:
+    print(f"  steady state: {ok}/{BUSY} succeeded, all busy for {hi - lo} ms only; "
+          f"raise AGENTD_BENCH_SERVE_STEADY")
+print(f"  agentd's CPU time for the whole part, spawn and exit included: "
+      f"{(samples[-1][1] - samples[0][1]) * 1e6 / (BUSY * STEADY):.1f} us per call")
+m = req("GET", "/v1/health")[1].get("journal")
+if m:
+    print(f"  journal commits: {m['commits']} for {m['rows']} rows "
+          f"({m['rows'] / max(1, m['commits']):.1f} rows per commit)")
 PY

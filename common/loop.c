@@ -10,6 +10,8 @@ int
 agd_loop_init(struct agd_loop *l)
 {
 	l->quit = false;
+	l->deferred = NULL;
+	l->deferred_tail = &l->deferred;
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	return l->epfd < 0 ? -errno : 0;
 }
@@ -48,11 +50,55 @@ agd_loop_close_watch(struct agd_loop *l, struct agd_watch *w)
 	w->fd = -1;
 }
 
+void
+agd_loop_defer(struct agd_loop *l, struct agd_defer *d)
+{
+	if (d->queued)
+		return;
+	d->queued = true;
+	d->next = NULL;
+	*l->deferred_tail = d;
+	l->deferred_tail = &d->next;
+}
+
+void
+agd_loop_cancel(struct agd_loop *l, struct agd_defer *d)
+{
+	if (!d->queued)
+		return;
+	for (struct agd_defer **p = &l->deferred; *p; p = &(*p)->next)
+		if (*p == d) {
+			*p = d->next;
+			if (l->deferred_tail == &d->next)
+				l->deferred_tail = p;
+			break;
+		}
+	d->queued = false;
+}
+
+void
+agd_loop_run_deferred(struct agd_loop *l)
+{
+	struct agd_defer *d;
+
+	while ((d = l->deferred)) {
+		l->deferred = d->next;
+		if (!l->deferred)
+			l->deferred_tail = &l->deferred;
+		d->queued = false;
+		d->fn(d);
+	}
+}
+
 int
 agd_loop_once(struct agd_loop *l, int timeout_ms)
 {
-	struct epoll_event evs[32];
-	int n = epoll_wait(l->epfd, evs, ARRAY_SIZE(evs), timeout_ms);
+	/* One wait returns many ready fds: the more handlers share one batch,
+	 * the more a deferred group commit carries. */
+	struct epoll_event evs[128];
+
+	agd_loop_run_deferred(l);
+	int n = epoll_wait(l->epfd, evs, ARRAY_SIZE(evs), l->deferred ? 0 : timeout_ms);
 
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
@@ -62,5 +108,6 @@ agd_loop_once(struct agd_loop *l, int timeout_ms)
 		if (w->fd >= 0)
 			w->fn(w, evs[i].events);
 	}
+	agd_loop_run_deferred(l);
 	return 0;
 }

@@ -26,14 +26,19 @@ void store_sqlite_stmt_resetp(sqlite3_stmt **p);
 /* Run a statement that returns no row, then reset it. 0 or -errno. */
 int store_sqlite_step_done(sqlite3_stmt *st);
 /* A write transaction (BEGIN IMMEDIATE) that rolls back when it leaves scope
- * uncommitted. */
+ * uncommitted. tx_begin is -EBUSY while a group commit is open; tx_join
+ * (journal writes) joins it instead, and its commit then only counts the row:
+ * it becomes durable with the batch (store_batch_commit). */
 struct store_tx {
 	struct store *s;
 	bool active;
+	bool joined;  /* inside an open batch: no BEGIN, no COMMIT of its own */
+	bool journal; /* writes one journal row (stats) */
 };
 void store_sqlite_tx_cleanup(struct store_tx *t);
 #define cleanup_tx __attribute__((cleanup(store_sqlite_tx_cleanup)))
 int store_sqlite_tx_begin(struct store *s, struct store_tx *t);
+int store_sqlite_tx_join(struct store *s, struct store_tx *t);
 int store_sqlite_tx_commit(struct store_tx *t);
 
 /* Validation and conversion helpers of sqlite.c (docs/store.md). */

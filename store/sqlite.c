@@ -105,6 +105,9 @@ struct store {
 	bool iterating; /* a foreach is stepping a cached statement */
 	sqlite3_stmt *stmt[ST__MAX];
 	struct store_ix *ix; /* approvals and messages: sqlite_interact.c */
+	bool batch;	     /* a group commit is open (store_batch_begin) */
+	uint64_t batch_rows; /* journal rows written in it so far */
+	struct store_journal_stats stats;
 };
 
 /* ---- schema migrations ----
@@ -255,6 +258,8 @@ store_sqlite_tx_cleanup(struct store_tx *t)
 int
 store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 {
+	if (s->batch)
+		return -EBUSY;
 	int r = store_sqlite_step_done(s->stmt[ST_BEGIN]);
 
 	t->s = s;
@@ -263,14 +268,98 @@ store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 }
 
 int
+store_sqlite_tx_join(struct store *s, struct store_tx *t)
+{
+	t->journal = true;
+	if (!s->batch)
+		return store_sqlite_tx_begin(s, t);
+	/* Some errors (I/O, disk full) make SQLite roll the transaction back by
+	 * itself: the batch is lost, and a write now would commit on its own. */
+	if (sqlite3_get_autocommit(s->db))
+		return -EIO;
+	/* A journal write changes nothing until its one statement succeeds, so a
+	 * failed one leaves the batch as it was: no savepoint needed. */
+	t->s = s;
+	t->joined = true;
+	return 0;
+}
+
+int
 store_sqlite_tx_commit(struct store_tx *t)
 {
-	int r = store_sqlite_step_done(t->s->stmt[ST_COMMIT]);
+	struct store *s = t->s;
+
+	if (t->joined) {
+		s->batch_rows++;
+		return 0;
+	}
+	int r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
 
 	/* A failed COMMIT leaves the transaction open: the cleanup rolls it back. */
-	if (r == 0)
+	if (r == 0) {
 		t->active = false;
+		if (t->journal) {
+			s->stats.commits++;
+			s->stats.rows++;
+			if (!s->stats.largest_commit)
+				s->stats.largest_commit = 1;
+		}
+	}
 	return r;
+}
+
+/* ---- group commit ---- */
+
+int
+store_batch_begin(struct store *s)
+{
+	if (!s || s->batch)
+		return -EBUSY;
+	int r = store_sqlite_step_done(s->stmt[ST_BEGIN]);
+
+	if (r < 0)
+		return r;
+	s->batch = true;
+	s->batch_rows = 0;
+	return 0;
+}
+
+int
+store_batch_commit(struct store *s)
+{
+	if (!s || !s->batch)
+		return -EINVAL;
+	int r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
+
+	if (r < 0) {
+		store_batch_abort(s);
+		return r;
+	}
+	s->batch = false;
+	if (s->batch_rows) {
+		s->stats.commits++;
+		s->stats.rows += s->batch_rows;
+		if (s->batch_rows > s->stats.largest_commit)
+			s->stats.largest_commit = s->batch_rows;
+	}
+	return 0;
+}
+
+void
+store_batch_abort(struct store *s)
+{
+	if (!s || !s->batch)
+		return;
+	/* After a failed COMMIT SQLite may have rolled back already. */
+	if (!sqlite3_get_autocommit(s->db))
+		store_sqlite_step_done(s->stmt[ST_ROLLBACK]);
+	s->batch = false;
+}
+
+void
+store_journal_stats(struct store *s, struct store_journal_stats *ret)
+{
+	*ret = s->stats;
 }
 
 static bool
@@ -668,6 +757,7 @@ store_close(struct store *s)
 {
 	if (!s)
 		return NULL;
+	store_batch_abort(s);
 	for (int i = 0; i < ST__MAX; i++)
 		sqlite3_finalize(s->stmt[i]);
 	s->ix = store_ix_free(s->ix);
@@ -1051,7 +1141,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		result_txt = result_own;
 	}
 
-	r = store_sqlite_tx_begin(s, &tx);
+	r = store_sqlite_tx_join(s, &tx);
 	if (r < 0)
 		return r;
 	{
@@ -1165,7 +1255,7 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	if (strlen(result_txt) > STORE_VALUE_MAX)
 		return -E2BIG;
 
-	r = store_sqlite_tx_begin(s, &tx);
+	r = store_sqlite_tx_join(s, &tx);
 	if (r < 0)
 		return r;
 	{

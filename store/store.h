@@ -123,6 +123,27 @@ int store_journal_finish_text(struct store *s, const char *run, int64_t seq,
  * If c->result_text is set it must be store_json_text(c->result) and is stored
  * as is. */
 int store_journal_record(struct store *s, const char *run, const struct store_call *c);
+/* Group commit: between store_batch_begin and store_batch_commit the journal
+ * writes above (intent, finish, finish_text, record), of any runs, join one
+ * transaction instead of committing each: they return 0 once their row is
+ * written, and it is durable only when store_batch_commit returns 0. Then all
+ * of them are, in the order written; after a failed commit, an abort or a
+ * crash before the commit, none is. A journal write that fails inside the
+ * batch changes nothing and the batch goes on. Any other write transaction
+ * (truncate, retain, approvals, ...) is -EBUSY while a batch is open; keep
+ * the batch to journal writes. begin: -EBUSY if one is open; commit: -EINVAL
+ * if none is (a failed commit rolls back and closes the batch). */
+int store_batch_begin(struct store *s);
+int store_batch_commit(struct store *s);
+/* Roll the open batch back (nothing when none is open). */
+void store_batch_abort(struct store *s);
+/* Journal rows committed and the commits that carried them, since open. */
+struct store_journal_stats {
+	uint64_t commits;	 /* commits holding at least one journal row */
+	uint64_t rows;		 /* journal rows (intents, outcomes, records) committed */
+	uint64_t largest_commit; /* most rows in one commit */
+};
+void store_journal_stats(struct store *s, struct store_journal_stats *ret);
 /* Load a run's journal ordered by seq. *ret is a malloc'd array of *n calls;
  * free with store_calls_free. */
 int store_journal_load(struct store *s, const char *run, struct store_call **ret, size_t *n);

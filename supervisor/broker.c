@@ -172,15 +172,16 @@ sup_broker_close(struct sup_run *r)
 	agd_loop_close_watch(r->loop, &r->w_chan);
 }
 
-/* Answer the complete frames already buffered, stopping while a call waits. */
-static void
-drain(struct sup_run *r)
+/* Answer the complete frames already buffered, stopping while a call waits
+ * (for its approval, or in the group commit). */
+void
+sup_broker_drain(struct sup_run *r)
 {
 	const char *frame;
 	size_t len;
 	int k;
 
-	while (r->w_chan.fd >= 0 && !r->fatal && !sup_ix_blocked(r) &&
+	while (r->w_chan.fd >= 0 && !r->fatal && !r->pending && !sup_ix_blocked(r) &&
 	       (k = proto_reader_next(&r->rd, &frame, &len)) != 0) {
 		if (k == -E2BIG) {
 			malformed(r, r->rd.max, "frame too large");
@@ -195,12 +196,13 @@ drain(struct sup_run *r)
 void
 sup_broker_read(struct sup_run *r)
 {
-	/* After a wait, frames may already be buffered. */
-	if (sup_ix_hold(r))
+	/* A queued call is answered first; the flush reads on. After a wait,
+	 * frames may already be buffered. */
+	if (r->pending || sup_ix_hold(r))
 		return;
-	drain(r);
+	sup_broker_drain(r);
 	for (int budget = 64; budget > 0 && r->w_chan.fd >= 0 && !r->fatal; budget--) {
-		if (sup_ix_hold(r))
+		if (r->pending || sup_ix_hold(r))
 			return;
 		ssize_t n = proto_reader_fill(&r->rd, r->w_chan.fd);
 		if (n == -EAGAIN)
@@ -212,6 +214,6 @@ sup_broker_read(struct sup_run *r)
 			sup_broker_close(r);
 			return;
 		}
-		drain(r);
+		sup_broker_drain(r);
 	}
 }

@@ -67,9 +67,9 @@ approve(struct sup_run *r, int64_t seq, const char *tool, const json_t *args, co
 	return ask_tty(r, seq, tool, args, rule);
 }
 
-static json_t *
-call_event(int64_t seq, const char *tool, const char *decision, const char *rule,
-	   const char *outcome, bool replayed, int64_t dur_us)
+json_t *
+sup_call_event(int64_t seq, const char *tool, const char *decision, const char *rule,
+	       const char *outcome, bool replayed, int64_t dur_us)
 {
 	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:b,s:I}", "seq", (json_int_t)seq, "tool", tool,
 			 "decision", decision, "rule", rule ? rule : "", "outcome", outcome,
@@ -92,10 +92,10 @@ outcome_name(enum store_call_status s)
 	return "unknown";
 }
 
-/* Run a tool and record its outcome; the row for seq is an intent unless pure. */
-static int
-execute(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
-	const char *path_root, enum tool_class cls, json_t **ret_content, bool *ret_is_error)
+int
+sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
+		  const char *path_root, enum tool_class cls, json_t **ret_content,
+		  bool *ret_is_error)
 {
 	cleanup_free char *key = agd_asprintf("%s:%lld", r->uid, (long long)seq);
 	struct tool_ctx ctx = {
@@ -172,87 +172,29 @@ sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const jso
 	r->last_seq = seq;
 	r->live_calls++;
 	sup_emit(r, seq, "call.denied",
-		 call_event(seq, tool, decision, rule_id, "denied", false, 0));
+		 sup_call_event(seq, tool, decision, rule_id, "denied", false, 0));
 	sup_reply_error(r, id, code, message, data);
 }
 
 /* Run an allowed live call at seq and answer it: intent unless pure, the tool
  * on exec_args (the agent's args, or an approver's edit of them), result,
- * reply. The journal row keeps the agent's args and hash so a replay of the
- * same call still matches it. */
+ * reply, all through the group commit (batch.c). The journal row keeps the
+ * agent's args and hash so a replay of the same call still matches it. */
 void
 sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def *t,
 		      const char *tool, const json_t *args, const char *args_text, const char *hash,
 		      int64_t seq, const struct policy_result *pr, const char *decision,
 		      const json_t *exec_args, int64_t t0)
 {
-	struct store_call c = {
-	    .seq = seq,
-	    .tool = (char *)tool,
-	    .args = (json_t *)args,
-	    .args_text = (char *)args_text,
-	    .args_len = args_text ? strlen(args_text) : 0,
-	    .attempt = r->attempt,
-	    .decision = (char *)decision,
-	    .rule = (char *)pr->rule_id,
-	    .started_ms = agd_wall_ms(),
-	};
-	int e;
+	int e = sup_batch_add(r, id, t, args, args_text, hash, seq, pr, decision, exec_args, t0);
 
-	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
-	enum tool_class cls = t->classify(exec_args);
-	if (cls != TOOL_PURE) {
-		/* The intent is durable before the effect can happen. */
-		c.status = STORE_CALL_INTENT;
-		e = store_journal_intent(r->st, r->id, &c);
-		if (e < 0) {
-			sup_fail(r, "journal write failed for #%lld: %s", (long long)seq,
-				 strerror(-e));
-			return;
-		}
+	if (e < 0) {
+		sup_fail(r, "cannot queue #%lld: %s", (long long)seq, strerror(-e));
+		return;
 	}
 	r->next_seq++;
 	r->last_seq = seq;
 	r->live_calls++;
-
-	cleanup_json json_t *content = NULL;
-	bool is_error = false;
-	e = execute(r, t, exec_args, seq, pr->path_root, cls, &content, &is_error);
-	if (e < 0) {
-		sup_fail(r, "tool %s failed internally: %s", tool, strerror(-e));
-		return;
-	}
-	c.status = is_error ? STORE_CALL_ERROR : STORE_CALL_OK;
-	c.result = content;
-	c.finished_ms = agd_wall_ms();
-	/* Encoded once: the journal stores this text and the reply frames it,
-	 * so a large result is not encoded again for either. */
-	cleanup_free char *text = NULL;
-	size_t text_len = 0;
-	e = store_json_text(content, &text, &text_len);
-	if (e == 0) {
-		c.result_text = text;
-		c.result_len = text_len;
-		e = cls == TOOL_PURE ? store_journal_record(r->st, r->id, &c)
-				     : store_journal_finish_text(r->st, r->id, seq, c.status, text,
-								 c.finished_ms);
-	}
-	if (e < 0) {
-		/* Never reply with an outcome the journal does not hold. */
-		sup_fail(r, "journal write failed for #%lld: %s", (long long)seq, strerror(-e));
-		return;
-	}
-	sup_emit(r, seq, "call.finished",
-		 call_event(seq, tool, decision, pr->rule_id, outcome_name(c.status), false,
-			    (agd_now_ns() - t0) / 1000));
-	char *frame = NULL;
-	size_t len = 0;
-	if (proto_stored_result_frame(id, text, text_len, is_error, seq, false, &frame, &len) ==
-	    0) {
-		sup_send_frame(r, frame, len);
-		return;
-	}
-	sup_send(r, proto_result(id, tool_reply(content, is_error, seq, false)));
 }
 
 static void
@@ -359,7 +301,8 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 		return;
 	}
 	if (act == POLICY_UNKNOWN_SKIP ||
-	    (act == POLICY_UNKNOWN_ASK && !approve(r, c->seq, c->tool, c->args, "on_unknown", &by))) {
+	    (act == POLICY_UNKNOWN_ASK &&
+	     !approve(r, c->seq, c->tool, c->args, "on_unknown", &by))) {
 		json_t *data = json_pack("{s:I,s:s}", "seq", (json_int_t)c->seq, "reason",
 					 "a crash left this effect's outcome unknown");
 		json_t *err = json_pack("{s:i,s:s,s:O}", "code", PROTO_UNKNOWN_OUTCOME, "message",
@@ -380,8 +323,8 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 	bool is_error = false;
 	/* An approver's edit replaced the arguments this call ran with. */
 	cleanup_json json_t *edited = sup_ix_edited_args(r, c);
-	e = execute(r, t, edited ? edited : c->args, c->seq, pr.path_root, cls, &content,
-		    &is_error);
+	e = sup_call_run_tool(r, t, edited ? edited : c->args, c->seq, pr.path_root, cls, &content,
+			      &is_error);
 	if (e < 0) {
 		sup_fail(r, "tool %s failed internally: %s", c->tool, strerror(-e));
 		return;
@@ -393,8 +336,8 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 		return;
 	}
 	sup_emit(r, c->seq, "call.finished",
-		 call_event(c->seq, c->tool, "rerun", c->rule, outcome_name(status), false,
-			    (agd_now_ns() - t0) / 1000));
+		 sup_call_event(c->seq, c->tool, "rerun", c->rule, outcome_name(status), false,
+				(agd_now_ns() - t0) / 1000));
 	sup_send(r, proto_result(id, tool_reply(content, is_error, c->seq, false)));
 }
 
@@ -409,8 +352,8 @@ do_replayed_call(struct sup_run *r, const json_t *id, struct store_call *c)
 	 * listener, so a replay does not pay for it per call. */
 	if (r->opt.on_event)
 		sup_emit(r, c->seq, "call.replayed",
-			 call_event(c->seq, c->tool, c->decision, c->rule, outcome_name(c->status),
-				    true, 0));
+			 sup_call_event(c->seq, c->tool, c->decision, c->rule,
+					outcome_name(c->status), true, 0));
 	if (c->compacted) {
 		/* Retention dropped this outcome: nothing can answer it. Only a
 		 * re-execution that ignores the saved state gets here. */

@@ -12,6 +12,7 @@
 #include "supervisor/replay.h"
 #include "supervisor/retry.h"
 #include "supervisor/supervisor.h"
+#include "supervisor/tools/tools.h"
 
 #define SUP_SEND_TIMEOUT_MS  10000
 #define SUP_TOOL_TIMEOUT_MS  30000
@@ -85,6 +86,12 @@ struct sup_run {
 	struct agd_watch w_grace;
 	/* sup_run_pause: the broker reads nothing until sup_run_resume. */
 	bool paused;
+
+	/* Group commit (batch.c): the batch the run's live calls join, and its
+	 * one queued call (the broker reads nothing more while it is set). */
+	struct sup_batch *batch;
+	bool own_batch; /* made for this run (no sup_options.batch) */
+	struct sup_pending *pending;
 };
 
 /* Store an event (except the live-only "call.*" ones) and pass it to the
@@ -160,3 +167,26 @@ int sup_secrets_redact(struct sup_run *r, json_t *content);
 
 /* call.c: the tools/call method. */
 void sup_tools_call(struct sup_run *r, const json_t *id, json_t *params);
+/* Run a tool (retries, secrets, redaction, budgets) on behalf of the call at
+ * seq; the content (a new reference) is the tool's result or error. 0 or a
+ * negative errno (an internal failure: nothing to record). */
+int sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
+		      const char *path_root, enum tool_class cls, json_t **ret_content,
+		      bool *ret_is_error);
+/* The live-only call.* event. */
+json_t *sup_call_event(int64_t seq, const char *tool, const char *decision, const char *rule,
+		       const char *outcome, bool replayed, int64_t dur_us);
+
+/* batch.c: the group commit. add queues an allowed live call (its run reads
+ * nothing more until it is answered; r->pending); flush runs every queued call
+ * through intents, tools, outcomes and replies (also run by the loop after
+ * each batch of events); forget drops the run's queued call (sup_run_free). */
+struct sup_pending;
+int sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, const json_t *args,
+		  const char *args_text, const char *hash, int64_t seq,
+		  const struct policy_result *pr, const char *decision, const json_t *exec_args,
+		  int64_t t0_ns);
+void sup_batch_flush(struct sup_batch *b);
+void sup_batch_forget(struct sup_run *r);
+/* broker.c: answer the frames already buffered (after a queued call's reply). */
+void sup_broker_drain(struct sup_run *r);

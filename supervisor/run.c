@@ -458,9 +458,16 @@ on_pidfd(struct agd_watch *w, uint32_t events)
 {
 	struct sup_run *r = (struct sup_run *)((char *)w - offsetof(struct sup_run, w_pid));
 
-	/* Answer what the child sent before it died, then reap it. */
-	if (r->w_chan.fd >= 0)
+	/* Answer what the child sent before it died, then reap it. Its calls
+	 * go through the group commit now rather than after the loop's batch. */
+	while (r->w_chan.fd >= 0) {
 		sup_broker_read(r);
+		if (!r->pending)
+			break;
+		sup_batch_flush(r->batch);
+		if (r->pending) /* a flush already running: it answers this one */
+			break;
+	}
 	struct sandbox_exit ex = reap(r);
 	sup_violations_exit(r, ex.signaled, ex.code);
 	json_t *data = !ex.signaled
@@ -626,6 +633,16 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	r->w_pid.fd = r->w_chan.fd = r->w_timer.fd = r->viol.w.fd = r->w_wall.fd = -1;
 	r->w_grace.fd = -1;
 	r->exit_code = -1;
+	r->batch = opt->batch;
+	if (!r->batch) {
+		r->batch = sup_batch_new(loop, st);
+		r->own_batch = true;
+		if (!r->batch) {
+			e = -ENOMEM;
+			snprintf(reason, reasonsz, "out of memory");
+			goto fail;
+		}
+	}
 	e = store_run_get(st, run_id, &sr);
 	if (e < 0) {
 		snprintf(reason, reasonsz, "no run named %s", run_id);
@@ -844,6 +861,9 @@ sup_run_free(struct sup_run *r)
 {
 	if (!r)
 		return NULL;
+	sup_batch_forget(r);
+	if (r->own_batch)
+		r->batch = sup_batch_free(r->batch);
 	if (r->w_pid.fd >= 0) {
 		kill_child(r);
 		reap(r);

@@ -43,6 +43,13 @@ typedef void (*sup_event_fn)(const char *run_id, int attempt, int64_t seq, const
 			     const json_t *data, void *ud);
 
 struct sup_run;
+/* Group commit (docs/durability.md): runs that share a batch share their
+ * journal commits. A batch belongs to one loop and one store; it commits
+ * after each batch of events the loop dispatches. Free it after its runs. */
+struct sup_batch;
+struct sup_batch *sup_batch_new(struct agd_loop *loop, struct store *st);
+struct sup_batch *sup_batch_free(struct sup_batch *b);
+
 /* Called once when a run reaches a final state (succeeded, failed, interrupted).
  * It must not free the run: free it after the current loop iteration. */
 typedef void (*sup_done_fn)(struct sup_run *r, void *ud);
@@ -68,6 +75,9 @@ struct sup_options {
 	/* A delegated cgroup v2 directory the runs' cgroups are made in (NULL:
 	 * agentd's own cgroup); from AGENTD_CGROUP_PARENT. */
 	const char *cgroup_parent;
+	/* The group commit this run joins (the loop and store must be the run's);
+	 * NULL: one of its own. */
+	struct sup_batch *batch;
 };
 
 /* The immutable description of a run, stored as the run's spec:

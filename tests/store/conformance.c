@@ -564,6 +564,139 @@ cf_caller_args_text(void **state)
 
 /* An empty, version-0 store is migrated to the current version on open and
  * then behaves like a fresh one. */
+static size_t
+cf_journal_len(struct store *s, const char *run)
+{
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	assert_int_equal(store_journal_load(s, run, &calls, &n), 0);
+	store_calls_free(calls, n);
+	return n;
+}
+
+/* Group commit: the rows of a batch, across runs, become visible together
+ * at its commit and in the order written; a failed write inside it changes
+ * nothing and the rest still commit; an abort or a writer killed before the
+ * commit leaves none of them; other write transactions are refused while it
+ * is open. */
+static void
+cf_group_commit(void **state)
+{
+	struct cf_fixture *f = *state;
+	struct store *s = cf_open(f), *other = NULL;
+	const char *runs[] = {"a", "b", "c"};
+	struct store_journal_stats st0, st1;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	assert_int_equal(cf_backend->open(f->dir, STORE_DURABILITY_PROCESS, &other), 0);
+	assert_int_equal(store_batch_commit(s), -EINVAL);
+	store_journal_stats(s, &st0);
+
+	/* Intents of three runs, then in a second batch their outcomes, a
+	 * record and another intent: invisible to another connection until
+	 * each commit. */
+	assert_int_equal(store_batch_begin(s), 0);
+	assert_int_equal(store_batch_begin(s), -EBUSY);
+	for (size_t r = 0; r < ARRAY_SIZE(runs); r++) {
+		cleanup_json json_t *args = json_pack("{s:s}", "run", runs[r]);
+		struct store_call c = cf_call(1, "t", args, 1);
+		assert_int_equal(store_journal_intent(s, runs[r], &c), 0);
+	}
+	/* A write of its own is refused meanwhile, and changes nothing. */
+	assert_int_equal(store_journal_truncate(s, "a", 0), -EBUSY);
+	assert_int_equal(cf_journal_len(other, "a"), 0);
+	assert_int_equal(store_batch_commit(s), 0);
+	for (size_t r = 0; r < ARRAY_SIZE(runs); r++)
+		assert_int_equal(cf_journal_len(other, runs[r]), 1);
+
+	assert_int_equal(store_batch_begin(s), 0);
+	for (size_t r = 0; r < ARRAY_SIZE(runs); r++) {
+		cleanup_json json_t *res = json_pack("{s:s}", "done", runs[r]);
+		cleanup_json json_t *args = json_pack("{s:i}", "k", 2);
+		struct store_call c = cf_call(2, "p", args, 1);
+		assert_int_equal(store_journal_finish(s, runs[r], 1, STORE_CALL_OK, res, 5), 0);
+		c.status = STORE_CALL_OK;
+		c.result = res;
+		c.finished_ms = 6;
+		assert_int_equal(store_journal_record(s, runs[r], &c), 0);
+		c.seq = 3;
+		assert_int_equal(store_journal_intent(s, runs[r], &c), 0);
+	}
+	/* A failing write inside the batch (first writer wins) leaves it usable. */
+	{
+		cleanup_json json_t *args = json_object();
+		struct store_call c = cf_call(2, "late", args, 1);
+		assert_int_equal(store_journal_intent(s, "b", &c), -EEXIST);
+		assert_int_equal(store_journal_finish(s, "b", 1, STORE_CALL_OK, args, 7),
+				 -EALREADY);
+	}
+	assert_int_equal(cf_journal_len(other, "b"), 1);
+	assert_int_equal(store_batch_commit(s), 0);
+	for (size_t r = 0; r < ARRAY_SIZE(runs); r++) {
+		assert_int_equal(store_journal_load(other, runs[r], &calls, &n), 0);
+		assert_int_equal(n, 3);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(calls[i].seq, (int64_t)i + 1);
+		assert_int_equal(calls[0].status, STORE_CALL_OK);
+		assert_string_equal(json_string_value(json_object_get(calls[0].result, "done")),
+				    runs[r]);
+		assert_string_equal(calls[1].tool, "p");
+		assert_int_equal(calls[2].status, STORE_CALL_INTENT);
+		store_calls_free(calls, n);
+	}
+	store_journal_stats(s, &st1);
+	assert_int_equal(st1.commits - st0.commits, 2);
+	assert_int_equal(st1.rows - st0.rows, 12);
+	assert_int_equal(st1.largest_commit, 9);
+
+	/* An abort leaves nothing, in this connection or another; the store
+	 * takes ordinary writes again. */
+	assert_int_equal(store_batch_begin(s), 0);
+	for (int64_t seq = 1; seq <= 3; seq++) {
+		cleanup_json json_t *args = json_pack("{s:I}", "seq", seq);
+		struct store_call c = cf_call(seq, "t", args, 1);
+		assert_int_equal(store_journal_intent(s, "d", &c), 0);
+	}
+	store_batch_abort(s);
+	assert_int_equal(cf_journal_len(s, "d"), 0);
+	assert_int_equal(cf_journal_len(other, "d"), 0);
+	assert_int_equal(cf_commit_pair(s, "d", 1, 1), 0);
+	assert_int_equal(cf_journal_len(other, "d"), 1);
+
+	/* A writer killed inside its batch: none of its rows; killed right
+	 * after the commit: all of them. */
+	for (int commit = 0; commit <= 1; commit++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct store *w = NULL;
+			if (cf_backend->open(f->dir, STORE_DURABILITY_PROCESS, &w) < 0 ||
+			    store_batch_begin(w) < 0)
+				_exit(1);
+			for (int64_t seq = 1; seq <= 20; seq++) {
+				json_t *args = json_pack("{s:I}", "seq", seq);
+				struct store_call c = cf_call(seq, "t", args, 1);
+				if (store_journal_intent(w, commit ? "killed-after" : "killed-in",
+							 &c) < 0)
+					_exit(1);
+				json_decref(args);
+			}
+			if (commit && store_batch_commit(w) < 0)
+				_exit(1);
+			kill(getpid(), SIGKILL);
+			_exit(1);
+		}
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	}
+	assert_int_equal(cf_journal_len(other, "killed-in"), 0);
+	assert_int_equal(cf_journal_len(other, "killed-after"), 20);
+	store_close(other);
+}
+
 static void
 cf_migration_from_empty(void **state)
 {
@@ -600,6 +733,7 @@ store_conformance_run(const struct store_conformance_backend *b)
 	    cmocka_unit_test_setup_teardown(cf_state_at, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_retention, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_caller_args_text, cf_setup, cf_teardown),
+	    cmocka_unit_test_setup_teardown(cf_group_commit, cf_setup, cf_teardown),
 	    cmocka_unit_test_setup_teardown(cf_migration_from_empty, cf_setup, cf_teardown),
 	};
 
