@@ -60,6 +60,7 @@ enum ix_stmt {
 	IX_M_GET_STATUS,
 	IX_M_REJECT,
 	IX_M_LIST,
+	IX_DATA_VERSION,
 	IX__MAX,
 };
 
@@ -88,10 +89,12 @@ static const char *const ix_sql[IX__MAX] = {
     [IX_M_REJECT] = "UPDATE messages SET status = 'rejected' "
 		    "WHERE run = ?1 AND id = ?2 AND status = 'queued'",
     [IX_M_LIST] = "SELECT " M_COLS " FROM messages WHERE run = ?1 ORDER BY id",
+    [IX_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct store_ix {
 	sqlite3_stmt *stmt[IX__MAX];
+	uint64_t msg_adds; /* messages added through this connection */
 };
 
 struct store_ix *
@@ -651,8 +654,28 @@ store_message_add(struct store *s, const char *run, const char *text, const char
 	r = store_sqlite_step_done(st);
 	if (r < 0)
 		return r;
+	(*store_sqlite_ix(s))->msg_adds++;
 	if (ret_id)
 		*ret_id = sqlite3_last_insert_rowid(store_sqlite_db(s));
+	return 0;
+}
+
+int
+store_message_version(struct store *s, uint64_t *ret)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!s || !ret)
+		return -EINVAL;
+	r = ix_stmt(s, IX_DATA_VERSION, &st);
+	if (r < 0)
+		return r;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return -EIO;
+	/* data_version moves with every commit of another connection (another
+	 * process); this connection's own messages are counted here. */
+	*ret = (uint64_t)sqlite3_column_int64(st, 0) << 32 ^ (*store_sqlite_ix(s))->msg_adds;
 	return 0;
 }
 

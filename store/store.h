@@ -301,6 +301,11 @@ int store_message_take_queued(struct store *s, const char *run, int64_t delivere
  * when none). Free with store_messages_free. */
 int store_message_list_queued(struct store *s, const char *run, struct store_message **ret,
 			      size_t *ret_n);
+/* A number that changes whenever a message may have been queued since it was
+ * last read: by this connection (store_message_add) or by another one (any
+ * commit of another process). A caller that found no queued message for a
+ * run can skip looking again while it stays the same. */
+int store_message_version(struct store *s, uint64_t *ret);
 /* Mark one queued message delivered at delivered_seq. -ENOENT, -EALREADY. */
 int store_message_deliver(struct store *s, const char *run, int64_t id, int64_t delivered_seq);
 /* Mark one queued message rejected. -ENOENT if none, -EALREADY if not queued. */

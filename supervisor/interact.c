@@ -49,6 +49,10 @@ struct sup_ix {
 	int64_t attempt_started_ms; /* wall clock when this attempt was first seen here */
 	int delivered_attempt;
 	json_t *delivered; /* message id -> seq of the journal rows of this attempt */
+	/* The store had no queued message for the run at this message version
+	 * (store_message_version): no need to look at every call boundary. */
+	bool none_queued;
+	uint64_t none_version;
 };
 
 static struct ix_pending *
@@ -590,13 +594,23 @@ deliverable(struct sup_run *r, json_t **ret)
 {
 	struct store_message *v = NULL;
 	size_t n = 0;
+	uint64_t version = 0;
+	bool versioned = store_message_version(r->st, &version) == 0;
 	json_t *out = json_array();
-	int e = store_message_list_queued(r->st, r->id, &v, &n);
 
-	if (e < 0 || !out) {
-		json_decref(out);
-		return e < 0 ? e : -ENOMEM;
+	if (!out)
+		return -ENOMEM;
+	if (versioned && r->ix->none_queued && r->ix->none_version == version) {
+		*ret = out;
+		return 0;
 	}
+	int e = store_message_list_queued(r->st, r->id, &v, &n);
+	if (e < 0) {
+		json_decref(out);
+		return e;
+	}
+	r->ix->none_queued = versioned && n == 0;
+	r->ix->none_version = version;
 	for (size_t i = 0; i < n; i++) {
 		int64_t at = delivered_at(r, v[i].id);
 		if (at) {
