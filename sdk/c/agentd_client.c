@@ -32,9 +32,10 @@ decrefp(json_t **p)
 
 struct agentd_client {
 	int fd;
-	char *buf; /* bytes received and not yet consumed */
+	char *buf; /* bytes received: [0, used) is the frame handed out last */
 	size_t len;
 	size_t cap;
+	size_t used;
 	int64_t next_id;
 	bool last_replayed;
 	int64_t last_seq;
@@ -150,30 +151,31 @@ send_json(struct agentd_client *c, const json_t *msg)
 	return 0;
 }
 
-/* Read the next frame and parse it. Returns 0 with a new reference in *ret. */
+/* The next non-blank frame, as a view into the buffer that stays valid
+ * until the next call (which drops it). */
 static int
-read_json(struct agentd_client *c, json_t **ret)
+next_frame(struct agentd_client *c, const char **ret, size_t *ret_len)
 {
+	if (c->used) {
+		memmove(c->buf, c->buf + c->used, c->len - c->used);
+		c->len -= c->used;
+		c->used = 0;
+	}
 	for (;;) {
 		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
 		if (nl) {
-			size_t flen = (size_t)(nl - c->buf), rest;
-			json_error_t jerr;
-			json_t *v;
+			size_t flen = (size_t)(nl - c->buf);
 
 			if (flen && c->buf[flen - 1] == '\r')
 				flen--;
-			v = flen ? json_loadb(c->buf, flen, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-			rest = c->len - (size_t)(nl + 1 - c->buf);
-			memmove(c->buf, nl + 1, rest);
-			c->len = rest;
-			if (!flen)
-				continue; /* blank line: tolerated */
-			if (!v || !json_is_object(v)) {
-				json_decref(v);
-				return -EPROTO;
+			if (!flen) { /* blank line: tolerated */
+				memmove(c->buf, nl + 1, c->len - (size_t)(nl + 1 - c->buf));
+				c->len -= (size_t)(nl + 1 - c->buf);
+				continue;
 			}
-			*ret = v;
+			c->used = (size_t)(nl + 1 - c->buf);
+			*ret = c->buf;
+			*ret_len = flen;
 			return 0;
 		}
 		if (c->len > AGENTD_MAX_FRAME)
@@ -196,6 +198,441 @@ read_json(struct agentd_client *c, json_t **ret)
 			return -EPIPE;
 		c->len += (size_t)n;
 	}
+}
+
+static int
+parse_frame(const char *f, size_t len, json_t **ret)
+{
+	json_error_t jerr;
+	json_t *v = json_loadb(f, len, JSON_REJECT_DUPLICATES, &jerr);
+
+	if (!v || !json_is_object(v)) {
+		json_decref(v);
+		return -EPROTO;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* ---- the reply to a tools/call without building it ----
+ * A live or replayed call's reply carries its result twice (the text block
+ * and structuredContent) and structuredContent is what agentd_call returns,
+ * as the supervisor wrote it. Parsing the frame into jansson values and
+ * encoding structuredContent again cost more than the rest of a call; this
+ * scanner checks the frame and finds that text in one pass instead. It
+ * accepts only what it fully checks (JSON syntax, UTF-8, no NUL, no lone
+ * surrogate, no repeated key, integers that fit) and leaves everything else
+ * (errors, messages, isError, a bare MCP result, \u-escaped or repeated keys,
+ * large numbers) to the jansson path, so both paths accept the same frames
+ * and return the same text. */
+#define SCAN_MAX_DEPTH 64
+#define SCAN_MAX_KEYS  64
+
+struct scan {
+	const unsigned char *p, *end;
+	int depth;
+	/* Inside structuredContent: only what jansson's compact encoding of the
+	 * parsed value would give back byte for byte (no whitespace, no "\/" or
+	 * \u escape, integers only), so returning the text as it is returns
+	 * what the jansson path returns. */
+	bool canon;
+};
+
+struct scan_keys {
+	size_t n;
+	struct {
+		const unsigned char *p;
+		size_t len;
+	} k[SCAN_MAX_KEYS];
+};
+
+static void
+scan_ws(struct scan *s)
+{
+	while (!s->canon && s->p < s->end &&
+	       (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n'))
+		s->p++;
+}
+
+static int
+hexval(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* A string; ret and ret_len (may be NULL) get its raw bytes between the quotes. */
+static bool
+scan_string(struct scan *s, const unsigned char **ret, size_t *ret_len)
+{
+	const unsigned char *p = s->p, *end = s->end, *start;
+
+	if (p >= end || *p != '"')
+		return false;
+	start = ++p;
+	while (p < end) {
+		unsigned char ch = *p;
+		if (ch == '"') {
+			if (ret) {
+				*ret = start;
+				*ret_len = (size_t)(p - start);
+			}
+			s->p = p + 1;
+			return true;
+		}
+		if (ch < 0x20)
+			return false;
+		if (ch == '\\') {
+			if (end - p < 2)
+				return false;
+			ch = p[1];
+			if (ch == 'u') {
+				int v = 0;
+				if (s->canon || end - p < 6)
+					return false;
+				for (int i = 2; i < 6; i++) {
+					int h = hexval(p[i]);
+					if (h < 0)
+						return false;
+					v = v << 4 | h;
+				}
+				/* NUL and surrogates: jansson's decision. */
+				if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
+					return false;
+				p += 6;
+			} else if (ch == '"' || ch == '\\' || (ch == '/' && !s->canon) ||
+				   ch == 'b' || ch == 'f' || ch == 'n' || ch == 'r' || ch == 't') {
+				p += 2;
+			} else {
+				return false;
+			}
+			continue;
+		}
+		if (ch < 0x80) {
+			p++;
+			continue;
+		}
+		/* One UTF-8 sequence: shortest form, no surrogate, at most U+10FFFF. */
+		int n;
+		uint32_t cp;
+		if (ch >= 0xc2 && ch <= 0xdf)
+			n = 1, cp = ch & 0x1f;
+		else if (ch >= 0xe0 && ch <= 0xef)
+			n = 2, cp = ch & 0x0f;
+		else if (ch >= 0xf0 && ch <= 0xf4)
+			n = 3, cp = ch & 0x07;
+		else
+			return false;
+		if (end - p <= n)
+			return false;
+		for (int i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		p += n + 1;
+	}
+	return false;
+}
+
+static size_t
+scan_digits(struct scan *s)
+{
+	const unsigned char *from = s->p;
+
+	while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+		s->p++;
+	return (size_t)(s->p - from);
+}
+
+/* A number whose integer part has at most 18 digits and whose exponent at
+ * most 2 (anything larger: jansson decides whether it fits). *ret_int (may be
+ * NULL) is set when it is an integer. */
+static bool
+scan_number(struct scan *s, bool *ret_int, int64_t *ret_v)
+{
+	const unsigned char *from = s->p;
+	bool neg = s->p < s->end && *s->p == '-', is_int = true;
+	size_t n;
+
+	if (neg)
+		s->p++;
+	if (s->p >= s->end || *s->p < '0' || *s->p > '9' ||
+	    (*s->p == '0' && s->end - s->p > 1 && s->p[1] >= '0' && s->p[1] <= '9'))
+		return false;
+	n = scan_digits(s);
+	if (n > 18)
+		return false;
+	if (s->p < s->end && *s->p == '.') {
+		s->p++;
+		is_int = false;
+		if (scan_digits(s) == 0)
+			return false;
+	}
+	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+		s->p++;
+		is_int = false;
+		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+			s->p++;
+		n = scan_digits(s);
+		if (n == 0 || n > 2)
+			return false;
+	}
+	/* jansson writes reals its own way and -0 as 0. */
+	if (s->canon && (!is_int || (neg && s->p - from == 2 && from[1] == '0')))
+		return false;
+	if (ret_int)
+		*ret_int = is_int;
+	if (ret_v && is_int) {
+		int64_t v = 0;
+		for (const unsigned char *q = from + neg; q < s->p; q++)
+			v = v * 10 + (*q - '0');
+		*ret_v = neg ? -v : v;
+	}
+	return true;
+}
+
+static bool
+scan_literal(struct scan *s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+		return false;
+	s->p += n;
+	return true;
+}
+
+static bool scan_value(struct scan *s);
+
+/* Next member of an object whose '{' has been consumed: 1 with its key and
+ * s->p at the value, 0 after the closing '}', -1 if malformed, a key repeats,
+ * a key has escapes or there are too many keys. */
+static int
+scan_member(struct scan *s, struct scan_keys *keys, const unsigned char **ret_key, size_t *ret_len)
+{
+	const unsigned char *k;
+	size_t len;
+
+	scan_ws(s);
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		return 0;
+	}
+	if (keys->n > 0) {
+		if (s->p >= s->end || *s->p != ',')
+			return -1;
+		s->p++;
+		scan_ws(s);
+	}
+	if (!scan_string(s, &k, &len) || memchr(k, '\\', len) || keys->n == SCAN_MAX_KEYS)
+		return -1;
+	for (size_t i = 0; i < keys->n; i++)
+		if (keys->k[i].len == len && memcmp(keys->k[i].p, k, len) == 0)
+			return -1;
+	keys->k[keys->n].p = k;
+	keys->k[keys->n].len = len;
+	keys->n++;
+	scan_ws(s);
+	if (s->p >= s->end || *s->p != ':')
+		return -1;
+	s->p++;
+	scan_ws(s);
+	*ret_key = k;
+	*ret_len = len;
+	return 1;
+}
+
+static bool
+scan_open(struct scan *s, unsigned char ch)
+{
+	scan_ws(s);
+	if (s->p >= s->end || *s->p != ch || s->depth == SCAN_MAX_DEPTH)
+		return false;
+	s->p++;
+	s->depth++;
+	return true;
+}
+
+static bool
+scan_object(struct scan *s)
+{
+	struct scan_keys keys = {0};
+	const unsigned char *k;
+	size_t len;
+	int m;
+
+	if (!scan_open(s, '{'))
+		return false;
+	while ((m = scan_member(s, &keys, &k, &len)) == 1)
+		if (!scan_value(s))
+			return false;
+	s->depth--;
+	return m == 0;
+}
+
+static bool
+scan_array(struct scan *s)
+{
+	bool first = true;
+
+	if (!scan_open(s, '['))
+		return false;
+	for (;;) {
+		scan_ws(s);
+		if (s->p < s->end && *s->p == ']') {
+			s->p++;
+			s->depth--;
+			return true;
+		}
+		if (!first) {
+			if (s->p >= s->end || *s->p != ',')
+				return false;
+			s->p++;
+		}
+		first = false;
+		if (!scan_value(s))
+			return false;
+	}
+}
+
+static bool
+scan_value(struct scan *s)
+{
+	scan_ws(s);
+	if (s->p >= s->end)
+		return false;
+	switch (*s->p) {
+	case '"':
+		return scan_string(s, NULL, NULL);
+	case '{':
+		return scan_object(s);
+	case '[':
+		return scan_array(s);
+	case 't':
+		return scan_literal(s, "true");
+	case 'f':
+		return scan_literal(s, "false");
+	case 'n':
+		return scan_literal(s, "null");
+	default:
+		return scan_number(s, NULL, NULL);
+	}
+}
+
+static bool
+key_is(const unsigned char *k, size_t len, const char *name)
+{
+	return len == strlen(name) && memcmp(k, name, len) == 0;
+}
+
+struct call_reply {
+	const char *content; /* structuredContent's text, a view into the frame */
+	size_t len;
+	bool replayed;
+	int64_t seq;
+};
+
+/* _meta: agentd/seq (an integer) and agentd/replayed (a boolean) if present. */
+static bool
+scan_meta(struct scan *s, struct call_reply *out)
+{
+	struct scan_keys keys = {0};
+	const unsigned char *k;
+	size_t len;
+	int m;
+
+	if (!scan_open(s, '{'))
+		return false;
+	while ((m = scan_member(s, &keys, &k, &len)) == 1) {
+		bool is_int = false;
+		if (key_is(k, len, "agentd/seq")) {
+			if (!scan_number(s, &is_int, &out->seq) || !is_int)
+				return false;
+		} else if (key_is(k, len, "agentd/replayed")) {
+			if (scan_literal(s, "true"))
+				out->replayed = true;
+			else if (!scan_literal(s, "false"))
+				return false;
+		} else if (!scan_value(s)) {
+			return false;
+		}
+	}
+	s->depth--;
+	return m == 0;
+}
+
+/* The frame is {"jsonrpc", "id": id, "result": {..., "structuredContent": V,
+ * "isError": false (or absent), "_meta": ...}} in any order: true with V's
+ * text. Anything else: false, and the jansson path reads the frame. */
+static bool
+scan_call_reply(const char *frame, size_t flen, int64_t id, struct call_reply *out)
+{
+	struct scan s = {.p = (const unsigned char *)frame,
+			 .end = (const unsigned char *)frame + flen};
+	struct scan_keys top = {0}, res = {0};
+	struct call_reply r = {0};
+	const unsigned char *k;
+	size_t len;
+	bool have_id = false, have_result = false;
+	int m;
+
+	if (!scan_open(&s, '{'))
+		return false;
+	while ((m = scan_member(&s, &top, &k, &len)) == 1) {
+		if (key_is(k, len, "jsonrpc")) {
+			if (!scan_string(&s, NULL, NULL))
+				return false;
+		} else if (key_is(k, len, "id")) {
+			bool is_int = false;
+			int64_t v = 0;
+			if (!scan_number(&s, &is_int, &v) || !is_int || v != id)
+				return false;
+			have_id = true;
+		} else if (key_is(k, len, "result")) {
+			if (!scan_open(&s, '{'))
+				return false;
+			int rm;
+			while ((rm = scan_member(&s, &res, &k, &len)) == 1) {
+				if (key_is(k, len, "structuredContent")) {
+					const unsigned char *from = s.p;
+					s.canon = true;
+					if (!scan_value(&s))
+						return false;
+					s.canon = false;
+					r.content = (const char *)from;
+					r.len = (size_t)(s.p - from);
+				} else if (key_is(k, len, "isError")) {
+					if (!scan_literal(&s, "false"))
+						return false;
+				} else if (key_is(k, len, "_meta")) {
+					if (!scan_meta(&s, &r))
+						return false;
+				} else if (!scan_value(&s)) {
+					return false;
+				}
+			}
+			if (rm < 0)
+				return false;
+			s.depth--;
+			have_result = true;
+		} else {
+			return false; /* a method, an error, or unknown */
+		}
+	}
+	scan_ws(&s);
+	if (m < 0 || s.p != s.end || !have_id || !have_result || !r.content)
+		return false;
+	*out = r;
+	return true;
 }
 
 /* A message that carries a method: queue user messages, answer pings,
@@ -252,10 +689,11 @@ fill_rpc_error(const json_t *error, struct agentd_error *err)
 }
 
 /* Send one request and wait for its response. Returns 0 with the result
- * (a new reference) in *ret_result. */
+ * (a new reference) in *ret_result; with fast (a tools/call), 1 when the
+ * reply was a plain result read by scan_call_reply into *fast instead. */
 static int
 request_json(struct agentd_client *c, const char *method, json_t *params, json_t **ret_result,
-	     struct agentd_error *err)
+	     struct call_reply *fast, struct agentd_error *err)
 {
 	cleanup_json json_t *req = NULL;
 	int64_t id;
@@ -275,10 +713,16 @@ request_json(struct agentd_client *c, const char *method, json_t *params, json_t
 		return r;
 	for (;;) {
 		cleanup_json json_t *msg = NULL;
-		const char *m;
+		const char *m, *frame = NULL;
+		size_t flen = 0;
 		json_t *rid, *error, *result;
 
-		r = read_json(c, &msg);
+		r = next_frame(c, &frame, &flen);
+		if (r < 0)
+			return r;
+		if (fast && scan_call_reply(frame, flen, id, fast))
+			return 1;
+		r = parse_frame(frame, flen, &msg);
 		if (r < 0)
 			return r;
 		m = json_string_value(json_object_get(msg, "method"));
@@ -354,7 +798,7 @@ agentd_request(struct agentd_client *c, const char *method, const char *params_j
 	r = parse_params(params_json, &params);
 	if (r < 0)
 		return r;
-	r = request_json(c, method, params, &result, err);
+	r = request_json(c, method, params, &result, NULL, err);
 	if (r < 0)
 		return r;
 	return dump_out(result, ret_result_json);
@@ -380,9 +824,21 @@ agentd_call(struct agentd_client *c, const char *tool, const char *args_json,
 	params = json_pack("{s:s, s:O}", "name", tool, "arguments", args);
 	if (!params)
 		return -ENOMEM;
-	r = request_json(c, "tools/call", params, &result, err);
+	struct call_reply fast;
+	r = request_json(c, "tools/call", params, &result, &fast, err);
 	if (r < 0)
 		return r;
+	if (r == 1) {
+		if (ret_result_json) {
+			char *text = strndup(fast.content, fast.len);
+			if (!text)
+				return -ENOMEM;
+			*ret_result_json = text;
+		}
+		c->last_replayed = fast.replayed;
+		c->last_seq = fast.seq;
+		return 0;
+	}
 	if (!json_is_object(result))
 		return -EPROTO;
 	content = json_object_get(result, "structuredContent");
@@ -430,7 +886,7 @@ agentd_resume(struct agentd_client *c, bool use_state, char **ret_result_json,
 
 	if (!params)
 		return -ENOMEM;
-	r = request_json(c, "agentd/resume", params, &result, err);
+	r = request_json(c, "agentd/resume", params, &result, NULL, err);
 	if (r < 0)
 		return r;
 	if (!json_is_object(result))
@@ -453,7 +909,7 @@ agentd_checkpoint(struct agentd_client *c, const char *state_json, int64_t *ret_
 	params = json_pack("{s:O}", "state", state);
 	if (!params)
 		return -ENOMEM;
-	r = request_json(c, "agentd/checkpoint", params, &result, err);
+	r = request_json(c, "agentd/checkpoint", params, &result, NULL, err);
 	if (r < 0)
 		return r;
 	if (!json_is_integer(json_object_get(result, "seq")))
