@@ -123,19 +123,15 @@ agentd_last_seq(const struct agentd_client *c)
 	return c ? c->last_seq : 0;
 }
 
+/* Send text[0, len) (one frame without its newline) and the newline, which
+ * text must have room for at text[len]. */
 static int
-send_json(struct agentd_client *c, const json_t *msg)
+send_text(struct agentd_client *c, char *text, size_t len)
 {
-	cleanup_free char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
-	size_t len, off = 0;
+	size_t off = 0;
 
-	if (!text)
-		return -ENOMEM;
-	len = strlen(text);
 	if (len > AGENTD_MAX_FRAME)
 		return -EMSGSIZE;
-	/* jansson escapes control characters, so the only newline is the
-	 * terminator appended here. */
 	text[len] = '\n';
 	len++;
 	while (off < len) {
@@ -149,6 +145,18 @@ send_json(struct agentd_client *c, const json_t *msg)
 		off += (size_t)n;
 	}
 	return 0;
+}
+
+static int
+send_json(struct agentd_client *c, const json_t *msg)
+{
+	cleanup_free char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	if (!text)
+		return -ENOMEM;
+	/* jansson escapes control characters, so the only newline is the
+	 * terminator. */
+	return send_text(c, text, strlen(text));
 }
 
 /* The next non-blank frame, as a view into the buffer that stays valid
@@ -688,29 +696,15 @@ fill_rpc_error(const json_t *error, struct agentd_error *err)
 		err->json = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-/* Send one request and wait for its response. Returns 0 with the result
- * (a new reference) in *ret_result; with fast (a tools/call), 1 when the
- * reply was a plain result read by scan_call_reply into *fast instead. */
+/* Wait for the response to request id. Returns 0 with the result (a new
+ * reference) in *ret_result; with fast (a tools/call), 1 when the reply was
+ * a plain result read by scan_call_reply into *fast instead. */
 static int
-request_json(struct agentd_client *c, const char *method, json_t *params, json_t **ret_result,
-	     struct call_reply *fast, struct agentd_error *err)
+await_reply(struct agentd_client *c, int64_t id, json_t **ret_result, struct call_reply *fast,
+	    struct agentd_error *err)
 {
-	cleanup_json json_t *req = NULL;
-	int64_t id;
 	int r;
 
-	if (!c || !method)
-		return -EINVAL;
-	id = c->next_id++;
-	req =
-	    json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)id, "method", method);
-	if (!req)
-		return -ENOMEM;
-	if (params && json_object_set(req, "params", params) < 0)
-		return -ENOMEM;
-	r = send_json(c, req);
-	if (r < 0)
-		return r;
 	for (;;) {
 		cleanup_json json_t *msg = NULL;
 		const char *m, *frame = NULL;
@@ -754,6 +748,64 @@ request_json(struct agentd_client *c, const char *method, json_t *params, json_t
 		*ret_result = json_incref(result);
 		return 0;
 	}
+}
+
+/* Send one request and wait for its response (await_reply). */
+static int
+request_json(struct agentd_client *c, const char *method, json_t *params, json_t **ret_result,
+	     struct call_reply *fast, struct agentd_error *err)
+{
+	cleanup_json json_t *req = NULL;
+	int64_t id;
+	int r;
+
+	if (!c || !method)
+		return -EINVAL;
+	id = c->next_id++;
+	req =
+	    json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)id, "method", method);
+	if (!req)
+		return -ENOMEM;
+	if (params && json_object_set(req, "params", params) < 0)
+		return -ENOMEM;
+	r = send_json(c, req);
+	if (r < 0)
+		return r;
+	return await_reply(c, id, ret_result, fast, err);
+}
+
+/* A tools/call request framed around the caller's own arguments text (parsed
+ * by jansson already: one JSON object, no repeated key) instead of encoding
+ * it again. Only for a text on one line and a tool name that needs no escape;
+ * otherwise -EAGAIN and request_json does it. */
+static int
+request_call_text(struct agentd_client *c, const char *tool, const char *args, json_t **ret_result,
+		  struct call_reply *fast, struct agentd_error *err)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"method\":\"tools/call\","
+				   "\"params\":{\"name\":\"%s\",\"arguments\":";
+	size_t alen = strlen(args), tlen = strlen(tool);
+	int64_t id;
+	int r;
+
+	if (strpbrk(args, "\r\n"))
+		return -EAGAIN;
+	for (size_t i = 0; i < tlen; i++)
+		if (tool[i] < 0x20 || tool[i] > 0x7e || tool[i] == '"' || tool[i] == '\\')
+			return -EAGAIN;
+	if (alen > AGENTD_MAX_FRAME)
+		return -EMSGSIZE;
+	cleanup_free char *text = malloc(sizeof(head) + 24 + tlen + alen + 3);
+	if (!text)
+		return -ENOMEM;
+	id = c->next_id++;
+	int n = sprintf(text, head, (long long)id, tool);
+	memcpy(text + n, args, alen);
+	memcpy(text + n + alen, "}}", 2);
+	r = send_text(c, text, (size_t)n + alen + 2);
+	if (r < 0)
+		return r;
+	return await_reply(c, id, ret_result, fast, err);
 }
 
 static int
@@ -821,11 +873,14 @@ agentd_call(struct agentd_client *c, const char *tool, const char *args_json,
 		return r;
 	if (!json_is_object(args))
 		return -EINVAL;
-	params = json_pack("{s:s, s:O}", "name", tool, "arguments", args);
-	if (!params)
-		return -ENOMEM;
 	struct call_reply fast;
-	r = request_json(c, "tools/call", params, &result, &fast, err);
+	r = args_json && c ? request_call_text(c, tool, args_json, &result, &fast, err) : -EAGAIN;
+	if (r == -EAGAIN) {
+		params = json_pack("{s:s, s:O}", "name", tool, "arguments", args);
+		if (!params)
+			return -ENOMEM;
+		r = request_json(c, "tools/call", params, &result, &fast, err);
+	}
 	if (r < 0)
 		return r;
 	if (r == 1) {

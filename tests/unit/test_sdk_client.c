@@ -225,6 +225,26 @@ test_call_over_socket(void **state)
 	assert_int_equal(agentd_next_message(c, &msg), 1);
 	assert_string_equal(msg, "{\"text\":\"hi\"}");
 	free(msg);
+	/* Arguments that are not one object are refused before anything is sent;
+	 * a text on one line goes out as it is, one on several lines is encoded. */
+	assert_int_equal(agentd_call(c, "agentd.echo", "[1]", &out, &err), -EINVAL);
+	assert_int_equal(agentd_call(c, "agentd.echo", "{\"a\":1,\"a\":2}", &out, &err), -EINVAL);
+	static const char third[] = "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n";
+	assert_int_equal(write(sv[1], third, sizeof(third) - 1), (ssize_t)sizeof(third) - 1);
+	assert_int_equal(agentd_call(c, "agentd.echo", "{\"b\":\n 1}", &out, &err), 0);
+	assert_string_equal(out, "{\"text\":\"\"}"); /* a bare result without text */
+	free(out);
+	char sent[1024];
+	ssize_t n = read(sv[1], sent, sizeof(sent) - 1);
+	assert_true(n > 0);
+	sent[n] = '\0';
+	assert_string_equal(
+	    sent, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+		  "\"agentd.echo\",\"arguments\":{\"v\":\"\xc3\xa9\"}}}\n"
+		  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+		  "\"agentd.echo\",\"arguments\":{}}}\n"
+		  "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+		  "\"agentd.echo\",\"arguments\":{\"b\":1}}}\n");
 	agentd_client_free(c);
 	close(sv[1]);
 }
