@@ -55,62 +55,11 @@ usage(FILE *f)
 	      f);
 }
 
-int
-agd_die(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("agentd: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return code;
-}
-
-/* $XDG_STATE_HOME/agentd, ~/.local/state/agentd, or /var/lib/agentd for root. */
-static int
-state_dir(char *out, size_t outsz)
-{
-	const char *xdg = getenv("XDG_STATE_HOME");
-	const char *home = getenv("HOME");
-
-	if (state_opt)
-		snprintf(out, outsz, "%s", state_opt);
-	else if (geteuid() == 0)
-		snprintf(out, outsz, "/var/lib/agentd");
-	else if (xdg && xdg[0] == '/')
-		snprintf(out, outsz, "%s/agentd", xdg);
-	else if (home && home[0] == '/')
-		snprintf(out, outsz, "%s/.local/state/agentd", home);
-	else
-		return -ENOENT;
-	return agd_mkdir_p(out, 0700);
-}
-
-static int open_store(char *dir, size_t dirsz, struct store **ret);
-
-int
-agd_open_state_store(const char *state, char *dir, size_t dirsz, struct store **ret)
-{
-	if (state)
-		state_opt = state;
-	return open_store(dir, dirsz, ret);
-}
-
+/* The store of --state DIR (state_opt), else of the default state dir. */
 static int
 open_store(char *dir, size_t dirsz, struct store **ret)
 {
-	char path[PATH_MAX];
-	int e = state_dir(dir, dirsz);
-
-	if (e < 0)
-		return agd_die(1, "cannot use state directory %s: %s", dir, strerror(-e));
-	snprintf(path, sizeof(path), "%s/agentd.db", dir);
-	e = store_open(path, agd_durability(), ret);
-	if (e < 0)
-		return agd_die(1, "cannot open store %s: %s", path, strerror(-e));
-	return 0;
+	return agd_open_state_store(state_opt, dir, dirsz, ret);
 }
 
 static bool
@@ -213,7 +162,6 @@ supervise(struct store *st, const char *dir, const char *id, enum sup_approval a
 	    .secrets_file = secrets_opt,
 	    .cgroup_parent = getenv("AGENTD_CGROUP_PARENT"),
 	};
-	tools_global_init();
 	int e = sup_supervise(st, id, &opt, &exit_code, reason, sizeof(reason));
 	if (e == -EINTR)
 		return agd_die(130, "%s", reason);
@@ -695,6 +643,22 @@ cmd_show(int argc, char **argv)
 	return e < 0 ? 1 : 0;
 }
 
+/* agentd serve is the program agentd-serve next to this one, so that only the
+ * daemon maps libmicrohttpd (docs/decisions.md); argv[0] stays "serve". */
+static int
+cmd_serve(char **argv)
+{
+	char exe[PATH_MAX], path[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return agd_die(1, "cannot find agentd-serve: /proc/self/exe: %s", strerror(errno));
+	exe[n] = '\0';
+	snprintf(path, sizeof(path), "%s/agentd-serve", dirname(exe));
+	execv(path, argv);
+	return agd_die(127, "cannot run %s: %s", path, strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -730,7 +694,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "doctor") == 0)
 		return agd_cmd_doctor(argc, argv);
 	if (strcmp(cmd, "serve") == 0)
-		return agd_cmd_serve(argc, argv);
+		return cmd_serve(argv);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("agentd %s\n", AGENTD_VERSION);
 		return 0;

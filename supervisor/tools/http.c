@@ -6,7 +6,6 @@
 #include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "supervisor/tools/curl_dl.h"
 #include "supervisor/tools/tools-internal.h"
 #include "supervisor/tools/tools.h"
 
@@ -185,10 +185,14 @@ http_addr_private(const struct sockaddr *sa)
 	       b[0] == 0xff;				  /* multicast */
 }
 
+/* libcurl's functions, loaded by the first request (curl_dl.h); set before
+ * anything below runs. */
+static const struct tools_curl *cu;
+
 static void
 http_url_cleanup(CURLU **u)
 {
-	curl_url_cleanup(*u);
+	cu->url_cleanup(*u);
 }
 
 static void
@@ -201,7 +205,7 @@ http_addrinfo_cleanup(struct addrinfo **ai)
 static void
 http_curl_free(char **p)
 {
-	curl_free(*p);
+	cu->free(*p);
 }
 
 /* A refusal from the egress check; a failed allocation is reported as such so
@@ -235,7 +239,7 @@ static json_t *
 http_egress_deny(const struct tool_ctx *ctx, CURL *curl, const char *url, struct curl_slist **pins,
 		 bool *ret_oom)
 {
-	__attribute__((cleanup(http_url_cleanup))) CURLU *u = curl_url();
+	__attribute__((cleanup(http_url_cleanup))) CURLU *u = cu->url();
 	__attribute__((cleanup(http_addrinfo_cleanup))) struct addrinfo *ai = NULL;
 	__attribute__((cleanup(http_curl_free))) char *host = NULL;
 	__attribute__((cleanup(http_curl_free))) char *port = NULL;
@@ -246,9 +250,9 @@ http_egress_deny(const struct tool_ctx *ctx, CURL *curl, const char *url, struct
 		*ret_oom = true;
 		return NULL;
 	}
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+	if (cu->url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    cu->url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    cu->url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
 		return http_deny(ret_oom, "EINVAL", "malformed url");
 	/* curl returns an IPv6 literal in brackets; the resolver wants it bare. */
 	size_t hl = strlen(host);
@@ -284,13 +288,13 @@ http_egress_deny(const struct tool_ctx *ctx, CURL *curl, const char *url, struct
 	if (off == 0)
 		return http_deny(ret_oom, "EHOSTUNREACH", "%s: no usable address", bare);
 	snprintf(pin, sizeof(pin), "%s:%s:%s", host, port, list);
-	struct curl_slist *nl = curl_slist_append(*pins, pin);
+	struct curl_slist *nl = cu->slist_append(*pins, pin);
 	if (!nl) {
 		*ret_oom = true;
 		return NULL;
 	}
 	*pins = nl;
-	curl_easy_setopt(curl, CURLOPT_RESOLVE, *pins);
+	cu->easy_setopt(curl, CURLOPT_RESOLVE, *pins);
 	return NULL;
 }
 
@@ -346,13 +350,14 @@ static void
 http_curl_cleanup(CURL **c)
 {
 	if (*c)
-		curl_easy_cleanup(*c);
+		cu->easy_cleanup(*c);
 }
 
 static void
 http_slist_cleanup(struct curl_slist **l)
 {
-	curl_slist_free_all(*l);
+	if (*l)
+		cu->slist_free_all(*l);
 }
 
 /* The cost a response reports in the policy's cost header: a decimal
@@ -424,6 +429,11 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 	if (headers && json_object_size(headers) > HTTP_MAX_HEADERS)
 		return http_done(tools_error("EINVAL", "more than %d headers", HTTP_MAX_HEADERS),
 				 true, ret_content, ret_is_error);
+	const char *why = NULL;
+	cu = tools_curl(&why);
+	if (!cu)
+		return http_done(tools_error("ENOTSUP", "%s", why), true, ret_content,
+				 ret_is_error);
 	json_object_foreach(headers, key, v)
 	{
 		if (!json_is_string(v) || !http_header_ok(key, json_string_value(v)))
@@ -439,28 +449,27 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 			: agd_asprintf("%s;", key); /* curl's syntax for an empty value */
 		if (!line)
 			return -ENOMEM;
-		struct curl_slist *nl = curl_slist_append(hl, line);
+		struct curl_slist *nl = cu->slist_append(hl, line);
 		if (!nl)
 			return -ENOMEM;
 		hl = nl;
 	}
 	if (!have_idem && ctx->idempotency_key && ctx->idempotency_key[0]) {
 		cleanup_free char *line = agd_asprintf("Idempotency-Key: %s", ctx->idempotency_key);
-		struct curl_slist *nl = line ? curl_slist_append(hl, line) : NULL;
+		struct curl_slist *nl = line ? cu->slist_append(hl, line) : NULL;
 		if (!nl)
 			return -ENOMEM;
 		hl = nl;
 	}
 	if (!have_expect) {
 		/* No "Expect: 100-continue" round trip for larger bodies. */
-		struct curl_slist *nl = curl_slist_append(hl, "Expect:");
+		struct curl_slist *nl = cu->slist_append(hl, "Expect:");
 		if (!nl)
 			return -ENOMEM;
 		hl = nl;
 	}
 
-	tools_global_init();
-	curl = curl_easy_init();
+	curl = cu->easy_init();
 	if (!curl)
 		return -ENOMEM;
 	cleanup_json json_t *resp_headers = json_object();
@@ -471,33 +480,33 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 	if (!resp_headers)
 		return -ENOMEM;
 
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	cu->easy_setopt(curl, CURLOPT_URL, url);
+	cu->easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu->easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	cu->easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	cu->easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	/* The agent's egress must not depend on the supervisor's environment. */
-	curl_easy_setopt(curl, CURLOPT_PROXY, "");
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, "agentd/" AGENTD_VERSION);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, http_on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hl);
+	cu->easy_setopt(curl, CURLOPT_PROXY, "");
+	cu->easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	cu->easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+	cu->easy_setopt(curl, CURLOPT_USERAGENT, "agentd/" AGENTD_VERSION);
+	cu->easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	cu->easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_on_body);
+	cu->easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
+	cu->easy_setopt(curl, CURLOPT_HEADERFUNCTION, http_on_header);
+	cu->easy_setopt(curl, CURLOPT_HEADERDATA, &resp);
+	cu->easy_setopt(curl, CURLOPT_HTTPHEADER, hl);
 	if (strcmp(method, "HEAD") == 0) {
-		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+		cu->easy_setopt(curl, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(method, "GET") != 0) {
-		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+		cu->easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
 	}
 	if (body && strcmp(method, "HEAD") != 0) {
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+		cu->easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+		cu->easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 	} else if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+		cu->easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+		cu->easy_setopt(curl, CURLOPT_POSTFIELDS, "");
 	}
 
 	if (ctx->deny_private_addresses) {
@@ -509,7 +518,7 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 			return http_done(deny, true, ret_content, ret_is_error);
 	}
 
-	CURLcode rc = curl_easy_perform(curl);
+	CURLcode rc = cu->easy_perform(curl);
 	cleanup_free char *rbody = resp.body;
 	if (resp.oom)
 		return -ENOMEM;
@@ -519,13 +528,13 @@ http_request_call(const struct tool_ctx *ctx, const json_t *args, json_t **ret_c
 			    tools_error("E2BIG", "response larger than %zu bytes", resp.max), true,
 			    ret_content, ret_is_error);
 		long os_errno = 0;
-		curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
+		cu->easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
 		return http_done(tools_error(http_error_code(rc, os_errno), "%s",
-					     errbuf[0] ? errbuf : curl_easy_strerror(rc)),
+					     errbuf[0] ? errbuf : cu->easy_strerror(rc)),
 				 true, ret_content, ret_is_error);
 	}
 	long status = 0;
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	cu->easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 
 	json_t *b = tools_text_or_null(rbody ? rbody : "", resp.len);
 	const char *bkey = "body";

@@ -1,12 +1,12 @@
 /* The built-in tool registry and helpers shared by the tools. */
 #include "supervisor/tools/tools.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "supervisor/tools/curl_dl.h"
 #include "supervisor/tools/tools-internal.h"
 
 const struct tool_def *const tools_builtin[] = {
@@ -41,13 +41,7 @@ tools_describe(const struct tool_def *t)
 void
 tools_global_init(void)
 {
-	static bool done;
-
-	/* The supervisor is single-threaded; a plain flag is enough. */
-	if (done)
-		return;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	done = true;
+	(void)tools_curl(NULL); /* a failure is reported by the tool that needs it */
 }
 
 json_t *

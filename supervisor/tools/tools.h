@@ -55,8 +55,10 @@ json_t *tools_error(const char *code, const char *fmt, ...) __attribute__((forma
  * schema parsed into JSON. New reference, or NULL on allocation failure. */
 json_t *tools_describe(const struct tool_def *t);
 
-/* Process-wide setup of the tools' libraries (curl_global_init). Call once at
- * start, before any tool runs and before other threads exist. Idempotent. */
+/* Process-wide setup of the tools' libraries now rather than at first use:
+ * loads libcurl and runs curl_global_init (supervisor/tools/curl_dl.h). For a
+ * program that uses libcurl itself (agentd-serve); http.request loads it on
+ * its first request anyway. Idempotent; not thread-safe. */
 void tools_global_init(void);
 
 /* The individual built-in tools (also reachable through tools_builtin). */

@@ -18,7 +18,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # unprivileged user can use them even when the source tree is not reachable.
 stage() {
 	mkdir -p "$T/inst/bin" "$T/inst/share"
-	cp "$BIN"/agentd "$T/inst/bin/"
+	cp "$BIN"/agentd "$BIN"/agentd-serve "$T/inst/bin/"
 	[ -f "$BIN/agentd-probe" ] && cp "$BIN/agentd-probe" "$T/inst/bin/"
 	cp -r "$(dirname "$BIN")/share/agentd" "$T/inst/share/"
 	cp -r "$SRC/tests/integration/lib" "$T/lib"
