@@ -110,16 +110,23 @@ fork_copy(struct store *st, const char *dir, const char *src, int64_t at, const 
 		store_calls_free(calls, n);
 		return agd_die(2, "--at %lld: run %s has calls #1..#%zu", (long long)at, src, n);
 	}
+	/* The fork resumes from the newest state at or before SEQ. */
+	cleanup_json json_t *state = NULL;
+	int64_t sseq = 0;
+	if (store_state_load_at(st, src, at, &state, &sseq) < 0)
+		state = NULL;
 	for (size_t i = 0; i < (size_t)at; i++) {
 		/* The seq is read before the calls are freed for the message. */
 		long long bad = (long long)calls[i].seq;
-		if (calls[i].compacted) {
-			/* Retention dropped its args and result: nothing to copy. */
+		if (calls[i].compacted && (!state || sseq < calls[i].seq)) {
+			/* Retention dropped its args and result: only a fork that
+			 * resumes from a state after it can do without them. */
 			store_calls_free(calls, n);
 			return agd_die(1,
-				       "call #%lld of %s was compacted by retention; a fork "
-				       "cannot copy it",
-				       bad, src);
+				       "call #%lld of %s was compacted by retention and no state "
+				       "saved at or before #%lld covers it; fork at or after a "
+				       "state saved after it",
+				       bad, src, (long long)at);
 		} else if (calls[i].status == STORE_CALL_INTENT) {
 			/* Its idempotency key names the source run: the fork must not rerun it. */
 			store_calls_free(calls, n);
@@ -152,12 +159,8 @@ fork_copy(struct store *st, const char *dir, const char *src, int64_t at, const 
 	for (size_t i = 0; e >= 0 && i < (size_t)at; i++)
 		e = store_journal_record(st, id, &calls[i]);
 	store_calls_free(calls, n);
-	json_t *state = NULL;
-	int64_t sseq = 0;
-	if (e >= 0 && store_state_load_at(st, src, at, &state, &sseq) == 0) {
+	if (e >= 0 && state)
 		e = store_state_save(st, id, sseq, state);
-		json_decref(state);
-	}
 	if (e >= 0)
 		e = store_run_set_status(st, id, "interrupted", -1, "forked");
 	if (e == -EEXIST)

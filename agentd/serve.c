@@ -50,6 +50,7 @@
 #include "agentd/serve.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "supervisor/retry.h"
 #include "supervisor/tenant_ids.h"
 #include "supervisor/tools/tools.h"
 
@@ -445,6 +446,7 @@ start_run(struct serve *sv, struct serve_run *r)
 	    .on_done = on_run_done,
 	    .done_ud = r,
 	    .approval_idle_suspend_s = sv->cfg.approval_idle_suspend_s,
+	    .keep_states = sv->cfg.keep_states,
 	    .cgroup_parent = getenv("AGENTD_CGROUP_PARENT"),
 	    .batch = sv->batch,
 	};
@@ -1297,20 +1299,21 @@ load_config(struct serve_config *c, const char *path)
 		   idle = c->approval_idle_suspend_s;
 	const char *tcp = NULL;
 	json_t *tokens = NULL;
-	json_int_t retention = 0;
+	json_int_t retention = 0, keep = 0;
 	json_t *hook_hosts = NULL;
 	int e = agd_read_file(path, CONFIG_MAX, &buf, &len);
 
 	if (e < 0)
 		return agd_die(-1, "config %s: %s", path, strerror(-e));
 	cleanup_json json_t *doc = agd_json_parse(buf, len, 16, &jerr);
-	if (!doc ||
-	    json_unpack_ex(
-		doc, &jerr, JSON_STRICT, "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o,s?I,s?o}",
-		"state", &state, "socket", &sock, "policy_dir", &pdir, "admin_group", &group,
-		"max_running", &maxr, "max_running_per_user", &maxu, "max_queued_per_user", &maxq,
-		"log_max_bytes", &logmax, "approval_idle_suspend_s", &idle, "tcp_listen", &tcp,
-		"tokens", &tokens, "retention_s", &retention, "webhook_hosts", &hook_hosts) < 0)
+	if (!doc || json_unpack_ex(doc, &jerr, JSON_STRICT,
+				   "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o,s?I,s?o,s?I}",
+				   "state", &state, "socket", &sock, "policy_dir", &pdir,
+				   "admin_group", &group, "max_running", &maxr,
+				   "max_running_per_user", &maxu, "max_queued_per_user", &maxq,
+				   "log_max_bytes", &logmax, "approval_idle_suspend_s", &idle,
+				   "tcp_listen", &tcp, "tokens", &tokens, "retention_s", &retention,
+				   "webhook_hosts", &hook_hosts, "keep_states", &keep) < 0)
 		return agd_die(-1, "config %s:%d: %s", path, jerr.line, jerr.text);
 	if (maxr < 1 || maxr > 100000 || maxu < 1 || maxu > 100000 || maxq < 0 || maxq > 1000000 ||
 	    logmax < 0)
@@ -1327,6 +1330,11 @@ load_config(struct serve_config *c, const char *path)
 	if (retention < 0)
 		return agd_die(-1, "config %s: retention_s must be >= 0", path);
 	c->retention_s = retention;
+	if (keep < 0 || keep > SUP_KEEP_STATES_MAX)
+		return agd_die(-1,
+			       "config %s: keep_states must be 0..%d (0: no automatic retention)",
+			       path, SUP_KEEP_STATES_MAX);
+	c->keep_states = (int)keep;
 	if (hook_hosts) {
 		size_t i;
 		json_t *h;

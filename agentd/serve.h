@@ -36,6 +36,7 @@ struct serve_config {
 	int64_t log_max_bytes;	     /* per run */
 	int approval_idle_suspend_s; /* see sup_options; 0: the supervisor's default */
 	int64_t retention_s; /* final runs are deleted this long after finishing (0: kept) */
+	int keep_states;     /* automatic retention of runs that set none (0: none) */
 	char **hook_hosts;   /* hosts completion webhooks may go to (none: webhooks off) */
 	size_t n_hook_hosts;
 	char tcp_listen[128]; /* "HOST:PORT"; "" = no TCP listener (default) */

@@ -1093,6 +1093,8 @@ valid_status(int64_t v)
 	return v >= STORE_CALL_INTENT && v <= STORE_CALL_DENIED;
 }
 
+static int tombstone_text(const struct store_call *c, char **ret);
+
 static int
 journal_insert(struct store *s, const char *run, const struct store_call *c,
 	       enum store_call_status status, const json_t *result, const char *result_text,
@@ -1113,6 +1115,22 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 	    !valid_name(c->rule ? c->rule : "", true) || c->attempt < 0 || c->started_ms < 0 ||
 	    finished_ms < 0)
 		return -EINVAL;
+	if (c->compacted) {
+		/* A compacted row copied (a fork): its hash and tombstone stand
+		 * for the args and result it no longer has. */
+		if (status == STORE_CALL_INTENT ||
+		    !valid_hex64(c->args_hash, strlen(c->args_hash)) ||
+		    !valid_hex64(c->result_hash, strlen(c->result_hash)))
+			return -EINVAL;
+		args = "";
+		args_len = 0;
+		memcpy(args_hash, c->args_hash, sizeof(args_hash));
+		r = tombstone_text(c, &result_own);
+		if (r < 0)
+			return r;
+		result_txt = result_own;
+		goto have_texts;
+	}
 	if (c->args_text) {
 		/* The caller's canonical text (store_json_text(c->args)). */
 		args_len = strlen(c->args_text);
@@ -1141,6 +1159,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		result_txt = result_own;
 	}
 
+have_texts:
 	r = store_sqlite_tx_join(s, &tx);
 	if (r < 0)
 		return r;
@@ -1166,8 +1185,8 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		}
 	}
 	journal_link(prev_link, run, ord, c, args_hash, link);
-	journal_seal(link, status, result_txt, result_txt ? strlen(result_txt) : 0, finished_ms,
-		     chain);
+	journal_seal_as(c->compacted, link, status, result_txt, result_txt ? strlen(result_txt) : 0,
+			finished_ms, chain);
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_INSERT];
 

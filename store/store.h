@@ -121,7 +121,8 @@ int store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 			      int64_t finished_ms);
 /* Insert a complete row in one commit (pure calls, denials). -EEXIST as above.
  * If c->result_text is set it must be store_json_text(c->result) and is stored
- * as is. */
+ * as is. A compacted call (as store_journal_load gives it: a fork's copy) is
+ * stored compacted, with its args hash and tombstone. */
 int store_journal_record(struct store *s, const char *run, const struct store_call *c);
 /* Group commit: between store_batch_begin and store_batch_commit the journal
  * writes above (intent, finish, finish_text, record), of any runs, join one

@@ -65,6 +65,7 @@ m_resume(struct sup_run *r, const json_t *id, json_t *params)
 				NULL);
 		return;
 	}
+	sup_durable_note_resume(r, use_state);
 	if (use_state && state) {
 		sup_replay_consume_upto(&r->replay, state_seq);
 		if (state_seq > r->last_seq)
@@ -93,6 +94,8 @@ m_checkpoint(struct sup_run *r, const json_t *id, json_t *params)
 	}
 	/* The state row is the record; agents checkpoint often, so no event. */
 	sup_send(r, proto_result(id, json_pack("{s:I}", "seq", (json_int_t)r->last_seq)));
+	/* After the answer: the agent does not wait for it. */
+	sup_durable_retain(r);
 }
 
 /* The dispatch table: anything not here is "method not found". */

@@ -37,6 +37,9 @@ struct sup_durable {
 	size_t n;
 	int64_t deadline_ms;		   /* wall clock; 0: none */
 	enum policy_on_unknown on_unknown; /* UNSET: not said */
+	int keep_states;		   /* automatic retention; 0: the run's default */
+	int state_attempt;		   /* the attempt whose agent resumed from its state */
+	int unretained;			   /* checkpoints since retention last ran */
 	struct agd_watch w_deadline;
 	struct sup_run *run;
 	uint64_t rng;
@@ -143,7 +146,7 @@ sup_durable_parse(const json_t *cfg, struct sup_durable **ret, char *reason, siz
 {
 	struct sup_durable *d = calloc(1, sizeof(*d));
 	json_error_t jerr;
-	json_int_t deadline = 0;
+	json_int_t deadline = 0, keep = 0;
 	const char *onu = NULL;
 	json_t *tools = NULL;
 	int e = -EINVAL;
@@ -156,8 +159,9 @@ sup_durable_parse(const json_t *cfg, struct sup_durable **ret, char *reason, siz
 	if (!cfg)
 		goto done;
 	d->cfg = json_incref((json_t *)cfg);
-	if (json_unpack_ex(d->cfg, &jerr, JSON_STRICT, "{s?I,s?s,s?o}", "deadline_ms", &deadline,
-			   "on_unknown", &onu, "tools", &tools) < 0) {
+	if (json_unpack_ex(d->cfg, &jerr, JSON_STRICT, "{s?I,s?s,s?o,s?I}", "deadline_ms",
+			   &deadline, "on_unknown", &onu, "tools", &tools, "keep_states",
+			   &keep) < 0) {
 		snprintf(reason, reasonsz, "durable: %s", jerr.text);
 		goto fail;
 	}
@@ -167,6 +171,12 @@ sup_durable_parse(const json_t *cfg, struct sup_durable **ret, char *reason, siz
 			 "durable: deadline_ms >= 0, on_unknown ask|retry|fail|skip, tools a list");
 		goto fail;
 	}
+	if (keep < 0 || keep > SUP_KEEP_STATES_MAX) {
+		snprintf(reason, reasonsz, "durable: keep_states 0..%d (0: no automatic retention)",
+			 SUP_KEEP_STATES_MAX);
+		goto fail;
+	}
+	d->keep_states = (int)keep;
 	d->deadline_ms = deadline;
 	d->on_unknown =
 	    onu ? (enum policy_on_unknown)policy_on_unknown_parse(onu) : POLICY_UNKNOWN_UNSET;
@@ -264,6 +274,49 @@ sup_on_unknown(const struct sup_run *r, const char *tool, const json_t *args)
 	if (p > d)
 		d = p;
 	return d ? d : POLICY_UNKNOWN_ASK;
+}
+
+/* ---- automatic retention ---- */
+
+void
+sup_durable_note_resume(struct sup_run *r, bool use_state)
+{
+	if (r->dur)
+		r->dur->state_attempt = use_state ? r->attempt : 0;
+}
+
+int
+sup_durable_keep_states(const struct sup_run *r)
+{
+	return r->dur && r->dur->keep_states ? r->dur->keep_states : r->opt.keep_states;
+}
+
+void
+sup_durable_retain(struct sup_run *r)
+{
+	struct sup_durable *d = r->dur;
+	int keep = sup_durable_keep_states(r);
+	int64_t rows = 0;
+
+	/* Only for an agent that resumes from its state: one that re-executes
+	 * from the start replays every row and must keep them all. */
+	if (!d || keep <= 0 || d->state_attempt != r->attempt)
+		return;
+	/* Every keep_states checkpoints, so each run of it (which verifies the
+	 * whole journal) is paid for by that many: at most 2 * keep_states
+	 * states are ever stored. */
+	if (++d->unretained < keep)
+		return;
+	int e = store_retain(r->st, r->id, keep, &rows);
+	if (e == -EBUSY) /* inside a group commit: at the next checkpoint */
+		return;
+	d->unretained = 0;
+	if (e < 0) /* the run goes on uncompacted: nothing is lost */
+		sup_emit(r, 0, "retention.failed",
+			 json_pack("{s:s,s:i}", "error", strerror(-e), "keep_states", keep));
+	else if (rows)
+		sup_emit(r, 0, "retention.compacted",
+			 json_pack("{s:I,s:i}", "rows", (json_int_t)rows, "keep_states", keep));
 }
 
 /* ---- one call ---- */

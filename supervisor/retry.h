@@ -18,6 +18,7 @@ struct sup_run;
 #define SUP_RETRY_MAX_SLEEP_MS	1000
 #define SUP_RETRY_MAX_ATTEMPTS	10
 #define SUP_RETRY_MAX_FALLBACKS 4
+#define SUP_KEEP_STATES_MAX	1000
 
 struct sup_durable;
 
@@ -44,6 +45,17 @@ int sup_retry_call(struct sup_run *r, const struct tool_def *t, const json_t *ar
  * durable.on_unknown); POLICY_UNKNOWN_ASK, the approver, when none says. */
 enum policy_on_unknown sup_on_unknown(const struct sup_run *r, const char *tool,
 				      const json_t *args);
+
+/* Automatic retention (durable.keep_states, else the options' keep_states).
+ * note_resume records whether this attempt's agent resumed from its state
+ * (agentd/resume use_state); retain runs after a checkpoint is committed and
+ * answered: every keep_states checkpoints of such an attempt it keeps the
+ * newest keep_states states and compacts the journal rows before the oldest
+ * (store_retain), with a retention.compacted event. A failure is an event;
+ * the run goes on. */
+void sup_durable_note_resume(struct sup_run *r, bool use_state);
+int sup_durable_keep_states(const struct sup_run *r);
+void sup_durable_retain(struct sup_run *r);
 
 /* Parse a duration "250ms", "30s", "5m", "2h" or plain milliseconds. */
 int sup_parse_duration_ms(const char *s, int64_t *ret_ms);

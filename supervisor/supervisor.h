@@ -78,6 +78,9 @@ struct sup_options {
 	/* The group commit this run joins (the loop and store must be the run's);
 	 * NULL: one of its own. */
 	struct sup_batch *batch;
+	/* Automatic retention for runs whose durable options set no
+	 * keep_states (agentd serve's "keep_states"); 0: none. */
+	int keep_states;
 };
 
 /* The immutable description of a run, stored as the run's spec:

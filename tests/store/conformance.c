@@ -516,6 +516,31 @@ cf_retention(void **state)
 	assert_int_equal(n, 7);
 	assert_true(calls[0].compacted && calls[4].compacted && !calls[5].compacted);
 	assert_true(json_is_true(json_object_get(calls[2].result, "late")));
+
+	/* A fork copies compacted rows as they are: same hashes and sizes,
+	 * still compacted, and the copy verifies. */
+	assert_int_equal(store_run_create(s, "rt-fork", NULL), 0);
+	for (size_t i = 0; i < 6; i++)
+		assert_int_equal(store_journal_record(s, "rt-fork", &calls[i]), 0);
+	struct store_call *copy = NULL;
+	size_t nc = 0;
+	s = cf_open(f);
+	assert_int_equal(store_journal_load(s, "rt-fork", &copy, &nc), 0);
+	assert_int_equal(nc, 6);
+	for (size_t i = 0; i < nc; i++) {
+		assert_int_equal(copy[i].compacted, calls[i].compacted);
+		assert_string_equal(copy[i].args_hash, calls[i].args_hash);
+		if (!copy[i].compacted)
+			continue;
+		assert_null(copy[i].args);
+		assert_string_equal(copy[i].result_hash, calls[i].result_hash);
+		assert_int_equal(copy[i].args_len, calls[i].args_len);
+		assert_int_equal(copy[i].result_len, calls[i].result_len);
+	}
+	store_calls_free(copy, nc);
+	/* A compacted row is never an unknown outcome. */
+	calls[0].status = STORE_CALL_INTENT;
+	assert_int_equal(store_journal_intent(s, "rt-fork", &calls[0]), -EINVAL);
 	store_calls_free(calls, n);
 }
 
