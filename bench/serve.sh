@@ -147,12 +147,14 @@ print(f"  {BUSY} busy runs x {CALLS} calls: {ok}/{BUSY} succeeded in {elapsed:.1
 # every run was busy; the journal's timestamps give that window, and the
 # daemon's CPU time sampled meanwhile its cost per call.
 samples.clear()
+t0 = time.time()
 ids = []
 for i in range(BUSY):
     st, r, _ = req("POST", "/v1/runs", {"command": ["./serve_agent", str(STEADY)], "cwd": T,
                                          "name": f"s{i}"})
     ids.append(r["id"])
 ok = wait_all(ids, 600)
+elapsed = time.time() - t0
 db = sqlite3.connect(f"file:{T}/state/agentd.db?mode=ro", uri=True)
 q = ",".join("?" * len(ids))
 spans = db.execute(f"SELECT run, MIN(started_ms), MAX(finished_ms) FROM journal "
@@ -172,8 +174,8 @@ if ok == BUSY and hi - lo >= 500 and len(inside) >= 2:
 else:
     print(f"  steady state: {ok}/{BUSY} succeeded, all busy for {hi - lo} ms only; "
           f"raise AGENTD_BENCH_SERVE_STEADY")
-print(f"  agentd's CPU time for the whole part, spawn and exit included: "
-      f"{(samples[-1][1] - samples[0][1]) * 1e6 / (BUSY * STEADY):.1f} us per call")
+print(f"  the whole part, spawn and exit included: {BUSY * STEADY / elapsed:.0f} calls/s, "
+      f"agentd's CPU time {(samples[-1][1] - samples[0][1]) * 1e6 / (BUSY * STEADY):.1f} us per call")
 m = req("GET", "/v1/health")[1].get("journal")
 if m:
     print(f"  journal commits: {m['commits']} for {m['rows']} rows "
