@@ -49,6 +49,8 @@ enum stmt_id {
 	ST_STATE_NTH,
 	ST_STATE_DELETE_BEFORE,
 	ST_J_COMPACT,
+	ST_J_TO_COMPACT,
+	ST_J_LINK_AT,
 	ST_EVENT_INSERT,
 	ST_EVENT_LIST,
 	ST__MAX,
@@ -91,6 +93,11 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_STATE_DELETE_BEFORE] = "DELETE FROM states WHERE run = ?1 AND rowid < ?2",
     [ST_J_COMPACT] = "UPDATE journal SET args = '', result = ?3, chain = ?4 "
 		     "WHERE run = ?1 AND seq = ?2 AND status != 0",
+    /* Columns as in ST_J_LOAD: the finished rows store_retain compacts. */
+    [ST_J_TO_COMPACT] = "SELECT seq, ord, tool, args_hash, args, status, result, attempt, "
+			"decision, rule, started_ms, finished_ms, link, chain FROM journal "
+			"WHERE run = ?1 AND seq <= ?2 AND args != '' AND status != 0 ORDER BY seq",
+    [ST_J_LINK_AT] = "SELECT link FROM journal WHERE run = ?1 AND ord = ?2",
     [ST_STATE_LOAD] = "SELECT seq, state FROM states WHERE run = ?1 AND seq <= ?2 "
 		      "ORDER BY rowid DESC LIMIT 1",
     [ST_EVENT_INSERT] = "INSERT INTO events(run, ts_ms, attempt, seq, type, data) "
@@ -1747,6 +1754,67 @@ compact_row(struct store *s, const char *run, struct store_call *c)
 	}
 }
 
+/* The finished, not yet compacted rows at or before seq `cut`, each verified
+ * (fields, seal, link). */
+static int
+rows_to_compact(struct store *s, const char *run, int64_t cut, struct store_call **ret,
+		size_t *ret_n)
+{
+	cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_TO_COMPACT];
+	struct store_call *calls = NULL;
+	size_t n = 0, cap = 0;
+	int rc = SQLITE_DONE, r = 0;
+
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, cut);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct row_link l;
+		char prev[AGD_SHA256_HEX] = "", want[AGD_SHA256_HEX];
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct store_call *nc = realloc(calls, ncap * sizeof(*calls));
+			if (!nc) {
+				r = -ENOMEM;
+				break;
+			}
+			calls = nc;
+			cap = ncap;
+		}
+		r = read_call(st, sqlite3_column_int64(st, 0), false, &calls[n], &l);
+		if (r < 0)
+			break;
+		n++;
+		if (l.ord > 1) {
+			cleanup_stmt sqlite3_stmt *ls = s->stmt[ST_J_LINK_AT];
+			const char *txt;
+			size_t len;
+			sqlite3_bind_text(ls, 1, run, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(ls, 2, l.ord - 1);
+			rc = sqlite3_step(ls);
+			r = rc == SQLITE_ROW	? col_text(ls, 0, AGD_SHA256_HEX, &txt, &len)
+			    : rc == SQLITE_DONE ? -EBADMSG
+						: map_rc(rc);
+			if (r == 0 && !valid_hex64(txt, len))
+				r = -EBADMSG;
+			if (r < 0)
+				break;
+			memcpy(prev, txt, len + 1);
+		}
+		journal_link(prev, run, l.ord, &calls[n - 1], calls[n - 1].args_hash, want);
+		if (strcmp(want, l.link) != 0)
+			r = -EBADMSG;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = map_rc(rc);
+	if (r < 0) {
+		store_calls_free(calls, n);
+		return r;
+	}
+	*ret = calls;
+	*ret_n = n;
+	return 0;
+}
+
 int
 store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_compacted)
 {
@@ -1788,14 +1856,13 @@ store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_
 		if (r < 0)
 			return r;
 	}
-	/* Verify everything before dropping anything: compaction never
-	 * launders an edited row. */
-	r = journal_read(s, run, false, &calls, &n);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; r == 0 && i < n && calls[i].seq <= cut; i++) {
-		if (calls[i].compacted || calls[i].status == STORE_CALL_INTENT)
-			continue;
+	/* Verify every row it rewrites before dropping anything: its fields
+	 * and seal (read_call), and its link from the row inserted before it.
+	 * Compaction never launders an edited row, and costs O(rows compacted)
+	 * rather than O(journal): compacted rows and rows after the cut are not
+	 * rewritten, and every load still verifies the whole chain. */
+	r = rows_to_compact(s, run, cut, &calls, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
 		r = compact_row(s, run, &calls[i]);
 		if (r == 0)
 			done++;

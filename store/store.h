@@ -169,8 +169,9 @@ int store_journal_truncate(struct store *s, const char *run, int64_t after_seq);
  * args hash, outcome, result hash and sizes kept, and its seal recomputed
  * over the result hash, so the journal still verifies. Rows with an unknown
  * outcome (INTENT) are never compacted. Such a row cannot be replayed: with
- * use_state a restart consumes it without replay. One commit, after the
- * whole journal verified (-EBADMSG otherwise). Fewer than keep_snapshots
+ * use_state a restart consumes it without replay. One commit, after every
+ * row it compacts is verified (fields, seal, link; -EBADMSG otherwise): the
+ * rows it leaves alone are left to the loads to verify. Fewer than keep_snapshots
  * states: nothing is done. *ret_compacted (may be NULL): rows compacted now. */
 int store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_compacted);
 

@@ -458,6 +458,37 @@ test_tamper_compacted(void **state)
 	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
 }
 
+/* Retention verifies every row it compacts: an edited one stops it before
+ * anything is dropped; an edit it does not touch is left for the load. */
+static void
+test_retain_verifies(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *st = json_object();
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int64_t done = -1;
+
+	fill_journal(f->s, "run1");
+	fill_journal(f->s, "run2");
+	assert_int_equal(store_state_save(f->s, "run1", 2, st), 0);
+	assert_int_equal(store_state_save(f->s, "run2", 2, st), 0);
+	/* run1: row 2 (to be compacted) edited: refused, nothing compacted. */
+	tamper(f, "UPDATE journal SET result = '{\"bytes\":999}' WHERE run = 'run1' AND seq = 2");
+	assert_int_equal(store_retain(f->s, "run1", 1, &done), -EBADMSG);
+	tamper(f, "UPDATE journal SET result = '{\"bytes\":20}' WHERE run = 'run1' AND seq = 2");
+	assert_int_equal(store_journal_load(f->s, "run1", &calls, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_false(calls[i].compacted);
+	store_calls_free(calls, n);
+	/* run2: row 3 (after the cut) edited: compaction goes on without
+	 * touching it, and the load still refuses the journal. */
+	tamper(f, "UPDATE journal SET finished_ms = 1 WHERE run = 'run2' AND seq = 3");
+	assert_int_equal(store_retain(f->s, "run2", 1, &done), 0);
+	assert_int_equal(done, 2);
+	assert_int_equal(load_rc(f->s, "run2"), -EBADMSG);
+}
+
 /* The seal as docs/store.md defines it, computed independently of the store. */
 static void
 seal_put(struct agd_sha256 *h, const void *p, size_t len)
@@ -892,6 +923,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_tamper_types, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lazy_validates_unparsed_rows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retain_verifies, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_compacted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_events, setup, teardown),
