@@ -542,6 +542,20 @@ key_is(const unsigned char *k, size_t len, const char *name)
 	return len == strlen(name) && memcmp(k, name, len) == 0;
 }
 
+/* The caller's arguments are one JSON object that jansson would accept. */
+static bool
+scan_args(const char *text)
+{
+	struct scan s = {.p = (const unsigned char *)text,
+			 .end = (const unsigned char *)text + strlen(text)};
+
+	scan_ws(&s);
+	if (s.p >= s.end || *s.p != '{' || !scan_object(&s))
+		return false;
+	scan_ws(&s);
+	return s.p == s.end;
+}
+
 struct call_reply {
 	const char *content; /* structuredContent's text, a view into the frame */
 	size_t len;
@@ -774,10 +788,9 @@ request_json(struct agentd_client *c, const char *method, json_t *params, json_t
 	return await_reply(c, id, ret_result, fast, err);
 }
 
-/* A tools/call request framed around the caller's own arguments text (parsed
- * by jansson already: one JSON object, no repeated key) instead of encoding
- * it again. Only for a text on one line and a tool name that needs no escape;
- * otherwise -EAGAIN and request_json does it. */
+/* A tools/call request framed around the caller's own arguments text (checked
+ * already: one JSON object, no repeated key) instead of encoding it again. Only for a text on one
+ * line and a tool name that needs no escape; otherwise -EAGAIN and request_json does it. */
 static int
 request_call_text(struct agentd_client *c, const char *tool, const char *args, json_t **ret_result,
 		  struct call_reply *fast, struct agentd_error *err)
@@ -868,14 +881,19 @@ agentd_call(struct agentd_client *c, const char *tool, const char *args_json,
 
 	if (!tool)
 		return -EINVAL;
-	r = parse_params(args_json ? args_json : "{}", &args);
-	if (r < 0)
-		return r;
-	if (!json_is_object(args))
-		return -EINVAL;
+	/* One object, checked by the scanner or else by jansson. */
+	if (!args_json || !scan_args(args_json)) {
+		r = parse_params(args_json ? args_json : "{}", &args);
+		if (r < 0)
+			return r;
+		if (!json_is_object(args))
+			return -EINVAL;
+	}
 	struct call_reply fast;
 	r = args_json && c ? request_call_text(c, tool, args_json, &result, &fast, err) : -EAGAIN;
 	if (r == -EAGAIN) {
+		if (!args && parse_params(args_json, &args) < 0)
+			return -EINVAL;
 		params = json_pack("{s:s, s:O}", "name", tool, "arguments", args);
 		if (!params)
 			return -ENOMEM;

@@ -192,6 +192,57 @@ test_mutations(void **state)
 	}
 }
 
+/* Arguments: whatever the scanner takes, jansson takes as one object. */
+static void
+test_args(void **state)
+{
+	static const char *const texts[] = {
+	    "{}",
+	    " { \"a\" : [1, -2.5e10, true, null, \"\\u00e9\\n\"] } ",
+	    "{\"p\":{\"q\":{}}}",
+	    "{\"a\":1,\"a\":2}",
+	    "[]",
+	    "{\"a\":1} x",
+	    "{\"s\":\"\\ud83d\\ude00\"}",
+	    "{\"n\":12345678901234567890}",
+	    "{\"t\":\"caf\xc3\xa9\"}",
+	};
+	static const char alphabet[] = "{}[]\",:\\ 0123456789-.eE+tfnulrsa\x80\xc3\xff\t";
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+	char buf[256];
+	size_t taken = 0;
+
+	for (int round = 0; round < 200000; round++) {
+		const char *base = texts[round % (sizeof(texts) / sizeof(texts[0]))];
+		size_t len = strlen(base);
+		memcpy(buf, base, len);
+		for (int m = 0; round >= 100 && m < 1 + round % 3; m++) {
+			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+			size_t at = (size_t)(rng >> 8) % (len + 1);
+			if ((rng >> 32) % 2 && len + 1 < sizeof(buf)) {
+				memmove(buf + at + 1, buf + at, len - at);
+				buf[at] = alphabet[(rng >> 40) % (sizeof(alphabet) - 1)];
+				len++;
+			} else if (at < len) {
+				buf[at] = alphabet[(rng >> 40) % (sizeof(alphabet) - 1)];
+			}
+		}
+		buf[len] = '\0';
+		if (strlen(buf) != len)
+			continue;
+		if (!scan_args(buf))
+			continue;
+		taken++;
+		json_t *v = json_loads(buf, JSON_REJECT_DUPLICATES, NULL);
+		if (!json_is_object(v))
+			fail_msg("scanner took arguments jansson refuses: %s", buf);
+		json_decref(v);
+	}
+	assert_true(taken > 1000);
+	assert_true(scan_args("{}") && scan_args(" { \"a\" : [1, -2.5e10, true, null] } "));
+	assert_false(scan_args("{\"a\":1,\"a\":2}") || scan_args("[]") || scan_args("{} x"));
+}
+
 /* End to end over a socket: a message before the reply is queued, the
  * reply is answered from the scanned text. */
 static void
@@ -255,6 +306,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_supervisor_frames),
 	    cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_args),
 	    cmocka_unit_test(test_call_over_socket),
 	};
 
