@@ -124,10 +124,17 @@ lock_run(const char *dir, const char *id)
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	/* A supervisor killed a moment ago may leave the lock held for a few
+	 * ms more: its sandboxed child shares the lock until it closes its
+	 * inherited descriptors or dies of the parent's death signal. Wait up
+	 * to a second for that before taking the holder for a live agentd. */
+	for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; i++) {
 		int e = -errno;
-		close(fd);
-		return e;
+		if (e != -EWOULDBLOCK || i == 100) {
+			close(fd);
+			return e;
+		}
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
 	}
 	return fd;
 }
