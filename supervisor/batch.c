@@ -297,10 +297,11 @@ reply(struct sup_pending *p)
 	char *frame = NULL;
 	size_t len = 0;
 
-	sup_emit(r, p->seq, "call.finished",
-		 sup_call_event(p->seq, p->t->name, p->decision, p->rule_id,
-				p->is_error ? "error" : "ok", false,
-				(agd_now_ns() - p->t0_ns) / 1000));
+	if (r->opt.on_event && !r->opt.no_call_events)
+		sup_emit(r, p->seq, "call.finished",
+			 sup_call_event(p->seq, p->t->name, p->decision, p->rule_id,
+					p->is_error ? "error" : "ok", false,
+					(agd_now_ns() - p->t0_ns) / 1000));
 	if (proto_stored_result_frame(p->id, p->text, p->text_len, p->is_error, p->seq, false,
 				      &frame, &len) == 0)
 		sup_send_frame(r, frame, len);

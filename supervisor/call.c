@@ -350,7 +350,7 @@ do_replayed_call(struct sup_run *r, const json_t *id, struct store_call *c)
 	r->last_replayed = c->seq;
 	/* call.* events are only shown live (sup_emit): build one only for a
 	 * listener, so a replay does not pay for it per call. */
-	if (r->opt.on_event)
+	if (r->opt.on_event && !r->opt.no_call_events)
 		sup_emit(r, c->seq, "call.replayed",
 			 sup_call_event(c->seq, c->tool, c->decision, c->rule,
 					outcome_name(c->status), true, 0));

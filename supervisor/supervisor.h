@@ -63,6 +63,9 @@ struct sup_options {
 	size_t max_frame;      /* 0: PROTO_MAX_FRAME_DEFAULT */
 	sup_event_fn on_event; /* may be NULL */
 	void *event_ud;
+	/* on_event is not called for the live-only call.* events (never stored
+	 * either), so the hot path does not build them: agentd serve. */
+	bool no_call_events;
 	int stdout_fd, stderr_fd; /* the agent's stdout/stderr (-1: inherit ours) */
 	sup_done_fn on_done;	  /* may be NULL */
 	void *done_ud;
