@@ -42,7 +42,9 @@ PYEOF
 # 1. The library, built against the staged SDK the way agent code would be.
 # A sanitizer build of the SDK needs the sanitizer runtimes at link time.
 SAN=""
-if nm "$SDK/lib/libagentd_client.a" 2>/dev/null | grep -q __asan_; then
+# (grep reads all of nm's output: with -q, nm could die of SIGPIPE and fail
+# the pipeline under pipefail)
+if nm "$SDK/lib/libagentd_client.a" 2>/dev/null | grep __asan_ >/dev/null; then
 	SAN="-fsanitize=address,undefined"
 fi
 cc -std=gnu17 -Wall -Wextra -Werror $SAN -I"$SDK/include" -o "$TMP/c_client_check" \
