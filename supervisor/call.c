@@ -60,8 +60,13 @@ approve(struct sup_run *r, int64_t seq, const char *tool, const json_t *args, co
 		*ret_by = "--deny";
 		return false;
 	case SUP_APPROVE_ASK_TTY:
-	case SUP_APPROVE_DURABLE: /* unknown outcomes: a durable run asks the TTY too */
 		break;
+	case SUP_APPROVE_DURABLE:
+		/* Only unknown outcomes get here, and they have no durable
+		 * approval object yet: a daemon's loop must never wait on a
+		 * terminal, so no one is asked and the answer is no. */
+		*ret_by = "no durable approval for unknown outcomes";
+		return false;
 	}
 	*ret_by = "tty";
 	return ask_tty(r, seq, tool, args, rule);

@@ -8,7 +8,9 @@
 #   fail                         the run fails naming the call, no append;
 #   nothing (default: ask)       the approver decides: --approve reruns it,
 #                                --deny answers -32004;
-#   a rule's retry under --durable's skip: the stricter (skip) wins.
+#   a rule's retry under --durable's skip: the stricter (skip) wins;
+#   durable approvals (as in agentd serve): a terminal is never asked, even
+#   when there is one, so the loop never waits on it: the answer is no.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 has() { grep "$@" >/dev/null; }
 command -v strace >/dev/null || { echo "SKIP: strace is not installed (apt-get install strace): it holds the supervisor mid-call"; exit 77; }
@@ -111,3 +113,17 @@ printf '{"on_unknown": "skip"}\n' > "$T/durable.json"
 crash stricter - retry --durable "$T/durable.json"
 expect stricter "$(resume stricter)" 0 "append: error -32004"
 echo "ok: the stricter of the policy (retry) and --durable (skip) wins"
+
+# --durable-approvals, under a terminal that never answers: not asked.
+if command -v script >/dev/null; then
+	crash durable - -
+	rc=0
+	timeout 20 script -qec "cd '$T/lib' && '$AGENTD' resume durable --state '$S' --durable-approvals" \
+		/dev/null >"$T/durable/tty.log" 2>&1 < <(exec sleep 25 2>/dev/null) || rc=$?
+	tr -d '\r' <"$T/durable/tty.log" >>"$T/durable/log"
+	[ $rc != 124 ] || { cat "$T/durable/log"; fail "durable: the resume waited on the terminal"; }
+	expect durable $rc 0 "append: error -32004"
+	echo "ok: durable approvals never wait on a terminal"
+else
+	echo "not checked: durable approvals under a terminal (script(1) is not installed)"
+fi
