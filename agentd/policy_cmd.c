@@ -102,6 +102,9 @@ cmd_check(int argc, char **argv)
 	}
 	printf("decision: %s\nrule: %s\nlayer: %s\nreason: %s\n", decision_name[r.decision],
 	       r.rule ? r.rule_id : "(no rule matched)", l.v[pick].name, r.reason);
+	enum policy_on_unknown u = policy_stack_on_unknown(l.v, l.n, tool, args, cwd);
+	if (u != POLICY_UNKNOWN_UNSET) /* for an effect a crash leaves unknown */
+		printf("on_unknown: %s\n", policy_on_unknown_name(u));
 	/* Every layer's own answer: the decision is the strictest of them. */
 	for (size_t k = 0; k < l.n && l.n > 1; k++) {
 		struct policy_result lr;

@@ -84,4 +84,13 @@ grep -qx "layer: run" "$T/check" && grep -qx "  system: allow (sys-fs)" "$T/chec
 	grep -qx "  run: deny (no rule matched)" "$T/check" || { cat "$T/check"; fail "policy check output"; }
 rc=0; "$AGENTD" policy check --policy-dir "$T/pdir" --user alice fs.read "{\"path\": \"$D/b/f\"}" >"$T/check" 2>&1 || rc=$?
 [ $rc = 0 ] || { cat "$T/check"; fail "policy check without the run file: exit $rc"; }
+! grep -q "^on_unknown:" "$T/check" || { cat "$T/check"; fail "policy check: on_unknown shown though no layer sets it"; }
+# on_unknown: the deciding rule's in the run layer, else its top level
+printf '{"version": 1, "on_unknown": "fail", "rules": [{"id": "w", "tool": "fs.write", "path": "%s/a/**", "decision": "allow", "on_unknown": "retry"}]}\n' "$D" >"$T/onu.json"
+"$AGENTD" policy check --policy-dir "$T/pdir" --user alice --policy "$T/onu.json" \
+	fs.write "{\"path\": \"$D/a/f\", \"content\": \"x\", \"append\": true}" >"$T/check" 2>&1 || true
+grep -qx "on_unknown: retry" "$T/check" || { cat "$T/check"; fail "policy check: on_unknown of the deciding rule"; }
+"$AGENTD" policy check --policy-dir "$T/pdir" --user alice --policy "$T/onu.json" \
+	fs.write "{\"path\": \"$D/b/f\", \"content\": \"x\", \"append\": true}" >"$T/check" 2>&1 || true
+grep -qx "on_unknown: fail" "$T/check" || { cat "$T/check"; fail "policy check: the policy's on_unknown"; }
 echo "policy layers: narrowed runs, no widening, system denies for all"
