@@ -44,7 +44,18 @@ state_dir(char *out, size_t outsz)
 		snprintf(out, outsz, "%s/.local/state/agentd", home);
 	else
 		return -ENOENT;
-	return agd_mkdir_p(out, 0700);
+	int e = agd_mkdir_p(out, 0700);
+	if (e < 0)
+		return e;
+	/* Absolute from here on: runs record their workspace under it, and the
+	 * supervisor refuses a relative path read back from the store. */
+	char abs[PATH_MAX];
+	if (!realpath(out, abs))
+		return -errno;
+	if (strlen(abs) >= outsz)
+		return -ENAMETOOLONG;
+	strcpy(out, abs);
+	return 0;
 }
 
 int

@@ -577,7 +577,7 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 	       *env = NULL;
 	json_int_t owner_uid = -1, owner_gid = -1;
 	const char *owner_user = NULL;
-	json_error_t jerr;
+	json_error_t jerr = {.text = ""};
 
 	/* "daemon" is agentd serve's own record of the run (owner, labels...);
 	 * the supervisor does not interpret it. */
@@ -593,7 +593,9 @@ load_spec(struct sup_run *r, char *reason, size_t reasonsz)
 	    json_array_size(argv) == 0 || r->cwd[0] != '/' || r->workspace[0] != '/' ||
 	    r->max_restarts < 0 || r->window_s <= 0) {
 		snprintf(reason, reasonsz, "run %s has an invalid spec in the store: %s", r->id,
-			 jerr.text);
+			 jerr.text[0] ? jerr.text
+				      : "a field out of range (uid, argv, cwd and workspace "
+					"absolute, max_restarts, restart_window_s, owner)");
 		return -EBADMSG;
 	}
 	for (size_t i = 0; i < json_array_size(argv); i++)

@@ -51,4 +51,9 @@ PY
 	fail "the suggested rule does not allow the call"
 rc=0; "$AGENTD" audit --run nosuch --state "$T/st" >/dev/null 2>&1 || rc=$?
 [ $rc = 1 ] || fail "unknown run: exit $rc"
+# A relative --state is the directory it names from where agentd starts:
+# the run is created, runs, and is found again by its absolute path.
+(cd "$T" && "$AGENTD" run --id rel --state relstate -- /bin/true) >"$T/rel.out" 2>&1 ||
+	{ cat "$T/rel.out"; fail "a run with a relative --state failed"; }
+"$AGENTD" show rel --state "$T/relstate" >/dev/null 2>&1 || fail "run rel not in $T/relstate"
 echo "audit: every decision exported with run, seq and rule; suggestions for unmatched denials"
