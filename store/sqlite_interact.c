@@ -54,6 +54,7 @@ enum ix_stmt {
 	IX_A_DECIDE,
 	IX_A_LIST,
 	IX_A_DISCARD,
+	IX_A_REASK,
 	IX_M_INSERT,
 	IX_M_QUEUED,
 	IX_M_DELIVER,
@@ -79,6 +80,10 @@ static const char *const ix_sql[IX__MAX] = {
     [IX_A_LIST] = "SELECT " A_COLS " FROM approvals WHERE (?1 IS NULL OR run = ?1) AND "
 		  "(?2 IS NULL OR status = ?2) ORDER BY created_ms, rowid",
     [IX_A_DISCARD] = "DELETE FROM approvals WHERE run = ?1 AND seq > ?2",
+    [IX_A_REASK] = "UPDATE approvals SET tool = ?3, args = ?4, rule = ?5, approvers = ?6, "
+		   "reason = ?7, created_ms = ?8, expires_ms = ?9, status = 'pending', "
+		   "decided_by = '', decided_ms = 0, comment = '', edited_args = NULL, "
+		   "scope = 'once' WHERE run = ?1 AND seq = ?2 AND status != 'pending'",
     [IX_M_INSERT] = "INSERT INTO messages(run, text, mode, status, created_ms, delivered_ms, "
 		    "delivered_seq) VALUES (?1, ?2, ?3, 'queued', ?4, 0, 0)",
     [IX_M_QUEUED] = "SELECT " M_COLS " FROM messages WHERE run = ?1 AND status = 'queued' "
@@ -336,8 +341,10 @@ read_approval(sqlite3_stmt *st, struct store_approval *ret)
 	return 0;
 }
 
-int
-store_approval_create(struct store *s, const struct store_approval *a)
+/* Write a pending row from a's run, seq, tool, args, rule, approvers,
+ * reason, created_ms and expires_ms with statement `id` (?1..?9 in that order). */
+static int
+approval_write(struct store *s, const struct store_approval *a, enum ix_stmt id)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cleanup_free char *args = NULL, *approvers = NULL;
@@ -362,7 +369,7 @@ store_approval_create(struct store *s, const struct store_approval *a)
 		r = store_sqlite_json_to_text(a->approvers ? a->approvers : empty, &approvers);
 	if (r < 0)
 		return r;
-	r = ix_stmt(s, IX_A_INSERT, &st);
+	r = ix_stmt(s, id, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, a->run, -1, SQLITE_STATIC);
@@ -375,6 +382,22 @@ store_approval_create(struct store *s, const struct store_approval *a)
 	sqlite3_bind_int64(st, 8, a->created_ms ? a->created_ms : agd_wall_ms());
 	sqlite3_bind_int64(st, 9, a->expires_ms);
 	return store_sqlite_step_done(st);
+}
+
+int
+store_approval_create(struct store *s, const struct store_approval *a)
+{
+	return approval_write(s, a, IX_A_INSERT);
+}
+
+int
+store_approval_reask(struct store *s, const struct store_approval *a)
+{
+	int r = approval_write(s, a, IX_A_REASK);
+
+	if (r < 0)
+		return r;
+	return sqlite3_changes(store_sqlite_db(s)) == 1 ? 0 : -ENOENT;
 }
 
 /* Read (run, seq) with the get statement; -ENOENT if missing. */

@@ -247,6 +247,10 @@ int store_approval_scope_parse(const char *name, enum store_approval_scope *ret)
  * (NULL = []), reason, created_ms (0 = now) and expires_ms; the decision
  * fields are ignored. First writer wins: -EEXIST if (run, seq) has one. */
 int store_approval_create(struct store *s, const struct store_approval *a);
+/* Ask again at (run, seq): its decided row becomes a pending one from a's
+ * fields as store_approval_create takes them (the decision is dropped).
+ * -ENOENT unless (run, seq) has a decided row. */
+int store_approval_reask(struct store *s, const struct store_approval *a);
 /* -ENOENT if none. The stored status is returned as is (a pending row past
  * its expiry stays pending until decided or expired). */
 int store_approval_get(struct store *s, const char *run, int64_t seq, struct store_approval *ret);

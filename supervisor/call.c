@@ -62,10 +62,9 @@ approve(struct sup_run *r, int64_t seq, const char *tool, const json_t *args, co
 	case SUP_APPROVE_ASK_TTY:
 		break;
 	case SUP_APPROVE_DURABLE:
-		/* Only unknown outcomes get here, and they have no durable
-		 * approval object yet: a daemon's loop must never wait on a
-		 * terminal, so no one is asked and the answer is no. */
-		*ret_by = "no durable approval for unknown outcomes";
+		/* Never: durable asks wait for their approval row (interact.c),
+		 * and a daemon's loop must never wait on a terminal. */
+		*ret_by = "durable approvals";
 		return false;
 	}
 	*ret_by = "tty";
@@ -305,31 +304,48 @@ do_unknown_outcome(struct sup_run *r, const json_t *id, const struct tool_def *t
 			 (long long)c->seq, c->tool);
 		return;
 	}
+	if (act == POLICY_UNKNOWN_ASK && r->opt.approval == SUP_APPROVE_DURABLE) {
+		/* A durable approval of the rerun: the call waits (interact.c). */
+		sup_ix_ask_unknown(r, id, t, c, &pr);
+		return;
+	}
 	if (act == POLICY_UNKNOWN_SKIP ||
 	    (act == POLICY_UNKNOWN_ASK &&
 	     !approve(r, c->seq, c->tool, c->args, "on_unknown", &by))) {
-		json_t *data = json_pack("{s:I,s:s}", "seq", (json_int_t)c->seq, "reason",
-					 "a crash left this effect's outcome unknown");
-		json_t *err = json_pack("{s:i,s:s,s:O}", "code", PROTO_UNKNOWN_OUTCOME, "message",
-					"unknown outcome", "data", data);
-		e = store_journal_finish(r->st, r->id, c->seq, STORE_CALL_DENIED, err,
-					 agd_wall_ms());
-		json_decref(err);
-		if (e < 0) {
-			json_decref(data);
-			sup_fail(r, "journal write failed for #%lld: %s", (long long)c->seq,
-				 strerror(-e));
-			return;
-		}
-		sup_reply_error(r, id, PROTO_UNKNOWN_OUTCOME, "unknown outcome", data);
+		sup_call_unknown_refuse(r, id, c->seq, PROTO_UNKNOWN_OUTCOME, "unknown outcome",
+					json_pack("{s:I,s:s}", "seq", (json_int_t)c->seq, "reason",
+						  "a crash left this effect's outcome unknown"));
 		return;
 	}
+	sup_call_unknown_rerun(r, id, t, c, pr.path_root, t0);
+}
+
+void
+sup_call_unknown_refuse(struct sup_run *r, const json_t *id, int64_t seq, int code,
+			const char *message, json_t *data)
+{
+	json_t *err = json_pack("{s:i,s:s,s:O}", "code", code, "message", message, "data", data);
+	int e = store_journal_finish(r->st, r->id, seq, STORE_CALL_DENIED, err, agd_wall_ms());
+
+	json_decref(err);
+	if (e < 0) {
+		json_decref(data);
+		sup_fail(r, "journal write failed for #%lld: %s", (long long)seq, strerror(-e));
+		return;
+	}
+	sup_reply_error(r, id, code, message, data);
+}
+
+void
+sup_call_unknown_rerun(struct sup_run *r, const json_t *id, const struct tool_def *t,
+		       const struct store_call *c, const char *path_root, int64_t t0)
+{
 	cleanup_json json_t *content = NULL;
 	bool is_error = false;
 	/* An approver's edit replaced the arguments this call ran with. */
 	cleanup_json json_t *edited = sup_ix_edited_args(r, c);
-	e = sup_call_run_tool(r, t, edited ? edited : c->args, c->seq, pr.path_root, cls, &content,
-			      &is_error);
+	int e = sup_call_run_tool(r, t, edited ? edited : c->args, c->seq, path_root,
+				  t->classify(c->args), &content, &is_error);
 	if (e < 0) {
 		sup_fail(r, "tool %s failed internally: %s", c->tool, strerror(-e));
 		return;

@@ -37,6 +37,7 @@ struct ix_pending {
 	struct policy_result pr; /* its pointers live in the run's policy */
 	int64_t since_ns;
 	int64_t expires_ms; /* wall clock, 0: never */
+	bool unknown;	    /* the rerun of an unknown outcome (journaled intent) */
 };
 
 struct sup_ix {
@@ -65,6 +66,18 @@ pending_free(struct ix_pending *p)
 	json_decref(p->args);
 	free(p);
 	return NULL;
+}
+
+/* Answer the waiting call with a refusal (cancel, interrupt): a live call
+ * gets its denial journaled, an unknown outcome its intent row finished. */
+static void
+pending_refuse(struct sup_run *r, struct ix_pending *p, const char *decision, json_t *data)
+{
+	if (p->unknown)
+		sup_call_unknown_refuse(r, p->id, p->seq, PROTO_INTERRUPTED, "interrupted", data);
+	else
+		sup_call_refuse(r, p->id, p->tool, p->args, p->hash, p->seq, p->pr.rule_id,
+				decision, PROTO_INTERRUPTED, "interrupted", data);
 }
 
 void
@@ -243,9 +256,7 @@ sup_ix_cancel(struct sup_run *r)
 		/* The approval is moot: the run ends without this call. */
 		(void)store_approval_decide(r->st, r->id, p->seq, false, "cancel", "run cancelled",
 					    NULL, STORE_SCOPE_ONCE);
-		sup_call_refuse(r, p->id, p->tool, p->args, p->hash, p->seq, p->pr.rule_id,
-				"cancelled", PROTO_INTERRUPTED, "interrupted",
-				json_pack("{s:s}", "reason", "cancelled"));
+		pending_refuse(r, p, "cancelled", json_pack("{s:s}", "reason", "cancelled"));
 		unpause(r);
 		return;
 	}
@@ -321,11 +332,81 @@ scope_match(const struct store_approval *a, void *ud)
 {
 	struct scope_find *f = ud;
 
-	if (a->scope != STORE_SCOPE_ONCE && a->seq != f->seq && strcmp(a->tool, f->tool) == 0) {
+	/* An unknown outcome's approval covers its rerun only. */
+	if (a->scope != STORE_SCOPE_ONCE && a->seq != f->seq && strcmp(a->tool, f->tool) == 0 &&
+	    strcmp(a->rule, SUP_UNKNOWN_RULE) != 0) {
 		f->found = true;
 		return 1;
 	}
 	return 0;
+}
+
+/* Record approval row (first writer wins) and read it back as it stands, a
+ * pending row past its expiry expired. Fails the run on a store error. */
+static int
+ask_row(struct sup_run *r, const struct store_approval *row, struct store_approval *a)
+{
+	int e = store_approval_create(r->st, row);
+
+	if (e == 0)
+		sup_emit(r, row->seq, "approval.requested",
+			 json_pack("{s:I,s:s,s:O,s:s,s:O,s:s,s:I}", "seq", (json_int_t)row->seq,
+				   "tool", row->tool, "args", row->args, "rule", row->rule,
+				   "approvers", row->approvers, "reason", row->reason, "expires_ms",
+				   (json_int_t)row->expires_ms));
+	else if (e != -EEXIST) {
+		sup_fail(r, "approval write failed for #%lld: %s", (long long)row->seq,
+			 strerror(-e));
+		return e;
+	}
+	/* Asked before (an earlier attempt): the row may hold the decision. */
+	e = store_approval_get(r->st, r->id, row->seq, a);
+	if (e < 0) {
+		sup_fail(r, "approval for #%lld unreadable: %s", (long long)row->seq, strerror(-e));
+		return e;
+	}
+	if (a->status == STORE_APPROVAL_PENDING && a->expires_ms &&
+	    agd_wall_ms() >= a->expires_ms) {
+		store_approval_clear(a);
+		e = store_approval_expire(r->st, r->id, row->seq);
+		if ((e < 0 && e != -EALREADY) ||
+		    store_approval_get(r->st, r->id, row->seq, a) < 0) {
+			sup_fail(r, "approval for #%lld: store failed", (long long)row->seq);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* Make the call at seq wait for its pending approval. */
+static void
+wait_for(struct sup_run *r, struct sup_ix *ix, const json_t *id, const struct tool_def *t,
+	 const char *tool, const json_t *args, const char *hash, int64_t seq,
+	 const struct policy_result *pr, int64_t expires_ms, bool unknown)
+{
+	struct ix_pending *p = calloc(1, sizeof(*p));
+
+	if (!p || !(p->tool = strdup(tool))) {
+		free(p);
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+		return;
+	}
+	p->attempt = r->attempt;
+	p->id = json_deep_copy(id);
+	p->t = t;
+	p->args = json_deep_copy(args);
+	memcpy(p->hash, hash, AGD_SHA256_HEX);
+	p->seq = seq;
+	p->pr = *pr;
+	p->since_ns = agd_now_ns();
+	p->expires_ms = expires_ms;
+	p->unknown = unknown;
+	pending_free(ix->pending);
+	ix->pending = p;
+	sup_emit(r, seq, "approval.waiting",
+		 json_pack("{s:I,s:s,s:I}", "seq", (json_int_t)seq, "tool", tool, "expires_ms",
+			   (json_int_t)p->expires_ms));
+	tick_arm(ix, IX_TICK_MS, IX_TICK_MS);
 }
 
 void
@@ -371,22 +452,8 @@ sup_ix_ask(struct sup_run *r, const json_t *id, const struct tool_def *t, const 
 	    .created_ms = now,
 	    .expires_ms = ttl ? now + (int64_t)ttl : 0,
 	};
-	e = store_approval_create(r->st, &row);
-	if (e == 0)
-		sup_emit(r, seq, "approval.requested",
-			 json_pack("{s:I,s:s,s:O,s:s,s:O,s:I}", "seq", (json_int_t)seq, "tool",
-				   tool, "args", args, "rule", pr->rule_id, "approvers", approvers,
-				   "expires_ms", (json_int_t)row.expires_ms));
-	else if (e != -EEXIST) {
-		sup_fail(r, "approval write failed for #%lld: %s", (long long)seq, strerror(-e));
+	if (ask_row(r, &row, &a) < 0)
 		return;
-	}
-	/* Asked before (an earlier attempt): the row may hold the decision. */
-	e = store_approval_get(r->st, r->id, seq, &a);
-	if (e < 0) {
-		sup_fail(r, "approval for #%lld unreadable: %s", (long long)seq, strerror(-e));
-		return;
-	}
 	if (strcmp(a.tool, tool) != 0 || agd_json_hash(a.args, h) < 0 || strcmp(h, hash) != 0) {
 		store_approval_clear(&a);
 		sup_call_refuse(r, id, tool, args, hash, seq, pr->rule_id, "ask:mismatch",
@@ -394,43 +461,157 @@ sup_ix_ask(struct sup_run *r, const json_t *id, const struct tool_def *t, const 
 				refusal_data(pr, "the approval at this seq is for another call"));
 		return;
 	}
-	if (a.status == STORE_APPROVAL_PENDING && a.expires_ms && agd_wall_ms() >= a.expires_ms) {
-		store_approval_clear(&a);
-		e = store_approval_expire(r->st, r->id, seq);
-		if ((e < 0 && e != -EALREADY) || store_approval_get(r->st, r->id, seq, &a) < 0) {
-			sup_fail(r, "approval for #%lld: store failed", (long long)seq);
-			return;
-		}
-	}
 	if (a.status != STORE_APPROVAL_PENDING) {
 		apply(r, id, t, tool, args, hash, seq, pr, &a, NULL);
 		store_approval_clear(&a);
 		return;
 	}
+	wait_for(r, ix, id, t, tool, args, hash, seq, pr, a.expires_ms, false);
+	store_approval_clear(&a);
+}
 
-	struct ix_pending *p = calloc(1, sizeof(*p));
-	if (!p || !(p->tool = strdup(tool))) {
-		free(p);
-		store_approval_clear(&a);
+/* Apply a decided unknown-outcome approval row (a) to the call at seq. */
+static void
+apply_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t, int64_t seq,
+	      const struct policy_result *pr, const struct store_approval *a)
+{
+	const char *why = a->comment[0] ? a->comment : "refused by the approver";
+
+	switch (a->status) {
+	case STORE_APPROVAL_APPROVED: {
+		/* The row's arguments are those the call ran with; the approver
+		 * may have edited them for the rerun. */
+		struct store_call c = {.seq = seq,
+				       .tool = a->tool,
+				       .args = a->edited_args ? a->edited_args : a->args,
+				       .rule = (char *)pr->rule_id};
+		json_t *ev =
+		    json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)seq, "rule", SUP_UNKNOWN_RULE,
+			      "by", a->decided_by, "comment", a->comment);
+		if (ev && a->edited_args)
+			json_object_set(ev, "edited_args", a->edited_args);
+		sup_emit(r, seq, "approval.granted", ev);
+		sup_call_unknown_rerun(r, id, t, &c, pr->path_root, agd_now_ns());
+		return;
+	}
+	case STORE_APPROVAL_DENIED:
+		sup_emit(r, seq, "approval.denied",
+			 json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)seq, "rule",
+				   SUP_UNKNOWN_RULE, "by", a->decided_by, "comment", a->comment));
+		break;
+	case STORE_APPROVAL_EXPIRED:
+	default:
+		sup_emit(r, seq, "approval.expired",
+			 json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "rule", SUP_UNKNOWN_RULE));
+		why = "the approval expired";
+		break;
+	}
+	sup_call_unknown_refuse(r, id, seq, PROTO_UNKNOWN_OUTCOME, "unknown outcome",
+				json_pack("{s:I,s:s,s:b,s:s}", "seq", (json_int_t)seq, "reason",
+					  "a crash left this effect's outcome unknown", "approved",
+					  0, "comment", why));
+}
+
+static bool
+unknown_row(const struct store_approval *a)
+{
+	return strcmp(a->rule, SUP_UNKNOWN_RULE) == 0 &&
+	       strncmp(a->reason, SUP_UNKNOWN_REASON, strlen(SUP_UNKNOWN_REASON)) == 0;
+}
+
+void
+sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t,
+		   const struct store_call *c, const struct policy_result *pr)
+{
+	struct sup_ix *ix = ix_get(r);
+	struct store_approval a = {0};
+	char h[AGD_SHA256_HEX];
+	int e;
+
+	if (!ix) {
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
 		return;
 	}
-	p->attempt = r->attempt;
-	p->id = json_deep_copy(id);
-	p->t = t;
-	p->args = json_deep_copy(args);
-	memcpy(p->hash, hash, AGD_SHA256_HEX);
-	p->seq = seq;
-	p->pr = *pr;
-	p->since_ns = agd_now_ns();
-	p->expires_ms = a.expires_ms;
+	/* What the call ran with: the agent's arguments or an approver's edit
+	 * of them (read before this row replaces that approval). */
+	cleanup_json json_t *edited = sup_ix_edited_args(r, c);
+	const json_t *ran = edited ? edited : c->args;
+	/* The reason names the call: the approver decides on it alone. */
+	cleanup_free char *text = agd_json_canonical(ran);
+	if (!text) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+		return;
+	}
+	size_t cut = strlen(text);
+	if (cut > 1024) { /* at a UTF-8 character boundary */
+		cut = 1024;
+		while (cut > 0 && ((unsigned char)text[cut] & 0xc0) == 0x80)
+			cut--;
+	}
+	cleanup_free char *reason =
+	    agd_asprintf("%s #%lld %s %.*s%s", SUP_UNKNOWN_REASON, (long long)c->seq, c->tool,
+			 (int)cut, text, text[cut] ? "..." : "");
+	const char *const *names = pr->rule ? policy_rule_approvers(pr->rule) : NULL;
+	uint64_t ttl = pr->rule ? policy_rule_expires_ms(pr->rule) : 0;
+	cleanup_json json_t *approvers = json_array();
+	for (size_t i = 0; names && names[i]; i++)
+		json_array_append_new(approvers, json_string(names[i]));
+	int64_t now = agd_wall_ms();
+	struct store_approval row = {
+	    .run = r->id,
+	    .seq = c->seq,
+	    .tool = c->tool,
+	    .args = (json_t *)ran,
+	    .rule = SUP_UNKNOWN_RULE,
+	    .approvers = approvers,
+	    .reason = reason,
+	    .created_ms = now,
+	    .expires_ms = ttl ? now + (int64_t)ttl : 0,
+	};
+	if (!reason || !approvers) {
+		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+		return;
+	}
+	if (ask_row(r, &row, &a) < 0)
+		return;
+	/* The row at this seq is the approval of the call itself (its rule
+	 * asked before it ran): that approved one run, not a rerun. Ask again. */
+	if (!unknown_row(&a) && a.status == STORE_APPROVAL_APPROVED &&
+	    strcmp(a.tool, c->tool) == 0) {
+		store_approval_clear(&a);
+		e = store_approval_reask(r->st, &row);
+		if (e < 0) {
+			sup_fail(r, "approval write failed for #%lld: %s", (long long)c->seq,
+				 strerror(-e));
+			return;
+		}
+		sup_emit(r, c->seq, "approval.requested",
+			 json_pack("{s:I,s:s,s:O,s:s,s:O,s:s,s:I}", "seq", (json_int_t)c->seq,
+				   "tool", c->tool, "args", ran, "rule", SUP_UNKNOWN_RULE,
+				   "approvers", approvers, "reason", reason, "expires_ms",
+				   (json_int_t)row.expires_ms));
+		if (ask_row(r, &row, &a) < 0)
+			return;
+	}
+	/* Anything else is not this call's: no one has decided on its rerun. */
+	bool same_args = agd_json_hash(a.args, h) == 0 &&
+			 (strcmp(h, c->args_hash) == 0 ||
+			  (c->decision && strcmp(c->decision, "ask:edited") == 0));
+	if (!unknown_row(&a) || strcmp(a.tool, c->tool) != 0 || !same_args) {
+		store_approval_clear(&a);
+		sup_call_unknown_refuse(
+		    r, id, c->seq, PROTO_UNKNOWN_OUTCOME, "unknown outcome",
+		    json_pack("{s:I,s:s}", "seq", (json_int_t)c->seq, "reason",
+			      "a crash left this effect's outcome unknown; the approval at this "
+			      "seq is not one for its rerun"));
+		return;
+	}
+	if (a.status != STORE_APPROVAL_PENDING)
+		apply_unknown(r, id, t, c->seq, pr, &a);
+	else
+		wait_for(r, ix, id, t, c->tool, a.args, c->args_hash, c->seq, pr, a.expires_ms,
+			 true);
 	store_approval_clear(&a);
-	pending_free(ix->pending);
-	ix->pending = p;
-	sup_emit(r, seq, "approval.waiting",
-		 json_pack("{s:I,s:s,s:I}", "seq", (json_int_t)seq, "tool", tool, "expires_ms",
-			   (json_int_t)p->expires_ms));
-	tick_arm(ix, IX_TICK_MS, IX_TICK_MS);
 }
 
 /* Answer the waiting call from its (now decided) approval row. */
@@ -445,7 +626,10 @@ resolve_pending(struct sup_run *r)
 		return;
 	}
 	if (a.status != STORE_APPROVAL_PENDING) {
-		apply(r, p->id, p->t, p->tool, p->args, p->hash, p->seq, &p->pr, &a, NULL);
+		if (p->unknown)
+			apply_unknown(r, p->id, p->t, p->seq, &p->pr, &a);
+		else
+			apply(r, p->id, p->t, p->tool, p->args, p->hash, p->seq, &p->pr, &a, NULL);
 		unpause(r);
 	}
 	store_approval_clear(&a);
@@ -758,9 +942,8 @@ interrupt_pending(struct sup_run *r, const struct store_message *m)
 	sup_emit(r, p->seq, "message.interrupted",
 		 json_pack("{s:I,s:I}", "seq", (json_int_t)p->seq, "message", (json_int_t)m->id));
 	int64_t seq = p->seq;
-	sup_call_refuse(r, p->id, p->tool, p->args, p->hash, p->seq, p->pr.rule_id, "interrupted",
-			PROTO_INTERRUPTED, "interrupted",
-			json_pack("{s:s,s:I}", "message", m->text, "id", (json_int_t)m->id));
+	pending_refuse(r, p, "interrupted",
+		       json_pack("{s:s,s:I}", "message", m->text, "id", (json_int_t)m->id));
 	(void)store_message_deliver(r->st, r->id, m->id, seq);
 	unpause(r);
 }

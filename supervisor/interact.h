@@ -14,12 +14,21 @@ struct tool_def;
 
 /* Tool name of the journal's pseudo-calls that record message deliveries. */
 #define SUP_INBOX_TOOL "agentd.inbox"
+/* The rule id and the start of the reason of an unknown outcome's approval. */
+#define SUP_UNKNOWN_RULE   "on_unknown"
+#define SUP_UNKNOWN_REASON "unknown outcome: the call may or may not have run:"
 
 /* interact.c */
 /* A live call the policy answered `ask` under SUP_APPROVE_DURABLE: answer it
  * from a stored decision, or record the approval and make the call wait. */
 void sup_ix_ask(struct sup_run *r, const json_t *id, const struct tool_def *t, const char *tool,
 		const json_t *args, const char *hash, const struct policy_result *pr);
+/* A journaled effect call whose outcome a crash left unknown, on_unknown
+ * `ask` under SUP_APPROVE_DURABLE: answer it from the decision of its
+ * approval row (rule "on_unknown", at c's seq), or record one and wait.
+ * Approved: rerun (sup_call_unknown_rerun); denied or expired: -32004. */
+void sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t,
+			const struct store_call *c, const struct policy_result *pr);
 /* The approver's edited arguments for journaled call c (decision
  * "ask:edited"), a new reference; NULL when the call ran with its own. */
 json_t *sup_ix_edited_args(struct sup_run *r, const struct store_call *c);
@@ -54,6 +63,15 @@ void sup_call_execute_live(struct sup_run *r, const json_t *id, const struct too
 			   const char *tool, const json_t *args, const char *args_text,
 			   const char *hash, int64_t seq, const struct policy_result *pr,
 			   const char *decision, const json_t *exec_args, int64_t t0);
+
+/* call.c: an unknown outcome's two answers. Refuse: finish the intent row
+ * at seq as denied and answer code (-32004, or -32003 when interrupted) with
+ * message and data (stolen). Rerun: run c again
+ * (with its idempotency key), finish its row and answer the result. */
+void sup_call_unknown_refuse(struct sup_run *r, const json_t *id, int64_t seq, int code,
+			     const char *message, json_t *data);
+void sup_call_unknown_rerun(struct sup_run *r, const json_t *id, const struct tool_def *t,
+			    const struct store_call *c, const char *path_root, int64_t t0);
 
 /* run.c: stop the child and end the run "suspended" (sup_run_result -EAGAIN). */
 void sup_suspend(struct sup_run *r, const char *why);

@@ -9,8 +9,9 @@
 #   nothing (default: ask)       the approver decides: --approve reruns it,
 #                                --deny answers -32004;
 #   a rule's retry under --durable's skip: the stricter (skip) wins;
-#   durable approvals (as in agentd serve): a terminal is never asked, even
-#   when there is one, so the loop never waits on it: the answer is no.
+#   durable approvals (as in agentd serve): an approval row at the intent's
+#   seq, decided from another process: approve reruns once, deny answers
+#   -32004; an idle wait suspends the run and the decision outlives it.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 has() { grep "$@" >/dev/null; }
 command -v strace >/dev/null || { echo "SKIP: strace is not installed (apt-get install strace): it holds the supervisor mid-call"; exit 77; }
@@ -27,9 +28,10 @@ crash() {
 	local d="$T/$name"
 	mkdir -p "$d/out"
 	python3 - "$d" "$top" "$rule" <<'PY'
-import json, sys
+import json, os, sys
 d, top, rule = sys.argv[1:4]
-ledger = {"id": "ledger", "tool": "fs.write", "path": d + "/out/ledger.txt", "decision": "allow"}
+ledger = {"id": "ledger", "tool": "fs.write", "path": d + "/out/ledger.txt",
+          "decision": os.environ.get("LEDGER", "allow")}
 if rule != "-":
     ledger["on_unknown"] = rule
 p = {"version": 1, "rules": [
@@ -45,6 +47,8 @@ PY
 	local tracer=$!
 	PIDS+=($tracer)
 	for _ in $(seq 300); do
+		# An ask rule (LEDGER=ask, durable approvals): approved before it runs.
+		[ "${LEDGER:-}" != ask ] || "$AGENTD" approve "$name" 2 --state "$S" >/dev/null 2>&1 || true
 		"$AGENTD" show "$name" --state "$S" 2>/dev/null | has '#2 .*fs.write.*unknown outcome' && break
 		sleep 0.05
 	done
@@ -114,16 +118,86 @@ crash stricter - retry --durable "$T/durable.json"
 expect stricter "$(resume stricter)" 0 "append: error -32004"
 echo "ok: the stricter of the policy (retry) and --durable (skip) wins"
 
-# --durable-approvals, under a terminal that never answers: not asked.
-if command -v script >/dev/null; then
-	crash durable - -
-	rc=0
-	timeout 20 script -qec "cd '$T/lib' && '$AGENTD' resume durable --state '$S' --durable-approvals" \
-		/dev/null >"$T/durable/tty.log" 2>&1 < <(exec sleep 25 2>/dev/null) || rc=$?
-	tr -d '\r' <"$T/durable/tty.log" >>"$T/durable/log"
-	[ $rc != 124 ] || { cat "$T/durable/log"; fail "durable: the resume waited on the terminal"; }
-	expect durable $rc 0 "append: error -32004"
-	echo "ok: durable approvals never wait on a terminal"
-else
-	echo "not checked: durable approvals under a terminal (script(1) is not installed)"
-fi
+# Durable approvals (--durable-approvals, as in agentd serve): the rerun waits
+# for an approval row at the intent's seq (rule on_unknown), decided from
+# another process. No terminal is ever asked: stdin is a pipe nobody writes.
+wait_pending() { # NAME: until #2's unknown-outcome approval is listed pending
+	for _ in $(seq 200); do
+		"$AGENTD" approvals "$1" --state "$S" --status pending | has "^$1 *2 *fs.write *pending *on_unknown " && return 0
+		sleep 0.05
+	done
+	"$AGENTD" approvals "$1" --state "$S"; cat "$T/$1/log"; fail "$1: no pending approval for #2"
+}
+check_row() { # NAME: the row says what is asked, naming the call and its args
+	"$AGENTD" approvals "$1" --state "$S" --json | python3 -c '
+import json, sys
+a = json.loads(sys.stdin.readline())
+want = "unknown outcome: the call may or may not have run: #2 fs.write "
+assert a["reason"].startswith(want), a["reason"]
+assert json.loads(a["reason"][len(want):]) == a["args"], a
+assert a["args"]["path"] == sys.argv[1] + "/out/ledger.txt", a
+' "$T/$1" || fail "$1: the approval row"
+}
+# resume_waiting NAME [OPTIONS...]: resume in the background (pid in $bg)
+resume_waiting() {
+	local name=$1; shift
+	(cd "$T/lib" && exec "$AGENTD" resume "$name" --state "$S" --durable-approvals "$@" \
+		< <(exec sleep 60 2>/dev/null)) >>"$T/$name/log" 2>&1 &
+	bg=$!
+	PIDS+=($bg)
+}
+finish() { rc=0; wait "$1" || rc=$?; } # PID: its exit status in $rc
+once() { # NAME: the agent saw one answer for the append
+	[ "$(grep -c '^append: ' "$T/$1/log")" = 1 ] || { cat "$T/$1/log"; fail "$1: the agent saw $(grep -c '^append: ' "$T/$1/log") answers for the append"; }
+}
+
+crash waiting - - --durable-approvals
+resume_waiting waiting
+wait_pending waiting
+check_row waiting
+sleep 0.5
+kill -0 $bg 2>/dev/null || { cat "$T/waiting/log"; fail "waiting: the resume did not wait"; }
+[ "$(appended waiting)" = 0 ] || fail "waiting: the append was rerun before the decision"
+"$AGENTD" approve waiting 2 --state "$S" >/dev/null || fail "waiting: approve"
+finish $bg
+expect waiting $rc 1 "append: ok"
+once waiting
+"$AGENTD" approvals waiting --state "$S" | has "^waiting *2 *fs.write *approved *on_unknown " || fail "waiting: the row is not approved"
+echo "ok: durable approvals: the unknown outcome waits for its approval, approve reruns it once"
+
+crash refused2 - - --durable-approvals
+resume_waiting refused2
+wait_pending refused2
+"$AGENTD" approve refused2 2 --deny --comment "it ran" --state "$S" >/dev/null || fail "refused2: deny"
+finish $bg
+expect refused2 $rc 0 "append: error -32004"
+once refused2
+echo "ok: durable approvals: deny answers -32004, no append"
+
+# The call's own rule asked and was approved before it ran: that approved
+# one run; its rerun is asked again at the same seq.
+LEDGER=ask crash reasked - - --durable-approvals
+"$AGENTD" approvals reasked --state "$S" | has "^reasked *2 *fs.write *approved *ledger " ||
+	{ "$AGENTD" approvals reasked --state "$S"; fail "reasked: the call's own approval"; }
+LEDGER=ask resume_waiting reasked
+wait_pending reasked
+check_row reasked
+"$AGENTD" approve reasked 2 --state "$S" >/dev/null || fail "reasked: approve"
+finish $bg
+expect reasked $rc 1 "append: ok"
+once reasked
+echo "ok: durable approvals: an approved call's unknown outcome is asked again, approve reruns it once"
+
+# Idle: the run suspends; the row outlives the process; the decision is
+# found when a resume replays to the call.
+crash idle - - --durable-approvals
+rc=$(resume idle --durable-approvals --approval-idle-suspend 1 < <(exec sleep 60 2>/dev/null))
+[ "$rc" = 75 ] || { cat "$T/idle/log"; fail "idle: the resume exited $rc, not 75 (suspended)"; }
+has "suspended waiting for approval of call #2" "$T/idle/log" || { cat "$T/idle/log"; fail "idle: no suspension"; }
+wait_pending idle
+[ "$(appended idle)" = 0 ] || fail "idle: appended before the decision"
+"$AGENTD" approve idle 2 --state "$S" >/dev/null || fail "idle: approve"
+expect idle "$(resume idle --durable-approvals)" 1 "append: ok"
+once idle
+[ "$("$AGENTD" approvals idle --state "$S" | grep -c '^idle ')" = 1 ] || { "$AGENTD" approvals idle --state "$S"; fail "idle: more than one approval"; }
+echo "ok: durable approvals: suspended while waiting, approved, resumed: applied once"

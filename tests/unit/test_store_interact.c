@@ -128,6 +128,41 @@ test_approval_lifecycle(void **state)
 	assert_int_equal(store_approval_get(f->s, "r1", 5, &a), 0);
 	assert_int_equal(a.status, STORE_APPROVAL_DENIED);
 	store_approval_clear(&a);
+
+	/* Asked again: the decided row at 3 becomes a new pending one. */
+	{
+		cleanup_json json_t *args = json_pack("{s:s}", "url", "http://z/");
+		struct store_approval b = {.run = "r1",
+					   .seq = 3,
+					   .tool = "fs.write",
+					   .args = args,
+					   .rule = "on_unknown",
+					   .reason = "again",
+					   .expires_ms = INT64_C(1) << 50};
+		assert_int_equal(store_approval_reask(f->s, &b), 0);
+		assert_int_equal(store_approval_reask(f->s, &b), -ENOENT); /* pending */
+		b.seq = 4;
+		assert_int_equal(store_approval_reask(f->s, &b), -ENOENT); /* none */
+		b.seq = 3;
+		b.tool = "";
+		assert_int_equal(store_approval_reask(f->s, &b), -EINVAL);
+	}
+	assert_int_equal(store_approval_get(f->s, "r1", 3, &a), 0);
+	assert_int_equal(a.status, STORE_APPROVAL_PENDING);
+	assert_string_equal(a.tool, "fs.write");
+	assert_string_equal(a.rule, "on_unknown");
+	assert_string_equal(a.reason, "again");
+	assert_string_equal(json_string_value(json_object_get(a.args, "url")), "http://z/");
+	assert_int_equal(json_array_size(a.approvers), 0);
+	assert_string_equal(a.decided_by, "");
+	assert_string_equal(a.comment, "");
+	assert_int_equal(a.decided_ms, 0);
+	assert_int_equal(a.expires_ms, INT64_C(1) << 50);
+	assert_int_equal(a.scope, STORE_SCOPE_ONCE);
+	assert_null(a.edited_args);
+	store_approval_clear(&a);
+	assert_int_equal(
+	    store_approval_decide(f->s, "r1", 3, false, "bob", NULL, NULL, STORE_SCOPE_ONCE), 0);
 }
 
 static void
