@@ -11,7 +11,8 @@
 #   a rule's retry under --durable's skip: the stricter (skip) wins;
 #   durable approvals (as in agentd serve): an approval row at the intent's
 #   seq, decided from another process: approve reruns once, deny answers
-#   -32004; an idle wait suspends the run and the decision outlives it.
+#   -32004, expiry too; an idle wait suspends the run and the decision
+#   outlives it; a call whose ask rule approved it is asked again.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 has() { grep "$@" >/dev/null; }
 command -v strace >/dev/null || { echo "SKIP: strace is not installed (apt-get install strace): it holds the supervisor mid-call"; exit 77; }
@@ -32,6 +33,8 @@ import json, os, sys
 d, top, rule = sys.argv[1:4]
 ledger = {"id": "ledger", "tool": "fs.write", "path": d + "/out/ledger.txt",
           "decision": os.environ.get("LEDGER", "allow")}
+if os.environ.get("LEDGER_EXPIRES"):
+    ledger["expires"] = os.environ["LEDGER_EXPIRES"]
 if rule != "-":
     ledger["on_unknown"] = rule
 p = {"version": 1, "rules": [
@@ -187,6 +190,17 @@ finish $bg
 expect reasked $rc 1 "append: ok"
 once reasked
 echo "ok: durable approvals: an approved call's unknown outcome is asked again, approve reruns it once"
+
+# The rule's expiry applies to the rerun's approval too: expired is denied.
+LEDGER=ask LEDGER_EXPIRES=3s crash expiring - - --durable-approvals
+LEDGER=ask resume_waiting expiring
+wait_pending expiring
+finish $bg
+expect expiring $rc 0 "append: error -32004"
+once expiring
+"$AGENTD" approvals expiring --state "$S" | has "^expiring *2 *fs.write *expired *on_unknown " ||
+	{ "$AGENTD" approvals expiring --state "$S"; fail "expiring: the row did not expire"; }
+echo "ok: durable approvals: an expired approval of the rerun answers -32004, no append"
 
 # Idle: the run suspends; the row outlives the process; the decision is
 # found when a resume replays to the call.
