@@ -658,14 +658,14 @@ may_decide(struct req *q, const struct serve_run *r, const json_t *approvers)
 static json_t *
 approval_json(const struct store_approval *a, const struct serve_run *r)
 {
-	return json_pack("{s:s,s:s,s:I,s:s,s:O,s:s,s:O,s:s,s:I,s:I,s:s,s:s,s:I,s:s,s:O?,s:s}",
+	return json_pack("{s:s,s:s,s:I,s:s,s:O,s:s,s:O,s:s,s:I,s:I,s:s,s:s,s:I,s:s,s:O?,s:s,s:i}",
 			 "run", a->run, "user", r->user, "seq", (json_int_t)a->seq, "tool", a->tool,
 			 "args", a->args, "rule", a->rule, "approvers", a->approvers, "reason",
 			 a->reason, "created_ms", (json_int_t)a->created_ms, "expires_ms",
 			 (json_int_t)a->expires_ms, "status", store_approval_status_name(a->status),
 			 "decided_by", a->decided_by, "decided_ms", (json_int_t)a->decided_ms,
 			 "comment", a->comment, "edited_args", a->edited_args, "scope",
-			 store_approval_scope_name(a->scope));
+			 store_approval_scope_name(a->scope), "rerun_attempt", a->rerun_attempt);
 }
 
 struct approvals_ctx {

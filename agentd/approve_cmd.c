@@ -141,13 +141,13 @@ print_approval(const struct store_approval *a, void *ud)
 		status = "expired";
 	if (*json) {
 		cleanup_json json_t *o = json_pack(
-		    "{s:s,s:I,s:s,s:O,s:s,s:O,s:s,s:I,s:I,s:s,s:s,s:I,s:s,s:O?,s:s}", "run", a->run,
-		    "seq", (json_int_t)a->seq, "tool", a->tool, "args", a->args, "rule", a->rule,
-		    "approvers", a->approvers, "reason", a->reason, "created_ms",
+		    "{s:s,s:I,s:s,s:O,s:s,s:O,s:s,s:I,s:I,s:s,s:s,s:I,s:s,s:O?,s:s,s:i}", "run",
+		    a->run, "seq", (json_int_t)a->seq, "tool", a->tool, "args", a->args, "rule",
+		    a->rule, "approvers", a->approvers, "reason", a->reason, "created_ms",
 		    (json_int_t)a->created_ms, "expires_ms", (json_int_t)a->expires_ms, "status",
 		    status, "decided_by", a->decided_by, "decided_ms", (json_int_t)a->decided_ms,
 		    "comment", a->comment, "edited_args", a->edited_args, "scope",
-		    store_approval_scope_name(a->scope));
+		    store_approval_scope_name(a->scope), "rerun_attempt", a->rerun_attempt);
 		cleanup_free char *txt = o ? agd_json_canonical(o) : NULL;
 		if (txt)
 			puts(txt);

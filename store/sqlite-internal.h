@@ -56,4 +56,6 @@ int store_sqlite_migrate_v2(sqlite3 *db);
 /* Schema version 3: runs.owner_uid and the journal's time index
  * (sqlite_usage.c); the owner a spec names ("owner": {"uid": N}), -1 if none. */
 int store_sqlite_migrate_v3(sqlite3 *db);
+/* Schema version 4: approvals.rerun_attempt (in sqlite_interact.c). */
+int store_sqlite_migrate_v4(sqlite3 *db);
 int64_t store_sqlite_spec_owner(const json_t *spec);

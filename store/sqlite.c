@@ -178,6 +178,7 @@ static int (*const migrations[])(sqlite3 *db) = {
     migrate_v1,
     store_sqlite_migrate_v2,
     store_sqlite_migrate_v3,
+    store_sqlite_migrate_v4,
 };
 
 #define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))

@@ -48,6 +48,15 @@ store_sqlite_migrate_v2(sqlite3 *db)
 	return store_sqlite_map_rc(sqlite3_exec(db, schema_v2, NULL, NULL, NULL));
 }
 
+/* v4: the attempt that started an approved rerun (0: none started). */
+int
+store_sqlite_migrate_v4(sqlite3 *db)
+{
+	return store_sqlite_map_rc(sqlite3_exec(
+	    db, "ALTER TABLE approvals ADD COLUMN rerun_attempt INTEGER NOT NULL DEFAULT 0;", NULL,
+	    NULL, NULL));
+}
+
 enum ix_stmt {
 	IX_A_INSERT,
 	IX_A_GET,
@@ -55,6 +64,7 @@ enum ix_stmt {
 	IX_A_LIST,
 	IX_A_DISCARD,
 	IX_A_REASK,
+	IX_A_RERUN,
 	IX_M_INSERT,
 	IX_M_QUEUED,
 	IX_M_DELIVER,
@@ -67,12 +77,12 @@ enum ix_stmt {
 
 #define A_COLS                                                                                     \
 	"run, seq, tool, args, rule, approvers, reason, created_ms, expires_ms, status, "          \
-	"decided_by, decided_ms, comment, edited_args, scope"
+	"decided_by, decided_ms, comment, edited_args, scope, rerun_attempt"
 #define M_COLS "id, run, text, mode, status, created_ms, delivered_ms, delivered_seq"
 
 static const char *const ix_sql[IX__MAX] = {
     [IX_A_INSERT] = "INSERT INTO approvals(" A_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-		    "?9, 'pending', '', 0, '', NULL, 'once')",
+		    "?9, 'pending', '', 0, '', NULL, 'once', 0)",
     [IX_A_GET] = "SELECT " A_COLS " FROM approvals WHERE run = ?1 AND seq = ?2",
     [IX_A_DECIDE] = "UPDATE approvals SET status = ?3, decided_by = ?4, decided_ms = ?5, "
 		    "comment = ?6, edited_args = ?7, scope = ?8 "
@@ -83,7 +93,10 @@ static const char *const ix_sql[IX__MAX] = {
     [IX_A_REASK] = "UPDATE approvals SET tool = ?3, args = ?4, rule = ?5, approvers = ?6, "
 		   "reason = ?7, created_ms = ?8, expires_ms = ?9, status = 'pending', "
 		   "decided_by = '', decided_ms = 0, comment = '', edited_args = NULL, "
-		   "scope = 'once' WHERE run = ?1 AND seq = ?2 AND status != 'pending'",
+		   "scope = 'once', rerun_attempt = 0 WHERE run = ?1 AND seq = ?2 AND "
+		   "status != 'pending'",
+    [IX_A_RERUN] = "UPDATE approvals SET rerun_attempt = ?3 WHERE run = ?1 AND seq = ?2 AND "
+		   "status = 'approved' AND rerun_attempt = 0",
     [IX_M_INSERT] = "INSERT INTO messages(run, text, mode, status, created_ms, delivered_ms, "
 		    "delivered_seq) VALUES (?1, ?2, ?3, 'queued', ?4, 0, 0)",
     [IX_M_QUEUED] = "SELECT " M_COLS " FROM messages WHERE run = ?1 AND status = 'queued' "
@@ -285,6 +298,7 @@ read_approval(sqlite3_stmt *st, struct store_approval *ret)
 {
 	struct store_approval a = {0};
 	int status = 0, scope = 0;
+	int64_t rerun = 0;
 	int r;
 
 	r = store_sqlite_col_strdup(st, 0, STORE_ID_MAX, store_sqlite_valid_id, &a.run);
@@ -324,14 +338,17 @@ read_approval(sqlite3_stmt *st, struct store_approval *ret)
 	}
 	if (r == 0)
 		r = col_enum(st, 14, scope_names, ARRAY_SIZE(scope_names), &scope);
+	if (r == 0)
+		r = store_sqlite_col_int64(st, 15, 0, INT_MAX, &rerun);
 	if (r == 0) {
 		a.status = (enum store_approval_status)status;
 		a.scope = (enum store_approval_scope)scope;
 		/* A pending row carries no decision; a decided one names who. */
 		bool pending = a.status == STORE_APPROVAL_PENDING;
 		if (pending != (a.decided_by[0] == '\0') || pending != (a.decided_ms == 0) ||
-		    (a.edited_args && a.status != STORE_APPROVAL_APPROVED))
+		    ((a.edited_args || rerun) && a.status != STORE_APPROVAL_APPROVED))
 			r = -EBADMSG;
+		a.rerun_attempt = (int)rerun;
 	}
 	if (r < 0) {
 		store_approval_clear(&a);
@@ -398,6 +415,26 @@ store_approval_reask(struct store *s, const struct store_approval *a)
 	if (r < 0)
 		return r;
 	return sqlite3_changes(store_sqlite_db(s)) == 1 ? 0 : -ENOENT;
+}
+
+int
+store_approval_rerun(struct store *s, const char *run, int64_t seq, int attempt)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int r;
+
+	if (attempt < 1)
+		return -EINVAL;
+	r = ix_stmt(s, IX_A_RERUN, &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, seq);
+	sqlite3_bind_int(st, 3, attempt);
+	r = store_sqlite_step_done(st);
+	if (r < 0)
+		return r;
+	return sqlite3_changes(store_sqlite_db(s)) == 1 ? 0 : -EALREADY;
 }
 
 /* Read (run, seq) with the get statement; -ENOENT if missing. */

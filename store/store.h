@@ -235,6 +235,7 @@ struct store_approval {
 	char *comment;	     /* "" if none */
 	json_t *edited_args; /* owned; NULL unless approved with edited arguments */
 	enum store_approval_scope scope;
+	int rerun_attempt; /* attempt that started the approved rerun (0: none) */
 };
 void store_approval_clear(struct store_approval *a); /* frees members; accepts zeroed */
 /* "pending", "approved", "denied", "expired" / "once", "run", "always". */
@@ -251,6 +252,10 @@ int store_approval_create(struct store *s, const struct store_approval *a);
  * fields as store_approval_create takes them (the decision is dropped).
  * -ENOENT unless (run, seq) has a decided row. */
 int store_approval_reask(struct store *s, const struct store_approval *a);
+/* Record that attempt (>= 1) starts the rerun an approved row at (run, seq)
+ * allows (one commit, before the tool runs). -EALREADY unless the row is
+ * approved with no rerun started; a reask clears it. */
+int store_approval_rerun(struct store *s, const char *run, int64_t seq, int attempt);
 /* -ENOENT if none. The stored status is returned as is (a pending row past
  * its expiry stays pending until decided or expired). */
 int store_approval_get(struct store *s, const char *run, int64_t seq, struct store_approval *ret);

@@ -491,6 +491,14 @@ apply_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t, int
 		if (ev && a->edited_args)
 			json_object_set(ev, "edited_args", a->edited_args);
 		sup_emit(r, seq, "approval.granted", ev);
+		/* The approval covers one rerun: record that it starts before
+		 * the tool runs, so a crash during it is asked again. */
+		int e = store_approval_rerun(r->st, r->id, seq, r->attempt);
+		if (e < 0) {
+			sup_fail(r, "approval write failed for #%lld: %s", (long long)seq,
+				 strerror(-e));
+			return;
+		}
 		sup_call_unknown_rerun(r, id, t, &c, pr->path_root, agd_now_ns());
 		return;
 	}
@@ -519,6 +527,31 @@ unknown_row(const struct store_approval *a)
 	       strncmp(a->reason, SUP_UNKNOWN_REASON, strlen(SUP_UNKNOWN_REASON)) == 0;
 }
 
+/* The reason of an unknown outcome's approval: it names the call and the
+ * arguments it ran with (the approver decides on it alone) and, when an
+ * approved rerun was itself interrupted, the attempt that started it. */
+static char *
+unknown_reason(const struct store_call *c, const json_t *ran, int rerun_attempt)
+{
+	cleanup_free char *text = agd_json_canonical(ran);
+
+	if (!text)
+		return NULL;
+	size_t cut = strlen(text);
+	if (cut > 1024) { /* at a UTF-8 character boundary */
+		cut = 1024;
+		while (cut > 0 && ((unsigned char)text[cut] & 0xc0) == 0x80)
+			cut--;
+	}
+	if (rerun_attempt > 0)
+		return agd_asprintf("%s #%lld %s %.*s%s; its approved rerun (attempt %d) was "
+				    "interrupted too and may have run again",
+				    SUP_UNKNOWN_REASON, (long long)c->seq, c->tool, (int)cut, text,
+				    text[cut] ? "..." : "", rerun_attempt);
+	return agd_asprintf("%s #%lld %s %.*s%s", SUP_UNKNOWN_REASON, (long long)c->seq, c->tool,
+			    (int)cut, text, text[cut] ? "..." : "");
+}
+
 void
 sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t,
 		   const struct store_call *c, const struct policy_result *pr)
@@ -536,21 +569,7 @@ sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t
 	 * of them (read before this row replaces that approval). */
 	cleanup_json json_t *edited = sup_ix_edited_args(r, c);
 	const json_t *ran = edited ? edited : c->args;
-	/* The reason names the call: the approver decides on it alone. */
-	cleanup_free char *text = agd_json_canonical(ran);
-	if (!text) {
-		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
-		return;
-	}
-	size_t cut = strlen(text);
-	if (cut > 1024) { /* at a UTF-8 character boundary */
-		cut = 1024;
-		while (cut > 0 && ((unsigned char)text[cut] & 0xc0) == 0x80)
-			cut--;
-	}
-	cleanup_free char *reason =
-	    agd_asprintf("%s #%lld %s %.*s%s", SUP_UNKNOWN_REASON, (long long)c->seq, c->tool,
-			 (int)cut, text, text[cut] ? "..." : "");
+	cleanup_free char *reason = unknown_reason(c, ran, 0);
 	const char *const *names = pr->rule ? policy_rule_approvers(pr->rule) : NULL;
 	uint64_t ttl = pr->rule ? policy_rule_expires_ms(pr->rule) : 0;
 	cleanup_json json_t *approvers = json_array();
@@ -574,10 +593,29 @@ sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t
 	}
 	if (ask_row(r, &row, &a) < 0)
 		return;
-	/* The row at this seq is the approval of the call itself (its rule
-	 * asked before it ran): that approved one run, not a rerun. Ask again. */
-	if (!unknown_row(&a) && a.status == STORE_APPROVAL_APPROVED &&
+	/* An approval covers one run. The row at this seq may be the approval
+	 * of the call itself (its rule asked before it ran), or of a rerun that
+	 * a crash interrupted too: either way no one has decided on running it
+	 * again. Ask again. */
+	bool rerun_started = unknown_row(&a) && a.rerun_attempt > 0;
+	if ((rerun_started || !unknown_row(&a)) && a.status == STORE_APPROVAL_APPROVED &&
 	    strcmp(a.tool, c->tool) == 0) {
+		cleanup_json json_t *asked = NULL;
+		cleanup_free char *why = NULL;
+		if (rerun_started) {
+			/* The arguments stay those asked about; the reason names
+			 * those the interrupted rerun ran with. */
+			asked = json_incref(a.args);
+			why = unknown_reason(c, a.edited_args ? a.edited_args : a.args,
+					     a.rerun_attempt);
+			if (!why) {
+				store_approval_clear(&a);
+				sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
+				return;
+			}
+			row.args = asked;
+			row.reason = why;
+		}
 		store_approval_clear(&a);
 		e = store_approval_reask(r->st, &row);
 		if (e < 0) {
@@ -587,8 +625,8 @@ sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t
 		}
 		sup_emit(r, c->seq, "approval.requested",
 			 json_pack("{s:I,s:s,s:O,s:s,s:O,s:s,s:I}", "seq", (json_int_t)c->seq,
-				   "tool", c->tool, "args", ran, "rule", SUP_UNKNOWN_RULE,
-				   "approvers", approvers, "reason", reason, "expires_ms",
+				   "tool", c->tool, "args", row.args, "rule", SUP_UNKNOWN_RULE,
+				   "approvers", approvers, "reason", row.reason, "expires_ms",
 				   (json_int_t)row.expires_ms));
 		if (ask_row(r, &row, &a) < 0)
 			return;

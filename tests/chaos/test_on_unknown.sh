@@ -12,7 +12,8 @@
 #   durable approvals (as in agentd serve): an approval row at the intent's
 #   seq, decided from another process: approve reruns once, deny answers
 #   -32004, expiry too; an idle wait suspends the run and the decision
-#   outlives it; a call whose ask rule approved it is asked again.
+#   outlives it; a call whose ask rule approved it is asked again; so is an
+#   approved rerun that a second crash interrupts.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 has() { grep "$@" >/dev/null; }
 command -v strace >/dev/null || { echo "SKIP: strace is not installed (apt-get install strace): it holds the supervisor mid-call"; exit 77; }
@@ -215,3 +216,53 @@ expect idle "$(resume idle --durable-approvals)" 1 "append: ok"
 once idle
 [ "$("$AGENTD" approvals idle --state "$S" | grep -c '^idle ')" = 1 ] || { "$AGENTD" approvals idle --state "$S"; fail "idle: more than one approval"; }
 echo "ok: durable approvals: suspended while waiting, approved, resumed: applied once"
+
+# The approved rerun is itself interrupted (the append may have run again):
+# the approval covered that one rerun, so the next resume asks again, a new
+# pending row, and nothing reruns before it is decided.
+rerun_attempt() { # NAME: the attempt that started the approved rerun (0: none)
+	"$AGENTD" approvals "$1" --state "$S" --json |
+		python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["rerun_attempt"])'
+}
+crash rerun - - --durable-approvals
+(cd "$T/lib" && exec strace -o /dev/null -e trace=openat2 -e inject=openat2:delay_enter=60s \
+	"$AGENTD" resume rerun --state "$S" --durable-approvals \
+	< <(exec sleep 60 2>/dev/null)) >>"$T/rerun/log" 2>&1 &
+tracer=$!
+PIDS+=($tracer)
+wait_pending rerun
+"$AGENTD" approve rerun 2 --state "$S" >/dev/null || fail "rerun: approve"
+# Until the rerun has started (strace then holds it at the append's openat2);
+# at most 10 s, then the kill lands wherever it is.
+for _ in $(seq 200); do
+	[ "$(rerun_attempt rerun)" = 0 ] || break
+	sleep 0.05
+done
+sv=$(pgrep -P $tracer) || { cat "$T/rerun/log"; fail "rerun: no supervisor to kill"; }
+kill -KILL $sv
+kill -KILL $tracer
+wait $tracer 2>/dev/null || true
+for _ in $(seq 200); do kill -0 $sv 2>/dev/null || break; sleep 0.02; done
+! kill -0 $sv 2>/dev/null || fail "rerun: the supervisor survived SIGKILL"
+[ "$(appended rerun)" = 0 ] || fail "rerun: the held rerun appended"
+resume_waiting rerun
+wait_pending rerun
+"$AGENTD" approvals rerun --state "$S" --json | python3 -c '
+import json, re, sys
+a = json.loads(sys.stdin.readline())
+assert a["status"] == "pending" and a["rerun_attempt"] == 0, a
+assert re.fullmatch(r"unknown outcome: the call may or may not have run: #2 fs\.write \{.*\}; "
+                    r"its approved rerun \(attempt [0-9]+\) was interrupted too and may have run again",
+                    a["reason"]), a["reason"]
+assert a["args"]["path"] == sys.argv[1] + "/out/ledger.txt", a
+' "$T/rerun" || fail "rerun: the new approval row"
+sleep 0.5
+kill -0 $bg 2>/dev/null || { cat "$T/rerun/log"; fail "rerun: the resume did not wait"; }
+[ "$(appended rerun)" = 0 ] || { cat "$T/rerun/log"; fail "rerun: the append was rerun again without a decision"; }
+"$AGENTD" approve rerun 2 --state "$S" >/dev/null || fail "rerun: approve again"
+finish $bg
+expect rerun $rc 1 "append: ok"
+once rerun
+"$AGENTD" approvals rerun --state "$S" | has "^rerun *2 *fs.write *approved *on_unknown " ||
+	{ "$AGENTD" approvals rerun --state "$S"; fail "rerun: the row is not approved"; }
+echo "ok: durable approvals: an approved rerun interrupted by a crash is asked again, approve appends once"

@@ -155,10 +155,10 @@ test_open_migrate(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(user_version(f->path), 3);
+	assert_int_equal(user_version(f->path), 4);
 	/* Reopening an up-to-date file migrates nothing and works. */
 	reopen(f);
-	assert_int_equal(user_version(f->path), 3);
+	assert_int_equal(user_version(f->path), 4);
 	/* A file from a newer schema is refused, not misread. */
 	f->s = store_close(f->s);
 	{

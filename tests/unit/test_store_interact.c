@@ -129,6 +129,16 @@ test_approval_lifecycle(void **state)
 	assert_int_equal(a.status, STORE_APPROVAL_DENIED);
 	store_approval_clear(&a);
 
+	/* The rerun an approval allows is started once, by one attempt. */
+	assert_int_equal(store_approval_rerun(f->s, "r1", 3, 0), -EINVAL);
+	assert_int_equal(store_approval_rerun(f->s, "r1", 5, 2), -EALREADY); /* denied */
+	assert_int_equal(store_approval_rerun(f->s, "r1", 4, 2), -EALREADY); /* none */
+	assert_int_equal(store_approval_rerun(f->s, "r1", 3, 2), 0);
+	assert_int_equal(store_approval_rerun(f->s, "r1", 3, 3), -EALREADY);
+	assert_int_equal(store_approval_get(f->s, "r1", 3, &a), 0);
+	assert_int_equal(a.rerun_attempt, 2);
+	store_approval_clear(&a);
+
 	/* Asked again: the decided row at 3 becomes a new pending one. */
 	{
 		cleanup_json json_t *args = json_pack("{s:s}", "url", "http://z/");
@@ -160,7 +170,9 @@ test_approval_lifecycle(void **state)
 	assert_int_equal(a.expires_ms, INT64_C(1) << 50);
 	assert_int_equal(a.scope, STORE_SCOPE_ONCE);
 	assert_null(a.edited_args);
+	assert_int_equal(a.rerun_attempt, 0);
 	store_approval_clear(&a);
+	assert_int_equal(store_approval_rerun(f->s, "r1", 3, 2), -EALREADY); /* pending */
 	assert_int_equal(
 	    store_approval_decide(f->s, "r1", 3, false, "bob", NULL, NULL, STORE_SCOPE_ONCE), 0);
 }
@@ -274,7 +286,19 @@ test_approval_tampered(void **state)
 	assert_int_equal(store_approval_foreach(f->s, NULL, NULL, NULL, collect, &s), -EBADMSG);
 	tamper(f, "UPDATE approvals SET expires_ms = 0, tool = ''");
 	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), -EBADMSG);
-	tamper(f, "UPDATE approvals SET tool = 'fs.read'");
+	tamper(f, "UPDATE approvals SET tool = 'fs.read', rerun_attempt = 1"); /* pending */
+	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), -EBADMSG);
+	tamper(f, "UPDATE approvals SET status = 'approved', decided_by = 'a', decided_ms = 1, "
+		  "rerun_attempt = -1");
+	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), -EBADMSG);
+	tamper(f, "UPDATE approvals SET rerun_attempt = 'x'");
+	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), -EBADMSG);
+	tamper(f, "UPDATE approvals SET rerun_attempt = 1");
+	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), 0);
+	assert_int_equal(a.rerun_attempt, 1);
+	store_approval_clear(&a);
+	tamper(f, "UPDATE approvals SET status = 'pending', decided_by = '', decided_ms = 0, "
+		  "rerun_attempt = 0");
 	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), 0);
 	store_approval_clear(&a);
 }
