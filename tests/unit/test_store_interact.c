@@ -303,6 +303,30 @@ test_approval_tampered(void **state)
 	store_approval_clear(&a);
 }
 
+/* A version 3 file (no rerun_attempt) is upgraded on open: its approved
+ * row reads back with no rerun started, and one can be recorded. */
+static void
+test_approval_upgrade_v3(void **state)
+{
+	struct fixture *f = *state;
+	struct store_approval a = {0};
+
+	create(f, "r1", 1, 0);
+	assert_int_equal(
+	    store_approval_decide(f->s, "r1", 1, true, "alice", NULL, NULL, STORE_SCOPE_ONCE), 0);
+	f->s = store_close(f->s);
+	tamper(f, "ALTER TABLE approvals DROP COLUMN rerun_attempt; PRAGMA user_version = 3");
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), 0);
+	assert_int_equal(a.status, STORE_APPROVAL_APPROVED);
+	assert_int_equal(a.rerun_attempt, 0);
+	store_approval_clear(&a);
+	assert_int_equal(store_approval_rerun(f->s, "r1", 1, 1), 0);
+	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), 0);
+	assert_int_equal(a.rerun_attempt, 1);
+	store_approval_clear(&a);
+}
+
 static void
 test_messages(void **state)
 {
@@ -444,6 +468,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_approval_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_approval_foreach, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_approval_tampered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_approval_upgrade_v3, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_foreach_tampered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_deliver_discard, setup, teardown),
