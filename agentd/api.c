@@ -751,7 +751,7 @@ h_decide(struct req *q, struct MHD_Connection *c, char **args)
 		return reply_errno(c, e, "");
 	/* A suspended run has no process: start it again; it replays up to the
 	 * decided call, which then goes on with the decision. */
-	if (strcmp(r->status, "suspended") == 0)
+	if (strcmp(r->status, "suspended") == 0 || (strcmp(r->status, "paused") == 0 && !r->sup))
 		serve_run_restart(q->sv, r);
 	if (store_approval_get(q->sv->st, r->id, seq, &a) < 0)
 		return reply_error(c, 500, "store", "cannot read the approval back");

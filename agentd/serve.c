@@ -18,9 +18,14 @@
  *   paused     SIGTERM / crash     -> paused (in the store too: the next start resumes it paused)
  *   running    wall-clock limit    -> failed
  *   running    SIGTERM             -> interrupted (resumed at the next start)
+ *   running    suspended while paused -> paused (no process, in the store too)
+ *   suspended  pause               -> paused (no process, in the store too)
  *   suspended  approval decided    -> queued (head of its tenant's queue)
+ *   paused, no process  approval decided -> paused (queued at the head, started held)
+ *   paused, no process  resume     -> suspended, or queued if decided meanwhile
  *   interrupted  daemon start      -> running (replays its journal)
- *   paused     daemon start        -> paused (its journal replays once it is resumed)
+ *   paused     daemon start        -> paused (its journal replays once it is resumed;
+ *                                     no process while its approval is pending)
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -501,15 +506,17 @@ on_run_done(struct sup_run *sup, void *ud)
 		set_status(r, "succeeded", "");
 	else if (e == -EINTR)
 		set_status(r, "interrupted", why);
-	else if (e == -EAGAIN)
-		set_status(r, "suspended", why);
+	else if (e == -EAGAIN) /* the supervisor stored "paused" if it was */
+		set_status(r, strcmp(r->status, "paused") == 0 ? "paused" : "suspended", why);
 	else if (e == -ECANCELED)
 		set_status(r, "cancelled", why);
 	else
 		set_status(r, "failed", why);
 	r->final_status = NULL;
 	log_close(sv, r);
-	if (r->lock_fd >= 0 && strcmp(r->status, "suspended") != 0)
+	/* Suspended (paused or not) it stays ours until its decision. */
+	if (r->lock_fd >= 0 && strcmp(r->status, "suspended") != 0 &&
+	    strcmp(r->status, "paused") != 0)
 		r->lock_fd = (close(r->lock_fd), -1);
 	r->sup = NULL;
 	defer_free(sv, sup);
@@ -586,10 +593,39 @@ serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill)
 	return 0;
 }
 
+static bool has_pending_approval(struct serve *sv, struct serve_run *r);
+
+/* A suspended run holds no process: its pause is only its status, in the
+ * store too, and whoever starts it next (a decision, a daemon start) starts
+ * it held. */
+static int
+pause_stopped(struct serve *sv, struct serve_run *r, bool pause)
+{
+	if (strcmp(r->status, pause ? "suspended" : "paused") != 0)
+		return -EALREADY;
+	/* Resumed: back to waiting for its approval, or queued if it was
+	 * decided while paused (then it is queued already). */
+	const char *to = "paused";
+
+	if (!pause)
+		to = r->queued || !has_pending_approval(sv, r) ? "queued" : "suspended";
+	int e = store_run_set_status(sv->st, r->id, to, -1, "");
+	if (e < 0)
+		return e;
+	if (!pause && !r->queued && strcmp(to, "queued") == 0)
+		enqueue(r, true);
+	set_status(r, to, NULL);
+	serve_wake(sv, r);
+	serve_pump(sv);
+	return 0;
+}
+
 int
 serve_run_pause(struct serve *sv, struct serve_run *r, bool pause)
 {
-	if (!r->sup || sup_run_done(r->sup) || strcmp(r->status, pause ? "running" : "paused") != 0)
+	if (!r->sup)
+		return pause_stopped(sv, r, pause);
+	if (sup_run_done(r->sup) || strcmp(r->status, pause ? "running" : "paused") != 0)
 		return -EALREADY;
 	int e = pause ? sup_run_pause(r->sup) : sup_run_resume(r->sup);
 	if (e < 0)
@@ -604,10 +640,18 @@ serve_run_pause(struct serve *sv, struct serve_run *r, bool pause)
 int
 serve_run_restart(struct serve *sv, struct serve_run *r)
 {
-	if (strcmp(r->status, "suspended") != 0 && strcmp(r->status, "interrupted") != 0)
+	bool paused = strcmp(r->status, "paused") == 0 && !r->sup;
+
+	if (r->queued || (!paused && strcmp(r->status, "suspended") != 0 &&
+			  strcmp(r->status, "interrupted") != 0))
 		return -EALREADY;
 	enqueue(r, true);
-	store_run_set_status(sv->st, r->id, "queued", -1, "");
+	/* A paused one stays paused, in the store too: start_run starts it
+	 * held, as a daemon start does. */
+	if (paused)
+		set_status(r, "paused", NULL);
+	else
+		store_run_set_status(sv->st, r->id, "queued", -1, "");
 	serve_pump(sv);
 	return 0;
 }
@@ -1109,6 +1153,8 @@ recover(struct serve *sv, int *ret_resumed)
 			enqueue(r, false);
 		else if (strcmp(r->status, "suspended") == 0 && !has_pending_approval(sv, r))
 			enqueue(r, true); /* decided while no daemon ran (agentd approve) */
+		else if (strcmp(r->status, "paused") == 0 && has_pending_approval(sv, r))
+			; /* paused on its approval: no process until it is decided */
 		else if (strcmp(r->status, "running") == 0 ||
 			 strcmp(r->status, "interrupted") == 0 ||
 			 strcmp(r->status, "paused") == 0) {

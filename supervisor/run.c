@@ -144,7 +144,9 @@ finish(struct sup_run *r, enum sup_state s)
 		sup_emit(r, 0, "run.interrupted", json_pack("{s:s}", "reason", r->reason));
 		break;
 	case SUP_ST_SUSPENDED:
-		store_run_set_status(r->st, r->id, "suspended", -1, r->reason);
+		/* As for an interruption: a paused run stays paused. */
+		store_run_set_status(r->st, r->id, r->paused ? "paused" : "suspended", -1,
+				     r->reason);
 		sup_emit(r, 0, "run.suspended", json_pack("{s:s}", "reason", r->reason));
 		break;
 	case SUP_ST_CANCELLED:

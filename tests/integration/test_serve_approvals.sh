@@ -69,6 +69,47 @@ r=$(result s2)
 [ "$(applied free-s2-1)" = 1 ] || fail "s2 repeated an effect after its restart"
 echo "ok: suspended run restarted by its approval"
 
+# 2b. a suspended run that is paused (after its suspension, or before it)
+#     stays paused when its approval restarts it, until it is resumed
+status() { jget "$(api GET "/v1/runs/$1")" 'd["status"]'; }
+wait_status() { # NAME STATUS
+	for _ in $(seq 100); do
+		[ "$(status "$1")" = "$2" ] && return 0
+		sleep 0.1
+	done
+	fail "$1: status $(status "$1"), not $2"
+}
+submit ps ps
+p=$(pending ps)
+wait_status ps suspended
+ctl pause ps >/dev/null || fail "ps: pause of a suspended run"
+[ "$(status ps)" = paused ] || fail "ps: after pause: $(status ps)"
+stop_serve TERM
+start_serve '{"policy_dir": "'"$T/policies"'", "approval_idle_suspend_s": 1}'
+[ "$(status ps)" = paused ] || fail "ps: after a restart of agentd: $(status ps)"
+[ "$(ctl -q approvals --run ps)" = "$p" ] || fail "ps: its approval after the restart"
+submit pw pw
+q=$(pending pw)
+ctl pause pw >/dev/null || fail "pw: pause of a waiting run"
+sleep 2 # past approval_idle_suspend_s: suspended while paused
+[ "$(status pw)" = paused ] || fail "pw: suspended while paused: $(status pw)"
+jget "$(api GET /v1/runs/pw)" 'd["reason"]' | has "suspended waiting" || fail "pw: not suspended"
+ctl approve "$p" >/dev/null || fail "ps: approve"
+ctl approve "$q" >/dev/null || fail "pw: approve"
+sleep 2
+for n in ps pw; do
+	[ "$(status $n)" = paused ] || { ctl logs $n; fail "$n: after its approval: $(status $n)"; }
+	[ "$(applied gated-$n)" = 0 ] && [ "$(applied free-$n-2)" = 0 ] ||
+		fail "$n: went on while paused"
+	ctl resume $n >/dev/null || fail "$n: resume"
+	r=$(result $n)
+	[ "$(jget "$r" 'd["status"]')" = succeeded ] || { ctl logs $n; fail "$n: $r"; }
+	for e in free-$n-1 gated-$n free-$n-2; do
+		[ "$(applied $e)" = 1 ] || fail "$n: $e applied $(applied $e) times"
+	done
+done
+echo "ok: a paused suspended run stays paused when its approval restarts it"
+
 # 3. deny
 submit d3 d3
 p=$(pending d3)
