@@ -166,7 +166,10 @@ int serve_run_delete(struct serve *sv, struct serve_run *r, const char *why);
 #define SERVE_CANCEL_GRACE_MS 5000
 int serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill);
 /* Pause ("paused": its next call waits) or resume ("running") a running
- * run. 0; -EALREADY when it is not running (or paused, to resume);
+ * run. A suspended run (no process) is paused in its status only: its
+ * decision starts it held; resumed, it is "suspended" again ("queued" once
+ * decided). 0; -EALREADY when it is not running or suspended (or paused, to
+ * resume);
  * -ECANCELED while a cancel is under way. */
 int serve_run_pause(struct serve *sv, struct serve_run *r, bool pause);
 /* 1-based position in the fair queue, 0 if not queued. */

@@ -4,6 +4,9 @@
 #    approval is given with `agentctl approve`: the run completes with every
 #    effect exactly once;
 # 2. an idle run suspends (no process), `agentctl approve --edit` restarts it;
+#    a suspended run paused (before or after its suspension, and across a
+#    restart of agentd) stays paused when its approval restarts it, until
+#    `agentctl resume`;
 # 3. `agentctl deny`;
 # 4. `agentctl send --mode interrupt` answers the waiting call with the message.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
