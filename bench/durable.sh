@@ -58,20 +58,22 @@ lg_loop() { # NAME PAYLOAD MODE -> "ns bytes"
 	echo "$(sed -n 's/^BENCH steps=[0-9]* ns=//p' "$T/lg-$1.out") $(size_of "$db")"
 }
 
-echo "== durable loop: $STEPS steps, time and storage per step (agentd power = synchronous FULL, like the peer's SQLite default; process = NORMAL)"
-printf "  %-10s %16s %16s %16s %10s   %14s %14s\n" case "agentd process" "agentd power" "LangGraph.js" "ratio" "agentd B/step" "LG B/step"
+echo "== durable loop: $STEPS steps, time and storage per step (agentd process = synchronous NORMAL in WAL, like the peer's SqliteSaver; power = FULL)"
+printf "  %-10s %16s %16s %16s %10s %10s   %14s %14s\n" case "agentd process" "agentd power" "LangGraph.js" "ratio" "power" "agentd B/step" "LG B/step"
 for c in "0B 0 fixed" "1KB 1024 fixed" "10KB 10240 fixed" "grow100B 0 grow"; do
 	set -- $c
 	read -r ap _ < <(agentd_loop "p$1" "$2" "$3" process)
 	read -r aw ab < <(agentd_loop "w$1" "$2" "$3" power)
 	if $peer_ok; then read -r ln lb < <(lg_loop "$1" "$2" "$3"); else ln=0 lb=0; fi
 	us() { awk -v n="$1" -v s="$STEPS" 'BEGIN { printf "%.1f us", n / s / 1000 }'; }
-	ratio=$(awk -v a="$aw" -v l="$ln" 'BEGIN { if (l > 0) printf "1/%.0f", l / a; else print "-" }')
-	printf "  %-10s %16s %16s %16s %10s   %14d %14s\n" "$1" "$(us "$ap")" "$(us "$aw")" \
-		"$($peer_ok && us "$ln" || echo n/a)" "$ratio" $((ab / STEPS)) \
+	ratio() { awk -v a="$1" -v l="$ln" 'BEGIN { if (l > 0) printf "1/%.1f", l / a; else print "-" }'; }
+	printf "  %-10s %16s %16s %16s %10s %10s   %14d %14s\n" "$1" "$(us "$ap")" "$(us "$aw")" \
+		"$($peer_ok && us "$ln" || echo n/a)" "$(ratio "$ap")" "$(ratio "$aw")" $((ab / STEPS)) \
 		"$($peer_ok && echo $((lb / STEPS)) || echo n/a)"
 done
-echo "  (ratio: agentd power per-step time / LangGraph.js per-step time; B/step: database + WAL bytes / steps)"
+$peer_ok && sed -n 's/^SQLITE /  LangGraph.js saver connection: /p' "$T/lg-0B.out"
+echo "  (ratio: agentd process per-step time / LangGraph.js per-step time, the like-for-like durability;"
+echo "   power: agentd power / LangGraph.js; B/step: database + WAL bytes / steps)"
 
 echo
 echo "== storage growth with a state growing 100 B/step (bytes per step at N steps; linear = flat)"
