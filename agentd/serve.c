@@ -612,6 +612,16 @@ pause_stopped(struct serve *sv, struct serve_run *r, bool pause)
 	int e = store_run_set_status(sv->st, r->id, to, -1, "");
 	if (e < 0)
 		return e;
+	/* The event a supervised run's pause emits, at its last attempt; the
+	 * status change is made either way. */
+	struct store_run sr = {0};
+	if (store_run_get(sv->st, r->id, &sr) == 0) {
+		json_t *data = json_pack("{s:b}", "process", 0);
+		(void)store_event_append(sv->st, r->id, sr.attempts, 0,
+					 pause ? "run.paused" : "run.resumed", data);
+		json_decref(data);
+	}
+	store_run_clear(&sr);
 	if (!pause && !r->queued && strcmp(to, "queued") == 0)
 		enqueue(r, true);
 	set_status(r, to, NULL);

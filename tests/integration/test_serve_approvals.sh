@@ -87,6 +87,8 @@ p=$(pending ps)
 wait_status ps suspended
 ctl pause ps >/dev/null || fail "ps: pause of a suspended run"
 [ "$(status ps)" = paused ] || fail "ps: after pause: $(status ps)"
+api GET /v1/runs/ps/events | grep '"run.paused"' | has '"process": *false' ||
+	fail "ps: no run.paused event for the pause of a suspended run"
 stop_serve TERM
 start_serve '{"policy_dir": "'"$T/policies"'", "approval_idle_suspend_s": 1}'
 [ "$(status ps)" = paused ] || fail "ps: after a restart of agentd: $(status ps)"
@@ -105,6 +107,7 @@ for n in ps pw; do
 	[ "$(applied gated-$n)" = 0 ] && [ "$(applied free-$n-2)" = 0 ] ||
 		fail "$n: went on while paused"
 	ctl resume $n >/dev/null || fail "$n: resume"
+	[ "$(api GET /v1/runs/$n/events | grep -c '"run.resumed"')" -ge 1 ] || fail "$n: no run.resumed event"
 	r=$(result $n)
 	[ "$(jget "$r" 'd["status"]')" = succeeded ] || { ctl logs $n; fail "$n: $r"; }
 	for e in free-$n-1 gated-$n free-$n-2; do
