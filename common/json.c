@@ -36,33 +36,6 @@ agd_json_depth(const json_t *v)
 	return 0;
 }
 
-/* Bound nesting before handing the text to jansson: counting brackets outside
- * strings is cheap and keeps a hostile frame from costing deep recursion. */
-static bool
-too_deep(const char *buf, size_t len, size_t max_depth)
-{
-	size_t depth = 0;
-	bool in_str = false;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = buf[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = false;
-		} else if (c == '"') {
-			in_str = true;
-		} else if (c == '[' || c == '{') {
-			if (++depth > max_depth)
-				return true;
-		} else if ((c == ']' || c == '}') && depth > 0) {
-			depth--;
-		}
-	}
-	return false;
-}
-
 /* A JSON string's encoded length: quotes, plus one byte for each two-byte
  * escape and five for each \u00XX (control characters); UTF-8 is kept as is. */
 static size_t
@@ -70,10 +43,9 @@ string_encoded_len(const char *s, size_t len)
 {
 	size_t n = len + 2;
 
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = agd_json_plain_len(s, len, false); i < len;
+	     i += 1 + agd_json_plain_len(s + i + 1, len - i - 1, false)) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
 		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
 		    ch == '\r' || ch == '\t')
 			n += 1;
@@ -128,27 +100,6 @@ agd_json_encoded_len(const json_t *v)
 		return 4;
 	}
 	return 0;
-}
-
-json_t *
-agd_json_parse(const char *buf, size_t len, size_t max_depth, json_error_t *err)
-{
-	if (too_deep(buf, len, max_depth)) {
-		if (err) {
-			memset(err, 0, sizeof(*err));
-			snprintf(err->text, sizeof(err->text), "nesting deeper than %zu",
-				 max_depth);
-		}
-		return NULL;
-	}
-	/* Default flags already reject NUL in strings and invalid UTF-8. */
-	return json_loadb(buf, len, JSON_REJECT_DUPLICATES, err);
-}
-
-char *
-agd_json_canonical(const json_t *v)
-{
-	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 }
 
 int
@@ -288,6 +239,15 @@ scan_string(struct scan *s, bool *escaped)
 		}
 		if (c < 0x20)
 			return false;
+		if (c != '\\') {
+			/* A plain run, eight bytes a step. */
+			size_t n =
+			    agd_json_plain_len((const char *)s->p, (size_t)(s->end - s->p), true);
+			if (n) {
+				s->p += n;
+				continue;
+			}
+		}
 		if (c >= 0x80) {
 			if (!scan_utf8(s))
 				return false;

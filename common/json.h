@@ -12,7 +12,12 @@
 
 /* Parse untrusted JSON strictly: duplicate keys rejected, invalid UTF-8 rejected,
  * NUL in strings rejected, nesting deeper than max_depth rejected, a single
- * top-level value only. Returns a new reference, or NULL with err filled. */
+ * top-level value only (an object or an array). Accepts exactly what jansson's
+ * json_loadb(JSON_REJECT_DUPLICATES) accepts within the depth, with the same
+ * values and key order (common/json_codec.c), except that a NUL byte outside
+ * a string is always refused (jansson's reader skips one after a number or a
+ * literal). Returns a new reference, or NULL
+ * with err filled (if not NULL) as jansson words it. */
 json_t *agd_json_parse(const char *buf, size_t len, size_t max_depth, json_error_t *err);
 
 /* Whether buf[0..len) is certainly one JSON value that the strict parser
@@ -25,9 +30,16 @@ json_t *agd_json_parse(const char *buf, size_t len, size_t max_depth, json_error
  * Never true for a text the strict parser would reject. */
 bool agd_json_canonical_valid(const char *buf, size_t len, size_t max_depth);
 
-/* Canonical compact encoding (sorted keys, no spaces, UTF-8 as is).
- * Returns a malloc'd string owned by the caller, or NULL. */
+/* Canonical compact encoding (sorted keys, no spaces, UTF-8 as is): byte for
+ * byte what json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) writes.
+ * Returns a malloc'd string owned by the caller, or NULL (out of memory, a
+ * string or key that is not UTF-8, nesting past 4096: only a cycle). */
 char *agd_json_canonical(const json_t *v);
+
+/* The length of the longest prefix of s[0..len) that a JSON string holds as
+ * it is: no '"', '\\' or control character and, with ascii, no byte >= 0x80
+ * (which needs a UTF-8 check). Eight bytes a step. */
+size_t agd_json_plain_len(const char *s, size_t len, bool ascii);
 
 /* Hex SHA-256 of the canonical encoding of v. Returns 0 or -ENOMEM. */
 int agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX]);
