@@ -459,12 +459,13 @@ escaped_len(const char *s, size_t len)
 {
 	size_t n = len;
 
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = agd_json_plain_len(s, len, false); i < len;
+	     i += 1 + agd_json_plain_len(s + i + 1, len - i - 1, false)) {
 		unsigned char ch = (unsigned char)s[i];
 		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
 		    ch == '\r' || ch == '\t')
 			n += 1;
-		else if (ch < 0x20)
+		else
 			n += 5;
 	}
 	return n;
@@ -473,19 +474,20 @@ escaped_len(const char *s, size_t len)
 static char *
 escape_into(char *out, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t run = 0;
+	static const char hex[] = "0123456789ABCDEF";
 
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
+	for (;;) {
+		/* Copy the plain bytes before the next one to escape in a
+		 * single move. */
+		size_t run = agd_json_plain_len(s, len, false);
+		memcpy(out, s, run);
+		out += run;
+		if (run == len)
+			return out;
+		unsigned char ch = (unsigned char)s[run];
 		char short_esc = 0;
-
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
-		/* Copy the plain bytes before this one in a single move. */
-		memcpy(out, s + run, i - run);
-		out += i - run;
-		run = i + 1;
+		s += run + 1;
+		len -= run + 1;
 		switch (ch) {
 		case '"':
 			short_esc = '"';
@@ -521,8 +523,6 @@ escape_into(char *out, const char *s, size_t len)
 			out += 5;
 		}
 	}
-	memcpy(out, s + run, len - run);
-	return out + (len - run);
 }
 
 int
