@@ -35,13 +35,14 @@ enum stmt_id {
 	ST_RUN_SET_ATTEMPTS,
 	ST_RUN_NEXT_ATTEMPT,
 	ST_RUN_LIST,
+	ST_DATA_VERSION,
 	ST_J_TAIL,
+	ST_J_ROW_LINK,
 	ST_J_INSERT,
 	ST_J_GET_STATUS,
 	ST_J_FINISH,
 	ST_J_LOAD,
 	ST_J_DELETE_AFTER,
-	ST_J_NEGATE_ORD,
 	ST_J_RESEAL,
 	ST_STATE_DELETE_AFTER,
 	ST_STATE_INSERT,
@@ -72,10 +73,16 @@ static const char *const stmt_sql[ST__MAX] = {
 			    "WHERE id = ?1 RETURNING attempts",
     [ST_RUN_LIST] = "SELECT id, status, spec, attempts, exit_code, reason, created_ms, "
 		    "updated_ms FROM runs ORDER BY created_ms DESC, rowid DESC",
-    [ST_J_TAIL] = "SELECT ord, link FROM journal WHERE run = ?1 ORDER BY ord DESC LIMIT 1",
-    [ST_J_INSERT] = "INSERT INTO journal(run, seq, ord, tool, args_hash, args, status, result, "
-		    "attempt, decision, rule, started_ms, finished_ms, link, chain) VALUES "
-		    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [ST_DATA_VERSION] = "PRAGMA data_version",
+    /* A run's newest ordinal (NULL if it has no row) and its owner (NULL if no
+     * such run). */
+    [ST_J_TAIL] = "SELECT max(ord), (SELECT owner_uid FROM runs WHERE id = ?1) FROM journal "
+		  "WHERE run = ?1",
+    [ST_J_ROW_LINK] = "SELECT ord, link FROM journal WHERE run = ?1 AND seq = ?2",
+    [ST_J_INSERT] =
+	"INSERT INTO journal(run, seq, ord, tool, args_hash, args, status, result, "
+	"attempt, decision, rule, started_ms, finished_ms, link, chain, owner_uid) "
+	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     [ST_J_GET_STATUS] = "SELECT status, link FROM journal WHERE run = ?1 AND seq = ?2",
     [ST_J_FINISH] = "UPDATE journal SET status = ?3, result = ?4, finished_ms = ?5, "
 		    "chain = ?6 WHERE run = ?1 AND seq = ?2 AND status = 0",
@@ -83,7 +90,6 @@ static const char *const stmt_sql[ST__MAX] = {
 		  "rule, started_ms, finished_ms, link, chain FROM journal WHERE run = ?1 "
 		  "ORDER BY seq",
     [ST_J_DELETE_AFTER] = "DELETE FROM journal WHERE run = ?1 AND seq > ?2",
-    [ST_J_NEGATE_ORD] = "UPDATE journal SET ord = -ord WHERE run = ?1",
     [ST_J_RESEAL] = "UPDATE journal SET ord = ?3, link = ?4, chain = ?5 "
 		    "WHERE run = ?1 AND seq = ?2",
     [ST_STATE_DELETE_AFTER] = "DELETE FROM states WHERE run = ?1 AND seq > ?2",
@@ -106,6 +112,20 @@ static const char *const stmt_sql[ST__MAX] = {
 		      "ORDER BY id",
 };
 
+/* A run's journal tail as this connection last wrote or read it: the ordinal
+ * and link of its newest row (0 and "" if none) and its owner's uid. */
+struct tail {
+	struct tail *next;
+	int64_t ord, owner;
+	char link[AGD_SHA256_HEX];
+	char run[];
+};
+
+/* Enough for every run a daemon has busy at once; past TAILS_MAX entries the
+ * cache starts over (each run then reads its tail once more). */
+#define TAIL_BUCKETS 1024
+#define TAILS_MAX    8192
+
 struct store {
 	sqlite3 *db;
 	enum store_durability durability;
@@ -115,6 +135,11 @@ struct store {
 	bool batch;	     /* a group commit is open (store_batch_begin) */
 	uint64_t batch_rows; /* journal rows written in it so far */
 	struct store_journal_stats stats;
+	/* Journal tails (docs/store.md, "Journal tails"): valid while no other
+	 * connection has committed (data_version) and nothing was rolled back. */
+	struct tail *tails[TAIL_BUCKETS];
+	size_t n_tails;
+	int64_t data_version;
 };
 
 /* ---- schema migrations ----
@@ -174,14 +199,120 @@ migrate_v1(sqlite3 *db)
 	return map_rc(sqlite3_exec(db, schema_v1, NULL, NULL, NULL));
 }
 
+/* v5: a journal row costs one index besides its primary key. Each index on
+ * (run, ...) puts a run's new entry on a leaf page of its own, so a group
+ * commit across many runs wrote one page per run per index. The ordinal
+ * index goes (the tail of each run is cached, ordinals are verified on every
+ * load), and the per-user count reads an index on the row's owner, copied
+ * from its run, instead of one on (run, started_ms): the owners of a commit
+ * are usually fewer than its runs. */
+static const char schema_v5[] =
+    "DROP INDEX journal_by_ord;"
+    "DROP INDEX journal_by_started;"
+    "ALTER TABLE journal ADD COLUMN owner_uid INTEGER NOT NULL DEFAULT -1;"
+    "UPDATE journal SET owner_uid = (SELECT owner_uid FROM runs WHERE id = journal.run)"
+    " WHERE run IN (SELECT id FROM runs);"
+    "CREATE INDEX journal_by_owner ON journal(owner_uid, started_ms);";
+
+static int
+migrate_v5(sqlite3 *db)
+{
+	return map_rc(sqlite3_exec(db, schema_v5, NULL, NULL, NULL));
+}
+
 static int (*const migrations[])(sqlite3 *db) = {
-    migrate_v1,
-    store_sqlite_migrate_v2,
-    store_sqlite_migrate_v3,
-    store_sqlite_migrate_v4,
+    migrate_v1, store_sqlite_migrate_v2, store_sqlite_migrate_v3, store_sqlite_migrate_v4,
+    migrate_v5,
 };
 
 #define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
+
+/* ---- journal tails ---- */
+
+static size_t
+tail_bucket(const char *run)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)run; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h & (TAIL_BUCKETS - 1);
+}
+
+static struct tail **
+tail_slot(struct store *s, const char *run)
+{
+	struct tail **pp = &s->tails[tail_bucket(run)];
+
+	while (*pp && strcmp((*pp)->run, run) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void
+tails_clear(struct store *s)
+{
+	for (size_t i = 0; i < TAIL_BUCKETS; i++)
+		while (s->tails[i]) {
+			struct tail *t = s->tails[i];
+			s->tails[i] = t->next;
+			free(t);
+		}
+	s->n_tails = 0;
+}
+
+static void
+tail_forget(struct store *s, const char *run)
+{
+	struct tail **pp = tail_slot(s, run), *t = *pp;
+
+	if (t) {
+		*pp = t->next;
+		free(t);
+		s->n_tails--;
+	}
+}
+
+/* Record a run's tail after a row was written in the open transaction. Out
+ * of memory only means the next insert reads it from the file. */
+static void
+tail_set(struct store *s, const char *run, int64_t ord, int64_t owner, const char *link)
+{
+	struct tail **pp = tail_slot(s, run), *t = *pp;
+
+	if (!t) {
+		size_t len = strlen(run);
+		if (s->n_tails >= TAILS_MAX) {
+			tails_clear(s);
+			pp = tail_slot(s, run);
+		}
+		t = malloc(sizeof(*t) + len + 1);
+		if (!t)
+			return;
+		memcpy(t->run, run, len + 1);
+		t->next = NULL;
+		*pp = t;
+		s->n_tails++;
+	}
+	t->ord = ord;
+	t->owner = owner;
+	memcpy(t->link, link, AGD_SHA256_HEX);
+}
+
+/* Called once a write transaction holds the lock: another connection's
+ * commit since ours may have written any run's journal. */
+static void
+tails_check(struct store *s)
+{
+	sqlite3_stmt *st = s->stmt[ST_DATA_VERSION];
+	bool row = sqlite3_step(st) == SQLITE_ROW;
+	int64_t v = row ? sqlite3_column_int64(st, 0) : s->data_version;
+
+	sqlite3_reset(st);
+	if (!row || v != s->data_version)
+		tails_clear(s);
+	s->data_version = v;
+}
 
 /* ---- small helpers ---- */
 
@@ -259,8 +390,10 @@ store_sqlite_step_done(sqlite3_stmt *st)
 void
 store_sqlite_tx_cleanup(struct store_tx *t)
 {
-	if (t->active)
+	if (t->active) {
 		store_sqlite_step_done(t->s->stmt[ST_ROLLBACK]);
+		tails_clear(t->s);
+	}
 }
 
 int
@@ -272,6 +405,8 @@ store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 
 	t->s = s;
 	t->active = r == 0;
+	if (r == 0)
+		tails_check(s);
 	return r;
 }
 
@@ -283,8 +418,10 @@ store_sqlite_tx_join(struct store *s, struct store_tx *t)
 		return store_sqlite_tx_begin(s, t);
 	/* Some errors (I/O, disk full) make SQLite roll the transaction back by
 	 * itself: the batch is lost, and a write now would commit on its own. */
-	if (sqlite3_get_autocommit(s->db))
+	if (sqlite3_get_autocommit(s->db)) {
+		tails_clear(s);
 		return -EIO;
+	}
 	/* A journal write changes nothing until its one statement succeeds, so a
 	 * failed one leaves the batch as it was: no savepoint needed. */
 	t->s = s;
@@ -327,6 +464,7 @@ store_batch_begin(struct store *s)
 
 	if (r < 0)
 		return r;
+	tails_check(s);
 	s->batch = true;
 	s->batch_rows = 0;
 	return 0;
@@ -361,6 +499,7 @@ store_batch_abort(struct store *s)
 	/* After a failed COMMIT SQLite may have rolled back already. */
 	if (!sqlite3_get_autocommit(s->db))
 		store_sqlite_step_done(s->stmt[ST_ROLLBACK]);
+	tails_clear(s);
 	s->batch = false;
 }
 
@@ -766,6 +905,7 @@ store_close(struct store *s)
 	if (!s)
 		return NULL;
 	store_batch_abort(s);
+	tails_clear(s);
 	for (int i = 0; i < ST__MAX; i++)
 		sqlite3_finalize(s->stmt[i]);
 	s->ix = store_ix_free(s->ix);
@@ -805,6 +945,9 @@ store_run_create(struct store *s, const char *id, const json_t *spec)
 	sqlite3_bind_text(st, 2, txt, -1, free);
 	sqlite3_bind_int64(st, 3, agd_wall_ms());
 	sqlite3_bind_int64(st, 4, store_sqlite_spec_owner(spec));
+	/* Journal rows copy the run's owner: a tail read before the run existed
+	 * holds none. */
+	tail_forget(s, id);
 	return store_sqlite_step_done(st);
 }
 
@@ -1103,6 +1246,84 @@ valid_status(int64_t v)
 
 static int tombstone_text(const struct store_call *c, char **ret);
 
+/* The link of a run's row with ordinal `ord`. No index is kept on ordinals
+ * (docs/store.md): the row whose seq equals it is tried first, which is the
+ * row except where a pure call was committed after a later call's intent;
+ * only then are the run's rows scanned. */
+static int
+link_at(struct store *s, const char *run, int64_t ord, char out[AGD_SHA256_HEX])
+{
+	const char *txt;
+	size_t len;
+	int rc, r;
+
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_ROW_LINK];
+		int64_t got;
+
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, ord);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && (r = col_int64(st, 0, INT64_MIN, INT64_MAX, &got)) < 0)
+			return r;
+		if (rc == SQLITE_ROW && got == ord) {
+			r = col_text(st, 1, AGD_SHA256_HEX, &txt, &len);
+			if (r == 0 && !valid_hex64(txt, len))
+				r = -EBADMSG;
+			if (r == 0)
+				memcpy(out, txt, len + 1);
+			return r;
+		}
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return map_rc(rc);
+	}
+	cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_LINK_AT];
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, ord);
+	rc = sqlite3_step(st);
+	r = rc == SQLITE_ROW	? col_text(st, 0, AGD_SHA256_HEX, &txt, &len)
+	    : rc == SQLITE_DONE ? -EBADMSG
+				: map_rc(rc);
+	if (r == 0 && !valid_hex64(txt, len))
+		r = -EBADMSG;
+	if (r == 0)
+		memcpy(out, txt, len + 1);
+	return r;
+}
+
+/* A run's tail, from the cache or else from the file (inside the write
+ * transaction, so it stays current until the commit). */
+static int
+journal_tail(struct store *s, const char *run, struct tail *ret)
+{
+	struct tail *t = *tail_slot(s, run);
+	int rc, r;
+
+	if (t) {
+		ret->ord = t->ord;
+		ret->owner = t->owner;
+		memcpy(ret->link, t->link, AGD_SHA256_HEX);
+		return 0;
+	}
+	*ret = (struct tail){.owner = -1};
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_TAIL];
+
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			return map_rc(rc == SQLITE_DONE ? SQLITE_CORRUPT : rc);
+		r = 0;
+		if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+			r = col_int64(st, 0, 1, INT64_MAX - 1, &ret->ord);
+		if (r == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL)
+			r = col_int64(st, 1, INT64_MIN, INT64_MAX, &ret->owner);
+		if (r < 0)
+			return r;
+	}
+	return ret->ord ? link_at(s, run, ret->ord, ret->link) : 0;
+}
+
 static int
 journal_insert(struct store *s, const char *run, const struct store_call *c,
 	       enum store_call_status status, const json_t *result, const char *result_text,
@@ -1114,9 +1335,8 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 	const char *args, *result_txt = NULL;
 	size_t args_len;
 	char args_hash[AGD_SHA256_HEX], link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
-	char prev_link[AGD_SHA256_HEX] = "";
-	int64_t ord = 1;
-	int rc, r;
+	struct tail tail;
+	int r;
 
 	if (!s || !c || !valid_id(run) || c->seq <= 0 || !valid_name(c->tool, false) ||
 	    !valid_name(c->decision ? c->decision : "", true) ||
@@ -1171,28 +1391,11 @@ have_texts:
 	r = store_sqlite_tx_join(s, &tx);
 	if (r < 0)
 		return r;
-	{
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_TAIL];
-		const char *txt;
-		size_t len;
-
-		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			r = col_int64(st, 0, 1, INT64_MAX - 1, &ord);
-			if (r == 0)
-				r = col_text(st, 1, AGD_SHA256_HEX, &txt, &len);
-			if (r == 0 && !valid_hex64(txt, len))
-				r = -EBADMSG;
-			if (r < 0)
-				return r;
-			memcpy(prev_link, txt, len + 1);
-			ord++;
-		} else if (rc != SQLITE_DONE) {
-			return map_rc(rc);
-		}
-	}
-	journal_link(prev_link, run, ord, c, args_hash, link);
+	r = journal_tail(s, run, &tail);
+	if (r < 0)
+		return r;
+	int64_t ord = tail.ord + 1;
+	journal_link(tail.link, run, ord, c, args_hash, link);
 	journal_seal_as(c->compacted, link, status, result_txt, result_txt ? strlen(result_txt) : 0,
 			finished_ms, chain);
 	{
@@ -1216,10 +1419,14 @@ have_texts:
 		sqlite3_bind_int64(st, 13, finished_ms);
 		sqlite3_bind_text(st, 14, link, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 15, chain, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 16, tail.owner);
 		r = store_sqlite_step_done(st);
 		if (r < 0)
 			return r;
 	}
+	/* Cached before the commit: a failed commit rolls back, which clears
+	 * the cache. */
+	tail_set(s, run, ord, tail.owner, link);
 	return store_sqlite_tx_commit(&tx);
 }
 
@@ -1665,13 +1872,8 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 		r = store_sqlite_step_done(st);
 	}
 	/* Re-seal the kept rows in seq order: their insertion predecessors may
-	 * have been deleted. Ordinals go negative first so the unique index on
-	 * (run, ord) never sees two rows with one ordinal mid-way. */
-	if (r == 0) {
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_NEGATE_ORD];
-		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		r = store_sqlite_step_done(st);
-	}
+	 * have been deleted. */
+	tail_forget(s, run);
 	for (size_t i = 0; r == 0 && i < n && calls[i].seq <= after_seq; i++) {
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_RESEAL];
 		cleanup_free char *res = NULL;
@@ -1785,22 +1987,8 @@ rows_to_compact(struct store *s, const char *run, int64_t cut, struct store_call
 		if (r < 0)
 			break;
 		n++;
-		if (l.ord > 1) {
-			cleanup_stmt sqlite3_stmt *ls = s->stmt[ST_J_LINK_AT];
-			const char *txt;
-			size_t len;
-			sqlite3_bind_text(ls, 1, run, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(ls, 2, l.ord - 1);
-			rc = sqlite3_step(ls);
-			r = rc == SQLITE_ROW	? col_text(ls, 0, AGD_SHA256_HEX, &txt, &len)
-			    : rc == SQLITE_DONE ? -EBADMSG
-						: map_rc(rc);
-			if (r == 0 && !valid_hex64(txt, len))
-				r = -EBADMSG;
-			if (r < 0)
-				break;
-			memcpy(prev, txt, len + 1);
-		}
+		if (l.ord > 1 && (r = link_at(s, run, l.ord - 1, prev)) < 0)
+			break;
 		journal_link(prev, run, l.ord, &calls[n - 1], calls[n - 1].args_hash, want);
 		if (strcmp(want, l.link) != 0)
 			r = -EBADMSG;

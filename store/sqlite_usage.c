@@ -1,7 +1,7 @@
 /* Per-user usage across runs (schema version 3): each run records its owner's
- * uid, taken from the spec's "owner" object when the run is created, and the
- * journal is indexed by (run, started_ms), so the calls one user made in a
- * recent window are counted by an index range per run of theirs. */
+ * uid, taken from the spec's "owner" object when the run is created. Since
+ * version 5 each journal row carries its run's owner, indexed with its start
+ * time, so the calls one user made in a recent window are one index range. */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -49,9 +49,9 @@ int
 store_user_calls_since(struct store *s, int64_t owner_uid, int64_t since_ms, uint64_t *ret_n)
 {
 	/* Calls refused by a limit did not use the budget (supervisor/budget.c). */
-	static const char sql[] = "SELECT count(*) FROM runs r JOIN journal j ON j.run = r.id"
-				  " WHERE r.owner_uid = ?1 AND j.started_ms >= ?2"
-				  " AND NOT (j.status = 3 AND substr(j.rule, 1, 7) = 'limits.')";
+	static const char sql[] = "SELECT count(*) FROM journal WHERE owner_uid = ?1"
+				  " AND started_ms >= ?2"
+				  " AND NOT (status = 3 AND substr(rule, 1, 7) = 'limits.')";
 	__attribute__((cleanup(finalizep))) sqlite3_stmt *st = NULL;
 	int rc;
 

@@ -14,6 +14,7 @@
 #include "common/sha256.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "store/usage.h"
 
 struct fixture {
 	char dir[64];
@@ -155,10 +156,10 @@ test_open_migrate(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(user_version(f->path), 4);
+	assert_int_equal(user_version(f->path), 5);
 	/* Reopening an up-to-date file migrates nothing and works. */
 	reopen(f);
-	assert_int_equal(user_version(f->path), 4);
+	assert_int_equal(user_version(f->path), 5);
 	/* A file from a newer schema is refused, not misread. */
 	f->s = store_close(f->s);
 	{
@@ -427,6 +428,129 @@ test_out_of_order_commit(void **state)
 	assert_true(json_equal(calls[1].result, scalar));
 	assert_true(json_is_null(calls[2].result));
 	store_calls_free(calls, n);
+}
+
+/* Each run's journal tail is cached per connection: it follows another
+ * connection's writes, a rolled back batch, and, read back from the file, a
+ * tail whose ordinal is not its seq (for retention too). */
+static void
+test_tail_cache(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *args = json_pack("{s:i}", "a", 1);
+	cleanup_json json_t *st = json_object();
+	struct store *other = NULL;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int64_t done = 0;
+
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &other), 0);
+	struct store_call c = mkcall(1, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	c = mkcall(2, "t", args);
+	assert_int_equal(store_journal_intent(other, "r", &c), 0);
+	c = mkcall(3, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	assert_int_equal(load_rc(f->s, "r"), 0);
+	assert_int_equal(load_rc(other, "r"), 0);
+	other = store_close(other);
+
+	/* A row of an aborted batch leaves no trace in the next one. */
+	assert_int_equal(store_batch_begin(f->s), 0);
+	c = mkcall(4, "aborted", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	store_batch_abort(f->s);
+	c = mkcall(4, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+
+	/* Ordinals 5, 6, 7 on seqs 5, 7, 6: the tail (ord 7) is at seq 6. */
+	c = mkcall(5, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	c = mkcall(7, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	c = mkcall(6, "pure", args);
+	c.status = STORE_CALL_OK;
+	c.result = args;
+	assert_int_equal(store_journal_record(f->s, "r", &c), 0);
+	reopen(f);
+	assert_int_equal(store_journal_finish(f->s, "r", 7, STORE_CALL_OK, args, 9), 0);
+	c = mkcall(8, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 8);
+	assert_string_equal(calls[3].tool, "t");
+	store_calls_free(calls, n);
+	/* Compacting seq 6 and 7 checks each one's link from its insertion
+	 * predecessor (ordinals 6 and 5). */
+	for (int64_t seq = 1; seq <= 5; seq++)
+		assert_int_equal(store_journal_finish(f->s, "r", seq, STORE_CALL_OK, args, 9), 0);
+	assert_int_equal(store_state_save(f->s, "r", 7, st), 0);
+	reopen(f);
+	assert_int_equal(store_retain(f->s, "r", 1, &done), 0);
+	assert_int_equal(done, 7);
+	assert_int_equal(load_rc(f->s, "r"), 0);
+}
+
+/* Schema version 4 to 5: the journal's ordinal and (run, started_ms) indexes
+ * give way to one on (owner_uid, started_ms), owners copied from the runs. */
+static void
+test_upgrade_v4(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *spec =
+	    json_pack("{s:{s:i,s:i,s:s}}", "owner", "uid", 1000, "gid", 1000, "user", "u");
+	cleanup_json json_t *args = json_pack("{}");
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	uint64_t used = 0;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	assert_int_equal(store_run_create(f->s, "u", spec), 0);
+	fill_journal(f->s, "u");
+	fill_journal(f->s, "nobody"); /* rows of a run that has no runs row */
+	f->s = store_close(f->s);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP INDEX journal_by_owner;"
+				      "ALTER TABLE journal DROP COLUMN owner_uid;"
+				      "CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
+				      "CREATE INDEX journal_by_started ON journal(run, started_ms);"
+				      "PRAGMA user_version = 4;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(user_version(f->path), 4);
+
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	assert_int_equal(user_version(f->path), 5);
+	assert_int_equal(store_user_calls_since(f->s, 1000, 0, &used), 0);
+	assert_int_equal(used, 3);
+	assert_int_equal(store_user_calls_since(f->s, 1000, 1003, &used), 0);
+	assert_int_equal(used, 1);
+	/* The chains go on from the upgraded rows. */
+	struct store_call c = mkcall(4, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "u", &c), 0);
+	assert_int_equal(store_journal_intent(f->s, "nobody", &c), 0);
+	assert_int_equal(store_user_calls_since(f->s, 1000, 0, &used), 0);
+	assert_int_equal(used, 4);
+	assert_int_equal(store_journal_load(f->s, "u", &calls, &n), 0);
+	assert_int_equal(n, 4);
+	store_calls_free(calls, n);
+	assert_int_equal(load_rc(f->s, "nobody"), 0);
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT group_concat(name, ' ') FROM (SELECT name FROM "
+					    "sqlite_master WHERE tbl_name = 'journal' AND type = "
+					    "'index' ORDER BY name)",
+					    -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(q, 0),
+			    "journal_by_owner sqlite_autoindex_journal_1");
+	sqlite3_finalize(q);
+	sqlite3_close(db);
 }
 
 static void
@@ -913,6 +1037,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_first_writer_wins, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_out_of_order_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tail_cache, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_upgrade_v4, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_result, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_args, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_args_and_hash, setup, teardown),
