@@ -7,14 +7,17 @@
  * JSON_SORT_KEYS | JSON_ENCODE_ANY) writes (tests/unit/test_json.c and
  * tests/fuzz/fuzz_json.c compare them). They exist for speed: jansson reads
  * and writes a character at a time through callbacks, while a payload is
- * mostly long runs of plain characters, which these skip eight bytes a step
- * and copy with memcpy (docs/decisions.md, "JSON parser and encoder"). */
+ * mostly long runs of plain characters, which these find sixteen bytes a step
+ * (eight without SSE2) and copy with memcpy (docs/decisions.md, "JSON parser and encoder"). */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "common/json.h"
 #include "common/util.h"
@@ -44,6 +47,23 @@ agd_json_plain_len(const char *s, size_t len, bool ascii)
 {
 	size_t i = 0;
 
+#ifdef __SSE2__
+	/* Sixteen bytes a step: the lanes that are '"', '\\' or <= 0x1f as
+	 * unsigned (max(x, 0x1f) == 0x1f), and with ascii those >= 0x80 (the
+	 * sign bits of x itself). */
+	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+		      ctl = _mm_set1_epi8(0x1f), high = _mm_set1_epi8(ascii ? (char)0x80 : 0);
+	for (; i + 16 <= len; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		__m128i m =
+		    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+				 _mm_or_si128(_mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl),
+					      _mm_and_si128(x, high)));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits)
+			return i + (size_t)__builtin_ctz(bits);
+	}
+#endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	for (; i + 8 <= len; i += 8) {
 		uint64_t w;

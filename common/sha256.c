@@ -58,7 +58,7 @@ compress(struct agd_sha256 *s, const uint8_t *p)
  * several times faster where the CPU has them. The state lives in two
  * registers as {A,B,E,F} and {C,D,G,H}, the layout the instructions use. */
 __attribute__((target("sha,sse4.1,ssse3"))) static void
-compress_shani(struct agd_sha256 *s, const uint8_t *p)
+compress_shani(struct agd_sha256 *s, const uint8_t *p, size_t blocks)
 {
 	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
 	__m128i t = _mm_loadu_si128((const __m128i *)&s->h[0]);
@@ -69,25 +69,32 @@ compress_shani(struct agd_sha256 *s, const uint8_t *p)
 	st1 = _mm_shuffle_epi32(st1, 0x1B);
 	st0 = _mm_alignr_epi8(t, st1, 8);
 	st1 = _mm_blend_epi16(st1, t, 0xF0);
-	save0 = st0, save1 = st1;
-	for (int i = 0; i < 16; i++) {
-		__m128i w;
-		if (i < 4) {
-			w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
-		} else {
-			/* W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16], four at a time. */
-			w = _mm_sha256msg1_epu32(m[i & 3], m[(i + 1) & 3]);
-			w = _mm_add_epi32(w, _mm_alignr_epi8(m[(i + 3) & 3], m[(i + 2) & 3], 4));
-			w = _mm_sha256msg2_epu32(w, m[(i + 3) & 3]);
+	for (; blocks > 0; blocks--, p += 64) {
+		save0 = st0, save1 = st1;
+		/* Unrolled, m[] stays in registers: twice the speed. */
+#pragma GCC unroll 16
+		for (int i = 0; i < 16; i++) {
+			__m128i w;
+			if (i < 4) {
+				w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)),
+						     bswap);
+			} else {
+				/* W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16],
+				 * four at a time. */
+				w = _mm_sha256msg1_epu32(m[i & 3], m[(i + 1) & 3]);
+				w = _mm_add_epi32(
+				    w, _mm_alignr_epi8(m[(i + 3) & 3], m[(i + 2) & 3], 4));
+				w = _mm_sha256msg2_epu32(w, m[(i + 3) & 3]);
+			}
+			m[i & 3] = w;
+			msg = _mm_add_epi32(w, _mm_loadu_si128((const __m128i *)&K[4 * i]));
+			st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
+			msg = _mm_shuffle_epi32(msg, 0x0E);
+			st0 = _mm_sha256rnds2_epu32(st0, st1, msg);
 		}
-		m[i & 3] = w;
-		msg = _mm_add_epi32(w, _mm_loadu_si128((const __m128i *)&K[4 * i]));
-		st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
-		msg = _mm_shuffle_epi32(msg, 0x0E);
-		st0 = _mm_sha256rnds2_epu32(st0, st1, msg);
+		st0 = _mm_add_epi32(st0, save0);
+		st1 = _mm_add_epi32(st1, save1);
 	}
-	st0 = _mm_add_epi32(st0, save0);
-	st1 = _mm_add_epi32(st1, save1);
 	t = _mm_shuffle_epi32(st0, 0x1B);
 	st1 = _mm_shuffle_epi32(st1, 0xB1);
 	st0 = _mm_blend_epi16(t, st1, 0xF0);
@@ -109,16 +116,18 @@ have_shani(void)
 }
 #endif
 
+/* blocks whole 64-byte blocks at p. */
 static void
-compress_block(struct agd_sha256 *s, const uint8_t *p)
+compress_blocks(struct agd_sha256 *s, const uint8_t *p, size_t blocks)
 {
 #if defined(__x86_64__)
 	if (have_shani()) {
-		compress_shani(s, p);
+		compress_shani(s, p, blocks);
 		return;
 	}
 #endif
-	compress(s, p);
+	for (; blocks > 0; blocks--, p += 64)
+		compress(s, p);
 }
 
 void
@@ -139,15 +148,16 @@ agd_sha256_update(struct agd_sha256 *s, const void *data, size_t len)
 	s->bytes += len;
 	while (len > 0) {
 		if (s->fill == 0 && len >= 64) { /* whole blocks straight from the input */
-			compress_block(s, p);
-			p += 64, len -= 64;
+			size_t n = len / 64 * 64;
+			compress_blocks(s, p, n / 64);
+			p += n, len -= n;
 			continue;
 		}
 		size_t n = 64 - s->fill < len ? 64 - s->fill : len;
 		memcpy(s->block + s->fill, p, n);
 		s->fill += n, p += n, len -= n;
 		if (s->fill == 64) {
-			compress_block(s, s->block);
+			compress_blocks(s, s->block, 1);
 			s->fill = 0;
 		}
 	}
