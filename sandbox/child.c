@@ -31,6 +31,7 @@
 #define FD_ERR	  4
 #define FD_STATUS 5
 #define FD_NOTIFY 6 /* only with report_violations, closed before the program runs */
+#define FD_GO	  7 /* only with a gate, closed before the program runs */
 
 static int g_err_fd = -1;
 
@@ -227,12 +228,13 @@ loopback_up(void)
 	close(fd);
 }
 
-/* Put the caller's descriptors on 0..3, the error and status pipes on 4 and 5
- * and the listener socket on 6 (close-on-exec), and close everything else. */
+/* Put the caller's descriptors on 0..3, the error and status pipes on 4 and 5,
+ * the listener socket on 6 and the gate's pipe on 7 (close-on-exec), and
+ * close everything else. */
 static void
-arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd, int notify_sock)
+arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd, int notify_sock, int go_fd)
 {
-	int tmp[4], e, s, ns = -1, last = FD_STATUS;
+	int tmp[4], e, s, ns = -1, go = -1, last = FD_STATUS;
 
 	e = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
 	if (e < 0)
@@ -242,6 +244,8 @@ arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd, int notify_
 	if (s < 0)
 		fail(SBX_STEP_FDS, -1, errno);
 	if (notify_sock >= 0 && (ns = fcntl(notify_sock, F_DUPFD_CLOEXEC, 10)) < 0)
+		fail(SBX_STEP_FDS, -1, errno);
+	if (go_fd >= 0 && (go = fcntl(go_fd, F_DUPFD_CLOEXEC, 10)) < 0)
 		fail(SBX_STEP_FDS, -1, errno);
 	for (int i = 0; i < 4; i++) {
 		if (p->stdio[i] >= 0)
@@ -271,8 +275,31 @@ arrange_fds(const struct sandbox_plan *p, int err_fd, int status_fd, int notify_
 			fail(SBX_STEP_FDS, -1, errno);
 		last = FD_NOTIFY;
 	}
+	if (go >= 0) {
+		if ((last + 1 < FD_GO && syscall(SYS_close_range, last + 1, FD_GO - 1, 0) < 0) ||
+		    dup3(go, FD_GO, O_CLOEXEC) < 0)
+			fail(SBX_STEP_FDS, -1, errno);
+		last = FD_GO;
+	}
 	if (syscall(SYS_close_range, last + 1, ~0u, 0) < 0)
 		fail(SBX_STEP_FDS, -1, errno);
+}
+
+/* The sandbox is complete: wait for the parent's go (its own checks of what
+ * the program will be given). EOF means it refused or died; it also kills
+ * us in that case, this is the fallback. */
+static void
+wait_gate(void)
+{
+	char c;
+	ssize_t n;
+
+	do
+		n = read(FD_GO, &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		fail(SBX_STEP_GATE, -1, n < 0 ? errno : EPIPE);
+	close(FD_GO);
 }
 
 /* Become the mapped ids first: in root mode the child is still host root,
@@ -527,7 +554,7 @@ apply_seccomp(const struct sandbox_plan *p, int notify_sock)
 
 _Noreturn void
 sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int status_fd,
-		   int notify_sock, int *host_fds)
+		   int notify_sock, int go_fd, int *host_fds)
 {
 	char c;
 	ssize_t n;
@@ -554,7 +581,7 @@ sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int st
 	 * terminal cannot push input to the supervisor's shell. */
 	if (setsid() < 0)
 		fail(SBX_STEP_SETSID, -1, errno);
-	arrange_fds(p, err_fd, status_fd, notify_sock);
+	arrange_fds(p, err_fd, status_fd, notify_sock, go_fd);
 	for (size_t i = 0; i < p->n_rl; i++)
 		if (setrlimit((__rlimit_resource_t)p->rl_resource[i], &p->rl_value[i]) < 0)
 			fail(SBX_STEP_RLIMIT, p->rl_resource[i], errno);
@@ -569,5 +596,7 @@ sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd, int st
 		_exit(127);
 	apply_landlock(p);
 	apply_seccomp(p, notify_sock);
+	if (go_fd >= 0)
+		wait_gate();
 	run_init(p);
 }

@@ -79,6 +79,7 @@ enum sbx_step {
 	SBX_STEP_SECCOMP,
 	SBX_STEP_PDEATHSIG,
 	SBX_STEP_INIT,
+	SBX_STEP_GATE,
 	SBX_STEP_FORK,
 	SBX_STEP_EXEC,
 	SBX_STEP__MAX,
@@ -179,5 +180,7 @@ uint32_t sbx_bpf_run(const struct sock_filter *prog, unsigned short len,
 /* child.c: runs in the freshly cloned child; never returns. */
 /* host_fds: room for p->n_ops fds, filled by the child (its own copy). */
 /* notify_sock: where the seccomp listener is sent (SCM_RIGHTS), or -1. */
+/* go_fd: with a gate, the pipe whose one byte starts the program once the
+ * sandbox is complete; -1 to start it at once. */
 _Noreturn void sandbox_child_main(const struct sandbox_plan *p, int sync_fd, int err_fd,
-				  int status_fd, int notify_sock, int *host_fds);
+				  int status_fd, int notify_sock, int go_fd, int *host_fds);

@@ -49,6 +49,7 @@ static const char *const sbx_step_names[SBX_STEP__MAX] = {
     [SBX_STEP_SECCOMP] = "seccomp",
     [SBX_STEP_PDEATHSIG] = "parent-death signal",
     [SBX_STEP_INIT] = "sandbox init",
+    [SBX_STEP_GATE] = "waiting for the start (gate)",
     [SBX_STEP_FORK] = "forking the program",
     [SBX_STEP_EXEC] = "exec",
 };
@@ -964,13 +965,14 @@ recv_fd(int sock)
 	return fd;
 }
 
-/* sandbox_spawn() with the child's cgroup already made (cgfd, or -1). */
+/* sandbox_spawn_gated() with the child's cgroup already made (cgfd, or -1). */
 static int
-spawn_in(const struct sandbox_plan *p, int cgfd, struct sandbox_child *ret, char *err, size_t errsz)
+spawn_in(const struct sandbox_plan *p, const struct sandbox_gate *gate, int cgfd,
+	 struct sandbox_child *ret, char *err, size_t errsz)
 {
 	cleanup_close int sync_r = -1, sync_w = -1, err_r = -1, err_w = -1, st_r = -1, st_w = -1;
-	cleanup_close int pidfd = -1, nt_r = -1, nt_w = -1;
-	int fds[2], r;
+	cleanup_close int pidfd = -1, nt_r = -1, nt_w = -1, go_r = -1, go_w = -1;
+	int fds[2], r, go = 0;
 
 	if (!p || !ret) {
 		set_err(err, errsz, "sandbox: no plan");
@@ -996,6 +998,11 @@ spawn_in(const struct sandbox_plan *p, int cgfd, struct sandbox_child *ret, char
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
 			goto errno_fail;
 		nt_r = fds[0], nt_w = fds[1];
+	}
+	if (gate) {
+		if (pipe2(fds, O_CLOEXEC) < 0)
+			goto errno_fail;
+		go_r = fds[0], go_w = fds[1];
 	}
 
 	struct clone_args ca = {
@@ -1033,13 +1040,17 @@ spawn_in(const struct sandbox_plan *p, int cgfd, struct sandbox_child *ret, char
 		close(st_r);
 		if (nt_r >= 0)
 			close(nt_r);
-		sandbox_child_main(p, sync_r, err_w, st_w, nt_w, host_fds);
+		if (go_w >= 0)
+			close(go_w);
+		sandbox_child_main(p, sync_r, err_w, st_w, nt_w, go_r, host_fds);
 	}
 	close(take_fd(&sync_r));
 	close(take_fd(&err_w));
 	close(take_fd(&st_w));
 	if (nt_w >= 0)
 		close(take_fd(&nt_w));
+	if (go_r >= 0)
+		close(take_fd(&go_r));
 
 	/* Id maps: map exactly one unprivileged id to itself. Rootless needs
 	 * setgroups denied before gid_map may be written. */
@@ -1064,6 +1075,17 @@ spawn_in(const struct sandbox_plan *p, int cgfd, struct sandbox_child *ret, char
 	}
 	close(take_fd(&sync_w));
 
+	/* The child builds its sandbox meanwhile and then waits for the byte on
+	 * go; without it (a failed check) it is killed there, before the
+	 * program exists. */
+	if (gate) {
+		if ((r = gate->fn(gate->ud, err, errsz)) < 0)
+			goto kill_child;
+		/* EPIPE: the child is gone; its report, if any, says why. */
+		go = agd_write_all(go_w, "G", 1);
+		close(take_fd(&go_w));
+	}
+
 	/* EOF: the program's exec closed the last write end. */
 	struct sbx_report rep;
 	size_t got = 0;
@@ -1074,6 +1096,11 @@ spawn_in(const struct sandbox_plan *p, int cgfd, struct sandbox_child *ret, char
 		if (n <= 0)
 			break;
 		got += (size_t)n;
+	}
+	if (got == 0 && go < 0) {
+		set_err(err, errsz, "sandbox: starting the program failed: %s", errname(-go));
+		reap(pidfd);
+		return go;
 	}
 	if (got == 0) {
 		/* init sent the listener before it forked the program, so it is
@@ -1115,6 +1142,13 @@ errno_fail:
 int
 sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz)
 {
+	return sandbox_spawn_gated(p, NULL, ret, err, errsz);
+}
+
+int
+sandbox_spawn_gated(const struct sandbox_plan *p, const struct sandbox_gate *gate,
+		    struct sandbox_child *ret, char *err, size_t errsz)
+{
 	cleanup_close int cgfd = -1;
 	struct sandbox_child c;
 	int r;
@@ -1125,7 +1159,7 @@ sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err
 	}
 	if (p->cg_parent_fd >= 0 && (r = sbx_cgroup_create(p, &cgfd, err, errsz)) < 0)
 		return r;
-	if ((r = spawn_in(p, cgfd, &c, err, errsz)) < 0) {
+	if ((r = spawn_in(p, gate, cgfd, &c, err, errsz)) < 0) {
 		/* the child, if any, has been reaped */
 		sandbox_cgroup_remove(&cgfd);
 		return r;

@@ -113,6 +113,22 @@ struct sandbox_child {
  * the child has been reaped. The plan may be reused for further spawns. */
 int sandbox_spawn(const struct sandbox_plan *p, struct sandbox_child *ret, char *err, size_t errsz);
 
+/* What the caller checks before the program may start (sandbox_spawn_gated).
+ * fn returns 0 to start it, or a negative errno with a reason in err. */
+struct sandbox_gate {
+	int (*fn)(void *ud, char *err, size_t errsz);
+	void *ud;
+};
+
+/* sandbox_spawn(), with gate->fn called in this process while the child
+ * builds its sandbox: the child applies every defence (namespaces, mounts,
+ * ids, capabilities, landlock, seccomp) and then waits, and the program is
+ * started only once fn has returned 0. When fn fails, the child is killed
+ * before anything of the program runs, and its error and err are returned.
+ * fn may be called again by a later spawn when this one fails. */
+int sandbox_spawn_gated(const struct sandbox_plan *p, const struct sandbox_gate *gate,
+			struct sandbox_child *ret, char *err, size_t errsz);
+
 /* Non-fatal degradations of this plan (landlock missing or older than
  * expected; resources bounded without cgroup limits), as one line for the
  * caller to log; NULL when there are none. The string lives as long as the

@@ -240,6 +240,35 @@ skipped_json(unsigned skipped)
 	return a;
 }
 
+/* Every earlier attempt's calls are replayable: load and verify the journal
+ * (sandbox_spawn_gated runs this while the child builds its sandbox; the
+ * agent starts only once it has passed). */
+static int
+load_journal(void *ud, char *err, size_t errsz)
+{
+	struct sup_run *r = ud;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int e;
+
+	sup_replay_clear(&r->replay);
+	e = store_journal_load_lazy(r->st, r->id, &calls, &n);
+	if (e == 0 && (e = sup_replay_init(&r->replay, calls, n)) < 0)
+		store_calls_free(calls, n);
+	if (e < 0) {
+		snprintf(err, errsz, "journal unreadable: %s", strerror(-e));
+		return e;
+	}
+	r->next_seq = sup_replay_last_seq(&r->replay) + 1;
+	/* Budgets continue from what the journal says was used. */
+	e = sup_budget_rebuild(r, r->replay.calls, r->replay.n);
+	if (e < 0) {
+		snprintf(err, errsz, "budget rebuild failed: %s", strerror(-e));
+		return e;
+	}
+	return 0;
+}
+
 /* Start the next attempt. On failure r->reason says why. */
 static int
 spawn_child(struct sup_run *r)
@@ -251,8 +280,7 @@ spawn_child(struct sup_run *r)
 	int sv[2] = {-1, -1};
 	struct sandbox_plan *plan = NULL;
 	struct sandbox_child child;
-	struct store_call *calls = NULL;
-	size_t n = 0;
+	const struct sandbox_gate gate = {load_journal, r};
 	char err[512] = ""; /* a refusal names the missing defence and how to enable it */
 	int e;
 
@@ -260,22 +288,6 @@ spawn_child(struct sup_run *r)
 		return -ENOMEM;
 	for (size_t i = 0; i < argc; i++)
 		argv[i] = json_string_value(json_array_get(jargv, i));
-
-	/* Every earlier attempt's calls are replayable: load (and verify) the
-	 * journal before anything runs. */
-	sup_replay_clear(&r->replay);
-	e = store_journal_load_lazy(r->st, r->id, &calls, &n);
-	if (e < 0 || (e = sup_replay_init(&r->replay, calls, n)) < 0) {
-		snprintf(r->reason, sizeof(r->reason), "journal unreadable: %s", strerror(-e));
-		return e;
-	}
-	r->next_seq = sup_replay_last_seq(&r->replay) + 1;
-	/* Budgets continue from what the journal says was used. */
-	e = sup_budget_rebuild(r, r->replay.calls, r->replay.n);
-	if (e < 0) {
-		snprintf(r->reason, sizeof(r->reason), "budget rebuild failed: %s", strerror(-e));
-		return e;
-	}
 
 	e = store_run_next_attempt(r->st, r->id, &r->attempt);
 	if (e < 0) {
@@ -342,14 +354,14 @@ spawn_child(struct sup_run *r)
 		sup_emit(r, 0, "sandbox.skipped",
 			 json_pack("{s:o}", "defences", skipped_json(sandbox_skipped(plan))));
 	if (e >= 0)
-		e = sandbox_spawn(plan, &child, err, sizeof(err));
+		e = sandbox_spawn_gated(plan, &gate, &child, err, sizeof(err));
 	/* A child killed from outside during its setup (EPIPE on release,
 	 * ESRCH on its id maps) is a crash of this start, not a broken
 	 * configuration: start it again rather than fail the run. */
 	for (int k = 0; k < 3 && (e == -EPIPE || e == -ESRCH); k++) {
 		sup_emit(r, 0, "sandbox.respawn", json_pack("{s:s}", "error", err));
 		err[0] = '\0';
-		e = sandbox_spawn(plan, &child, err, sizeof(err));
+		e = sandbox_spawn_gated(plan, &gate, &child, err, sizeof(err));
 	}
 	sandbox_plan_free(plan);
 	free_strv(envp);
@@ -397,7 +409,7 @@ spawn_child(struct sup_run *r)
 	r->state = SUP_ST_CHILD;
 	sup_emit(r, 0, "attempt.started",
 		 json_pack("{s:i,s:i,s:I}", "attempt", r->attempt, "pid", (int)r->pid,
-			   "journal_len", (json_int_t)n));
+			   "journal_len", (json_int_t)r->replay.n));
 	return 0;
 }
 

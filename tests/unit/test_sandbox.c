@@ -304,6 +304,75 @@ test_channel_is_fd3(void **state)
 	close(sv[0]);
 }
 
+/* What the gate of a spawn saw, and what it answers. */
+struct gate_probe {
+	const char *marker; /* the file the program creates when it runs */
+	int answer;
+	int calls;
+	bool marker_seen; /* the program had run while the gate was closed */
+};
+
+static int
+gate_fn(void *ud, char *err, size_t errsz)
+{
+	struct gate_probe *g = ud;
+
+	g->calls++;
+	/* Long enough for the child to finish its sandbox: a program that
+	 * started without the gate would have created the marker by now. */
+	usleep(200 * 1000);
+	g->marker_seen = access(g->marker, F_OK) == 0;
+	if (g->answer < 0)
+		snprintf(err, errsz, "check failed");
+	return g->answer;
+}
+
+/* A gated spawn starts the program only once the gate says so; a gate that
+ * fails gets its error back and the program never runs. */
+static void
+test_gate(void **state)
+{
+	char marker[128], script[160];
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	struct sandbox_config cfg;
+	struct sandbox_plan *p = NULL;
+	struct sandbox_child c;
+	struct sandbox_exit ex;
+	siginfo_t si;
+	char err[256] = "";
+
+	snprintf(marker, sizeof(marker), "%s/ran", g_ws);
+	/* The gate's pipe (fd 7 in the child) is not the program's. */
+	snprintf(script, sizeof(script),
+		 "test -e /proc/self/fd/7 && exit 9; touch /workspace/ran; exit 7");
+	base_config(&cfg, argv);
+	assert_int_equal(sandbox_prepare(&cfg, &p, err, sizeof(err)), 0);
+
+	struct gate_probe g = {.marker = marker, .answer = -EBADMSG};
+	struct sandbox_gate gate = {gate_fn, &g};
+	assert_int_equal(sandbox_spawn_gated(p, &gate, &c, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(g.calls, 1);
+	assert_false(g.marker_seen);
+	assert_string_equal(err, "check failed");
+	/* Refused: the child was killed and reaped before the program ran. */
+	usleep(100 * 1000);
+	assert_int_equal(access(marker, F_OK), -1);
+
+	g = (struct gate_probe){.marker = marker, .answer = 0};
+	err[0] = '\0';
+	assert_int_equal(sandbox_spawn_gated(p, &gate, &c, err, sizeof(err)), 0);
+	assert_int_equal(g.calls, 1);
+	assert_false(g.marker_seen);
+	assert_int_equal(waitid((idtype_t)P_PIDFD, (id_t)c.pidfd, &si, WEXITED), 0);
+	assert_int_equal(sandbox_child_exit(&c, &si, &ex), 0);
+	assert_false(ex.signaled);
+	assert_int_equal(ex.code, 7);
+	assert_int_equal(access(marker, F_OK), 0);
+	sandbox_child_close(&c);
+	unlink(marker);
+	sandbox_plan_free(p);
+}
+
 /* The prebuilt filter used at spawn time is exactly what libseccomp compiles
  * from the rules in sandbox/seccomp.c (regenerate with agentd-seccomp-gen). */
 static void
@@ -334,6 +403,7 @@ main(void)
 	    cmocka_unit_test(test_killed_from_outside),
 	    cmocka_unit_test(test_setup_errors_named),
 	    cmocka_unit_test(test_channel_is_fd3),
+	    cmocka_unit_test(test_gate),
 	    cmocka_unit_test(test_prebuilt_seccomp_is_current),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
