@@ -72,10 +72,13 @@ def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(len(v) * p))]
 
-def cpu_s():
+def cpu_s(children=False):
+    # user + system of agentd itself, or of its reaped children (the runs'
+    # sandboxes and agents: counted once they have exited)
     with open(f"/proc/{pid}/stat") as f:
         v = f.read().rsplit(")", 1)[1].split()
-    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+    k = 13 if children else 11
+    return (int(v[k]) + int(v[k + 1])) / os.sysconf("SC_CLK_TCK")
 
 samples = []  # (wall ms, agentd's CPU seconds) while waiting
 
@@ -147,7 +150,7 @@ print(f"  {BUSY} busy runs x {CALLS} calls: {ok}/{BUSY} succeeded in {elapsed:.1
 # every run was busy; the journal's timestamps give that window, and the
 # daemon's CPU time sampled meanwhile its cost per call.
 samples.clear()
-t0 = time.time()
+t0, kids0 = time.time(), cpu_s(children=True)
 ids = []
 for i in range(BUSY):
     st, r, _ = req("POST", "/v1/runs", {"command": ["./serve_agent", str(STEADY)], "cwd": T,
@@ -175,7 +178,9 @@ else:
     print(f"  steady state: {ok}/{BUSY} succeeded, all busy for {hi - lo} ms only; "
           f"raise AGENTD_BENCH_SERVE_STEADY")
 print(f"  the whole part, spawn and exit included: {BUSY * STEADY / elapsed:.0f} calls/s, "
-      f"agentd's CPU time {(samples[-1][1] - samples[0][1]) * 1e6 / (BUSY * STEADY):.1f} us per call")
+      f"agentd's CPU time {(samples[-1][1] - samples[0][1]) * 1e6 / (BUSY * STEADY):.1f} us per call, "
+      f"the runs' (sandboxes and agents) "
+      f"{(cpu_s(children=True) - kids0) * 1e6 / (BUSY * STEADY):.1f} us per call")
 m = req("GET", "/v1/health")[1].get("journal")
 if m:
     print(f"  journal commits: {m['commits']} for {m['rows']} rows "
