@@ -41,6 +41,7 @@ enum stmt_id {
 	ST_J_INSERT,
 	ST_J_GET_STATUS,
 	ST_J_FINISH,
+	ST_J_FINISH_ROWID,
 	ST_J_LOAD,
 	ST_J_DELETE_AFTER,
 	ST_J_RESEAL,
@@ -84,6 +85,8 @@ static const char *const stmt_sql[ST__MAX] = {
 	"attempt, decision, rule, started_ms, finished_ms, link, chain, owner_uid) "
 	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     [ST_J_GET_STATUS] = "SELECT status, link FROM journal WHERE run = ?1 AND seq = ?2",
+    [ST_J_FINISH_ROWID] = "UPDATE journal SET status = ?3, result = ?4, finished_ms = ?5, "
+			  "chain = ?6 WHERE rowid = ?7 AND run = ?1 AND seq = ?2 AND status = 0",
     [ST_J_FINISH] = "UPDATE journal SET status = ?3, result = ?4, finished_ms = ?5, "
 		    "chain = ?6 WHERE run = ?1 AND seq = ?2 AND status = 0",
     [ST_J_LOAD] = "SELECT seq, ord, tool, args_hash, args, status, result, attempt, decision, "
@@ -113,10 +116,11 @@ static const char *const stmt_sql[ST__MAX] = {
 };
 
 /* A run's journal tail as this connection last wrote or read it: the ordinal
- * and link of its newest row (0 and "" if none) and its owner's uid. */
+ * and link of its newest row (0 and "" if none) and its owner's uid; the seq
+ * and rowid of that row once this connection has inserted it (else 0). */
 struct tail {
 	struct tail *next;
-	int64_t ord, owner;
+	int64_t ord, owner, seq, rowid;
 	char link[AGD_SHA256_HEX];
 	char run[];
 };
@@ -276,7 +280,8 @@ tail_forget(struct store *s, const char *run)
 /* Record a run's tail after a row was written in the open transaction. Out
  * of memory only means the next insert reads it from the file. */
 static void
-tail_set(struct store *s, const char *run, int64_t ord, int64_t owner, const char *link)
+tail_set(struct store *s, const char *run, int64_t ord, int64_t owner, const char *link,
+	 int64_t seq, int64_t rowid)
 {
 	struct tail **pp = tail_slot(s, run), *t = *pp;
 
@@ -296,6 +301,8 @@ tail_set(struct store *s, const char *run, int64_t ord, int64_t owner, const cha
 	}
 	t->ord = ord;
 	t->owner = owner;
+	t->seq = seq;
+	t->rowid = rowid;
 	memcpy(t->link, link, AGD_SHA256_HEX);
 }
 
@@ -1426,7 +1433,7 @@ have_texts:
 	}
 	/* Cached before the commit: a failed commit rolls back, which clears
 	 * the cache. */
-	tail_set(s, run, ord, tail.owner, link);
+	tail_set(s, run, ord, tail.owner, link, c->seq, sqlite3_last_insert_rowid(s->db));
 	return store_sqlite_tx_commit(&tx);
 }
 
@@ -1492,6 +1499,27 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	r = store_sqlite_tx_join(s, &tx);
 	if (r < 0)
 		return r;
+	/* The intent this connection inserted last for the run: its link is
+	 * known and its row is found by rowid. If it is not an intent any
+	 * more, the lookup below says why. */
+	struct tail *t = *tail_slot(s, run);
+	if (t && t->seq == seq && t->rowid) {
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_FINISH_ROWID];
+
+		journal_seal(t->link, status, result_txt, strlen(result_txt), finished_ms, chain);
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, seq);
+		sqlite3_bind_int(st, 3, status);
+		sqlite3_bind_text(st, 4, result_txt, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, finished_ms);
+		sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 7, t->rowid);
+		r = store_sqlite_step_done(st);
+		if (r < 0)
+			return r;
+		if (sqlite3_changes(s->db) == 1)
+			return store_sqlite_tx_commit(&tx);
+	}
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_GET_STATUS];
 		const char *txt;
