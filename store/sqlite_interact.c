@@ -726,7 +726,7 @@ store_message_add(struct store *s, const char *run, const char *text, const char
 int
 store_message_version(struct store *s, uint64_t *ret)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = NULL;
 	int64_t now = agd_now_ns();
 	struct store_ix *ix;
 	int r;
@@ -741,11 +741,15 @@ store_message_version(struct store *s, uint64_t *ret)
 	 * process). Reading it costs a read transaction; a daemon asks at every
 	 * call of every run, so a value up to 1 ms old is reused: a message
 	 * committed elsewhere is then seen at most 1 ms later, as if it had
-	 * been sent that much later. */
+	 * been sent that much later. The statement has no bindings: a reset
+	 * after the step is all it needs. */
 	if (!ix->data_version_ns || now - ix->data_version_ns > 1000000) {
-		if (sqlite3_step(st) != SQLITE_ROW)
+		bool row = sqlite3_step(st) == SQLITE_ROW;
+		if (row)
+			ix->data_version = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		if (!row)
 			return -EIO;
-		ix->data_version = (uint64_t)sqlite3_column_int64(st, 0);
 		ix->data_version_ns = now;
 	}
 	/* This connection's own messages are counted here. */
