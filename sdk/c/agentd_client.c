@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #ifdef __SSE2__
@@ -199,6 +200,13 @@ next_frame(struct agentd_client *c, const char **ret, size_t *ret_len)
 			c->buf = nbuf;
 			c->cap = ncap;
 		}
+		/* Wait in poll, not in read: a reader blocked in read on a unix
+		 * stream socket is also woken when the supervisor reads the
+		 * request (the socket's send space frees), a wasted wake-up and
+		 * context switch per call; poll waits for input only. */
+		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -errno;
 		ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
 		if (n < 0) {
 			if (errno == EINTR)
