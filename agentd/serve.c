@@ -1353,7 +1353,7 @@ load_config(struct serve_config *c, const char *path)
 	const char *state = NULL, *sock = NULL, *pdir = NULL, *group = NULL;
 	json_int_t maxr = c->max_running, maxu = c->max_running_per_user,
 		   maxq = c->max_queued_per_user, logmax = c->log_max_bytes,
-		   idle = c->approval_idle_suspend_s;
+		   idle = c->approval_idle_suspend_s, workers = c->tool_workers;
 	const char *tcp = NULL;
 	json_t *tokens = NULL;
 	json_int_t retention = 0, keep = 0;
@@ -1363,18 +1363,25 @@ load_config(struct serve_config *c, const char *path)
 	if (e < 0)
 		return agd_die(-1, "config %s: %s", path, strerror(-e));
 	cleanup_json json_t *doc = agd_json_parse(buf, len, 16, &jerr);
-	if (!doc || json_unpack_ex(doc, &jerr, JSON_STRICT,
-				   "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o,s?I,s?o,s?I}",
-				   "state", &state, "socket", &sock, "policy_dir", &pdir,
-				   "admin_group", &group, "max_running", &maxr,
-				   "max_running_per_user", &maxu, "max_queued_per_user", &maxq,
-				   "log_max_bytes", &logmax, "approval_idle_suspend_s", &idle,
-				   "tcp_listen", &tcp, "tokens", &tokens, "retention_s", &retention,
-				   "webhook_hosts", &hook_hosts, "keep_states", &keep) < 0)
+	if (!doc ||
+	    json_unpack_ex(doc, &jerr, JSON_STRICT,
+			   "{s?s,s?s,s?s,s?s,s?I,s?I,s?I,s?I,s?I,s?s,s?o,s?I,s?o,s?I,s?I}", "state",
+			   &state, "socket", &sock, "policy_dir", &pdir, "admin_group", &group,
+			   "max_running", &maxr, "max_running_per_user", &maxu,
+			   "max_queued_per_user", &maxq, "log_max_bytes", &logmax,
+			   "approval_idle_suspend_s", &idle, "tcp_listen", &tcp, "tokens", &tokens,
+			   "retention_s", &retention, "webhook_hosts", &hook_hosts, "keep_states",
+			   &keep, "tool_workers", &workers) < 0)
 		return agd_die(-1, "config %s:%d: %s", path, jerr.line, jerr.text);
 	if (maxr < 1 || maxr > 100000 || maxu < 1 || maxu > 100000 || maxq < 0 || maxq > 1000000 ||
 	    logmax < 0)
 		return agd_die(-1, "config %s: limits out of range", path);
+	if (workers < 0 || workers > SERVE_TOOL_WORKERS_MAX)
+		return agd_die(-1,
+			       "config %s: tool_workers must be 0..%d (0: tools run on the loop "
+			       "thread)",
+			       path, SERVE_TOOL_WORKERS_MAX);
+	c->tool_workers = (int)workers;
 	c->max_running = (int)maxr;
 	c->max_running_per_user = (int)maxu;
 	c->max_queued_per_user = (int)maxq;
@@ -1509,7 +1516,8 @@ agd_cmd_serve(int argc, char **argv)
 	    .cfg = {.max_running = 64,
 		    .max_running_per_user = 16,
 		    .max_queued_per_user = 1000,
-		    .log_max_bytes = LOG_MAX_DEFAULT},
+		    .log_max_bytes = LOG_MAX_DEFAULT,
+		    .tool_workers = SERVE_TOOL_WORKERS_DEFAULT},
 	    .w_sig = {-1, on_signal},
 	    .w_tick = {-1, on_tick},
 	    .w_mhd = {-1, NULL},
@@ -1575,10 +1583,13 @@ agd_cmd_serve(int argc, char **argv)
 		return agd_die(1, "cannot open store %s: %s", path, strerror(-e));
 	if ((e = agd_loop_init(&sv->loop)) < 0)
 		return agd_die(1, "event loop: %s", strerror(-e));
-	/* Every run's live calls share the journal's commits. */
-	sv->batch = sup_batch_new(&sv->loop, sv->st);
+	/* Every run's live calls share the journal's commits; their tools that
+	 * may block run on the workers. Started with every signal blocked, and
+	 * before any tool runs: tools_global_init below is not thread-safe,
+	 * but nothing runs on a worker before the loop does. */
+	sv->batch = sup_batch_new(&sv->loop, sv->st, sv->cfg.tool_workers);
 	if (!sv->batch)
-		return agd_die(1, "out of memory");
+		return agd_die(1, "cannot start %d tool workers", sv->cfg.tool_workers);
 	sv->sdk_dir = default_sdk_dir(sv->sdk, sizeof(sv->sdk));
 	if ((e = serve_hooks_init(sv)) < 0)
 		return agd_die(1, "webhooks: %s", strerror(-e));

@@ -37,6 +37,7 @@ struct serve_config {
 	int approval_idle_suspend_s; /* see sup_options; 0: the supervisor's default */
 	int64_t retention_s; /* final runs are deleted this long after finishing (0: kept) */
 	int keep_states;     /* automatic retention of runs that set none (0: none) */
+	int tool_workers;    /* threads running the tools that may block (0: the loop's) */
 	char **hook_hosts;   /* hosts completion webhooks may go to (none: webhooks off) */
 	size_t n_hook_hosts;
 	char tcp_listen[128]; /* "HOST:PORT"; "" = no TCP listener (default) */
@@ -164,6 +165,10 @@ int serve_run_delete(struct serve *sv, struct serve_run *r, const char *why);
  * ends it "cancelled" when the child exits (killed after
  * SERVE_CANCEL_GRACE_MS). 0 or -EALREADY when final. */
 #define SERVE_CANCEL_GRACE_MS 5000
+/* Config tool_workers: threads that run the tools that may block (http.request,
+ * fs.*), so a slow one stalls only its own run. */
+#define SERVE_TOOL_WORKERS_DEFAULT 4
+#define SERVE_TOOL_WORKERS_MAX	   64
 int serve_run_cancel(struct serve *sv, struct serve_run *r, bool kill);
 /* Pause ("paused": its next call waits) or resume ("running") a running
  * run. A suspended run (no process) is paused in its status only: its

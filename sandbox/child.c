@@ -24,7 +24,6 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <grp.h>
 #include <unistd.h>
 
 /* Fixed fd numbers once the child has arranged its descriptors. */
@@ -317,8 +316,11 @@ set_ids(const struct sandbox_plan *p)
 		  0, 0, 0) < 0)
 		fail(SBX_STEP_SECUREBITS, -1, errno);
 	/* Rootless: setgroups is denied in the namespace (as bubblewrap does);
-	 * the caller's supplementary groups stay and show as the overflow gid. */
-	if (!p->rootless && setgroups(0, NULL) < 0)
+	 * the caller's supplementary groups stay and show as the overflow gid.
+	 * Raw syscalls, as for the ids below: glibc's wrappers would apply the
+	 * change to every thread of the supervisor (its tool workers), which
+	 * this copy does not have, and wait for them forever. */
+	if (!p->rootless && syscall(SYS_setgroups, 0, NULL) < 0)
 		fail(SBX_STEP_SETGROUPS, -1, errno);
 	if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
 		fail(SBX_STEP_SETGID, -1, errno);

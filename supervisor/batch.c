@@ -7,17 +7,32 @@
  * queued call, in the order queued, through four phases:
  *
  *   1. the intents of all non-pure calls: one transaction, one commit;
- *   2. the tools, one call after the other;
- *   3. the outcomes of all calls: one transaction, one commit;
- *   4. the replies.
+ *   2. the tools: a tool that never blocks runs here, any other is handed to
+ *      a tool worker as a self-contained job (sup_job) and the flush goes on;
+ *   3. the outcomes of the calls whose tools have finished (here, or on a
+ *      worker since the last round): one transaction, one commit;
+ *   4. their replies.
  *
- * So an intent is durable before its tool runs, an outcome before the agent
- * sees it, and a commit that fails fails exactly the calls it carried (their
- * runs fail, nothing is answered). A run has at most one queued call, so its
- * seqs stay in order; with --durability power a batch pays one fsync per
- * phase instead of two per call. */
+ * A worker runs a job (retries and their sleeps included) touching nothing
+ * but the job, posts it to the finished queue and writes the eventfd the
+ * loop watches; the loop takes the finished jobs, emits the events their
+ * attempts recorded, redacts and counts their results (sup_call_job_done),
+ * and the next flush commits and answers them. So an intent is durable
+ * before its tool runs, an outcome before the agent sees it, and a commit
+ * that fails fails exactly the calls it carried (their runs fail, nothing is
+ * answered). A run has at most one call here, so its seqs stay in order;
+ * with --durability power a batch pays one fsync per phase instead of two
+ * per call. A run whose call is on a worker waits for it before it ends or
+ * starts its next attempt (run.c, SUP_ST_ENDING): the late outcome is
+ * always journaled. Without workers (agentd run) every tool runs in the
+ * flush, as phase 2 of the same round. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/util.h"
@@ -40,8 +55,11 @@ struct sup_pending {
 	enum tool_class cls;
 	char *rule_id, *path_root, *decision; /* copies: a reload may replace the policy */
 	/* phase results */
-	bool dead;  /* failed or abandoned: no further phase, no reply */
-	bool wrote; /* has a row in the transaction being committed */
+	bool dead;	/* failed or abandoned: no further phase, no reply */
+	bool wrote;	/* has a row in the transaction being committed */
+	bool on_worker; /* its job is with the workers (r->pending stays set) */
+	bool landed;	/* its job came back from a worker */
+	struct sup_job *job;
 	json_t *content;
 	bool is_error;
 	char *text; /* content's canonical text: journaled and framed as is */
@@ -53,7 +71,19 @@ struct sup_batch {
 	struct agd_loop *loop;
 	struct store *st;
 	struct sup_pending *head, **tail;
+	struct sup_pending *landed, **landed_tail; /* back from a worker, to commit */
 	bool flushing;
+
+	/* The tool workers: n threads; `todo` and `done` are queues of jobs
+	 * under mu; a worker writes w_done (an eventfd) after each job. */
+	int n;
+	pthread_t *threads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct sup_job *todo, **todo_tail, *done, **done_tail;
+	bool quit;
+	struct agd_watch w_done;
+	size_t on_workers; /* jobs handed out and not yet taken back (loop only) */
 };
 
 static struct sup_pending *
@@ -65,6 +95,7 @@ pending_free(struct sup_pending *p)
 	json_decref(p->args);
 	free(p->args_text);
 	json_decref(p->exec_args);
+	sup_job_free(p->job);
 	json_decref(p->content);
 	free(p->text);
 	free(p->rule_id);
@@ -75,9 +106,63 @@ pending_free(struct sup_pending *p)
 }
 
 static void on_deferred(struct agd_defer *d);
+static void on_done(struct agd_watch *w, uint32_t events);
+
+static void *
+worker(void *arg)
+{
+	struct sup_batch *b = arg;
+	const uint64_t one = 1;
+
+	pthread_mutex_lock(&b->mu);
+	for (;;) {
+		while (!b->todo && !b->quit)
+			pthread_cond_wait(&b->cv, &b->mu);
+		struct sup_job *j = b->todo;
+		if (!j) /* told to quit, and every job handed out has run */
+			break;
+		b->todo = j->next;
+		if (!b->todo)
+			b->todo_tail = &b->todo;
+		pthread_mutex_unlock(&b->mu);
+		sup_job_run(j);
+		pthread_mutex_lock(&b->mu);
+		j->next = NULL;
+		*b->done_tail = j;
+		b->done_tail = &j->next;
+		(void)!write(b->w_done.fd, &one, sizeof(one));
+	}
+	pthread_mutex_unlock(&b->mu);
+	return NULL;
+}
+
+/* Start n workers. They block every signal: signals are the loop's
+ * (signalfd), and a SIGTERM taken by a worker would kill the daemon. */
+static int
+start_workers(struct sup_batch *b, int n)
+{
+	sigset_t all, old;
+	int e = 0;
+
+	b->w_done = (struct agd_watch){eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_done};
+	if (b->w_done.fd < 0)
+		return -errno;
+	if ((e = agd_loop_add(b->loop, &b->w_done, EPOLLIN)) < 0)
+		return e;
+	b->threads = calloc((size_t)n, sizeof(*b->threads));
+	if (!b->threads)
+		return -ENOMEM;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (; b->n < n; b->n++)
+		if ((e = -pthread_create(&b->threads[b->n], NULL, worker, b)) < 0)
+			break;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return e;
+}
 
 struct sup_batch *
-sup_batch_new(struct agd_loop *loop, struct store *st)
+sup_batch_new(struct agd_loop *loop, struct store *st, int workers)
 {
 	struct sup_batch *b = calloc(1, sizeof(*b));
 
@@ -87,7 +172,23 @@ sup_batch_new(struct agd_loop *loop, struct store *st)
 	b->loop = loop;
 	b->st = st;
 	b->tail = &b->head;
+	b->landed_tail = &b->landed;
+	b->todo_tail = &b->todo;
+	b->done_tail = &b->done;
+	b->w_done.fd = -1;
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	if (workers > 0 && start_workers(b, workers) < 0)
+		return sup_batch_free(b);
 	return b;
+}
+
+static void
+forget(struct sup_pending *p)
+{
+	if (p->r)
+		p->r->pending = NULL;
+	pending_free(p);
 }
 
 struct sup_batch *
@@ -96,31 +197,71 @@ sup_batch_free(struct sup_batch *b)
 	if (!b)
 		return NULL;
 	agd_loop_cancel(b->loop, &b->d);
+	/* The jobs handed out run to their end (a tool is never abandoned
+	 * half-way); their calls are dropped unanswered with their runs. */
+	pthread_mutex_lock(&b->mu);
+	b->quit = true;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	for (int i = 0; i < b->n; i++)
+		pthread_join(b->threads[i], NULL);
+	free(b->threads);
+	while (b->done) {
+		struct sup_job *j = b->done;
+		b->done = j->next;
+		forget(j->owner);
+	}
+	agd_loop_close_watch(b->loop, &b->w_done);
+	pthread_cond_destroy(&b->cv);
+	pthread_mutex_destroy(&b->mu);
 	while (b->head) {
 		struct sup_pending *p = b->head;
 		b->head = p->next;
-		p->r->pending = NULL;
-		pending_free(p);
+		forget(p);
+	}
+	while (b->landed) {
+		struct sup_pending *p = b->landed;
+		b->landed = p->next;
+		forget(p);
 	}
 	free(b);
 	return NULL;
+}
+
+static void
+unlink_from(struct sup_pending **head, struct sup_pending ***tail, struct sup_pending *p)
+{
+	for (struct sup_pending **pp = head; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			if (*tail == &p->next)
+				*tail = pp;
+			return;
+		}
 }
 
 void
 sup_batch_forget(struct sup_run *r)
 {
 	struct sup_batch *b = r->batch;
+	struct sup_pending *p = r->pending;
 
-	if (!r->pending || !b)
+	if (!p || !b)
 		return;
-	for (struct sup_pending **pp = &b->head; *pp; pp = &(*pp)->next)
-		if (*pp == r->pending) {
-			*pp = r->pending->next;
-			if (b->tail == &r->pending->next)
-				b->tail = pp;
-			break;
-		}
-	r->pending = pending_free(r->pending);
+	r->pending = NULL;
+	if (p->on_worker) { /* the worker's to finish: dropped when it comes back */
+		p->r = NULL;
+		return;
+	}
+	unlink_from(&b->head, &b->tail, p);
+	unlink_from(&b->landed, &b->landed_tail, p);
+	pending_free(p);
+}
+
+bool
+sup_batch_busy(const struct sup_run *r)
+{
+	return r->pending && r->pending->on_worker;
 }
 
 int
@@ -233,14 +374,14 @@ write_intents(struct sup_batch *b, struct sup_pending *list)
 		commit(b, list);
 }
 
-/* Phase 2: run the tool; its outcome encoded once, for the journal and the
- * reply. */
+/* The tool's outcome (its job has run), encoded once, for the journal and
+ * the reply. */
 static void
-run_tool(struct sup_pending *p)
+finish_tool(struct sup_pending *p)
 {
-	int e = sup_call_run_tool(p->r, p->t, p->exec_args, p->seq, p->path_root, p->cls,
-				  &p->content, &p->is_error);
+	int e = sup_call_job_done(p->r, p->job, &p->content, &p->is_error);
 
+	p->job = sup_job_free(p->job);
 	if (e < 0) {
 		p->dead = true;
 		sup_fail(p->r, "tool %s failed internally: %s", p->t->name, strerror(-e));
@@ -249,6 +390,65 @@ run_tool(struct sup_pending *p)
 	e = store_json_text(p->content, &p->text, &p->text_len);
 	if (e < 0)
 		fail_call(p, e);
+}
+
+/* Phase 2: run the tool here, or hand it to a worker (true). */
+static bool
+start_tool(struct sup_batch *b, struct sup_pending *p)
+{
+	int e = sup_call_job(p->r, p->t, p->exec_args, p->seq, p->path_root, p->cls, &p->job);
+
+	if (e < 0) {
+		p->dead = true;
+		sup_fail(p->r, "tool %s failed internally: %s", p->t->name, strerror(-e));
+		return false;
+	}
+	if (!b->n || sup_job_inline(p->job)) {
+		sup_job_run(p->job);
+		finish_tool(p);
+		return false;
+	}
+	p->job->owner = p;
+	p->on_worker = true;
+	b->on_workers++;
+	pthread_mutex_lock(&b->mu);
+	*b->todo_tail = p->job;
+	b->todo_tail = &p->job->next;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	return true;
+}
+
+/* Jobs back from the workers: their calls join the next flush. */
+static void
+on_done(struct agd_watch *w, uint32_t events)
+{
+	struct sup_batch *b = (struct sup_batch *)((char *)w - offsetof(struct sup_batch, w_done));
+	uint64_t n;
+
+	if (read(w->fd, &n, sizeof(n)) < 0)
+		return;
+	pthread_mutex_lock(&b->mu);
+	struct sup_job *j = b->done;
+	b->done = NULL;
+	b->done_tail = &b->done;
+	pthread_mutex_unlock(&b->mu);
+	while (j) {
+		struct sup_pending *p = j->owner;
+		j = j->next;
+		b->on_workers--;
+		p->on_worker = false;
+		if (!p->r) { /* its run was freed meanwhile */
+			pending_free(p);
+			continue;
+		}
+		p->landed = true;
+		finish_tool(p);
+		p->next = NULL;
+		*b->landed_tail = p;
+		b->landed_tail = &p->next;
+	}
+	agd_loop_defer(b->loop, &b->d);
 }
 
 /* Phase 3: the outcomes, durable before any reply. */
@@ -318,8 +518,8 @@ sup_batch_flush(struct sup_batch *b)
 	if (!b || b->flushing)
 		return;
 	b->flushing = true;
-	while (b->head) {
-		struct sup_pending *list = b->head;
+	while (b->head || b->landed) {
+		struct sup_pending *list = b->head, *ready = NULL, **rt = &ready;
 		b->head = NULL;
 		b->tail = &b->head;
 
@@ -330,21 +530,34 @@ sup_batch_flush(struct sup_batch *b)
 			p->dead = p->attempt != r->attempt || r->fatal || sup_run_done(r);
 		}
 		write_intents(b, list);
-		for (struct sup_pending *p = list; p; p = p->next)
-			if (!p->dead)
-				run_tool(p);
-		write_outcomes(b, list);
-		for (struct sup_pending *p = list; p; p = p->next)
+		while (list) {
+			struct sup_pending *p = list;
+			list = p->next;
+			p->next = NULL;
+			if (!p->dead && start_tool(b, p))
+				continue; /* on a worker: answered in a later round */
+			*rt = p;
+			rt = &p->next;
+		}
+		/* With the calls whose tools finished on a worker meanwhile. */
+		*rt = b->landed;
+		b->landed = NULL;
+		b->landed_tail = &b->landed;
+		write_outcomes(b, ready);
+		for (struct sup_pending *p = ready; p; p = p->next)
 			if (!p->dead)
 				reply(p);
 		/* The runs read again: what they sent meanwhile is answered now
 		 * (its live calls queue for the next round). */
-		while (list) {
-			struct sup_pending *p = list;
-			list = p->next;
+		while (ready) {
+			struct sup_pending *p = ready;
+			ready = p->next;
 			struct sup_run *r = p->r;
+			bool landed = p->landed;
 			r->pending = NULL;
 			pending_free(p);
+			if (landed)
+				sup_run_landed(r);
 			sup_broker_drain(r);
 		}
 	}

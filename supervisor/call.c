@@ -97,9 +97,8 @@ outcome_name(enum store_call_status s)
 }
 
 int
-sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
-		  const char *path_root, enum tool_class cls, json_t **ret_content,
-		  bool *ret_is_error)
+sup_call_job(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
+	     const char *path_root, enum tool_class cls, struct sup_job **ret_job)
 {
 	cleanup_free char *key = agd_asprintf("%s:%lld", r->uid, (long long)seq);
 	struct tool_ctx ctx = {
@@ -114,32 +113,56 @@ sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *arg
 	    .deny_private_addresses = !sup_egress_named(r, t->name, args),
 	    .cost_header = policy_cost_header(r->policy),
 	};
-	json_t *content = NULL;
-	bool is_error = false;
+	json_t *refused = NULL;
 	int e;
 
 	if (!key)
 		return -ENOMEM;
 	/* Secrets are resolved only into the copy the tool runs with. */
 	cleanup_json json_t *resolved = NULL;
-	e = sup_secrets_apply(r, t->name, args, &resolved, &content);
-	if (e < 0)
+	e = sup_secrets_apply(r, t->name, args, &resolved, &refused);
+	if (e == 0)
+		e = sup_retry_job(r, t, resolved ? resolved : args, cls, &ctx, ret_job);
+	if (e < 0) {
+		json_decref(refused);
 		return e;
-	if (content)
-		is_error = true;
-	else
-		e = sup_retry_call(r, t, resolved ? resolved : args, cls, &ctx, &content,
-				   &is_error);
-	if (e < 0)
-		return e;
-	if (sup_secrets_redact(r, content) < 0) {
-		json_decref(content);
-		return -ENOMEM;
 	}
-	sup_budget_result(r, t->name, content);
-	*ret_content = content;
-	*ret_is_error = is_error;
+	if (refused) { /* answered without running */
+		(*ret_job)->content = refused;
+		(*ret_job)->is_error = true;
+		(*ret_job)->done = true;
+	}
 	return 0;
+}
+
+int
+sup_call_job_done(struct sup_run *r, struct sup_job *j, json_t **ret_content, bool *ret_is_error)
+{
+	sup_job_emit(r, j);
+	if (j->err < 0)
+		return j->err;
+	if (sup_secrets_redact(r, j->content) < 0)
+		return -ENOMEM;
+	sup_budget_result(r, j->t->name, j->content);
+	*ret_content = steal_ptr(&j->content);
+	*ret_is_error = j->is_error;
+	return 0;
+}
+
+int
+sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
+		  const char *path_root, enum tool_class cls, json_t **ret_content,
+		  bool *ret_is_error)
+{
+	struct sup_job *j = NULL;
+	int e = sup_call_job(r, t, args, seq, path_root, cls, &j);
+
+	if (e < 0)
+		return e;
+	sup_job_run(j);
+	e = sup_call_job_done(r, j, ret_content, ret_is_error);
+	sup_job_free(j);
+	return e;
 }
 
 /* Journal a refused live call at seq and answer it with `code` (PROTO_DENIED,

@@ -1109,7 +1109,8 @@ on_tick(struct agd_watch *w, uint32_t events)
 			return;
 		}
 	}
-	if (ix->restart_due && (r->state == SUP_ST_CHILD || r->state == SUP_ST_BACKOFF))
+	if (ix->restart_due && (r->state == SUP_ST_CHILD || r->state == SUP_ST_BACKOFF) &&
+	    !sup_batch_busy(r))
 		restart_from_checkpoint(r);
 	else if (!sup_ix_waiting(r) && !ix->restart_due)
 		tick_arm(ix, 0, 0);
@@ -1146,9 +1147,15 @@ sup_run_message(struct sup_run *r, const char *text, enum sup_msg_mode mode)
 		}
 		break;
 	case SUP_MSG_RESTART:
-		/* Between attempts too: the next one starts now, rolled back. */
-		if (r->state == SUP_ST_CHILD || r->state == SUP_ST_BACKOFF)
+		/* Between attempts too: the next one starts now, rolled back. A
+		 * call whose tool runs on a worker lands first (its outcome is
+		 * journaled, then rolled back with the rest): the tick restarts. */
+		if (sup_batch_busy(r)) {
+			r->ix->restart_due = true;
+			tick_arm(r->ix, IX_TICK_MS, IX_TICK_MS);
+		} else if (r->state == SUP_ST_CHILD || r->state == SUP_ST_BACKOFF) {
 			restart_from_checkpoint(r);
+		}
 		break;
 	case SUP_MSG_QUEUE:
 		break;

@@ -36,6 +36,7 @@ enum sup_state {
 	SUP_ST_INTERRUPTED,
 	SUP_ST_SUSPENDED, /* stopped while a call waits for its approval */
 	SUP_ST_CANCELLED, /* the child exited (or was killed) after sup_run_cancel */
+	SUP_ST_ENDING,	  /* final but for a call whose tool is still on a worker */
 };
 
 struct sup_run {
@@ -92,6 +93,11 @@ struct sup_run {
 	struct sup_batch *batch;
 	bool own_batch; /* made for this run (no sup_options.batch) */
 	struct sup_pending *pending;
+	/* Its tool on a worker (sup_batch_busy), the run waits for it: the
+	 * final state it reached meanwhile (SUP_ST_ENDING), or the next
+	 * attempt it is to start (spawn_due), comes when it lands. */
+	enum sup_state ending;
+	bool spawn_due;
 };
 
 /* Store an event (except the live-only "call.*" ones) and pass it to the
@@ -173,14 +179,24 @@ void sup_tools_call(struct sup_run *r, const json_t *id, json_t *params);
 int sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
 		      const char *path_root, enum tool_class cls, json_t **ret_content,
 		      bool *ret_is_error);
+/* The same in two steps, for a tool that runs on a worker: job makes the
+ * call's job (secrets resolved into its copy of the arguments; a refused
+ * secret answers it without running), done emits what its attempts
+ * recorded, redacts the result and counts it (new reference in
+ * *ret_content), on the loop thread once the job has run. 0 or -ENOMEM. */
+int sup_call_job(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
+		 const char *path_root, enum tool_class cls, struct sup_job **ret_job);
+int sup_call_job_done(struct sup_run *r, struct sup_job *j, json_t **ret_content,
+		      bool *ret_is_error);
 /* The live-only call.* event. */
 json_t *sup_call_event(int64_t seq, const char *tool, const char *decision, const char *rule,
 		       const char *outcome, bool replayed, int64_t dur_us);
 
 /* batch.c: the group commit. add queues an allowed live call (its run reads
  * nothing more until it is answered; r->pending); flush runs every queued call
- * through intents, tools, outcomes and replies (also run by the loop after
- * each batch of events); forget drops the run's queued call (sup_run_free). */
+ * through intents, tools (here or on a worker), outcomes and replies (also run
+ * by the loop after each batch of events); forget drops the run's queued call
+ * (sup_run_free; one on a worker is dropped when it comes back). */
 struct sup_pending;
 int sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, const json_t *args,
 		  const char *args_text, const char *hash, int64_t seq,
@@ -188,5 +204,10 @@ int sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t,
 		  int64_t t0_ns);
 void sup_batch_flush(struct sup_batch *b);
 void sup_batch_forget(struct sup_run *r);
+/* The run's call is on a worker: until it lands the run neither ends nor
+ * starts another attempt, and its journal is not rolled back. */
+bool sup_batch_busy(const struct sup_run *r);
+/* run.c: the run's call from a worker has been journaled and answered. */
+void sup_run_landed(struct sup_run *r);
 /* broker.c: answer the frames already buffered (after a queued call's reply). */
 void sup_broker_drain(struct sup_run *r);

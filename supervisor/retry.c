@@ -20,17 +20,6 @@
 #include "common/util.h"
 #include "supervisor/internal.h"
 
-struct retry_rule {
-	const char *tool; /* pattern: exact, "prefix.*" or "*" (points into cfg) */
-	int attempts;
-	int64_t initial_ms, cap_ms;
-	double multiplier, jitter;
-	const json_t *retry_on; /* NULL: the defaults */
-	int64_t timeout_ms;	/* whole call, retries included; 0: none */
-	const json_t *fallbacks;
-	enum policy_on_unknown on_unknown; /* UNSET: the run's */
-};
-
 struct sup_durable {
 	json_t *cfg; /* owned; rules point into it */
 	struct retry_rule *rules;
@@ -406,8 +395,18 @@ retry_after_ms(const json_t *content, bool is_error)
 	return diff < 0 ? 0 : diff;
 }
 
+/* xorshift64: jitter needs spread, not secrecy. */
+static uint64_t
+next_rng(uint64_t *rng)
+{
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 7;
+	*rng ^= *rng << 17;
+	return *rng;
+}
+
 static int64_t
-backoff_ms(struct sup_durable *d, const struct retry_rule *rr, int done)
+backoff_ms(uint64_t *rng, const struct retry_rule *rr, int done)
 {
 	double ms = (double)rr->initial_ms;
 
@@ -415,24 +414,20 @@ backoff_ms(struct sup_durable *d, const struct retry_rule *rr, int done)
 		ms *= rr->multiplier;
 	if (ms > (double)rr->cap_ms)
 		ms = (double)rr->cap_ms;
-	/* xorshift64: jitter needs spread, not secrecy. */
-	d->rng ^= d->rng << 13;
-	d->rng ^= d->rng >> 7;
-	d->rng ^= d->rng << 17;
-	double u = (double)(d->rng >> 11) / (double)(1ull << 53);
+	double u = (double)(next_rng(rng) >> 11) / (double)(1ull << 53);
 	return (int64_t)(ms * (1.0 - rr->jitter * u));
 }
 
 /* Time left for this call: the rule's timeout and the run's deadline; -1: unbounded. */
 static int64_t
-time_left(const struct sup_durable *d, const struct retry_rule *rr, int64_t start_ms)
+time_left(int64_t deadline_ms, const struct retry_rule *rr, int64_t start_ms)
 {
 	int64_t left = -1;
 
 	if (rr && rr->timeout_ms)
 		left = rr->timeout_ms - (agd_now_ns() / 1000000 - start_ms);
-	if (d && d->deadline_ms) {
-		int64_t dl = d->deadline_ms - agd_wall_ms();
+	if (deadline_ms) {
+		int64_t dl = deadline_ms - agd_wall_ms();
 		if (left < 0 || dl < left)
 			left = dl;
 	}
@@ -486,28 +481,179 @@ attempt_event(int64_t seq, const char *tool, int n, const json_t *content, bool 
 	return ev;
 }
 
+/* ---- the job ---- */
+
+struct sup_job *
+sup_job_free(struct sup_job *j)
+{
+	if (!j)
+		return NULL;
+	json_decref(j->args);
+	free(j->run_id);
+	free(j->cwd);
+	free(j->path_root);
+	free(j->key);
+	free(j->cost_header);
+	json_decref((json_t *)j->rule.retry_on);
+	for (size_t i = 0; i < j->n_fb; i++) {
+		json_decref(j->fb[i].args);
+		free(j->fb[i].path_root);
+	}
+	free(j->fb);
+	json_decref(j->content);
+	json_decref(j->events);
+	free(j);
+	return NULL;
+}
+
+static bool
+dup_str(const char *s, char **ret)
+{
+	*ret = s ? strdup(s) : NULL;
+	return !s || *ret;
+}
+
+/* Judge the rule's fallbacks as the call's own: the policy, and a class no
+ * stronger than the intent recorded for the call. */
+static int
+judge_fallbacks(struct sup_run *r, struct sup_job *j, const json_t *fallbacks)
+{
+	size_t i;
+	json_t *fb;
+
+	j->fb = calloc(json_array_size(fallbacks), sizeof(*j->fb));
+	if (!j->fb)
+		return -ENOMEM;
+	json_array_foreach(fallbacks, i, fb)
+	{
+		struct sup_job_fallback *f = &j->fb[j->n_fb++];
+		const char *name = json_string_value(json_object_get(fb, "tool"));
+		const json_t *fargs = json_object_get(fb, "args");
+		struct policy_result pr;
+
+		f->t = name ? tools_find(name) : j->t;
+		if (name) {
+			f->args = json_deep_copy(fargs);
+		} else { /* the same tool: its arguments with these replaced */
+			f->args = json_deep_copy(j->args);
+			if (f->args && json_object_update(f->args, (json_t *)fargs) < 0)
+				return -ENOMEM;
+		}
+		if (!f->args)
+			return -ENOMEM;
+		f->skipped = f->t->classify(f->args) > j->cls ||
+			     sup_policy_eval(r, f->t->name, f->args, &pr) < 0 ||
+			     pr.decision != POLICY_ALLOW;
+		if (!f->skipped && !dup_str(pr.path_root, &f->path_root))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int
-sup_retry_call(struct sup_run *r, const struct tool_def *t, const json_t *args, enum tool_class cls,
-	       struct tool_ctx *ctx, json_t **ret_content, bool *ret_is_error)
+sup_retry_job(struct sup_run *r, const struct tool_def *t, const json_t *args, enum tool_class cls,
+	      const struct tool_ctx *ctx, struct sup_job **ret)
 {
 	struct sup_durable *d = r->dur;
 	const struct retry_rule *rr = find_rule(d, t->name);
+	struct sup_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return -ENOMEM;
+	j->t = t;
+	j->cls = cls;
+	j->ctx = *ctx;
+	j->deadline_ms = d ? d->deadline_ms : 0;
+	j->args = json_deep_copy(args);
+	if (!j->args || !dup_str(ctx->run_id, &j->run_id) || !dup_str(ctx->cwd, &j->cwd) ||
+	    !dup_str(ctx->path_root, &j->path_root) || !dup_str(ctx->idempotency_key, &j->key) ||
+	    !dup_str(ctx->cost_header, &j->cost_header))
+		goto oom;
+	j->ctx.run_id = j->run_id;
+	j->ctx.cwd = j->cwd;
+	j->ctx.path_root = j->path_root;
+	j->ctx.idempotency_key = j->key;
+	j->ctx.cost_header = j->cost_header;
+	if (rr) {
+		j->has_rule = true;
+		j->rule = *rr;
+		j->rule.tool = NULL;
+		j->rule.fallbacks = NULL;
+		j->rule.retry_on = rr->retry_on ? json_deep_copy(rr->retry_on) : NULL;
+		if (rr->retry_on && !j->rule.retry_on)
+			goto oom;
+		if (rr->fallbacks && judge_fallbacks(r, j, rr->fallbacks) < 0)
+			goto oom;
+		j->rng = next_rng(&d->rng);
+	}
+	*ret = j;
+	return 0;
+oom:
+	sup_job_free(j);
+	return -ENOMEM;
+}
+
+bool
+sup_job_inline(const struct sup_job *j)
+{
+	return j->done ||
+	       (j->t->nonblocking && (!j->has_rule || (j->rule.attempts <= 1 && !j->n_fb)));
+}
+
+/* Keep an event for the loop to emit (a lost one on ENOMEM, as sup_emit's). */
+static void
+record(struct sup_job *j, const char *type, json_t *data)
+{
+	if (!j->events)
+		j->events = json_array();
+	if (data && j->events)
+		json_array_append_new(j->events, json_pack("[s,o]", type, data));
+	else
+		json_decref(data);
+}
+
+void
+sup_job_emit(struct sup_run *r, struct sup_job *j)
+{
+	size_t i;
+	json_t *ev;
+
+	json_array_foreach(j->events, i, ev)
+	{
+		sup_emit(r, j->ctx.seq, json_string_value(json_array_get(ev, 0)),
+			 json_incref(json_array_get(ev, 1)));
+	}
+	j->events = (json_decref(j->events), NULL);
+}
+
+void
+sup_job_run(struct sup_job *j)
+{
+	const struct retry_rule *rr = j->has_rule ? &j->rule : NULL;
+	const struct tool_def *t = j->t;
+	struct tool_ctx *ctx = &j->ctx;
 	int64_t start = agd_now_ns() / 1000000;
 	json_t *content = NULL;
 	bool is_error = false;
 	int e;
 
+	if (j->done)
+		return;
+	j->done = true;
 	for (int n = 1;; n++) {
-		e = attempt(t, args, ctx, time_left(d, rr, start), &content, &is_error);
-		if (e < 0)
-			return e;
-		if (!rr || n >= rr->attempts || !transient(rr, cls, content, is_error))
+		e = attempt(t, j->args, ctx, time_left(j->deadline_ms, rr, start), &content,
+			    &is_error);
+		if (e < 0) {
+			j->err = e;
+			return;
+		}
+		if (!rr || n >= rr->attempts || !transient(rr, j->cls, content, is_error))
 			break;
-		int64_t delay = backoff_ms(d, rr, n);
+		int64_t delay = backoff_ms(&j->rng, rr, n);
 		int64_t after = retry_after_ms(content, is_error);
 		if (after > delay)
 			delay = after;
-		int64_t left = time_left(d, rr, start);
+		int64_t left = time_left(j->deadline_ms, rr, start);
 		json_t *ev = attempt_event(ctx->seq, t->name, n, content, is_error);
 		if (delay > SUP_RETRY_MAX_SLEEP_MS || (left >= 0 && delay >= left)) {
 			/* Honour Retry-After by not retrying sooner than it says. */
@@ -516,12 +662,12 @@ sup_retry_call(struct sup_run *r, const struct tool_def *t, const json_t *args, 
 						    json_string(delay > SUP_RETRY_MAX_SLEEP_MS
 								    ? "retry-after too long"
 								    : "no time left"));
-			sup_emit(r, ctx->seq, "retry.gave_up", ev);
+			record(j, "retry.gave_up", ev);
 			break;
 		}
 		if (ev)
 			json_object_set_new(ev, "delay_ms", json_integer(delay));
-		sup_emit(r, ctx->seq, "retry.scheduled", ev);
+		record(j, "retry.scheduled", ev);
 		struct timespec ts = {delay / 1000, (delay % 1000) * 1000000};
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
@@ -530,55 +676,53 @@ sup_retry_call(struct sup_run *r, const struct tool_def *t, const json_t *args, 
 	}
 
 	/* Retries spent on a transient failure: ordered fallbacks, one attempt each. */
-	size_t i;
-	json_t *fb;
-	if (rr && rr->fallbacks && transient(rr, cls, content, is_error))
-		json_array_foreach(rr->fallbacks, i, fb)
-		{
-			const char *name = json_string_value(json_object_get(fb, "tool"));
-			const struct tool_def *ft = name ? tools_find(name) : t;
-			json_t *fargs = json_object_get(fb, "args");
-			cleanup_json json_t *merged = NULL;
-			struct policy_result pr;
-			if (!name) { /* the same tool: its arguments with these replaced */
-				merged = json_copy((json_t *)args);
-				if (!merged || json_object_update(merged, fargs) < 0) {
-					json_decref(content);
-					return -ENOMEM;
-				}
-				fargs = merged;
-			}
-			json_t *ev =
-			    json_pack("{s:I,s:s,s:s,s:i}", "seq", (json_int_t)ctx->seq, "tool",
-				      t->name, "fallback", ft->name, "index", (int)i);
-			/* A fallback is a call of its own: the policy judges it, and it may
-			 * not be of a stronger class than the intent recorded for the call. */
-			if (ft->classify(fargs) > cls ||
-			    sup_policy_eval(r, ft->name, fargs, &pr) < 0 ||
-			    pr.decision != POLICY_ALLOW) {
-				if (ev)
-					json_object_set_new(ev, "skipped", json_true());
-				sup_emit(r, ctx->seq, "retry.fallback", ev);
-				continue;
-			}
-			sup_emit(r, ctx->seq, "retry.fallback", ev);
-			json_t *fc = NULL;
-			bool fe = false;
-			const char *saved_root = ctx->path_root;
-			ctx->path_root = pr.path_root;
-			e = attempt(ft, fargs, ctx, time_left(d, rr, start), &fc, &fe);
-			ctx->path_root = saved_root;
-			if (e < 0) {
-				json_decref(content);
-				return e;
-			}
-			json_decref(content);
-			content = fc;
-			is_error = fe;
-			if (!transient(rr, ft->classify(fargs), content, is_error))
-				break;
+	bool more = j->n_fb && transient(rr, j->cls, content, is_error);
+	for (size_t i = 0; more && i < j->n_fb; i++) {
+		const struct sup_job_fallback *f = &j->fb[i];
+		json_t *ev = json_pack("{s:I,s:s,s:s,s:i}", "seq", (json_int_t)ctx->seq, "tool",
+				       t->name, "fallback", f->t->name, "index", (int)i);
+		if (f->skipped) {
+			if (ev)
+				json_object_set_new(ev, "skipped", json_true());
+			record(j, "retry.fallback", ev);
+			continue;
 		}
-	*ret_content = content;
-	*ret_is_error = is_error;
-	return 0;
+		record(j, "retry.fallback", ev);
+		json_t *fc = NULL;
+		bool fe = false;
+		ctx->path_root = f->path_root;
+		e = attempt(f->t, f->args, ctx, time_left(j->deadline_ms, rr, start), &fc, &fe);
+		ctx->path_root = j->path_root;
+		json_decref(content);
+		content = NULL;
+		if (e < 0) {
+			j->err = e;
+			return;
+		}
+		content = fc;
+		is_error = fe;
+		more = transient(rr, f->t->classify(f->args), content, is_error);
+	}
+	j->content = content;
+	j->is_error = is_error;
+}
+
+int
+sup_retry_call(struct sup_run *r, const struct tool_def *t, const json_t *args, enum tool_class cls,
+	       struct tool_ctx *ctx, json_t **ret_content, bool *ret_is_error)
+{
+	struct sup_job *j = NULL;
+	int e = sup_retry_job(r, t, args, cls, ctx, &j);
+
+	if (e < 0)
+		return e;
+	sup_job_run(j);
+	sup_job_emit(r, j);
+	e = j->err;
+	if (e == 0) {
+		*ret_content = steal_ptr(&j->content);
+		*ret_is_error = j->is_error;
+	}
+	sup_job_free(j);
+	return e;
 }

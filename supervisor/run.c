@@ -17,6 +17,9 @@
  *   CHILD    cancel           -> calls refused, grace timer; CANCELLED when the child is reaped
  *   CHILD    grace timer      -> kill; CANCELLED when the child is reaped
  *   NEW/BACKOFF  cancel       -> CANCELLED
+ *   any      a final state while a call's tool is on a worker (batch.c)
+ *                             -> ENDING; that final state once the call lands
+ *   BACKOFF  timer while a call's tool is on a worker -> BACKOFF; timer again when it lands
  *
  * SUCCEEDED, FAILED, INTERRUPTED, SUSPENDED and CANCELLED are final for this supervisor; an
  * INTERRUPTED or SUSPENDED run is resumable (`agentd resume`): its journal is the checkpoint.
@@ -127,9 +130,24 @@ is_final(enum sup_state s)
 	       s == SUP_ST_SUSPENDED || s == SUP_ST_CANCELLED;
 }
 
+/* Final, or about to be (ENDING): nothing more may start. */
+static bool
+settled(enum sup_state s)
+{
+	return is_final(s) || s == SUP_ST_ENDING;
+}
+
 static void
 finish(struct sup_run *r, enum sup_state s)
 {
+	/* The tool of its call still runs on a worker: the run ends when that
+	 * call's outcome is journaled (sup_run_landed), so no one resumes it
+	 * meanwhile and a daemon that stops waits for it. */
+	if (sup_batch_busy(r)) {
+		r->ending = s;
+		r->state = SUP_ST_ENDING;
+		return;
+	}
 	r->state = s;
 	switch (s) {
 	case SUP_ST_SUCCEEDED:
@@ -543,6 +561,12 @@ on_timer(struct agd_watch *w, uint32_t events)
 
 	if (read(w->fd, &ticks, sizeof(ticks)) < 0 || r->state != SUP_ST_BACKOFF)
 		return;
+	/* The next attempt replays the journal: not before the outcome of the
+	 * call still on a worker is in it. */
+	if (sup_batch_busy(r)) {
+		r->spawn_due = true;
+		return;
+	}
 	if (spawn_child(r) < 0) {
 		r->exit_code = -1;
 		finish(r, SUP_ST_FAILED);
@@ -651,7 +675,7 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	r->exit_code = -1;
 	r->batch = opt->batch;
 	if (!r->batch) {
-		r->batch = sup_batch_new(loop, st);
+		r->batch = sup_batch_new(loop, st, 0); /* one run: its tools on its loop */
 		r->own_batch = true;
 		if (!r->batch) {
 			e = -ENOMEM;
@@ -704,7 +728,7 @@ on_wall(struct agd_watch *w, uint32_t events)
 	uint64_t ticks, ms = policy_limits(r->policy)->wall_clock_ms;
 	char lim[32];
 
-	if (read(w->fd, &ticks, sizeof(ticks)) < 0 || is_final(r->state))
+	if (read(w->fd, &ticks, sizeof(ticks)) < 0 || settled(r->state))
 		return;
 	if (ms % 1000)
 		snprintf(lim, sizeof(lim), "%llu ms", (unsigned long long)ms);
@@ -762,7 +786,7 @@ sup_run_start(struct sup_run *r)
 void
 sup_run_stop(struct sup_run *r, const char *why)
 {
-	if (is_final(r->state))
+	if (settled(r->state))
 		return;
 	if (r->w_pid.fd >= 0) {
 		kill_child(r);
@@ -775,7 +799,7 @@ sup_run_stop(struct sup_run *r, const char *why)
 void
 sup_suspend(struct sup_run *r, const char *why)
 {
-	if (is_final(r->state))
+	if (settled(r->state))
 		return;
 	if (r->w_pid.fd >= 0) {
 		kill_child(r);
@@ -788,7 +812,7 @@ sup_suspend(struct sup_run *r, const char *why)
 void
 sup_restart_now(struct sup_run *r)
 {
-	if (is_final(r->state))
+	if (settled(r->state))
 		return;
 	/* A cancelled run gets no next attempt: the reap finishes it. */
 	if (r->cancelling) {
@@ -799,10 +823,27 @@ sup_restart_now(struct sup_run *r)
 		kill_child(r);
 		reap(r);
 	}
+	if (sup_batch_busy(r)) { /* the next attempt once its call lands */
+		r->state = SUP_ST_BACKOFF;
+		r->spawn_due = true;
+		return;
+	}
 	if (spawn_child(r) < 0) {
 		r->exit_code = -1;
 		finish(r, SUP_ST_FAILED);
 	}
+}
+
+void
+sup_run_landed(struct sup_run *r)
+{
+	if (r->state == SUP_ST_ENDING) {
+		finish(r, r->ending);
+	} else if (r->spawn_due && r->state == SUP_ST_BACKOFF) {
+		struct itimerspec its = {.it_value = {0, 1}};
+		timerfd_settime(r->w_timer.fd, 0, &its, NULL);
+	}
+	r->spawn_due = false;
 }
 
 static void
@@ -820,7 +861,7 @@ on_grace(struct agd_watch *w, uint32_t events)
 int
 sup_run_cancel(struct sup_run *r, int grace_ms)
 {
-	if (is_final(r->state))
+	if (settled(r->state))
 		return -EALREADY;
 	if (r->cancelling)
 		return 0;

@@ -38,4 +38,5 @@ const struct tool_def tools_echo = {
 		    "\"additionalProperties\":false}",
     .classify = echo_classify,
     .call = echo_call,
+    .nonblocking = true,
 };

@@ -42,6 +42,11 @@ struct tool_def {
 	 * with *ret_is_error true. Returns 0, or -ENOMEM only. */
 	int (*call)(const struct tool_ctx *ctx, const json_t *args, json_t **ret_content,
 		    bool *ret_is_error);
+	/* Never blocks: no I/O, bounded work in memory. agentd serve runs such a
+	 * call on its loop thread instead of handing it to a tool worker (a
+	 * handoff would cost more than the call; docs/decisions.md). Must be
+	 * safe to call from any thread either way. */
+	bool nonblocking;
 };
 
 /* The registry: all built-in tools, NULL-terminated order is stable. */

@@ -1,7 +1,7 @@
 #!/bin/bash
 # on_unknown `ask` under agentd serve: the daemon is SIGKILLed while an
 # `effect` call (an fs.write append) is in flight (intent journaled, the
-# append held by strace at its openat2). Restarted, it recovers the run,
+# append held by strace at its openat2; -f: it runs on a tool worker thread). Restarted, it recovers the run,
 # which waits on an approval (rule on_unknown) listed by agentctl:
 # `agentctl approve` appends once and the run succeeds; `agentctl deny`
 # answers the agent -32004 and nothing is appended.
@@ -29,7 +29,7 @@ crash() {
 	chmod -R a+rwx "$T/out"
 	printf '%s\n' "$CFG" > "$T/serve.json"
 	rm -f "$SOCK"
-	strace -o /dev/null -e trace=openat2 -e inject=openat2:delay_enter=60s \
+	strace -f -o /dev/null -e trace=openat2 -e inject=openat2:delay_enter=60s \
 		"$AGENTD" serve --config "$T/serve.json" --state "$STATE" --socket "$SOCK" \
 		>>"$T/serve.log" 2>&1 &
 	local tracer=$!
