@@ -175,15 +175,17 @@ static enum MHD_Result
 h_health(struct req *q, struct MHD_Connection *c, char **args)
 {
 	struct serve *sv = q->sv;
-	int queued = 0;
+	int queued = 0, workers = 0;
+	size_t busy = 0;
 
 	struct store_journal_stats js;
 
 	for (struct serve_tenant *t = sv->tenants; t; t = t->next)
 		queued += t->queued;
 	store_journal_stats(sv->st, &js);
+	sup_batch_workers(sv->batch, &workers, &busy);
 	return reply_json(c, 200,
-			  json_pack("{s:s,s:i,s:i,s:I,s:I,s:{s:I,s:I,s:I}}", "status",
+			  json_pack("{s:s,s:i,s:i,s:I,s:I,s:{s:I,s:I,s:I},s:{s:i,s:I}}", "status",
 				    sv->stopping   ? "stopping"
 				    : sv->draining ? "draining"
 						   : "ok",
@@ -192,7 +194,8 @@ h_health(struct req *q, struct MHD_Connection *c, char **args)
 				    (json_int_t)((agd_wall_ms() - sv->started_ms) / 1000),
 				    "journal", "commits", (json_int_t)js.commits, "rows",
 				    (json_int_t)js.rows, "largest_commit",
-				    (json_int_t)js.largest_commit));
+				    (json_int_t)js.largest_commit, "tools", "workers", workers,
+				    "busy", (json_int_t)busy));
 }
 
 static enum MHD_Result

@@ -258,6 +258,13 @@ sup_batch_forget(struct sup_run *r)
 	pending_free(p);
 }
 
+void
+sup_batch_workers(const struct sup_batch *b, int *ret_workers, size_t *ret_busy)
+{
+	*ret_workers = b->n;
+	*ret_busy = b->on_workers;
+}
+
 bool
 sup_batch_busy(const struct sup_run *r)
 {

@@ -564,7 +564,11 @@ sup_retry_job(struct sup_run *r, const struct tool_def *t, const json_t *args, e
 	j->cls = cls;
 	j->ctx = *ctx;
 	j->deadline_ms = d ? d->deadline_ms : 0;
-	j->args = json_deep_copy(args);
+	/* Nothing to wait for: no I/O, no backoff sleep. Such a job shares the
+	 * caller's arguments (no other thread sees them); one for a worker
+	 * gets its own. */
+	j->nonblocking = t->nonblocking && (!rr || (rr->attempts <= 1 && !rr->fallbacks));
+	j->args = j->nonblocking ? json_incref((json_t *)args) : json_deep_copy(args);
 	if (!j->args || !dup_str(ctx->run_id, &j->run_id) || !dup_str(ctx->cwd, &j->cwd) ||
 	    !dup_str(ctx->path_root, &j->path_root) || !dup_str(ctx->idempotency_key, &j->key) ||
 	    !dup_str(ctx->cost_header, &j->cost_header))
@@ -596,8 +600,7 @@ oom:
 bool
 sup_job_inline(const struct sup_job *j)
 {
-	return j->done ||
-	       (j->t->nonblocking && (!j->has_rule || (j->rule.attempts <= 1 && !j->n_fb)));
+	return j->done || j->nonblocking;
 }
 
 /* Keep an event for the loop to emit (a lost one on ENOMEM, as sup_emit's). */

@@ -61,6 +61,7 @@ struct sup_job {
 	size_t n_fb;
 	int64_t deadline_ms; /* the run's, wall clock; 0: none */
 	uint64_t rng;	     /* backoff jitter */
+	bool nonblocking;    /* sup_job_inline: args are the caller's, not a copy */
 	/* results */
 	bool done; /* ran, or answered without running (content set) */
 	int err;   /* 0 or -ENOMEM: nothing to record */

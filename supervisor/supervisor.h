@@ -53,6 +53,8 @@ struct sup_batch;
  * tools that are running. */
 struct sup_batch *sup_batch_new(struct agd_loop *loop, struct store *st, int workers);
 struct sup_batch *sup_batch_free(struct sup_batch *b);
+/* Its tool workers, and the calls handed to them and not yet back. */
+void sup_batch_workers(const struct sup_batch *b, int *ret_workers, size_t *ret_busy);
 
 /* Called once when a run reaches a final state (succeeded, failed, interrupted).
  * It must not free the run: free it after the current loop iteration. */

@@ -53,6 +53,8 @@ r=$(get "/v1/runs/b/result?wait=30" 40) || fail "the daemon did not answer while
 ctl logs b | has -x "call 20: {'value': 20}" || { ctl logs b; fail "b: its last call"; }
 h=$(get /v1/health 10) || fail "GET /v1/health did not answer while A's tool ran"
 [ "$(jget "$h" 'd["status"]')" = ok ] || fail "health: $h"
+[ "$(jget "$h" '(d["tools"]["workers"], d["tools"]["busy"])')" = "(2, 1)" ] ||
+	fail "health: a's call is not the one call on the 2 workers: $h"
 # The order is the point: all of that happened while A's request was held.
 [ ! -e "$T/srv/a.done" ] || fail "A's request was answered before B finished"
 [ "$(status a)" = running ] || fail "a is not running while its tool is held"
