@@ -139,7 +139,7 @@ struct store {
 	bool batch;	     /* a group commit is open (store_batch_begin) */
 	uint64_t batch_rows; /* journal rows written in it so far */
 	struct store_journal_stats stats;
-	/* Journal tails (docs/store.md, "Journal tails"): valid while no other
+	/* Journal tails (docs/store.md, "Schema version 5"): valid while no other
 	 * connection has committed (data_version) and nothing was rolled back. */
 	struct tail *tails[TAIL_BUCKETS];
 	size_t n_tails;
