@@ -53,6 +53,7 @@ struct sup_pending {
 	char hash[AGD_SHA256_HEX]; /* of args */
 	int64_t seq, t0_ns, started_ms;
 	enum tool_class cls;
+	bool rerun; /* of a journaled intent (unknown outcome): no intent row to write */
 	char *rule_id, *path_root, *decision; /* copies: a reload may replace the policy */
 	/* phase results */
 	bool dead;	/* failed or abandoned: no further phase, no reply */
@@ -274,7 +275,7 @@ sup_batch_busy(const struct sup_run *r)
 int
 sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, const json_t *args,
 	      const char *args_text, const char *hash, int64_t seq, const struct policy_result *pr,
-	      const char *decision, const json_t *exec_args, int64_t t0_ns)
+	      const char *decision, const json_t *exec_args, int64_t t0_ns, bool rerun)
 {
 	struct sup_batch *b = r->batch;
 	struct sup_pending *p = calloc(1, sizeof(*p));
@@ -293,6 +294,7 @@ sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, con
 	    .t0_ns = t0_ns,
 	    .started_ms = agd_wall_ms(),
 	    .cls = t->classify(exec_args),
+	    .rerun = rerun,
 	    .rule_id = strdup(pr->rule_id ? pr->rule_id : ""),
 	    .path_root = pr->path_root ? strdup(pr->path_root) : NULL,
 	    .decision = strdup(decision),
@@ -357,12 +359,12 @@ write_intents(struct sup_batch *b, struct sup_pending *list)
 	int e;
 
 	for (struct sup_pending *p = list; p; p = p->next)
-		any |= !p->dead && p->cls != TOOL_PURE;
+		any |= !p->dead && p->cls != TOOL_PURE && !p->rerun;
 	if (!any)
 		return;
 	e = store_batch_begin(b->st);
 	for (struct sup_pending *p = list; p; p = p->next) {
-		if (p->dead || p->cls == TOOL_PURE)
+		if (p->dead || p->cls == TOOL_PURE || p->rerun)
 			continue;
 		if (e == 0) {
 			struct store_call c;
@@ -484,7 +486,7 @@ write_outcomes(struct sup_batch *b, struct sup_pending *list)
 		c.result_text = p->text;
 		c.result_len = p->text_len;
 		c.finished_ms = agd_wall_ms();
-		int w = p->cls == TOOL_PURE
+		int w = p->cls == TOOL_PURE && !p->rerun
 			    ? store_journal_record(b->st, p->r->id, &c)
 			    : store_journal_finish_text(b->st, p->r->id, p->seq, c.status, p->text,
 							c.finished_ms);

@@ -149,22 +149,6 @@ sup_call_job_done(struct sup_run *r, struct sup_job *j, json_t **ret_content, bo
 	return 0;
 }
 
-int
-sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
-		  const char *path_root, enum tool_class cls, json_t **ret_content,
-		  bool *ret_is_error)
-{
-	struct sup_job *j = NULL;
-	int e = sup_call_job(r, t, args, seq, path_root, cls, &j);
-
-	if (e < 0)
-		return e;
-	sup_job_run(j);
-	e = sup_call_job_done(r, j, ret_content, ret_is_error);
-	sup_job_free(j);
-	return e;
-}
-
 /* Journal a refused live call at seq and answer it with `code` (PROTO_DENIED,
  * PROTO_INTERRUPTED) and data (stolen). */
 void
@@ -213,7 +197,8 @@ sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def
 		      int64_t seq, const struct policy_result *pr, const char *decision,
 		      const json_t *exec_args, int64_t t0)
 {
-	int e = sup_batch_add(r, id, t, args, args_text, hash, seq, pr, decision, exec_args, t0);
+	int e =
+	    sup_batch_add(r, id, t, args, args_text, hash, seq, pr, decision, exec_args, t0, false);
 
 	if (e < 0) {
 		sup_fail(r, "cannot queue #%lld: %s", (long long)seq, strerror(-e));
@@ -363,26 +348,16 @@ void
 sup_call_unknown_rerun(struct sup_run *r, const json_t *id, const struct tool_def *t,
 		       const struct store_call *c, const char *path_root, int64_t t0)
 {
-	cleanup_json json_t *content = NULL;
-	bool is_error = false;
-	/* An approver's edit replaced the arguments this call ran with. */
+	/* An approver's edit replaced the arguments this call runs with. */
 	cleanup_json json_t *edited = sup_ix_edited_args(r, c);
-	int e = sup_call_run_tool(r, t, edited ? edited : c->args, c->seq, path_root,
-				  t->classify(c->args), &content, &is_error);
-	if (e < 0) {
-		sup_fail(r, "tool %s failed internally: %s", c->tool, strerror(-e));
-		return;
-	}
-	enum store_call_status status = is_error ? STORE_CALL_ERROR : STORE_CALL_OK;
-	e = store_journal_finish(r->st, r->id, c->seq, status, content, agd_wall_ms());
-	if (e < 0) {
-		sup_fail(r, "journal write failed for #%lld: %s", (long long)c->seq, strerror(-e));
-		return;
-	}
-	sup_emit(r, c->seq, "call.finished",
-		 sup_call_event(c->seq, c->tool, "rerun", c->rule, outcome_name(status), false,
-				(agd_now_ns() - t0) / 1000));
-	sup_send(r, proto_result(id, tool_reply(content, is_error, c->seq, false)));
+	struct policy_result pr = {.rule_id = c->rule, .path_root = path_root};
+	/* Through the group commit like a live call (its tool on a worker
+	 * under agentd serve), minus the intent: the journal has it. */
+	int e = sup_batch_add(r, id, t, c->args, NULL, c->args_hash, c->seq, &pr, "rerun",
+			      edited ? edited : c->args, t0, true);
+
+	if (e < 0)
+		sup_fail(r, "cannot queue the rerun of #%lld: %s", (long long)c->seq, strerror(-e));
 }
 
 static void

@@ -66,8 +66,10 @@ void sup_call_execute_live(struct sup_run *r, const json_t *id, const struct too
 
 /* call.c: an unknown outcome's two answers. Refuse: finish the intent row
  * at seq as denied and answer code (-32004, or -32003 when interrupted) with
- * message and data (stolen). Rerun: run c again
- * (with its idempotency key), finish its row and answer the result. */
+ * message and data (stolen). Rerun: queue c in the group commit (batch.c)
+ * to run again (with its idempotency key; on a worker if its tool may
+ * block), finish its row and answer the result; the run reads nothing
+ * more until then. */
 void sup_call_unknown_refuse(struct sup_run *r, const json_t *id, int64_t seq, int code,
 			     const char *message, json_t *data);
 void sup_call_unknown_rerun(struct sup_run *r, const json_t *id, const struct tool_def *t,

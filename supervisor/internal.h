@@ -174,16 +174,12 @@ int sup_secrets_redact(struct sup_run *r, json_t *content);
 /* call.c: the tools/call method. */
 void sup_tools_call(struct sup_run *r, const json_t *id, json_t *params);
 /* Run a tool (retries, secrets, redaction, budgets) on behalf of the call at
- * seq; the content (a new reference) is the tool's result or error. 0 or a
- * negative errno (an internal failure: nothing to record). */
-int sup_call_run_tool(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
-		      const char *path_root, enum tool_class cls, json_t **ret_content,
-		      bool *ret_is_error);
-/* The same in two steps, for a tool that runs on a worker: job makes the
+ * seq, in two steps so that it may run on a worker (batch.c): job makes the
  * call's job (secrets resolved into its copy of the arguments; a refused
- * secret answers it without running), done emits what its attempts
- * recorded, redacts the result and counts it (new reference in
- * *ret_content), on the loop thread once the job has run. 0 or -ENOMEM. */
+ * secret answers it without running); once sup_job_run has run it, done
+ * emits what its attempts recorded, redacts the result and counts it (the
+ * tool's result or error, a new reference in *ret_content), on the loop
+ * thread. 0 or -ENOMEM (an internal failure: nothing to record). */
 int sup_call_job(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
 		 const char *path_root, enum tool_class cls, struct sup_job **ret_job);
 int sup_call_job_done(struct sup_run *r, struct sup_job *j, json_t **ret_content,
@@ -201,7 +197,7 @@ struct sup_pending;
 int sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, const json_t *args,
 		  const char *args_text, const char *hash, int64_t seq,
 		  const struct policy_result *pr, const char *decision, const json_t *exec_args,
-		  int64_t t0_ns);
+		  int64_t t0_ns, bool rerun);
 void sup_batch_flush(struct sup_batch *b);
 void sup_batch_forget(struct sup_run *r);
 /* The run's call is on a worker: until it lands the run neither ends nor
