@@ -1584,12 +1584,11 @@ agd_cmd_serve(int argc, char **argv)
 	if ((e = agd_loop_init(&sv->loop)) < 0)
 		return agd_die(1, "event loop: %s", strerror(-e));
 	/* Every run's live calls share the journal's commits; their tools that
-	 * may block run on the workers. Started with every signal blocked, and
-	 * before any tool runs: tools_global_init below is not thread-safe,
-	 * but nothing runs on a worker before the loop does. */
+	 * may block run on the workers (threads started by the first such
+	 * call, after tools_global_init below, which is not thread-safe). */
 	sv->batch = sup_batch_new(&sv->loop, sv->st, sv->cfg.tool_workers);
 	if (!sv->batch)
-		return agd_die(1, "cannot start %d tool workers", sv->cfg.tool_workers);
+		return agd_die(1, "out of memory");
 	sv->sdk_dir = default_sdk_dir(sv->sdk, sizeof(sv->sdk));
 	if ((e = serve_hooks_init(sv)) < 0)
 		return agd_die(1, "webhooks: %s", strerror(-e));

@@ -75,9 +75,11 @@ struct sup_batch {
 	struct sup_pending *landed, **landed_tail; /* back from a worker, to commit */
 	bool flushing;
 
-	/* The tool workers: n threads; `todo` and `done` are queues of jobs
-	 * under mu; a worker writes w_done (an eventfd) after each job. */
-	int n;
+	/* The tool workers: up to `workers` threads, started with the first
+	 * call that needs one (n so far: a daemon whose calls never block
+	 * stays single-threaded); `todo` and `done` are queues of jobs under
+	 * mu; a worker writes w_done (an eventfd) after each job. */
+	int workers, n;
 	pthread_t *threads;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -137,29 +139,27 @@ worker(void *arg)
 	return NULL;
 }
 
-/* Start n workers. They block every signal: signals are the loop's
- * (signalfd), and a SIGTERM taken by a worker would kill the daemon. */
-static int
-start_workers(struct sup_batch *b, int n)
+/* Start the workers. They block every signal: signals are the loop's
+ * (signalfd), and a SIGTERM taken by a worker would kill the daemon. True
+ * when at least one runs. */
+static bool
+start_workers(struct sup_batch *b)
 {
 	sigset_t all, old;
-	int e = 0;
 
-	b->w_done = (struct agd_watch){eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_done};
-	if (b->w_done.fd < 0)
-		return -errno;
-	if ((e = agd_loop_add(b->loop, &b->w_done, EPOLLIN)) < 0)
-		return e;
-	b->threads = calloc((size_t)n, sizeof(*b->threads));
-	if (!b->threads)
-		return -ENOMEM;
+	if (b->w_done.fd < 0) {
+		b->w_done = (struct agd_watch){eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), on_done};
+		if (b->w_done.fd < 0 || agd_loop_add(b->loop, &b->w_done, EPOLLIN) < 0) {
+			agd_loop_close_watch(b->loop, &b->w_done);
+			return false;
+		}
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (; b->n < n; b->n++)
-		if ((e = -pthread_create(&b->threads[b->n], NULL, worker, b)) < 0)
-			break;
+	while (b->n < b->workers && pthread_create(&b->threads[b->n], NULL, worker, b) == 0)
+		b->n++;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return e;
+	return b->n > 0;
 }
 
 struct sup_batch *
@@ -179,7 +179,8 @@ sup_batch_new(struct agd_loop *loop, struct store *st, int workers)
 	b->w_done.fd = -1;
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_cond_init(&b->cv, NULL);
-	if (workers > 0 && start_workers(b, workers) < 0)
+	b->workers = workers;
+	if (workers > 0 && !(b->threads = calloc((size_t)workers, sizeof(*b->threads))))
 		return sup_batch_free(b);
 	return b;
 }
@@ -262,7 +263,7 @@ sup_batch_forget(struct sup_run *r)
 void
 sup_batch_workers(const struct sup_batch *b, int *ret_workers, size_t *ret_busy)
 {
-	*ret_workers = b->n;
+	*ret_workers = b->workers;
 	*ret_busy = b->on_workers;
 }
 
@@ -412,7 +413,9 @@ start_tool(struct sup_batch *b, struct sup_pending *p)
 		sup_fail(p->r, "tool %s failed internally: %s", p->t->name, strerror(-e));
 		return false;
 	}
-	if (!b->n || sup_job_inline(p->job)) {
+	/* No worker could be started (threads, fds): it runs here rather than
+	 * not at all. */
+	if (!b->workers || sup_job_inline(p->job) || (!b->n && !start_workers(b))) {
 		sup_job_run(p->job);
 		finish_tool(p);
 		return false;

@@ -47,10 +47,10 @@ struct sup_run;
  * journal commits. A batch belongs to one loop and one store; it commits
  * after each batch of events the loop dispatches. Free it after its runs. */
 struct sup_batch;
-/* workers > 0: that many tool workers (threads, started now) run the tools
- * that may block, so the loop goes on meanwhile; 0: every tool runs on the
- * loop thread. NULL on failure (memory, threads). Freeing waits for the
- * tools that are running. */
+/* workers > 0: that many tool workers (threads, started with the first call
+ * that needs one) run the tools that may block, so the loop goes on
+ * meanwhile; 0: every tool runs on the loop thread. NULL on ENOMEM. Freeing
+ * waits for the tools that are running. */
 struct sup_batch *sup_batch_new(struct agd_loop *loop, struct store *st, int workers);
 struct sup_batch *sup_batch_free(struct sup_batch *b);
 /* Its tool workers, and the calls handed to them and not yet back. */
