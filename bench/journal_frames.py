@@ -30,6 +30,9 @@ LAYOUTS = {
         TABLE + "; CREATE INDEX w ON journal(owner_uid, started_ms);",
     "WITHOUT ROWID, (owner_uid, started_ms)":
         TABLE + " WITHOUT ROWID; CREATE INDEX w ON journal(owner_uid, started_ms);",
+    "v5 keyed by an integer run number":
+        TABLE.replace("run TEXT", "run INTEGER") +
+        "; CREATE INDEX w ON journal(owner_uid, started_ms);",
     "key only": TABLE + ";",
 }
 
@@ -45,6 +48,8 @@ def measure(path, schema):
     db.executescript(schema)
     db.execute("PRAGMA wal_autocheckpoint=0")
     runs = [f"r-20261126-152900-{random.getrandbits(32):08x}" for _ in range(RUNS)]
+    if "run INTEGER" in schema:
+        runs = list(range(1, RUNS + 1))
     seq, h, t = [0] * RUNS, "a" * 64, [1764170000000]
 
     def rounds(n):
