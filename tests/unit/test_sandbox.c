@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -375,6 +376,40 @@ test_gate(void **state)
 
 /* The prebuilt filter used at spawn time is exactly what libseccomp compiles
  * from the rules in sandbox/seccomp.c (regenerate with agentd-seccomp-gen). */
+static void *
+wait_on_pipe(void *arg)
+{
+	char c;
+
+	return read(*(int *)arg, &c, 1) < 0 ? NULL : arg;
+}
+
+/* The supervisor may have other threads (the store's checkpointer): the
+ * child, a copy of one thread, must not wait for the others (glibc's id
+ * changes do, in a process that had threads). A hang fails by timeout. */
+static void
+test_parent_has_threads(void **state)
+{
+	static const char *const t[] = {"/bin/sh", "-c", "exit 7", NULL};
+	struct sandbox_config cfg;
+	struct sandbox_exit ex;
+	char err[256];
+	int pfd[2];
+	pthread_t th;
+
+	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+	assert_int_equal(pthread_create(&th, NULL, wait_on_pipe, &pfd[0]), 0);
+	base_config(&cfg, t);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(run(&cfg, &ex, err, sizeof(err)), 0);
+		assert_false(ex.signaled);
+		assert_int_equal(ex.code, 7);
+	}
+	close(pfd[1]);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	close(pfd[0]);
+}
+
 static void
 test_prebuilt_seccomp_is_current(void **state)
 {
@@ -404,6 +439,7 @@ main(void)
 	    cmocka_unit_test(test_setup_errors_named),
 	    cmocka_unit_test(test_channel_is_fd3),
 	    cmocka_unit_test(test_gate),
+	    cmocka_unit_test(test_parent_has_threads),
 	    cmocka_unit_test(test_prebuilt_seccomp_is_current),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
