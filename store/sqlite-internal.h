@@ -59,3 +59,10 @@ int store_sqlite_migrate_v3(sqlite3 *db);
 /* Schema version 4: approvals.rerun_attempt (in sqlite_interact.c). */
 int store_sqlite_migrate_v4(sqlite3 *db);
 int64_t store_sqlite_spec_owner(const json_t *spec);
+
+/* Checkpoints beside the writer (sqlite_ckpt.c): installed as db's WAL hook
+ * in place of SQLite's own checkpoint after a commit. store_ckpt_free stops
+ * its thread (waiting for a pass in progress) and must run before db closes. */
+struct store_ckpt;
+int store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, struct store_ckpt **ret);
+struct store_ckpt *store_ckpt_free(struct store_ckpt *c);

@@ -21,9 +21,8 @@
 #include "store/sqlite-internal.h"
 
 #define BUSY_TIMEOUT_MS 10000
-/* Page size of a new file, and the WAL size at which a commit checkpoints. */
-#define PAGE_SIZE      2048
-#define CHECKPOINT_WAL (16 << 20)
+/* Page size of a new file. */
+#define PAGE_SIZE 2048
 
 enum stmt_id {
 	ST_BEGIN,
@@ -135,9 +134,10 @@ struct store {
 	enum store_durability durability;
 	bool iterating; /* a foreach is stepping a cached statement */
 	sqlite3_stmt *stmt[ST__MAX];
-	struct store_ix *ix; /* approvals and messages: sqlite_interact.c */
-	bool batch;	     /* a group commit is open (store_batch_begin) */
-	uint64_t batch_rows; /* journal rows written in it so far */
+	struct store_ix *ix;	 /* approvals and messages: sqlite_interact.c */
+	struct store_ckpt *ckpt; /* WAL checkpoints: sqlite_ckpt.c */
+	bool batch;		 /* a group commit is open (store_batch_begin) */
+	uint64_t batch_rows;	 /* journal rows written in it so far */
 	struct store_journal_stats stats;
 	/* Journal tails (docs/store.md, "Schema version 5"): valid while no other
 	 * connection has committed (data_version) and nothing was rolled back. */
@@ -875,10 +875,8 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	/* A journal commit writes one WAL frame per B-tree page it touches, and
 	 * a call's row and index entries are small: 2 KiB pages halve the bytes
 	 * written (only a new file takes it; an existing one keeps its size).
-	 * In process mode those bytes reach the disk when a checkpoint fsyncs
-	 * the WAL, mostly a fixed cost per fsync: checkpointing at 16 MiB
-	 * instead of SQLite's 1000 pages pays it far less often
-	 * (docs/performance.md). */
+	 * Checkpoints, which copy them to the database and fsync, run beside
+	 * the writer (sqlite_ckpt.c, docs/performance.md). */
 	r = set_pragma_int(db, "page_size", PAGE_SIZE);
 	if (r == 0)
 		r = exec_pragma(db, "PRAGMA journal_mode = WAL", "wal");
@@ -888,7 +886,7 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 							    : "PRAGMA synchronous = NORMAL",
 				NULL);
 	if (r == 0)
-		r = set_pragma_int(db, "wal_autocheckpoint", CHECKPOINT_WAL / page_size(db));
+		r = store_ckpt_attach(db, d, page_size(db), &s->ckpt);
 	if (r == 0)
 		r = migrate(db);
 	for (int i = 0; r == 0 && i < ST__MAX; i++) {
@@ -916,6 +914,7 @@ store_close(struct store *s)
 	for (int i = 0; i < ST__MAX; i++)
 		sqlite3_finalize(s->stmt[i]);
 	s->ix = store_ix_free(s->ix);
+	s->ckpt = store_ckpt_free(s->ckpt);
 	sqlite3_close(s->db);
 	free(s);
 	return NULL;

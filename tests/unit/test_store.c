@@ -1,12 +1,15 @@
 /* Unit tests for store/: the SQLite backend of store/store.h, including
  * validation of tampered files (edited with the sqlite3 C API directly). */
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <sqlite3.h>
 
@@ -1027,6 +1030,145 @@ test_concurrent_processes(void **state)
 	store_calls_free(calls, n);
 }
 
+/* Checkpoints run beside the writer (store/sqlite_ckpt.c). A call whose args
+ * and result carry 8 KB each: a pair of commits writes about 25 WAL frames,
+ * so 600 of them pass every threshold many times over. */
+#define BIG_CALLS 600
+
+static int
+big_pair(struct store *s, const char *run, int64_t seq)
+{
+	char pad[8192];
+
+	memset(pad, 'a' + (int)(seq % 26), sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	cleanup_json json_t *args = json_pack("{s:I,s:s}", "seq", seq, "pad", pad);
+	cleanup_json json_t *res = json_pack("{s:s,s:I}", "pad", pad, "r", seq);
+	struct store_call c = mkcall(seq, "t", args);
+	int r = store_journal_intent(s, run, &c);
+
+	return r < 0 ? r : store_journal_finish(s, run, seq, STORE_CALL_OK, res, 2000 + seq);
+}
+
+static off_t
+wal_size(const struct fixture *f)
+{
+	char wal[160];
+	struct stat st;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	return stat(wal, &st) == 0 ? st.st_size : 0;
+}
+
+/* The WAL stays bounded while the writer keeps writing (without any
+ * checkpoint it would hold all ~30 MB written), every row is there after a
+ * reopen, and a child forked by glibc while the checkpointer may be in a
+ * pass can open and write the store (a child inheriting one of SQLite's
+ * mutexes held by that thread would hang here until the test's timeout). */
+static void
+test_checkpoints(void **state)
+{
+	struct fixture *f = *state;
+	off_t max = 0;
+
+	for (int64_t seq = 1; seq <= BIG_CALLS; seq++) {
+		assert_int_equal(big_pair(f->s, "big", seq), 0);
+		if (wal_size(f) > max)
+			max = wal_size(f);
+		if (seq % 100 != 0)
+			continue;
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct store *s = NULL;
+			char run[16];
+			snprintf(run, sizeof(run), "child%d", (int)(seq / 100));
+			_exit(store_open(f->path, STORE_DURABILITY_PROCESS, &s) == 0 &&
+				      big_pair(s, run, 1) == 0 && !store_close(s)
+				  ? 0
+				  : 1);
+		}
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	/* The writer's own checkpoint is due at 4 MiB, forced at 16. */
+	assert_true(max > 0);
+	assert_true(max < (17 << 20));
+	reopen(f);
+	assert_int_equal(load_rc(f->s, "big"), 0);
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	assert_int_equal(store_journal_load(f->s, "big", &calls, &n), 0);
+	assert_int_equal(n, BIG_CALLS);
+	assert_int_equal(json_integer_value(json_object_get(calls[n - 1].result, "r")), BIG_CALLS);
+	store_calls_free(calls, n);
+	assert_int_equal(load_rc(f->s, "child6"), 0);
+}
+
+/* A writer SIGKILLed while checkpoints are under way (the thread's passes,
+ * the writer's own): every commit it reported is there and verifies. */
+static void
+test_checkpoints_crash(void **state)
+{
+	struct fixture *f = *state;
+	const int kill_at[] = {90, 250, 420};
+	int64_t next = 1;
+
+	f->s = store_close(f->s);
+	for (size_t round = 0; round < sizeof(kill_at) / sizeof(kill_at[0]); round++) {
+		int pfd[2];
+		int64_t v, reported = 0;
+
+		assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct store *s = NULL;
+			close(pfd[0]);
+			if (store_open(f->path, STORE_DURABILITY_PROCESS, &s) < 0)
+				_exit(2);
+			for (int64_t seq = next;; seq++) {
+				if (big_pair(s, "crash", seq) < 0)
+					_exit(3);
+				if (write(pfd[1], &seq, sizeof(seq)) != sizeof(seq))
+					_exit(4);
+			}
+		}
+		close(pfd[1]);
+		for (int i = 0; i < kill_at[round]; i++) {
+			assert_int_equal(read(pfd[0], &v, sizeof(v)), sizeof(v));
+			reported = v;
+		}
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status));
+		while (read(pfd[0], &v, sizeof(v)) == sizeof(v))
+			reported = v;
+		close(pfd[0]);
+
+		struct store_call *calls = NULL;
+		size_t n = 0;
+		assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+		assert_int_equal(load_rc(f->s, "crash"), 0);
+		assert_int_equal(store_journal_load(f->s, "crash", &calls, &n), 0);
+		/* Each reported pair is whole; the one in flight may be there,
+		 * with its intent only or whole. */
+		assert_true((int64_t)n >= reported && (int64_t)n <= reported + 1);
+		for (size_t i = 0; i < (size_t)reported; i++)
+			assert_int_equal(calls[i].status, STORE_CALL_OK);
+		if ((int64_t)n > reported && calls[n - 1].status == STORE_CALL_INTENT)
+			assert_int_equal(
+			    store_journal_finish(f->s, "crash", (int64_t)n, STORE_CALL_OK, NULL, 1),
+			    0);
+		store_calls_free(calls, n);
+		next = (int64_t)n + 1;
+		f->s = store_close(f->s);
+	}
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+}
+
 int
 main(void)
 {
@@ -1055,6 +1197,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_persist_and_backup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checkpoints_crash, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
