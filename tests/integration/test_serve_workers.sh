@@ -4,10 +4,11 @@
 # other runs: run B's 20 calls and GET /v1/health complete while A's request
 # is still held. With the tools on the loop thread ("tool_workers": 0, or
 # before workers) B never finishes and the API does not answer until then.
-# A run whose tool is on a worker can be killed, cancelled or stopped by
-# SIGTERM: the run waits for the call, whose outcome is journaled when the
-# tool returns (never left an unknown outcome), then ends; the daemon exits
-# only after it, and a run it stopped replays that outcome when it restarts.
+# A run whose tool is on a worker can be killed, cancelled, sent an interrupt
+# or a restart message, or stopped by SIGTERM: the run waits for the call,
+# whose outcome is journaled when the tool returns (never left an unknown
+# outcome), then ends or goes on; the daemon exits only after it, and a run
+# it stopped replays that outcome when it restarts.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 stage
 . "$SRC/tests/integration/lib/serve.sh"
@@ -92,7 +93,34 @@ ctl logs c | has -x "http: 200 held c" || { ctl logs c; fail "c: the answer of t
 [ "$(journal c)" = "[(1, 'http.request', 'ok')]" ] || fail "c journal: $(journal c)"
 echo "ok: cancel of a run whose tool is on a worker: answered, then cancelled"
 
-# 4. SIGTERM: the daemon waits for the call, journals it, exits 0; started
+# 4. Messages: an interrupt does not interrupt a call whose tool is already
+# running: it is answered with its result, and the message comes at the next
+# boundary. A restart waits for the call to land, then rolls back and starts
+# the run again (its request made a second time).
+submit i hold_agent.py "$URL/hold/i" 1
+held i
+api POST /v1/runs/i/messages '{"text": "stop that", "mode": "interrupt"}' >/dev/null
+[ "$(code)" = 202 ] || fail "interrupt message: $(code)"
+release i
+r=$(result i)
+[ "$(jget "$r" 'd["status"]')" = succeeded ] || { ctl logs i; fail "i: $r"; }
+[ "$(ctl logs i | grep -c -e '^http: 200 held i$' -e '^echo 0: ' -e '^msg: stop that mode=interrupt$')" = 3 ] ||
+	{ ctl logs i; fail "i: the call in flight answered, the message at the next boundary"; }
+[ "$(jget "$(get /v1/runs/i/journal 10)" '(d["calls"][0]["tool"], d["calls"][0]["status"])')" = "('http.request', 'ok')" ] ||
+	fail "i journal: $(journal i)"
+submit x hold_agent.py "$URL/hold/x" 1
+held x
+api POST /v1/runs/x/messages '{"text": "again", "mode": "restart"}' >/dev/null
+[ "$(code)" = 202 ] || fail "restart message: $(code)"
+[ "$(status x)" = running ] || fail "x: $(status x)"
+release x
+r=$(result x)
+[ "$(jget "$r" 'd["status"]')" = succeeded ] || { ctl logs x; fail "x: $r"; }
+[ "$(cat "$T/srv/x.count")" = 2 ] || fail "x: $(cat "$T/srv/x.count") requests, want 2 (the restart reruns it)"
+[ "$(jget "$r" 'd["attempts"]')" = 2 ] || fail "x: $r"
+echo "ok: interrupt and restart messages to a run whose tool is on a worker"
+
+# 5. SIGTERM: the daemon waits for the call, journals it, exits 0; started
 # again, the run replays it (no second request) and succeeds.
 submit s hold_agent.py "$URL/hold/s" 1
 held s
