@@ -783,6 +783,13 @@ migrate(sqlite3 *db)
 	int rc, r, version;
 	char sql[64];
 
+	/* A current file needs no write lock: a reader (agentd show, ls) never
+	 * waits for a writer. Otherwise the version is read again under it. */
+	rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_int(st, 0) == SCHEMA_VERSION)
+		return 0;
+	sqlite3_finalize(steal_ptr(&st));
 	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return map_rc(rc);
