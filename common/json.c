@@ -179,36 +179,14 @@ struct scan {
 
 static bool scan_value(struct scan *s, size_t depth_left);
 
-/* One UTF-8 sequence of 2..4 bytes at s->p, strictly (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF), as jansson checks it. */
+/* One UTF-8 sequence of 2..4 bytes at s->p, strictly. */
 static bool
 scan_utf8(struct scan *s)
 {
-	const unsigned char *p = s->p;
-	size_t left = (size_t)(s->end - p), n;
-	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n = agd_utf8_len(s->p, (size_t)(s->end - s->p));
 
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4;
-	else
+	if (n < 2)
 		return false;
-	if (p[0] == 0xe0)
-		lo = 0xa0;
-	else if (p[0] == 0xed)
-		hi = 0x9f;
-	else if (p[0] == 0xf0)
-		lo = 0x90;
-	else if (p[0] == 0xf4)
-		hi = 0x8f;
-	if (left < n || p[1] < lo || p[1] > hi)
-		return false;
-	for (size_t i = 2; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return false;
 	s->p += n;
 	return true;
 }

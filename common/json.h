@@ -41,6 +41,11 @@ char *agd_json_canonical(const json_t *v);
  * (which needs a UTF-8 check). Sixteen bytes a step (eight without SSE2). */
 size_t agd_json_plain_len(const char *s, size_t len, bool ascii);
 
+/* The length of the UTF-8 sequence at p (at most left bytes, left >= 1), 0
+ * if it is not one strictly (RFC 3629: no overlong form, no surrogate,
+ * nothing above U+10FFFF), as jansson decides. */
+size_t agd_utf8_len(const unsigned char *p, size_t left);
+
 /* Hex SHA-256 of the canonical encoding of v. Returns 0 or -ENOMEM. */
 int agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX]);
 

@@ -81,11 +81,8 @@ agd_json_plain_len(const char *s, size_t len, bool ascii)
 	return i;
 }
 
-/* The length of the UTF-8 sequence at p (at most left bytes), 0 if it is
- * not one strictly (RFC 3629: no overlong form, no surrogate, nothing above
- * U+10FFFF), as jansson decides. */
-static size_t
-utf8_len(const unsigned char *p, size_t left)
+size_t
+agd_utf8_len(const unsigned char *p, size_t left)
 {
 	unsigned char lo = 0x80, hi = 0xbf;
 	size_t n;
@@ -257,7 +254,7 @@ parse_string(struct parser *s, const char **ret, size_t *ret_len)
 		const unsigned char *run = s->p;
 		s->p += agd_json_plain_len((const char *)s->p, (size_t)(s->end - s->p), true);
 		while (s->p < s->end && *s->p >= 0x80) {
-			size_t k = utf8_len(s->p, (size_t)(s->end - s->p));
+			size_t k = agd_utf8_len(s->p, (size_t)(s->end - s->p));
 			if (!k)
 				return false;
 			s->p += k;
@@ -625,7 +622,7 @@ encode_string(struct out *o, const char *str, size_t len)
 		if (s == end)
 			break;
 		if (*s >= 0x80) {
-			n = utf8_len(s, (size_t)(end - s));
+			n = agd_utf8_len(s, (size_t)(end - s));
 			if (!n || !out_put(o, s, n))
 				return false;
 			s += n;
