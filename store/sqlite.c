@@ -1486,13 +1486,36 @@ store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_c
 	return store_journal_finish_text(s, run, seq, status, result_txt, finished_ms);
 }
 
+/* Seal and write the outcome of (run, seq) onto its intent row: by rowid
+ * when known (non-zero), else by key. Returns the rows changed or -errno. */
+static int
+finish_row(struct store *s, const char *run, int64_t seq, enum store_call_status status,
+	   const char *result_txt, int64_t finished_ms, const char *link, int64_t rowid)
+{
+	cleanup_stmt sqlite3_stmt *st = s->stmt[rowid ? ST_J_FINISH_ROWID : ST_J_FINISH];
+	char chain[AGD_SHA256_HEX];
+	int r;
+
+	journal_seal(link, status, result_txt, strlen(result_txt), finished_ms, chain);
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, seq);
+	sqlite3_bind_int(st, 3, status);
+	sqlite3_bind_text(st, 4, result_txt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, finished_ms);
+	sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
+	if (rowid)
+		sqlite3_bind_int64(st, 7, rowid);
+	r = store_sqlite_step_done(st);
+	return r < 0 ? r : sqlite3_changes(s->db);
+}
+
 int
 store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 			  enum store_call_status status, const char *result_txt,
 			  int64_t finished_ms)
 {
 	cleanup_tx struct store_tx tx = {0};
-	char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
+	char link[AGD_SHA256_HEX];
 	int64_t cur;
 	int rc, r;
 
@@ -1510,20 +1533,10 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	 * more, the lookup below says why. */
 	struct tail *t = *tail_slot(s, run);
 	if (t && t->seq == seq && t->rowid) {
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_FINISH_ROWID];
-
-		journal_seal(t->link, status, result_txt, strlen(result_txt), finished_ms, chain);
-		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, seq);
-		sqlite3_bind_int(st, 3, status);
-		sqlite3_bind_text(st, 4, result_txt, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, finished_ms);
-		sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 7, t->rowid);
-		r = store_sqlite_step_done(st);
+		r = finish_row(s, run, seq, status, result_txt, finished_ms, t->link, t->rowid);
 		if (r < 0)
 			return r;
-		if (sqlite3_changes(s->db) == 1)
+		if (r == 1)
 			return store_sqlite_tx_commit(&tx);
 	}
 	{
@@ -1553,22 +1566,11 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 			return -EBADMSG;
 		memcpy(link, txt, len + 1);
 	}
-	journal_seal(link, status, result_txt, strlen(result_txt), finished_ms, chain);
-	{
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_FINISH];
-
-		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, seq);
-		sqlite3_bind_int(st, 3, status);
-		sqlite3_bind_text(st, 4, result_txt, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, finished_ms);
-		sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
-		r = store_sqlite_step_done(st);
-		if (r < 0)
-			return r;
-		if (sqlite3_changes(s->db) != 1)
-			return -EALREADY;
-	}
+	r = finish_row(s, run, seq, status, result_txt, finished_ms, link, 0);
+	if (r < 0)
+		return r;
+	if (r != 1)
+		return -EALREADY;
 	return store_sqlite_tx_commit(&tx);
 }
 

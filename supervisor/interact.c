@@ -341,6 +341,18 @@ scope_match(const struct store_approval *a, void *ud)
 	return 0;
 }
 
+/* The approvers a rule names (none without a rule), as a JSON array. */
+static json_t *
+rule_approvers(const struct policy_rule *rule)
+{
+	const char *const *names = rule ? policy_rule_approvers(rule) : NULL;
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && names && names[i]; i++)
+		json_array_append_new(a, json_string(names[i]));
+	return a;
+}
+
 /* Record approval row (first writer wins) and read it back as it stands, a
  * pending row past its expiry expired. Fails the run on a store error. */
 static int
@@ -435,12 +447,9 @@ sup_ix_ask(struct sup_run *r, const json_t *id, const struct tool_def *t, const 
 		return;
 	}
 
-	const char *const *names = pr->rule ? policy_rule_approvers(pr->rule) : NULL;
-	uint64_t ttl = pr->rule ? policy_rule_expires_ms(pr->rule) : 0;
-	cleanup_json json_t *approvers = json_array();
-	for (size_t i = 0; names && names[i]; i++)
-		json_array_append_new(approvers, json_string(names[i]));
+	cleanup_json json_t *approvers = rule_approvers(pr->rule);
 	int64_t now = agd_wall_ms();
+	uint64_t ttl = pr->rule ? policy_rule_expires_ms(pr->rule) : 0;
 	struct store_approval row = {
 	    .run = r->id,
 	    .seq = seq,
@@ -570,12 +579,9 @@ sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t
 	cleanup_json json_t *edited = sup_ix_edited_args(r, c);
 	const json_t *ran = edited ? edited : c->args;
 	cleanup_free char *reason = unknown_reason(c, ran, 0);
-	const char *const *names = pr->rule ? policy_rule_approvers(pr->rule) : NULL;
-	uint64_t ttl = pr->rule ? policy_rule_expires_ms(pr->rule) : 0;
-	cleanup_json json_t *approvers = json_array();
-	for (size_t i = 0; names && names[i]; i++)
-		json_array_append_new(approvers, json_string(names[i]));
+	cleanup_json json_t *approvers = rule_approvers(pr->rule);
 	int64_t now = agd_wall_ms();
+	uint64_t ttl = pr->rule ? policy_rule_expires_ms(pr->rule) : 0;
 	struct store_approval row = {
 	    .run = r->id,
 	    .seq = c->seq,
