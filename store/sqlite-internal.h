@@ -66,3 +66,8 @@ int64_t store_sqlite_spec_owner(const json_t *spec);
 struct store_ckpt;
 int store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, struct store_ckpt **ret);
 struct store_ckpt *store_ckpt_free(struct store_ckpt *c);
+
+/* The VFS the store's connections open their files with (sqlite_vfs.c): the
+ * default one, with a commit's WAL frames written in one call. Its name, or
+ * NULL (SQLite's default VFS) if it could not be registered. */
+const char *store_sqlite_vfs(void);

@@ -864,7 +864,7 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	rc = sqlite3_open_v2(path, &db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
 				 SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
-			     NULL);
+			     store_sqlite_vfs());
 	if (rc != SQLITE_OK) {
 		sqlite3_close(db);
 		return map_rc(rc);

@@ -1,0 +1,189 @@
+/* The store's VFS (store/sqlite_vfs.c) writes a commit's WAL frames in one
+ * call: a reader on SQLite's own VFS sees every commit as soon as it
+ * returns, and a WAL write that fails fails its commit (the process goes
+ * on; nothing committed before is lost). */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/json.h"
+#include "common/util.h"
+#include "store/store.h"
+
+struct fx {
+	char dir[64], path[96];
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/agentd-vfs-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+/* An effect call at seq whose args and result carry `size` bytes each
+ * (several WAL frames per commit with 2 KiB pages). */
+static int
+pair(struct store *s, const char *run, int64_t seq, size_t size)
+{
+	cleanup_free char *fill = malloc(size + 1);
+	if (!fill)
+		return -ENOMEM;
+	memset(fill, 'a' + (int)(seq % 26), size);
+	fill[size] = '\0';
+	cleanup_json json_t *args = json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "fill", fill);
+	cleanup_json json_t *res = json_pack("{s:s}", "echo", fill);
+	struct store_call c = {
+	    .seq = seq,
+	    .tool = "agentd.echo",
+	    .args = args,
+	    .attempt = 1,
+	    .decision = "allow",
+	    .rule = "",
+	    .started_ms = seq,
+	};
+	int r = store_journal_intent(s, run, &c);
+
+	return r < 0 ? r : store_journal_finish(s, run, seq, STORE_CALL_OK, res, seq + 1);
+}
+
+static void
+test_reader_sees_each_commit(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = NULL;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
+	assert_int_equal(store_run_create(s, "r", NULL), 0);
+	/* SQLite's default VFS, as the sqlite3 shell or another program has. */
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT count(*), coalesce(sum(length(result)), 0) "
+					    "FROM journal WHERE run = 'r' AND status = 1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	int64_t bytes = 0;
+	for (int64_t seq = 1; seq <= 120; seq++) {
+		/* Commits of one to a few frames, and some larger than the
+		 * buffer and than the most the default VFS writes at once. */
+		size_t size = seq % 40 == 0 ? (size_t)(300 << 10) : 500 + (size_t)(seq * 97 % 9000);
+		assert_int_equal(pair(s, "r", seq, size), 0);
+		bytes += (int64_t)size + (int64_t)strlen("{\"echo\":\"\"}");
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int64(st, 0), seq);
+		assert_int_equal(sqlite3_column_int64(st, 1), bytes);
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	store_close(s);
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+static void
+test_failed_write_fails_commit(void **state)
+{
+	struct fx *f = *state;
+	char wal[128];
+	pid_t pid;
+	int status;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *s = NULL;
+		struct rlimit rl;
+		if (store_open(f->path, STORE_DURABILITY_PROCESS, &s) < 0 ||
+		    store_run_create(s, "r", NULL) < 0)
+			_exit(10);
+		for (int64_t seq = 1; seq <= 5; seq++)
+			if (pair(s, "r", seq, 100) < 0)
+				_exit(11);
+		/* The WAL may grow by a few frames, not by the next commit. */
+		off_t size = file_size(wal);
+		if (size <= 0)
+			_exit(12);
+		signal(SIGXFSZ, SIG_IGN);
+		rl.rlim_cur = rl.rlim_max = (rlim_t)size + 8192;
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(13);
+		if (pair(s, "r", 6, 20 << 10) >= 0)
+			_exit(14); /* written past the limit? */
+		/* The store goes on: what was committed reads back. */
+		struct store_call *calls = NULL;
+		size_t n = 0;
+		if (store_journal_load(s, "r", &calls, &n) < 0 || n != 5)
+			_exit(15);
+		store_calls_free(calls, n);
+		store_close(s);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* Not killed (an abort would be SIGABRT): it saw the error. */
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	struct store *s = NULL;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
+	assert_int_equal(store_journal_load(s, "r", &calls, &n), 0);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(calls[i].status, STORE_CALL_OK);
+	store_calls_free(calls, n);
+	/* And the next commit lands. */
+	assert_int_equal(pair(s, "r", 6, 20 << 10), 0);
+	store_close(s);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_reader_sees_each_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_write_fails_commit, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
