@@ -1385,10 +1385,19 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		args = args_own;
 		args_len = strlen(args);
 	}
-	agd_sha256_hex(args, args_len, args_hash);
-	/* A caller-supplied hash must describe these args. */
-	if (c->args_hash[0] && strcmp(c->args_hash, args_hash) != 0)
-		return -EINVAL;
+	if (c->args_text && c->args_hash[0]) {
+		/* The caller hashed this very text (store.h): not hashed twice.
+		 * A wrong hash is not trusted later: every load hashes the
+		 * stored text again and reports the row as corrupt. */
+		if (!valid_hex64(c->args_hash, strnlen(c->args_hash, AGD_SHA256_HEX)))
+			return -EINVAL;
+		memcpy(args_hash, c->args_hash, sizeof(args_hash));
+	} else {
+		agd_sha256_hex(args, args_len, args_hash);
+		/* A caller-supplied hash must describe these args. */
+		if (c->args_hash[0] && strcmp(c->args_hash, args_hash) != 0)
+			return -EINVAL;
+	}
 	if (status != STORE_CALL_INTENT && result_text) {
 		if (strlen(result_text) > STORE_VALUE_MAX)
 			return -E2BIG;

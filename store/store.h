@@ -81,7 +81,12 @@ struct store_call {
 	 * hashed, so a replay can answer and a budget can count bytes without
 	 * encoding the values again. A caller of store_journal_intent or
 	 * store_journal_record may set args_text to store_json_text(args): it is
-	 * then stored and hashed as is. */
+	 * then stored and hashed as is. A caller that sets args_text and
+	 * args_hash both must have set args_hash to the SHA-256 (lower-case hex)
+	 * of exactly args_text: it is stored as given, not computed again (a
+	 * row written with a wrong one is reported as corrupt, -EBADMSG, by
+	 * every load, and never replayed). Without args_text a given args_hash
+	 * is checked against the args (-EINVAL). */
 	char *args_text;
 	size_t args_len;
 	char *result_text; /* NULL while INTENT */

@@ -545,8 +545,10 @@ cf_retention(void **state)
 }
 
 /* A caller's canonical args text (store_json_text) is stored and hashed as
- * given, for intents and complete rows alike; a caller's hash must still
- * describe it. */
+ * given, for intents and complete rows alike. A hash given with it is taken
+ * as given (the caller hashed that text), so a wrong one is written, and
+ * then every load reports the journal as corrupt: no row of it is ever
+ * handed out to be replayed. */
 static void
 cf_caller_args_text(void **state)
 {
@@ -564,9 +566,34 @@ cf_caller_args_text(void **state)
 	struct store_call c = cf_call(1, "tool.x", args, 1);
 	c.args_text = txt;
 	c.args_len = len;
-	memset(c.args_hash, 'f', AGD_SHA256_HEX - 1);
+	memset(c.args_hash, 'F', AGD_SHA256_HEX - 1); /* not lower-case hex */
 	c.args_hash[AGD_SHA256_HEX - 1] = '\0';
 	assert_int_equal(store_journal_intent(s, "t", &c), -EINVAL);
+	/* The hash of other args, on intent and complete rows. */
+	cleanup_json json_t *other = json_pack("{s:i}", "a", 2);
+	assert_int_equal(agd_json_hash(other, c.args_hash), 0);
+	assert_int_equal(store_journal_intent(s, "bad-intent", &c), 0);
+	c.status = STORE_CALL_OK;
+	c.result = args;
+	assert_int_equal(store_journal_record(s, "bad-record", &c), 0);
+	/* Without the text, a hash is checked against the args. */
+	struct store_call v = cf_call(1, "tool.x", args, 1);
+	memcpy(v.args_hash, c.args_hash, AGD_SHA256_HEX);
+	assert_int_equal(store_journal_intent(s, "bad-values", &v), -EINVAL);
+	for (int lazy = 0; lazy < 2; lazy++) {
+		for (int k = 0; k < 2; k++) {
+			const char *run = k ? "bad-record" : "bad-intent";
+			calls = NULL;
+			n = 0;
+			assert_int_equal(lazy ? store_journal_load_lazy(s, run, &calls, &n)
+					      : store_journal_load(s, run, &calls, &n),
+					 -EBADMSG);
+			assert_null(calls);
+			assert_int_equal(n, 0);
+		}
+	}
+	c.status = STORE_CALL_INTENT;
+	c.result = NULL;
 	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
 	assert_int_equal(store_journal_intent(s, "t", &c), 0);
 	assert_int_equal(store_journal_finish(s, "t", 1, STORE_CALL_OK, args, 2), 0);
