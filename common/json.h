@@ -35,6 +35,8 @@ bool agd_json_canonical_valid(const char *buf, size_t len, size_t max_depth);
  * Returns a malloc'd string owned by the caller, or NULL (out of memory, a
  * string or key that is not UTF-8, nesting past 4096: only a cycle). */
 char *agd_json_canonical(const json_t *v);
+/* The same, with its strlen in *ret_len (if not NULL), known without a scan. */
+char *agd_json_canonical_n(const json_t *v, size_t *ret_len);
 
 /* The length of the longest prefix of s[0..len) that a JSON string holds as
  * it is: no '"', '\\' or control character and, with ascii, no byte >= 0x80

@@ -749,7 +749,7 @@ encode_value(struct out *o, const json_t *v, int depth)
 }
 
 char *
-agd_json_canonical(const json_t *v)
+agd_json_canonical_n(const json_t *v, size_t *ret_len)
 {
 	struct out o = {0};
 
@@ -757,5 +757,13 @@ agd_json_canonical(const json_t *v)
 		free(o.p);
 		return NULL;
 	}
+	if (ret_len)
+		*ret_len = o.len - 1;
 	return o.p;
+}
+
+char *
+agd_json_canonical(const json_t *v)
+{
+	return agd_json_canonical_n(v, NULL);
 }

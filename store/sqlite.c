@@ -592,20 +592,23 @@ valid_hex64(const char *v, size_t len)
  * past the size limit. Canonical so the bytes hashed into the chain are the
  * bytes a re-encoding of the parsed value would give. */
 static int
-json_to_text(const json_t *v, char **ret)
+json_to_text(const json_t *v, char **ret, size_t *ret_len)
 {
 	char *txt;
+	size_t len;
 
 	if (!v || agd_json_depth(v) > STORE_JSON_MAX_DEPTH)
 		return -EINVAL;
-	txt = agd_json_canonical(v);
+	txt = agd_json_canonical_n(v, &len);
 	if (!txt)
 		return -ENOMEM;
-	if (strlen(txt) > STORE_VALUE_MAX) {
+	if (len > STORE_VALUE_MAX) {
 		free(txt);
 		return -E2BIG;
 	}
 	*ret = txt;
+	if (ret_len)
+		*ret_len = len;
 	return 0;
 }
 
@@ -950,7 +953,7 @@ store_run_create(struct store *s, const char *id, const json_t *spec)
 
 	if (!s || !valid_id(id))
 		return -EINVAL;
-	r = json_to_text(spec ? spec : json_null(), &txt);
+	r = json_to_text(spec ? spec : json_null(), &txt, NULL);
 	if (r < 0)
 		return r;
 	st = s->stmt[ST_RUN_INSERT];
@@ -1340,13 +1343,13 @@ journal_tail(struct store *s, const char *run, struct tail *ret)
 static int
 journal_insert(struct store *s, const char *run, const struct store_call *c,
 	       enum store_call_status status, const json_t *result, const char *result_text,
-	       int64_t finished_ms)
+	       size_t result_len, int64_t finished_ms)
 {
 	cleanup_tx struct store_tx tx = {0};
 	cleanup_free char *args_own = NULL;
 	cleanup_free char *result_own = NULL;
 	const char *args, *result_txt = NULL;
-	size_t args_len;
+	size_t args_len, result_txt_len = 0;
 	char args_hash[AGD_SHA256_HEX], link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
 	struct tail tail;
 	int r;
@@ -1370,20 +1373,23 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		if (r < 0)
 			return r;
 		result_txt = result_own;
+		result_txt_len = strlen(result_own);
 		goto have_texts;
 	}
 	if (c->args_text) {
-		/* The caller's canonical text (store_json_text(c->args)). */
-		args_len = strlen(c->args_text);
+		/* The caller's canonical text (store_json_text(c->args)) and its
+		 * length. Never empty: that marks a compacted row. */
+		args_len = c->args_len;
+		if (args_len == 0 || c->args_text[args_len] != '\0')
+			return -EINVAL;
 		if (args_len > STORE_VALUE_MAX)
 			return -E2BIG;
 		args = c->args_text;
 	} else {
-		r = json_to_text(c->args, &args_own);
+		r = json_to_text(c->args, &args_own, &args_len);
 		if (r < 0)
 			return r;
 		args = args_own;
-		args_len = strlen(args);
 	}
 	if (c->args_text && c->args_hash[0]) {
 		/* The caller hashed this very text (store.h): not hashed twice.
@@ -1399,11 +1405,14 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 			return -EINVAL;
 	}
 	if (status != STORE_CALL_INTENT && result_text) {
-		if (strlen(result_text) > STORE_VALUE_MAX)
+		if (result_len == 0 || result_text[result_len] != '\0')
+			return -EINVAL;
+		if (result_len > STORE_VALUE_MAX)
 			return -E2BIG;
 		result_txt = result_text;
+		result_txt_len = result_len;
 	} else if (status != STORE_CALL_INTENT) {
-		r = json_to_text(result ? result : json_null(), &result_own);
+		r = json_to_text(result ? result : json_null(), &result_own, &result_txt_len);
 		if (r < 0)
 			return r;
 		result_txt = result_own;
@@ -1418,8 +1427,7 @@ have_texts:
 		return r;
 	int64_t ord = tail.ord + 1;
 	journal_link(tail.link, run, ord, c, args_hash, link);
-	journal_seal_as(c->compacted, link, status, result_txt, result_txt ? strlen(result_txt) : 0,
-			finished_ms, chain);
+	journal_seal_as(c->compacted, link, status, result_txt, result_txt_len, finished_ms, chain);
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_INSERT];
 
@@ -1431,7 +1439,7 @@ have_texts:
 		sqlite3_bind_text(st, 6, args, (int)args_len, SQLITE_STATIC);
 		sqlite3_bind_int(st, 7, status);
 		if (result_txt)
-			sqlite3_bind_text(st, 8, result_txt, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 8, result_txt, (int)result_txt_len, SQLITE_STATIC);
 		else
 			sqlite3_bind_null(st, 8);
 		sqlite3_bind_int(st, 9, c->attempt);
@@ -1455,7 +1463,7 @@ have_texts:
 int
 store_journal_intent(struct store *s, const char *run, const struct store_call *c)
 {
-	return journal_insert(s, run, c, STORE_CALL_INTENT, NULL, NULL, 0);
+	return journal_insert(s, run, c, STORE_CALL_INTENT, NULL, NULL, 0, 0);
 }
 
 int
@@ -1463,20 +1471,14 @@ store_journal_record(struct store *s, const char *run, const struct store_call *
 {
 	if (!c || c->status == STORE_CALL_INTENT || !valid_status(c->status))
 		return -EINVAL;
-	return journal_insert(s, run, c, c->status, c->result, c->result_text, c->finished_ms);
+	return journal_insert(s, run, c, c->status, c->result, c->result_text, c->result_len,
+			      c->finished_ms);
 }
 
 int
 store_json_text(const json_t *v, char **ret, size_t *ret_len)
 {
-	char *txt = NULL;
-	int r = json_to_text(v, &txt);
-
-	if (r < 0)
-		return r;
-	*ret = txt;
-	*ret_len = strlen(txt);
-	return 0;
+	return json_to_text(v, ret, ret_len);
 }
 
 int
@@ -1484,32 +1486,33 @@ store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_c
 		     const json_t *result, int64_t finished_ms)
 {
 	cleanup_free char *result_txt = NULL;
+	size_t len;
 	int r;
 
 	if (!s || !valid_id(run) || seq <= 0 || status == STORE_CALL_INTENT ||
 	    !valid_status(status) || finished_ms < 0)
 		return -EINVAL;
-	r = json_to_text(result ? result : json_null(), &result_txt);
+	r = json_to_text(result ? result : json_null(), &result_txt, &len);
 	if (r < 0)
 		return r;
-	return store_journal_finish_text(s, run, seq, status, result_txt, finished_ms);
+	return store_journal_finish_text(s, run, seq, status, result_txt, len, finished_ms);
 }
 
 /* Seal and write the outcome of (run, seq) onto its intent row: by rowid
  * when known (non-zero), else by key. Returns the rows changed or -errno. */
 static int
 finish_row(struct store *s, const char *run, int64_t seq, enum store_call_status status,
-	   const char *result_txt, int64_t finished_ms, const char *link, int64_t rowid)
+	   const char *result_txt, size_t len, int64_t finished_ms, const char *link, int64_t rowid)
 {
 	cleanup_stmt sqlite3_stmt *st = s->stmt[rowid ? ST_J_FINISH_ROWID : ST_J_FINISH];
 	char chain[AGD_SHA256_HEX];
 	int r;
 
-	journal_seal(link, status, result_txt, strlen(result_txt), finished_ms, chain);
+	journal_seal(link, status, result_txt, len, finished_ms, chain);
 	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, seq);
 	sqlite3_bind_int(st, 3, status);
-	sqlite3_bind_text(st, 4, result_txt, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, result_txt, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, finished_ms);
 	sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
 	if (rowid)
@@ -1520,7 +1523,7 @@ finish_row(struct store *s, const char *run, int64_t seq, enum store_call_status
 
 int
 store_journal_finish_text(struct store *s, const char *run, int64_t seq,
-			  enum store_call_status status, const char *result_txt,
+			  enum store_call_status status, const char *result_txt, size_t len,
 			  int64_t finished_ms)
 {
 	cleanup_tx struct store_tx tx = {0};
@@ -1529,9 +1532,10 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	int rc, r;
 
 	if (!s || !valid_id(run) || seq <= 0 || status == STORE_CALL_INTENT ||
-	    !valid_status(status) || finished_ms < 0 || !result_txt)
+	    !valid_status(status) || finished_ms < 0 || !result_txt || len == 0 ||
+	    result_txt[len] != '\0')
 		return -EINVAL;
-	if (strlen(result_txt) > STORE_VALUE_MAX)
+	if (len > STORE_VALUE_MAX)
 		return -E2BIG;
 
 	r = store_sqlite_tx_join(s, &tx);
@@ -1542,7 +1546,8 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	 * more, the lookup below says why. */
 	struct tail *t = *tail_slot(s, run);
 	if (t && t->seq == seq && t->rowid) {
-		r = finish_row(s, run, seq, status, result_txt, finished_ms, t->link, t->rowid);
+		r = finish_row(s, run, seq, status, result_txt, len, finished_ms, t->link,
+			       t->rowid);
 		if (r < 0)
 			return r;
 		if (r == 1)
@@ -1551,7 +1556,7 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_GET_STATUS];
 		const char *txt;
-		size_t len;
+		size_t link_len;
 
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, seq);
@@ -1568,14 +1573,14 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 		/* Never overwrite a recorded outcome. */
 		if (cur != STORE_CALL_INTENT)
 			return -EALREADY;
-		r = col_text(st, 1, AGD_SHA256_HEX, &txt, &len);
+		r = col_text(st, 1, AGD_SHA256_HEX, &txt, &link_len);
 		if (r < 0)
 			return r;
-		if (!valid_hex64(txt, len))
+		if (!valid_hex64(txt, link_len))
 			return -EBADMSG;
-		memcpy(link, txt, len + 1);
+		memcpy(link, txt, link_len + 1);
 	}
-	r = finish_row(s, run, seq, status, result_txt, finished_ms, link, 0);
+	r = finish_row(s, run, seq, status, result_txt, len, finished_ms, link, 0);
 	if (r < 0)
 		return r;
 	if (r != 1)
@@ -1884,7 +1889,7 @@ tombstone_text(const struct store_call *c, char **ret)
 
 	if (!t)
 		return -ENOMEM;
-	return json_to_text(t, ret);
+	return json_to_text(t, ret, NULL);
 }
 
 int
@@ -2121,7 +2126,7 @@ store_state_save(struct store *s, const char *run, int64_t seq, const json_t *st
 
 	if (!s || !valid_id(run) || seq < 0 || !state)
 		return -EINVAL;
-	r = json_to_text(state, &txt);
+	r = json_to_text(state, &txt, NULL);
 	if (r < 0)
 		return r;
 	st = s->stmt[ST_STATE_INSERT];
@@ -2181,7 +2186,7 @@ store_event_append(struct store *s, const char *run, int attempt, int64_t seq, c
 	if (!s || !valid_id(run) || attempt < 0 || seq < 0 || !valid_name(type, false))
 		return -EINVAL;
 	if (data) {
-		r = json_to_text(data, &txt);
+		r = json_to_text(data, &txt, NULL);
 		if (r < 0)
 			return r;
 	}
@@ -2340,7 +2345,7 @@ store_sqlite_valid_name(const char *v, bool allow_empty)
 int
 store_sqlite_json_to_text(const json_t *v, char **ret)
 {
-	return json_to_text(v, ret);
+	return json_to_text(v, ret, NULL);
 }
 
 int

@@ -80,8 +80,9 @@ struct store_call {
 	/* Set by store_journal_load (owned): the canonical texts as stored and
 	 * hashed, so a replay can answer and a budget can count bytes without
 	 * encoding the values again. A caller of store_journal_intent or
-	 * store_journal_record may set args_text to store_json_text(args): it is
-	 * then stored and hashed as is. A caller that sets args_text and
+	 * store_journal_record may set args_text and args_len to
+	 * store_json_text(args) and its length: it is then stored and hashed as
+	 * is (-EINVAL if args_len is 0 or not where its NUL is). A caller that sets args_text and
 	 * args_hash both must have set args_hash to the SHA-256 (lower-case hex)
 	 * of exactly args_text: it is stored as given, not computed again (a
 	 * row written with a wrong one is reported as corrupt, -EBADMSG, by
@@ -120,14 +121,15 @@ int store_journal_finish(struct store *s, const char *run, int64_t seq,
  * A caller that also needs the text (to answer with it) encodes once. */
 int store_json_text(const json_t *v, char **ret, size_t *ret_len);
 /* store_journal_finish with the result given as store_json_text's output
- * (stored and hashed as is). */
+ * and length (stored and hashed as is). */
 int store_journal_finish_text(struct store *s, const char *run, int64_t seq,
-			      enum store_call_status status, const char *result_text,
+			      enum store_call_status status, const char *result_text, size_t len,
 			      int64_t finished_ms);
 /* Insert a complete row in one commit (pure calls, denials). -EEXIST as above.
- * If c->result_text is set it must be store_json_text(c->result) and is stored
- * as is. A compacted call (as store_journal_load gives it: a fork's copy) is
- * stored compacted, with its args hash and tombstone. */
+ * If c->result_text is set it must be store_json_text(c->result), with
+ * c->result_len its length, and is stored as is. A compacted call (as
+ * store_journal_load gives it: a fork's copy) is stored compacted, with its
+ * args hash and tombstone. */
 int store_journal_record(struct store *s, const char *run, const struct store_call *c);
 /* Group commit: between store_batch_begin and store_batch_commit the journal
  * writes above (intent, finish, finish_text, record), of any runs, join one

@@ -16,13 +16,14 @@
  * A worker runs a job (retries and their sleeps included) touching nothing
  * but the job, posts it to the finished queue and writes the eventfd the
  * loop watches; the loop takes the finished jobs, emits the events their
- * attempts recorded, redacts and counts their results (sup_call_job_done),
- * and the next flush commits and answers them. So an intent is durable
- * before its tool runs, an outcome before the agent sees it, and a commit
- * that fails fails exactly the calls it carried (their runs fail, nothing is
- * answered). A run has at most one call here, so its seqs stay in order;
- * with --durability power a batch pays one fsync per phase instead of two
- * per call. A run whose call is on a worker waits for it before it ends or
+ * attempts recorded, redacts their results (sup_call_job_done), encodes
+ * them once and counts them against the budgets, and the next flush
+ * commits and answers them. So an intent is durable before its tool runs,
+ * an outcome before the agent sees it, and a commit that fails fails
+ * exactly the calls it carried (their runs fail, nothing is answered). A
+ * run has at most one call here, so its seqs stay in order; with
+ * --durability power a batch pays one fsync per phase instead of two per
+ * call. A run whose call is on a worker waits for it before it ends or
  * starts its next attempt (run.c, SUP_ST_ENDING): the late outcome is
  * always journaled. Without workers (agentd run) every tool runs in the
  * flush, as phase 2 of the same round. */
@@ -49,6 +50,7 @@ struct sup_pending {
 	const struct tool_def *t;  /* t->name is the call's tool */
 	json_t *args;		   /* as the agent sent them (journaled) */
 	char *args_text;	   /* their canonical text, hashed and journaled (or NULL) */
+	size_t args_len;	   /* its length */
 	json_t *exec_args;	   /* what the tool runs with (an approver's edit) */
 	char hash[AGD_SHA256_HEX]; /* of args */
 	int64_t seq, t0_ns, started_ms;
@@ -275,21 +277,25 @@ sup_batch_busy(const struct sup_run *r)
 
 int
 sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, const json_t *args,
-	      const char *args_text, const char *hash, int64_t seq, const struct policy_result *pr,
-	      const char *decision, const json_t *exec_args, int64_t t0_ns, bool rerun)
+	      char *args_text, size_t args_len, const char *hash, int64_t seq,
+	      const struct policy_result *pr, const char *decision, const json_t *exec_args,
+	      int64_t t0_ns, bool rerun)
 {
 	struct sup_batch *b = r->batch;
 	struct sup_pending *p = calloc(1, sizeof(*p));
 
-	if (!p)
+	if (!p) {
+		free(args_text);
 		return -ENOMEM;
+	}
 	*p = (struct sup_pending){
 	    .r = r,
 	    .attempt = r->attempt,
 	    .id = json_incref((json_t *)id),
 	    .t = t,
 	    .args = json_incref((json_t *)args),
-	    .args_text = args_text ? strdup(args_text) : NULL,
+	    .args_text = args_text,
+	    .args_len = args_len,
 	    .exec_args = json_incref((json_t *)exec_args),
 	    .seq = seq,
 	    .t0_ns = t0_ns,
@@ -301,8 +307,7 @@ sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, con
 	    .decision = strdup(decision),
 	};
 	memcpy(p->hash, hash, AGD_SHA256_HEX);
-	if (!p->rule_id || !p->decision || (pr->path_root && !p->path_root) ||
-	    (args_text && !p->args_text)) {
+	if (!p->rule_id || !p->decision || (pr->path_root && !p->path_root)) {
 		pending_free(p);
 		return -ENOMEM;
 	}
@@ -343,7 +348,7 @@ store_call_of(const struct sup_pending *p, struct store_call *c)
 	    .tool = (char *)p->t->name,
 	    .args = p->args,
 	    .args_text = p->args_text,
-	    .args_len = p->args_text ? strlen(p->args_text) : 0,
+	    .args_len = p->args_len,
 	    .attempt = p->attempt,
 	    .decision = p->decision,
 	    .rule = p->rule_id,
@@ -384,8 +389,8 @@ write_intents(struct sup_batch *b, struct sup_pending *list)
 		commit(b, list);
 }
 
-/* The tool's outcome (its job has run), encoded once, for the journal and
- * the reply. */
+/* The tool's outcome (its job has run), encoded once, for the journal, the
+ * budgets and the reply. */
 static void
 finish_tool(struct sup_pending *p)
 {
@@ -398,8 +403,11 @@ finish_tool(struct sup_pending *p)
 		return;
 	}
 	e = store_json_text(p->content, &p->text, &p->text_len);
-	if (e < 0)
+	if (e < 0) {
 		fail_call(p, e);
+		return;
+	}
+	sup_budget_result(p->r, p->t->name, p->content, p->text_len);
 }
 
 /* Phase 2: run the tool here, or hand it to a worker (true). */
@@ -492,7 +500,7 @@ write_outcomes(struct sup_batch *b, struct sup_pending *list)
 		int w = p->cls == TOOL_PURE && !p->rerun
 			    ? store_journal_record(b->st, p->r->id, &c)
 			    : store_journal_finish_text(b->st, p->r->id, p->seq, c.status, p->text,
-							c.finished_ms);
+							p->text_len, c.finished_ms);
 		if (w == 0)
 			p->wrote = true;
 		else

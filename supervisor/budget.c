@@ -39,17 +39,10 @@ sup_budget_free(struct sup_budget *b)
 	return NULL;
 }
 
-static size_t
-json_size(const json_t *v)
-{
-	/* The compact encoding's length (objects and arrays only), counted
-	 * rather than encoded: large payloads are not encoded again for it. */
-	return json_is_object(v) || json_is_array(v) ? agd_json_encoded_len(v) : 0;
-}
-
-/* json_size of a journaled value: its stored text is that same canonical
- * encoding, so its length is used instead of encoding (or even parsing) it;
- * json_size counts only objects and arrays. */
+/* The bytes a call's args or result count: the length of its canonical
+ * text, which the call has already (it is journaled as is), for an object or
+ * an array, else 0. A journaled value may be unparsed (v NULL): its text
+ * says which it is. */
 static size_t
 stored_size(const json_t *v, const char *text, size_t len)
 {
@@ -154,13 +147,13 @@ sup_budget_rebuild(struct sup_run *r, const struct store_call *calls, size_t n)
 }
 
 int
-sup_budget_check(struct sup_run *r, const char *tool, const json_t *args, char *limit,
-		 size_t limitsz, char *reason, size_t reasonsz)
+sup_budget_check(struct sup_run *r, const char *tool, const json_t *args, size_t args_len,
+		 char *limit, size_t limitsz, char *reason, size_t reasonsz)
 {
 	const struct policy_limits *l = policy_limits(r->policy);
 	struct sup_budget *b = r->budget;
 	int64_t now = agd_wall_ms();
-	uint64_t in = json_size(args), cost = policy_tool_cost(r->policy, tool);
+	uint64_t in = stored_size(args, NULL, args_len), cost = policy_tool_cost(r->policy, tool);
 
 	if (!b)
 		return -EINVAL;
@@ -218,7 +211,7 @@ sup_budget_check(struct sup_run *r, const char *tool, const json_t *args, char *
 }
 
 int
-sup_budget_charge(struct sup_run *r, const char *tool, const json_t *args)
+sup_budget_charge(struct sup_run *r, const char *tool, const json_t *args, size_t args_len)
 {
 	const struct policy_limits *l = policy_limits(r->policy);
 	struct sup_budget *b = r->budget;
@@ -226,18 +219,18 @@ sup_budget_charge(struct sup_run *r, const char *tool, const json_t *args)
 	if (!b)
 		return -EINVAL;
 	b->calls++;
-	b->bytes_in += json_size(args);
+	b->bytes_in += stored_size(args, NULL, args_len);
 	if (keeps_recent(l))
 		return remember(b, tool, agd_wall_ms());
 	return 0;
 }
 
 void
-sup_budget_result(struct sup_run *r, const char *tool, const json_t *content)
+sup_budget_result(struct sup_run *r, const char *tool, const json_t *content, size_t text_len)
 {
 	if (!r->budget)
 		return;
-	r->budget->bytes_out += json_size(content);
+	r->budget->bytes_out += stored_size(content, NULL, text_len);
 	r->budget->spend += call_spend(r->policy, tool, content);
 }
 

@@ -143,7 +143,6 @@ sup_call_job_done(struct sup_run *r, struct sup_job *j, json_t **ret_content, bo
 		return j->err;
 	if (sup_secrets_redact(r, j->content) < 0)
 		return -ENOMEM;
-	sup_budget_result(r, j->t->name, j->content);
 	*ret_content = steal_ptr(&j->content);
 	*ret_is_error = j->is_error;
 	return 0;
@@ -193,12 +192,12 @@ sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const jso
  * agent's args and hash so a replay of the same call still matches it. */
 void
 sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def *t,
-		      const char *tool, const json_t *args, const char *args_text, const char *hash,
-		      int64_t seq, const struct policy_result *pr, const char *decision,
-		      const json_t *exec_args, int64_t t0)
+		      const char *tool, const json_t *args, char *args_text, size_t args_len,
+		      const char *hash, int64_t seq, const struct policy_result *pr,
+		      const char *decision, const json_t *exec_args, int64_t t0)
 {
-	int e =
-	    sup_batch_add(r, id, t, args, args_text, hash, seq, pr, decision, exec_args, t0, false);
+	int e = sup_batch_add(r, id, t, args, args_text, args_len, hash, seq, pr, decision,
+			      exec_args, t0, false);
 
 	if (e < 0) {
 		sup_fail(r, "cannot queue #%lld: %s", (long long)seq, strerror(-e));
@@ -209,10 +208,12 @@ sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def
 	r->live_calls++;
 }
 
+/* args_text (taken) is args' canonical text, args_len its length. */
 static void
 do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, const char *tool,
-	     const json_t *args, const char *args_text, const char *hash)
+	     const json_t *args, char *args_text, size_t args_len, const char *hash)
 {
+	cleanup_free char *text = args_text;
 	struct policy_result pr;
 	int64_t seq = r->next_seq;
 	int64_t t0 = agd_now_ns();
@@ -224,8 +225,9 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 		return;
 	}
 	char limit[64], limit_rule[80];
-	if (pr.decision != POLICY_DENY && sup_budget_check(r, tool, args, limit, sizeof(limit),
-							   pr.reason, sizeof(pr.reason)) == 1) {
+	if (pr.decision != POLICY_DENY &&
+	    sup_budget_check(r, tool, args, args_len, limit, sizeof(limit), pr.reason,
+			     sizeof(pr.reason)) == 1) {
 		snprintf(limit_rule, sizeof(limit_rule), "limits.%s", limit);
 		pr.rule_id = limit_rule;
 		if (!lim->ask_on_limit) {
@@ -233,7 +235,7 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 			return;
 		}
 		pr.decision = POLICY_ASK; /* "on_limit": "ask" */
-	} else if (sup_budget_charge(r, tool, args) < 0) {
+	} else if (sup_budget_charge(r, tool, args, args_len) < 0) {
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
 		return;
 	}
@@ -274,7 +276,8 @@ do_live_call(struct sup_run *r, const json_t *id, const struct tool_def *t, cons
 				data);
 		return;
 	}
-	sup_call_execute_live(r, id, t, tool, args, args_text, hash, seq, &pr, decision, args, t0);
+	sup_call_execute_live(r, id, t, tool, args, steal_ptr(&text), args_len, hash, seq, &pr,
+			      decision, args, t0);
 }
 
 /* A journaled call whose outcome a crash left unknown (intent, no result). */
@@ -353,7 +356,7 @@ sup_call_unknown_rerun(struct sup_run *r, const json_t *id, const struct tool_de
 	struct policy_result pr = {.rule_id = c->rule, .path_root = path_root};
 	/* Through the group commit like a live call (its tool on a worker
 	 * under agentd serve), minus the intent: the journal has it. */
-	int e = sup_batch_add(r, id, t, c->args, NULL, c->args_hash, c->seq, &pr, "rerun",
+	int e = sup_batch_add(r, id, t, c->args, NULL, 0, c->args_hash, c->seq, &pr, "rerun",
 			      edited ? edited : c->args, t0, true);
 
 	if (e < 0)
@@ -500,5 +503,5 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 			return;
 		}
 	}
-	do_live_call(r, id, t, tool, args, args_text, hash);
+	do_live_call(r, id, t, tool, args, steal_ptr(&args_text), args_len, hash);
 }

@@ -295,7 +295,7 @@ apply(struct sup_run *r, const json_t *id, const struct tool_def *t, const char 
 						      "tool", tool, "decision", "allow"));
 		sup_emit(r, seq, "approval.granted", ev);
 		bool edited = a->edited_args && !by_override;
-		sup_call_execute_live(r, id, t, tool, args, NULL, hash, seq, pr,
+		sup_call_execute_live(r, id, t, tool, args, NULL, 0, hash, seq, pr,
 				      edited ? "ask:edited" : "ask:approved",
 				      edited ? a->edited_args : args, agd_now_ns());
 		return;

@@ -58,9 +58,10 @@ void sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, cons
 		     const char *hash, int64_t seq, const char *rule_id, const char *decision,
 		     int code, const char *message, json_t *data);
 /* args_text, if not NULL, is store_json_text(args) (the text hash was taken
- * over), journaled as is instead of encoding args again. */
+ * over) and args_len its length, journaled as is instead of encoding args
+ * again; it is taken (freed by the call). */
 void sup_call_execute_live(struct sup_run *r, const json_t *id, const struct tool_def *t,
-			   const char *tool, const json_t *args, const char *args_text,
+			   const char *tool, const json_t *args, char *args_text, size_t args_len,
 			   const char *hash, int64_t seq, const struct policy_result *pr,
 			   const char *decision, const json_t *exec_args, int64_t t0);
 

@@ -147,14 +147,15 @@ bool sup_egress_named(struct sup_run *r, const char *tool, const json_t *args);
 /* budget.c: the policy's budgets and rate limits. rebuild recomputes every
  * counter from the journal (at each attempt); check returns 1 with the limit's
  * name and a reason when the call must not run, 0 when it may; charge counts
- * a call that goes ahead, result its outcome. */
+ * a call that goes ahead, result its outcome. args_len and text_len are the
+ * lengths of the args' and the result's canonical texts (store_json_text). */
 struct sup_budget;
 struct sup_budget *sup_budget_free(struct sup_budget *b);
 int sup_budget_rebuild(struct sup_run *r, const struct store_call *calls, size_t n);
-int sup_budget_check(struct sup_run *r, const char *tool, const json_t *args, char *limit,
-		     size_t limitsz, char *reason, size_t reasonsz);
-int sup_budget_charge(struct sup_run *r, const char *tool, const json_t *args);
-void sup_budget_result(struct sup_run *r, const char *tool, const json_t *content);
+int sup_budget_check(struct sup_run *r, const char *tool, const json_t *args, size_t args_len,
+		     char *limit, size_t limitsz, char *reason, size_t reasonsz);
+int sup_budget_charge(struct sup_run *r, const char *tool, const json_t *args, size_t args_len);
+void sup_budget_result(struct sup_run *r, const char *tool, const json_t *content, size_t text_len);
 /* Journal a call refused by a limit and answer it with PROTO_LIMIT, data
  * {"decision":"deny","limit":NAME,"rule":"limits.NAME","reason":...}. */
 void sup_refuse_limit(struct sup_run *r, const json_t *id, const char *tool, const json_t *args,
@@ -177,9 +178,9 @@ void sup_tools_call(struct sup_run *r, const json_t *id, json_t *params);
  * seq, in two steps so that it may run on a worker (batch.c): job makes the
  * call's job (secrets resolved into its copy of the arguments; a refused
  * secret answers it without running); once sup_job_run has run it, done
- * emits what its attempts recorded, redacts the result and counts it (the
- * tool's result or error, a new reference in *ret_content), on the loop
- * thread. 0 or -ENOMEM (an internal failure: nothing to record). */
+ * emits what its attempts recorded and redacts the result (the tool's
+ * result or error, a new reference in *ret_content; the caller counts it,
+ * sup_budget_result), on the loop thread. 0 or -ENOMEM (an internal failure: nothing to record). */
 int sup_call_job(struct sup_run *r, const struct tool_def *t, const json_t *args, int64_t seq,
 		 const char *path_root, enum tool_class cls, struct sup_job **ret_job);
 int sup_call_job_done(struct sup_run *r, struct sup_job *j, json_t **ret_content,
@@ -191,11 +192,12 @@ json_t *sup_call_event(int64_t seq, const char *tool, const char *decision, cons
 /* batch.c: the group commit. add queues an allowed live call (its run reads
  * nothing more until it is answered; r->pending); flush runs every queued call
  * through intents, tools (here or on a worker), outcomes and replies (also run
- * by the loop after each batch of events); forget drops the run's queued call
+ * by the loop after each batch of events; add takes args_text, the args'
+ * canonical text or NULL, even when it fails); forget drops the run's queued call
  * (sup_run_free; one on a worker is dropped when it comes back). */
 struct sup_pending;
 int sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, const json_t *args,
-		  const char *args_text, const char *hash, int64_t seq,
+		  char *args_text, size_t args_len, const char *hash, int64_t seq,
 		  const struct policy_result *pr, const char *decision, const json_t *exec_args,
 		  int64_t t0_ns, bool rerun);
 void sup_batch_flush(struct sup_batch *b);
