@@ -522,11 +522,12 @@ reply(struct sup_pending *p)
 			 sup_call_event(p->seq, p->t->name, p->decision, p->rule_id,
 					p->is_error ? "error" : "ok", false,
 					(agd_now_ns() - p->t0_ns) / 1000));
-	if (proto_stored_result_frame(p->id, p->text, p->text_len, p->is_error, p->seq, false,
-				      &frame, &len) == 0)
+	int e = proto_stored_result_frame(p->id, p->text, p->text_len, p->is_error, p->seq, false,
+					  &frame, &len);
+	if (e == 0)
 		sup_send_frame(r, frame, len);
 	else
-		sup_fail(r, "out of memory answering #%lld", (long long)p->seq);
+		sup_fail(r, "cannot answer #%lld: %s", (long long)p->seq, strerror(-e));
 }
 
 void

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,29 +454,14 @@ proto_tool_result(json_t *content, bool is_error)
 	return res;
 }
 
-/* Bytes that jansson's compact encoder writes for the string body of s. */
-static size_t
-escaped_len(const char *s, size_t len)
-{
-	size_t n = len;
-
-	for (size_t i = agd_json_plain_len(s, len, false); i < len;
-	     i += 1 + agd_json_plain_len(s + i + 1, len - i - 1, false)) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
-		    ch == '\r' || ch == '\t')
-			n += 1;
-		else
-			n += 5;
-	}
-	return n;
-}
-
+/* The string body jansson's compact encoder writes for s, into out, in one
+ * pass and in at most two bytes for each byte of s: '"', '\\' and the
+ * control characters with a short escape (\b \f \n \r \t) take two, the
+ * rest is copied. NULL at any other control character, which it would
+ * write as \u00XX: no JSON text holds one. */
 static char *
 escape_into(char *out, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789ABCDEF";
-
 	for (;;) {
 		/* Copy the plain bytes before the next one to escape in a
 		 * single move. */
@@ -484,44 +470,36 @@ escape_into(char *out, const char *s, size_t len)
 		out += run;
 		if (run == len)
 			return out;
-		unsigned char ch = (unsigned char)s[run];
-		char short_esc = 0;
-		s += run + 1;
-		len -= run + 1;
-		switch (ch) {
+		char esc;
+		switch (s[run]) {
 		case '"':
-			short_esc = '"';
+			esc = '"';
 			break;
 		case '\\':
-			short_esc = '\\';
+			esc = '\\';
 			break;
 		case '\b':
-			short_esc = 'b';
+			esc = 'b';
 			break;
 		case '\f':
-			short_esc = 'f';
+			esc = 'f';
 			break;
 		case '\n':
-			short_esc = 'n';
+			esc = 'n';
 			break;
 		case '\r':
-			short_esc = 'r';
+			esc = 'r';
 			break;
 		case '\t':
-			short_esc = 't';
+			esc = 't';
 			break;
 		default:
-			break;
+			return NULL;
 		}
 		*out++ = '\\';
-		if (short_esc) {
-			*out++ = short_esc;
-		} else {
-			memcpy(out, "u00", 3);
-			out[3] = hex[ch >> 4];
-			out[4] = hex[ch & 15];
-			out += 5;
-		}
+		*out++ = esc;
+		s += run + 1;
+		len -= run + 1;
 	}
 }
 
@@ -530,12 +508,13 @@ proto_stored_result_frame(const json_t *id, const char *content, size_t len, boo
 			  int64_t seq, bool replayed, char **ret, size_t *ret_len)
 {
 	cleanup_free char *id_txt = NULL;
+	cleanup_free char *buf = NULL;
 	char head[64], tail[160];
 	int hl, tl;
 	size_t total;
-	char *buf, *p;
+	char *p;
 
-	if (!content || len == 0)
+	if (!content || len == 0 || len > (SIZE_MAX - 4096) / 3)
 		return -EINVAL;
 	id_txt = json_dumps(id ? id : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!id_txt)
@@ -550,8 +529,9 @@ proto_stored_result_frame(const json_t *id, const char *content, size_t len, boo
 		      replayed ? ",\"agentd/replayed\":true" : "");
 	if (hl < 0 || tl < 0 || (size_t)hl >= sizeof(head) || (size_t)tl >= sizeof(tail))
 		return -EOVERFLOW;
-	size_t esc = escaped_len(content, len);
-	total = strlen("{\"jsonrpc\":\"2.0\",\"id\":,") + strlen(id_txt) + (size_t)hl + esc +
+	/* Room for the text escaped at its longest (escape_into), so the
+	 * content is scanned once. */
+	total = strlen("{\"jsonrpc\":\"2.0\",\"id\":,") + strlen(id_txt) + (size_t)hl + 2 * len +
 		strlen("\"}],\"structuredContent\":") + len + (size_t)tl;
 	buf = malloc(total + 1);
 	if (!buf)
@@ -559,14 +539,16 @@ proto_stored_result_frame(const json_t *id, const char *content, size_t len, boo
 	p = buf;
 	p += sprintf(p, "{\"jsonrpc\":\"2.0\",\"id\":%s,%s", id_txt, head);
 	p = escape_into(p, content, len);
+	if (!p)
+		return -EINVAL;
 	p += sprintf(p, "\"}],\"structuredContent\":");
 	memcpy(p, content, len);
 	p += len;
 	memcpy(p, tail, (size_t)tl);
 	p += tl;
 	*p = '\0';
-	*ret = buf;
 	*ret_len = (size_t)(p - buf);
+	*ret = steal_ptr(&buf);
 	return 0;
 }
 

@@ -94,8 +94,9 @@ int proto_send_frame(int fd, const char *text, size_t len, int timeout_ms);
  * stored tool outcome, from content's canonical text (len bytes, one JSON
  * value, as the journal holds it) without parsing or re-encoding it: the
  * bytes proto_send gives for proto_result(id, proto_tool_result(content))
- * with "_meta": {"agentd/seq": seq[, "agentd/replayed": true]}.
- * *ret is malloc'd; 0 or -errno. */
+ * with "_meta": {"agentd/seq": seq[, "agentd/replayed": true]}. The text is
+ * read once. *ret is malloc'd; 0 or -errno (-EINVAL: empty, or a control
+ * character that no JSON text holds). */
 int proto_stored_result_frame(const json_t *id, const char *content, size_t len, bool is_error,
 			      int64_t seq, bool replayed, char **ret, size_t *ret_len);
 

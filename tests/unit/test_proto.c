@@ -467,6 +467,10 @@ test_stored_result_frame(void **state)
 	assert_int_equal(proto_stored_result_frame(NULL, "", 0, false, 1, true, &got, &len),
 			 -EINVAL);
 	assert_null(got);
+	/* A control character no JSON text holds (it would need \u00XX). */
+	assert_int_equal(
+	    proto_stored_result_frame(NULL, "[\"a\x01\"]", 6, false, 1, true, &got, &len), -EINVAL);
+	assert_null(got);
 }
 
 static void
