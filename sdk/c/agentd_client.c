@@ -255,6 +255,7 @@ struct scan {
 	 * \u escape, integers only), so returning the text as it is returns
 	 * what the jansson path returns. */
 	bool canon;
+	bool newline; /* whitespace skipped held a '\r' or '\n' */
 };
 
 struct scan_keys {
@@ -269,8 +270,10 @@ static void
 scan_ws(struct scan *s)
 {
 	while (!s->canon && s->p < s->end &&
-	       (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n'))
+	       (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n')) {
+		s->newline |= *s->p != ' ' && *s->p != '\t';
 		s->p++;
+	}
 }
 
 static int
@@ -594,18 +597,25 @@ key_is(const unsigned char *k, size_t len, const char *name)
 	return len == strlen(name) && memcmp(k, name, len) == 0;
 }
 
-/* The caller's arguments are one JSON object that jansson would accept. */
+/* The caller's arguments are one JSON object that jansson would accept; with
+ * its length and whether it is on one line (a raw '\r' or '\n' can only be
+ * whitespace between tokens). */
 static bool
-scan_args(const char *text)
+scan_args(const char *text, size_t *ret_len, bool *ret_one_line)
 {
+	size_t len = strlen(text);
 	struct scan s = {.p = (const unsigned char *)text,
-			 .end = (const unsigned char *)text + strlen(text)};
+			 .end = (const unsigned char *)text + len};
 
 	scan_ws(&s);
 	if (s.p >= s.end || *s.p != '{' || !scan_object(&s))
 		return false;
 	scan_ws(&s);
-	return s.p == s.end;
+	if (s.p != s.end)
+		return false;
+	*ret_len = len;
+	*ret_one_line = !s.newline;
+	return true;
 }
 
 struct call_reply {
@@ -841,20 +851,19 @@ request_json(struct agentd_client *c, const char *method, json_t *params, json_t
 }
 
 /* A tools/call request framed around the caller's own arguments text (checked
- * already: one JSON object, no repeated key) instead of encoding it again. Only for a text on one
- * line and a tool name that needs no escape; otherwise -EAGAIN and request_json does it. */
+ * already: one JSON object, no repeated key, alen bytes on one line) instead
+ * of encoding it again. Only for a tool name that needs no escape; otherwise
+ * -EAGAIN and request_json does it. */
 static int
-request_call_text(struct agentd_client *c, const char *tool, const char *args, json_t **ret_result,
-		  struct call_reply *fast, struct agentd_error *err)
+request_call_text(struct agentd_client *c, const char *tool, const char *args, size_t alen,
+		  json_t **ret_result, struct call_reply *fast, struct agentd_error *err)
 {
 	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"method\":\"tools/call\","
 				   "\"params\":{\"name\":\"%s\",\"arguments\":";
-	size_t alen = strlen(args), tlen = strlen(tool);
+	size_t tlen = strlen(tool);
 	int64_t id;
 	int r;
 
-	if (strpbrk(args, "\r\n"))
-		return -EAGAIN;
 	for (size_t i = 0; i < tlen; i++)
 		if (tool[i] < 0x20 || tool[i] > 0x7e || tool[i] == '"' || tool[i] == '\\')
 			return -EAGAIN;
@@ -934,15 +943,23 @@ agentd_call(struct agentd_client *c, const char *tool, const char *args_json,
 	if (!tool)
 		return -EINVAL;
 	/* One object, checked by the scanner or else by jansson. */
-	if (!args_json || !scan_args(args_json)) {
+	size_t alen = 0;
+	bool one_line = false;
+	if (!args_json || !scan_args(args_json, &alen, &one_line)) {
 		r = parse_params(args_json ? args_json : "{}", &args);
 		if (r < 0)
 			return r;
 		if (!json_is_object(args))
 			return -EINVAL;
+		if (args_json) {
+			alen = strlen(args_json);
+			one_line = !strpbrk(args_json, "\r\n");
+		}
 	}
 	struct call_reply fast;
-	r = args_json && c ? request_call_text(c, tool, args_json, &result, &fast, err) : -EAGAIN;
+	r = args_json && c && one_line
+		? request_call_text(c, tool, args_json, alen, &result, &fast, err)
+		: -EAGAIN;
 	if (r == -EAGAIN) {
 		if (!args && parse_params(args_json, &args) < 0)
 			return -EINVAL;
@@ -955,9 +972,12 @@ agentd_call(struct agentd_client *c, const char *tool, const char *args_json,
 		return r;
 	if (r == 1) {
 		if (ret_result_json) {
-			char *text = strndup(fast.content, fast.len);
+			/* The scanner saw every byte: no NUL is among them. */
+			char *text = malloc(fast.len + 1);
 			if (!text)
 				return -ENOMEM;
+			memcpy(text, fast.content, fast.len);
+			text[fast.len] = '\0';
 			*ret_result_json = text;
 		}
 		c->last_replayed = fast.replayed;

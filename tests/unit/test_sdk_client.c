@@ -192,6 +192,15 @@ test_mutations(void **state)
 	}
 }
 
+static bool
+args_ok(const char *text)
+{
+	size_t n;
+	bool one_line;
+
+	return scan_args(text, &n, &one_line);
+}
+
 /* Arguments: whatever the scanner takes, jansson takes as one object. */
 static void
 test_args(void **state)
@@ -206,8 +215,9 @@ test_args(void **state)
 	    "{\"s\":\"\\ud83d\\ude00\"}",
 	    "{\"n\":12345678901234567890}",
 	    "{\"t\":\"caf\xc3\xa9\"}",
+	    "{\n\"a\" :\r\n\"b\\n\"}\n",
 	};
-	static const char alphabet[] = "{}[]\",:\\ 0123456789-.eE+tfnulrsa\x80\xc3\xff\t";
+	static const char alphabet[] = "{}[]\",:\\ 0123456789-.eE+tfnulrsa\x80\xc3\xff\t\n\r";
 	uint64_t rng = 0x9e3779b97f4a7c15ull;
 	char buf[256];
 	size_t taken = 0;
@@ -230,17 +240,22 @@ test_args(void **state)
 		buf[len] = '\0';
 		if (strlen(buf) != len)
 			continue;
-		if (!scan_args(buf))
+		size_t n = 0;
+		bool one_line = false;
+		if (!scan_args(buf, &n, &one_line))
 			continue;
 		taken++;
+		/* Its length, and on one line exactly when no raw CR or LF. */
+		assert_int_equal(n, len);
+		assert_int_equal(one_line, !strpbrk(buf, "\r\n"));
 		json_t *v = json_loads(buf, JSON_REJECT_DUPLICATES, NULL);
 		if (!json_is_object(v))
 			fail_msg("scanner took arguments jansson refuses: %s", buf);
 		json_decref(v);
 	}
 	assert_true(taken > 1000);
-	assert_true(scan_args("{}") && scan_args(" { \"a\" : [1, -2.5e10, true, null] } "));
-	assert_false(scan_args("{\"a\":1,\"a\":2}") || scan_args("[]") || scan_args("{} x"));
+	assert_true(args_ok("{}") && args_ok(" { \"a\" : [1, -2.5e10, true, null] } "));
+	assert_false(args_ok("{\"a\":1,\"a\":2}") || args_ok("[]") || args_ok("{} x"));
 }
 
 /* End to end over a socket: a message before the reply is queued, the
