@@ -160,17 +160,18 @@ ok = wait_all(ids, 600)
 elapsed = time.time() - t0
 db = sqlite3.connect(f"file:{T}/state/agentd.db?mode=ro", uri=True)
 q = ",".join("?" * len(ids))
-spans = db.execute(f"SELECT run, MIN(started_ms), MAX(finished_ms) FROM journal "
+J = "journal j JOIN outcomes o ON o.id = j.id"
+spans = db.execute(f"SELECT run, MIN(started_ms), MAX(finished_ms) FROM {J} "
                    f"WHERE run IN ({q}) GROUP BY run", ids).fetchall()
 lo, hi = max(s[1] for s in spans), min(s[2] for s in spans)
-n = db.execute(f"SELECT COUNT(*) FROM journal WHERE run IN ({q}) AND finished_ms > ? "
+n = db.execute(f"SELECT COUNT(*) FROM {J} WHERE run IN ({q}) AND finished_ms > ? "
                f"AND finished_ms <= ?", ids + [lo, hi]).fetchone()[0]
 inside = [s for s in samples if lo <= s[0] <= hi]
 if ok == BUSY and hi - lo >= 500 and len(inside) >= 2:
     print(f"  steady state, {BUSY} runs x {STEADY} calls, all busy: {n} calls in "
           f"{(hi - lo) / 1e3:.2f} s = {n * 1e3 / (hi - lo):.0f} durable calls/s aggregate")
     (t1, c1), (t2, c2) = inside[0], inside[-1]
-    k = db.execute(f"SELECT COUNT(*) FROM journal WHERE run IN ({q}) AND finished_ms > ? "
+    k = db.execute(f"SELECT COUNT(*) FROM {J} WHERE run IN ({q}) AND finished_ms > ? "
                    f"AND finished_ms <= ?", ids + [int(t1), int(t2)]).fetchone()[0]
     print(f"  agentd's own CPU time (user + system) meanwhile: {(c2 - c1) * 1e6 / max(1, k):.1f} us "
           f"per call ({k} calls in {(t2 - t1) / 1e3:.2f} s)")

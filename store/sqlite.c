@@ -28,6 +28,9 @@ enum stmt_id {
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
 	ST_RUN_INSERT,
 	ST_RUN_GET,
 	ST_RUN_SET_STATUS,
@@ -38,18 +41,20 @@ enum stmt_id {
 	ST_J_TAIL,
 	ST_J_ROW_LINK,
 	ST_J_INSERT,
-	ST_J_GET_STATUS,
-	ST_J_FINISH,
-	ST_J_FINISH_ROWID,
+	ST_J_ROW,
+	ST_O_INSERT,
 	ST_J_LOAD,
+	ST_O_DELETE_AFTER,
 	ST_J_DELETE_AFTER,
 	ST_J_RESEAL,
+	ST_O_RESEAL,
 	ST_STATE_DELETE_AFTER,
 	ST_STATE_INSERT,
 	ST_STATE_LOAD,
 	ST_STATE_NTH,
 	ST_STATE_DELETE_BEFORE,
 	ST_J_COMPACT,
+	ST_O_COMPACT,
 	ST_J_TO_COMPACT,
 	ST_J_LINK_AT,
 	ST_EVENT_INSERT,
@@ -61,6 +66,9 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT journal_row",
+    [ST_RELEASE] = "RELEASE journal_row",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO journal_row",
     [ST_RUN_INSERT] = "INSERT INTO runs(id, status, spec, attempts, exit_code, reason, "
 		      "created_ms, updated_ms, owner_uid) "
 		      "VALUES (?1, 'running', ?2, 0, -1, '', ?3, ?3, ?4)",
@@ -74,37 +82,41 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_RUN_LIST] = "SELECT id, status, spec, attempts, exit_code, reason, created_ms, "
 		    "updated_ms FROM runs ORDER BY created_ms DESC, rowid DESC",
     [ST_DATA_VERSION] = "PRAGMA data_version",
-    /* A run's newest ordinal (NULL if it has no row) and its owner (NULL if no
-     * such run). */
-    [ST_J_TAIL] = "SELECT max(ord), (SELECT owner_uid FROM runs WHERE id = ?1) FROM journal "
-		  "WHERE run = ?1",
+    /* A run's newest ordinal (NULL if it has no row), its number of
+     * outcomes and its owner (NULL if no such run). */
+    [ST_J_TAIL] = "SELECT max(j.ord), count(o.id), (SELECT owner_uid FROM runs WHERE id = ?1) "
+		  "FROM journal j LEFT JOIN outcomes o ON o.id = j.id WHERE j.run = ?1",
     [ST_J_ROW_LINK] = "SELECT ord, link FROM journal WHERE run = ?1 AND seq = ?2",
-    [ST_J_INSERT] =
-	"INSERT INTO journal(run, seq, ord, tool, args_hash, args, status, result, "
-	"attempt, decision, rule, started_ms, finished_ms, link, chain, owner_uid) "
-	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    [ST_J_GET_STATUS] = "SELECT status, link FROM journal WHERE run = ?1 AND seq = ?2",
-    [ST_J_FINISH_ROWID] = "UPDATE journal SET status = ?3, result = ?4, finished_ms = ?5, "
-			  "chain = ?6 WHERE rowid = ?7 AND run = ?1 AND seq = ?2 AND status = 0",
-    [ST_J_FINISH] = "UPDATE journal SET status = ?3, result = ?4, finished_ms = ?5, "
-		    "chain = ?6 WHERE run = ?1 AND seq = ?2 AND status = 0",
-    [ST_J_LOAD] = "SELECT seq, ord, tool, args_hash, args, status, result, attempt, decision, "
-		  "rule, started_ms, finished_ms, link, chain FROM journal WHERE run = ?1 "
-		  "ORDER BY seq",
+    [ST_J_INSERT] = "INSERT INTO journal(run, seq, ord, tool, args_hash, args, attempt, decision, "
+		    "rule, started_ms, link, owner_uid) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_J_ROW] = "SELECT id, link FROM journal WHERE run = ?1 AND seq = ?2",
+    /* The primary key makes the first outcome of a row the only one. */
+    [ST_O_INSERT] = "INSERT INTO outcomes(id, fin, status, result, finished_ms, chain) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* Columns 0-13 are the row (read_call), 14 its id, 15 its outcome's
+     * finish ordinal; the outcome's columns are NULL for an intent. */
+    [ST_J_LOAD] = "SELECT j.seq, j.ord, j.tool, j.args_hash, j.args, o.status, o.result, "
+		  "j.attempt, j.decision, j.rule, j.started_ms, o.finished_ms, j.link, o.chain, "
+		  "j.id, o.fin FROM journal j LEFT JOIN outcomes o ON o.id = j.id "
+		  "WHERE j.run = ?1 ORDER BY j.seq",
+    [ST_O_DELETE_AFTER] = "DELETE FROM outcomes WHERE id IN "
+			  "(SELECT id FROM journal WHERE run = ?1 AND seq > ?2)",
     [ST_J_DELETE_AFTER] = "DELETE FROM journal WHERE run = ?1 AND seq > ?2",
-    [ST_J_RESEAL] = "UPDATE journal SET ord = ?3, link = ?4, chain = ?5 "
-		    "WHERE run = ?1 AND seq = ?2",
+    [ST_J_RESEAL] = "UPDATE journal SET ord = ?2, link = ?3 WHERE id = ?1",
+    [ST_O_RESEAL] = "UPDATE outcomes SET fin = ?2, chain = ?3 WHERE id = ?1",
     [ST_STATE_DELETE_AFTER] = "DELETE FROM states WHERE run = ?1 AND seq > ?2",
     [ST_STATE_INSERT] = "INSERT INTO states(run, seq, state, created_ms) VALUES (?1, ?2, ?3, ?4)",
     [ST_STATE_NTH] = "SELECT rowid, seq FROM states WHERE run = ?1 ORDER BY rowid DESC "
 		     "LIMIT 1 OFFSET ?2",
     [ST_STATE_DELETE_BEFORE] = "DELETE FROM states WHERE run = ?1 AND rowid < ?2",
-    [ST_J_COMPACT] = "UPDATE journal SET args = '', result = ?3, chain = ?4 "
-		     "WHERE run = ?1 AND seq = ?2 AND status != 0",
+    [ST_J_COMPACT] = "UPDATE journal SET args = '' WHERE id = ?1",
+    [ST_O_COMPACT] = "UPDATE outcomes SET result = ?2, chain = ?3 WHERE id = ?1",
     /* Columns as in ST_J_LOAD: the finished rows store_retain compacts. */
-    [ST_J_TO_COMPACT] = "SELECT seq, ord, tool, args_hash, args, status, result, attempt, "
-			"decision, rule, started_ms, finished_ms, link, chain FROM journal "
-			"WHERE run = ?1 AND seq <= ?2 AND args != '' AND status != 0 ORDER BY seq",
+    [ST_J_TO_COMPACT] = "SELECT j.seq, j.ord, j.tool, j.args_hash, j.args, o.status, o.result, "
+			"j.attempt, j.decision, j.rule, j.started_ms, o.finished_ms, j.link, "
+			"o.chain, j.id, o.fin FROM journal j JOIN outcomes o ON o.id = j.id "
+			"WHERE j.run = ?1 AND j.seq <= ?2 AND j.args != '' ORDER BY j.seq",
     [ST_J_LINK_AT] = "SELECT link FROM journal WHERE run = ?1 AND ord = ?2",
     [ST_STATE_LOAD] = "SELECT seq, state FROM states WHERE run = ?1 AND seq <= ?2 "
 		      "ORDER BY rowid DESC LIMIT 1",
@@ -115,11 +127,12 @@ static const char *const stmt_sql[ST__MAX] = {
 };
 
 /* A run's journal tail as this connection last wrote or read it: the ordinal
- * and link of its newest row (0 and "" if none) and its owner's uid; the seq
- * and rowid of that row once this connection has inserted it (else 0). */
+ * and link of its newest row (0 and "" if none), its number of outcomes and
+ * its owner's uid; the seq and id of that row once this connection has
+ * inserted it (else 0). */
 struct tail {
 	struct tail *next;
-	int64_t ord, owner, seq, rowid;
+	int64_t ord, fins, owner, seq, rowid;
 	char link[AGD_SHA256_HEX];
 	char run[];
 };
@@ -224,9 +237,62 @@ migrate_v5(sqlite3 *db)
 	return map_rc(sqlite3_exec(db, schema_v5, NULL, NULL, NULL));
 }
 
+/* v6: a call's outcome is a row of its own. Updating the journal row made
+ * SQLite rewrite the whole record, args overflow pages included, so a call's
+ * args reached the WAL twice. The journal row is now written once (compaction
+ * and truncation aside) and its outcome goes to `outcomes`, keyed by the
+ * row's id: an INTEGER PRIMARY KEY, which VACUUM keeps (an implicit rowid
+ * may change), so the table is rebuilt. `fin` numbers a run's outcomes in
+ * the order they were written (docs/store.md, "Schema version 6"); existing
+ * ones are numbered in seq order. Links and seals are unchanged. */
+static const char schema_v6[] =
+    "ALTER TABLE journal RENAME TO journal_v5;"
+    "CREATE TABLE journal ("
+    " id INTEGER PRIMARY KEY,"
+    " run TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " ord INTEGER NOT NULL,"
+    " tool TEXT NOT NULL,"
+    " args_hash TEXT NOT NULL,"
+    " args TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL,"
+    " decision TEXT NOT NULL,"
+    " rule TEXT NOT NULL,"
+    " started_ms INTEGER NOT NULL,"
+    " link TEXT NOT NULL,"
+    " owner_uid INTEGER NOT NULL DEFAULT -1,"
+    " UNIQUE (run, seq));"
+    "CREATE TABLE outcomes ("
+    " id INTEGER PRIMARY KEY,"
+    " fin INTEGER NOT NULL,"
+    " status INTEGER NOT NULL,"
+    " result TEXT,"
+    " finished_ms INTEGER NOT NULL,"
+    " chain TEXT NOT NULL);"
+    "INSERT INTO journal(id, run, seq, ord, tool, args_hash, args, attempt, decision, rule,"
+    " started_ms, link, owner_uid)"
+    " SELECT rowid, run, seq, ord, tool, args_hash, args, attempt, decision, rule, started_ms,"
+    " link, owner_uid FROM journal_v5;"
+    /* A row edited to status 0 with a result keeps it, and fails its load. */
+    "INSERT INTO outcomes(id, fin, status, result, finished_ms, chain)"
+    " SELECT rowid, row_number() OVER (PARTITION BY run ORDER BY seq), status, result,"
+    " finished_ms, chain FROM journal_v5 WHERE status != 0 OR result IS NOT NULL;"
+    "DROP TABLE journal_v5;"
+    "CREATE INDEX journal_by_owner ON journal(owner_uid, started_ms);";
+
+static int
+migrate_v6(sqlite3 *db)
+{
+	return map_rc(sqlite3_exec(db, schema_v6, NULL, NULL, NULL));
+}
+
 static int (*const migrations[])(sqlite3 *db) = {
-    migrate_v1, store_sqlite_migrate_v2, store_sqlite_migrate_v3, store_sqlite_migrate_v4,
+    migrate_v1,
+    store_sqlite_migrate_v2,
+    store_sqlite_migrate_v3,
+    store_sqlite_migrate_v4,
     migrate_v5,
+    migrate_v6,
 };
 
 #define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
@@ -277,11 +343,10 @@ tail_forget(struct store *s, const char *run)
 	}
 }
 
-/* Record a run's tail after a row was written in the open transaction. Out
- * of memory only means the next insert reads it from the file. */
+/* Record a run's tail after a row or an outcome was written in the open
+ * transaction. Out of memory only means the next write reads it from the file. */
 static void
-tail_set(struct store *s, const char *run, int64_t ord, int64_t owner, const char *link,
-	 int64_t seq, int64_t rowid)
+tail_set(struct store *s, const char *run, const struct tail *v)
 {
 	struct tail **pp = tail_slot(s, run), *t = *pp;
 
@@ -299,11 +364,12 @@ tail_set(struct store *s, const char *run, int64_t ord, int64_t owner, const cha
 		*pp = t;
 		s->n_tails++;
 	}
-	t->ord = ord;
-	t->owner = owner;
-	t->seq = seq;
-	t->rowid = rowid;
-	memcpy(t->link, link, AGD_SHA256_HEX);
+	t->ord = v->ord;
+	t->fins = v->fins;
+	t->owner = v->owner;
+	t->seq = v->seq;
+	t->rowid = v->rowid;
+	memcpy(t->link, v->link, AGD_SHA256_HEX);
 }
 
 /* Called once a write transaction holds the lock: another connection's
@@ -1222,13 +1288,6 @@ journal_seal_as(bool compacted, const char *link, int status, const char *result
 	hash_hex(&h, out);
 }
 
-static void
-journal_seal(const char *link, int status, const char *result, size_t result_len,
-	     int64_t finished_ms, char out[AGD_SHA256_HEX])
-{
-	journal_seal_as(false, link, status, result, result_len, finished_ms, out);
-}
-
 void
 store_call_clear(struct store_call *c)
 {
@@ -1316,9 +1375,7 @@ journal_tail(struct store *s, const char *run, struct tail *ret)
 	int rc, r;
 
 	if (t) {
-		ret->ord = t->ord;
-		ret->owner = t->owner;
-		memcpy(ret->link, t->link, AGD_SHA256_HEX);
+		memcpy(ret, t, sizeof(*t));
 		return 0;
 	}
 	*ret = (struct tail){.owner = -1};
@@ -1332,12 +1389,38 @@ journal_tail(struct store *s, const char *run, struct tail *ret)
 		r = 0;
 		if (sqlite3_column_type(st, 0) != SQLITE_NULL)
 			r = col_int64(st, 0, 1, INT64_MAX - 1, &ret->ord);
-		if (r == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL)
-			r = col_int64(st, 1, INT64_MIN, INT64_MAX, &ret->owner);
+		if (r == 0)
+			r = col_int64(st, 1, 0, INT64_MAX - 1, &ret->fins);
+		if (r == 0 && sqlite3_column_type(st, 2) != SQLITE_NULL)
+			r = col_int64(st, 2, INT64_MIN, INT64_MAX, &ret->owner);
 		if (r < 0)
 			return r;
 	}
 	return ret->ord ? link_at(s, run, ret->ord, ret->link) : 0;
+}
+
+/* Seal and insert the outcome of the row t->rowid (whose link is t->link)
+ * as the run's outcome number t->fins + 1, then count it in *t. -EEXIST if
+ * the row has one already. */
+static int
+outcome_insert(struct store *s, struct tail *t, bool compacted, enum store_call_status status,
+	       const char *result_txt, size_t len, int64_t finished_ms)
+{
+	cleanup_stmt sqlite3_stmt *st = s->stmt[ST_O_INSERT];
+	char chain[AGD_SHA256_HEX];
+	int r;
+
+	journal_seal_as(compacted, t->link, status, result_txt, len, finished_ms, chain);
+	sqlite3_bind_int64(st, 1, t->rowid);
+	sqlite3_bind_int64(st, 2, t->fins + 1);
+	sqlite3_bind_int(st, 3, status);
+	sqlite3_bind_text(st, 4, result_txt, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, finished_ms);
+	sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
+	r = store_sqlite_step_done(st);
+	if (r == 0)
+		t->fins++;
+	return r;
 }
 
 static int
@@ -1350,7 +1433,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 	cleanup_free char *result_own = NULL;
 	const char *args, *result_txt = NULL;
 	size_t args_len, result_txt_len = 0;
-	char args_hash[AGD_SHA256_HEX], link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
+	char args_hash[AGD_SHA256_HEX], link[AGD_SHA256_HEX];
 	struct tail tail;
 	int r;
 
@@ -1425,38 +1508,51 @@ have_texts:
 	r = journal_tail(s, run, &tail);
 	if (r < 0)
 		return r;
-	int64_t ord = tail.ord + 1;
-	journal_link(tail.link, run, ord, c, args_hash, link);
-	journal_seal_as(c->compacted, link, status, result_txt, result_txt_len, finished_ms, chain);
+	tail.ord++;
+	journal_link(tail.link, run, tail.ord, c, args_hash, link);
+	/* Inside a group commit the row and its outcome must go in together or
+	 * not at all (an intent alone is one statement: nothing to undo). */
+	bool undo = tx.joined && status != STORE_CALL_INTENT;
+	if (undo && (r = store_sqlite_step_done(s->stmt[ST_SAVEPOINT])) < 0)
+		return r;
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_INSERT];
 
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, c->seq);
-		sqlite3_bind_int64(st, 3, ord);
+		sqlite3_bind_int64(st, 3, tail.ord);
 		sqlite3_bind_text(st, 4, c->tool, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, args_hash, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 6, args, (int)args_len, SQLITE_STATIC);
-		sqlite3_bind_int(st, 7, status);
-		if (result_txt)
-			sqlite3_bind_text(st, 8, result_txt, (int)result_txt_len, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 8);
-		sqlite3_bind_int(st, 9, c->attempt);
-		sqlite3_bind_text(st, 10, c->decision ? c->decision : "", -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 11, c->rule ? c->rule : "", -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 12, c->started_ms);
-		sqlite3_bind_int64(st, 13, finished_ms);
-		sqlite3_bind_text(st, 14, link, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 15, chain, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 16, tail.owner);
+		sqlite3_bind_int(st, 7, c->attempt);
+		sqlite3_bind_text(st, 8, c->decision ? c->decision : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 9, c->rule ? c->rule : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 10, c->started_ms);
+		sqlite3_bind_text(st, 11, link, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 12, tail.owner);
 		r = store_sqlite_step_done(st);
-		if (r < 0)
-			return r;
 	}
+	tail.seq = c->seq;
+	tail.rowid = sqlite3_last_insert_rowid(s->db);
+	memcpy(tail.link, link, sizeof(link));
+	if (r == 0 && status != STORE_CALL_INTENT) {
+		r = outcome_insert(s, &tail, c->compacted, status, result_txt, result_txt_len,
+				   finished_ms);
+		if (r == -EEXIST)
+			r = -EBADMSG; /* an outcome left without its row */
+	}
+	if (undo) {
+		if (r < 0)
+			store_sqlite_step_done(s->stmt[ST_ROLLBACK_TO]);
+		int rr = store_sqlite_step_done(s->stmt[ST_RELEASE]);
+		if (r == 0)
+			r = rr;
+	}
+	if (r < 0)
+		return r;
 	/* Cached before the commit: a failed commit rolls back, which clears
 	 * the cache. */
-	tail_set(s, run, ord, tail.owner, link, c->seq, sqlite3_last_insert_rowid(s->db));
+	tail_set(s, run, &tail);
 	return store_sqlite_tx_commit(&tx);
 }
 
@@ -1498,37 +1594,13 @@ store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_c
 	return store_journal_finish_text(s, run, seq, status, result_txt, len, finished_ms);
 }
 
-/* Seal and write the outcome of (run, seq) onto its intent row: by rowid
- * when known (non-zero), else by key. Returns the rows changed or -errno. */
-static int
-finish_row(struct store *s, const char *run, int64_t seq, enum store_call_status status,
-	   const char *result_txt, size_t len, int64_t finished_ms, const char *link, int64_t rowid)
-{
-	cleanup_stmt sqlite3_stmt *st = s->stmt[rowid ? ST_J_FINISH_ROWID : ST_J_FINISH];
-	char chain[AGD_SHA256_HEX];
-	int r;
-
-	journal_seal(link, status, result_txt, len, finished_ms, chain);
-	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, seq);
-	sqlite3_bind_int(st, 3, status);
-	sqlite3_bind_text(st, 4, result_txt, (int)len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, finished_ms);
-	sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
-	if (rowid)
-		sqlite3_bind_int64(st, 7, rowid);
-	r = store_sqlite_step_done(st);
-	return r < 0 ? r : sqlite3_changes(s->db);
-}
-
 int
 store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 			  enum store_call_status status, const char *result_txt, size_t len,
 			  int64_t finished_ms)
 {
 	cleanup_tx struct store_tx tx = {0};
-	char link[AGD_SHA256_HEX];
-	int64_t cur;
+	struct tail tail;
 	int rc, r;
 
 	if (!s || !valid_id(run) || seq <= 0 || status == STORE_CALL_INTENT ||
@@ -1541,20 +1613,14 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 	r = store_sqlite_tx_join(s, &tx);
 	if (r < 0)
 		return r;
-	/* The intent this connection inserted last for the run: its link is
-	 * known and its row is found by rowid. If it is not an intent any
-	 * more, the lookup below says why. */
-	struct tail *t = *tail_slot(s, run);
-	if (t && t->seq == seq && t->rowid) {
-		r = finish_row(s, run, seq, status, result_txt, len, finished_ms, t->link,
-			       t->rowid);
-		if (r < 0)
-			return r;
-		if (r == 1)
-			return store_sqlite_tx_commit(&tx);
-	}
-	{
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_GET_STATUS];
+	r = journal_tail(s, run, &tail);
+	if (r < 0)
+		return r;
+	/* The intent this connection inserted last for the run: its id and
+	 * link are known. Any other is looked up. */
+	struct tail row = tail;
+	if (!(tail.seq == seq && tail.rowid)) {
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_ROW];
 		const char *txt;
 		size_t link_len;
 
@@ -1565,26 +1631,21 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 			return -ENOENT;
 		if (rc != SQLITE_ROW)
 			return map_rc(rc);
-		r = col_int64(st, 0, INT64_MIN, INT64_MAX, &cur);
-		if (r < 0)
-			return r;
-		if (!valid_status(cur))
-			return -EBADMSG;
-		/* Never overwrite a recorded outcome. */
-		if (cur != STORE_CALL_INTENT)
-			return -EALREADY;
-		r = col_text(st, 1, AGD_SHA256_HEX, &txt, &link_len);
+		r = col_int64(st, 0, 1, INT64_MAX, &row.rowid);
+		if (r == 0)
+			r = col_text(st, 1, AGD_SHA256_HEX, &txt, &link_len);
 		if (r < 0)
 			return r;
 		if (!valid_hex64(txt, link_len))
 			return -EBADMSG;
-		memcpy(link, txt, link_len + 1);
+		memcpy(row.link, txt, link_len + 1);
 	}
-	r = finish_row(s, run, seq, status, result_txt, len, finished_ms, link, 0);
+	/* Never overwrite a recorded outcome: the outcome's key is its row. */
+	r = outcome_insert(s, &row, false, status, result_txt, len, finished_ms);
 	if (r < 0)
-		return r;
-	if (r != 1)
-		return -EALREADY;
+		return r == -EEXIST ? -EALREADY : r;
+	tail.fins = row.fins;
+	tail_set(s, run, &tail);
 	return store_sqlite_tx_commit(&tx);
 }
 
@@ -1664,9 +1725,10 @@ store_call_json(struct store_call *c)
 	return 0;
 }
 
-/* Per-row chain material kept while a journal is verified. */
+/* Per-row chain material kept while a journal is verified: the row's id, its
+ * ordinal, its outcome's finish ordinal (0 for an intent) and its link. */
 struct row_link {
-	int64_t ord;
+	int64_t id, ord, fin;
 	char link[AGD_SHA256_HEX];
 };
 
@@ -1715,14 +1777,15 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 		r = check_json_text(txt, len, parse, &c.args);
 	if (r == 0 && !c.compacted)
 		r = dup_text(txt, len, &c.args_text, &c.args_len);
-	if (r == 0)
-		r = col_int64(st, 5, STORE_CALL_INTENT, STORE_CALL_DENIED, &status);
+	/* No outcome row: an intent, never a compacted one. */
+	bool intent = sqlite3_column_type(st, 5) == SQLITE_NULL;
+	if (r == 0 && intent && c.compacted)
+		r = -EBADMSG;
+	if (r == 0 && !intent)
+		r = col_int64(st, 5, STORE_CALL_OK, STORE_CALL_DENIED, &status);
 	if (r == 0) {
-		c.status = (enum store_call_status)status;
-		if (c.status == STORE_CALL_INTENT) {
-			if (sqlite3_column_type(st, 6) != SQLITE_NULL || c.compacted)
-				r = -EBADMSG;
-		} else {
+		c.status = intent ? STORE_CALL_INTENT : (enum store_call_status)status;
+		if (!intent) {
 			r = col_text(st, 6, STORE_VALUE_MAX, &res_txt, &res_len);
 			if (r == 0 && c.compacted)
 				r = read_tombstone(res_txt, res_len, &c);
@@ -1747,7 +1810,7 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 		r = col_strdup(st, 9, STORE_NAME_MAX, check_name, &c.rule);
 	if (r == 0)
 		r = col_int64(st, 10, 0, INT64_MAX, &c.started_ms);
-	if (r == 0)
+	if (r == 0 && !intent)
 		r = col_int64(st, 11, 0, INT64_MAX, &c.finished_ms);
 	if (r == 0)
 		r = col_text(st, 12, AGD_SHA256_HEX, &txt, &len);
@@ -1755,11 +1818,15 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 		r = -EBADMSG;
 	if (r == 0) {
 		memcpy(l.link, txt, len + 1);
-		r = col_text(st, 13, AGD_SHA256_HEX, &txt, &len);
+		r = col_int64(st, 14, 1, INT64_MAX, &l.id);
 	}
-	if (r == 0 && !valid_hex64(txt, len))
+	if (r == 0 && !intent)
+		r = col_int64(st, 15, 1, INT64_MAX, &l.fin);
+	if (r == 0 && !intent)
+		r = col_text(st, 13, AGD_SHA256_HEX, &txt, &len);
+	if (r == 0 && !intent && !valid_hex64(txt, len))
 		r = -EBADMSG;
-	if (r == 0) {
+	if (r == 0 && !intent) {
 		/* res_txt is still valid: fetching other columns of the row
 		 * does not convert or move column 6. */
 		journal_seal_as(c.compacted, l.link, (int)c.status, res_txt, res_len, c.finished_ms,
@@ -1776,19 +1843,24 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 	return 0;
 }
 
-/* Verify the links: the insertion ordinals are exactly 1..n and each row's
- * link hashes the link of the row inserted before it. */
+/* Verify the links: the insertion ordinals are exactly 1..n, the finish
+ * ordinals of the m outcomes exactly 1..m (so an outcome deleted before the
+ * newest one leaves a gap), and each row's link hashes the link of the row
+ * inserted before it. */
 static int
 verify_links(const char *run, const struct store_call *calls, const struct row_link *links,
 	     size_t n)
 {
 	cleanup_free size_t *by_ord = NULL;
+	cleanup_free bool *fin_seen = NULL;
 	char want[AGD_SHA256_HEX];
+	size_t m = 0;
 
 	if (n == 0)
 		return 0;
 	by_ord = malloc(n * sizeof(*by_ord));
-	if (!by_ord)
+	fin_seen = calloc(n, sizeof(*fin_seen));
+	if (!by_ord || !fin_seen)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		by_ord[i] = SIZE_MAX;
@@ -1797,6 +1869,14 @@ verify_links(const char *run, const struct store_call *calls, const struct row_l
 		    by_ord[links[i].ord - 1] != SIZE_MAX)
 			return -EBADMSG;
 		by_ord[links[i].ord - 1] = i;
+		m += links[i].fin != 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!links[i].fin)
+			continue;
+		if ((uint64_t)links[i].fin > m || fin_seen[links[i].fin - 1])
+			return -EBADMSG;
+		fin_seen[links[i].fin - 1] = true;
 	}
 	for (size_t i = 0; i < n; i++) {
 		int64_t ord = links[i].ord;
@@ -1808,8 +1888,10 @@ verify_links(const char *run, const struct store_call *calls, const struct row_l
 	return 0;
 }
 
+/* Read and verify a run's journal; its chain material too if ret_links. */
 static int
-journal_read(struct store *s, const char *run, bool parse, struct store_call **ret, size_t *ret_n)
+journal_read(struct store *s, const char *run, bool parse, struct store_call **ret,
+	     struct row_link **ret_links, size_t *ret_n)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cleanup_free struct row_link *links = NULL;
@@ -1858,6 +1940,8 @@ journal_read(struct store *s, const char *run, bool parse, struct store_call **r
 		return r;
 	}
 	*ret = calls;
+	if (ret_links)
+		*ret_links = steal_ptr(&links);
 	*ret_n = n;
 	return 0;
 }
@@ -1867,7 +1951,7 @@ store_journal_load(struct store *s, const char *run, struct store_call **ret, si
 {
 	if (!s || !ret || !n || !valid_id(run))
 		return -EINVAL;
-	return journal_read(s, run, true, ret, n);
+	return journal_read(s, run, true, ret, NULL, n);
 }
 
 int
@@ -1875,7 +1959,7 @@ store_journal_load_lazy(struct store *s, const char *run, struct store_call **re
 {
 	if (!s || !ret || !n || !valid_id(run))
 		return -EINVAL;
-	return journal_read(s, run, false, ret, n);
+	return journal_read(s, run, false, ret, NULL, n);
 }
 
 /* A compacted row's tombstone text, canonical (sorted keys). */
@@ -1896,6 +1980,8 @@ int
 store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 {
 	cleanup_tx struct store_tx tx = {0};
+	cleanup_free struct row_link *links = NULL;
+	cleanup_free int64_t *new_fin = NULL;
 	struct store_call *calls = NULL;
 	size_t n = 0;
 	char prev[AGD_SHA256_HEX] = "";
@@ -1906,11 +1992,20 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
-	r = journal_read(s, run, false, &calls, &n);
+	r = journal_read(s, run, false, &calls, &links, &n);
 	if (r < 0)
 		return r;
-	{
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_DELETE_AFTER];
+	/* The kept outcomes keep their finish order, renumbered 1..k: new_fin
+	 * maps a verified finish ordinal (1..m <= n) to its new one. */
+	new_fin = calloc(n + 1, sizeof(*new_fin));
+	if (!new_fin)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n && calls[i].seq <= after_seq; i++)
+		new_fin[links[i].fin] = links[i].fin != 0;
+	for (size_t f = 1, k = 0; r == 0 && f <= n; f++)
+		new_fin[f] = new_fin[f] ? (int64_t)++k : 0;
+	for (int i = ST_O_DELETE_AFTER; r == 0 && i <= ST_J_DELETE_AFTER; i++) {
+		cleanup_stmt sqlite3_stmt *st = s->stmt[i];
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, after_seq);
 		r = store_sqlite_step_done(st);
@@ -1925,12 +2020,22 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 	 * have been deleted. */
 	tail_forget(s, run);
 	for (size_t i = 0; r == 0 && i < n && calls[i].seq <= after_seq; i++) {
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_RESEAL];
 		cleanup_free char *res = NULL;
 		char link[AGD_SHA256_HEX], chain[AGD_SHA256_HEX];
 
-		/* The bytes each row was sealed with: its stored result text, or a
-		 * compacted row's tombstone. */
+		journal_link(prev, run, calls[i].seq, &calls[i], calls[i].args_hash, link);
+		memcpy(prev, link, sizeof(prev));
+		{
+			cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_RESEAL];
+			sqlite3_bind_int64(st, 1, links[i].id);
+			sqlite3_bind_int64(st, 2, calls[i].seq);
+			sqlite3_bind_text(st, 3, link, -1, SQLITE_STATIC);
+			r = store_sqlite_step_done(st);
+		}
+		if (r < 0 || calls[i].status == STORE_CALL_INTENT)
+			continue;
+		/* The bytes each outcome was sealed with: its stored result
+		 * text, or a compacted row's tombstone. */
 		const char *rt = calls[i].result_text;
 		size_t rl = calls[i].result_len;
 		if (calls[i].compacted) {
@@ -1940,16 +2045,13 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 			rt = res;
 			rl = strlen(res);
 		}
-		journal_link(prev, run, calls[i].seq, &calls[i], calls[i].args_hash, link);
 		journal_seal_as(calls[i].compacted, link, (int)calls[i].status, rt, rl,
 				calls[i].finished_ms, chain);
-		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, calls[i].seq);
-		sqlite3_bind_int64(st, 3, calls[i].seq);
-		sqlite3_bind_text(st, 4, link, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, chain, -1, SQLITE_STATIC);
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_O_RESEAL];
+		sqlite3_bind_int64(st, 1, links[i].id);
+		sqlite3_bind_int64(st, 2, new_fin[links[i].fin]);
+		sqlite3_bind_text(st, 3, chain, -1, SQLITE_STATIC);
 		r = store_sqlite_step_done(st);
-		memcpy(prev, link, sizeof(prev));
 	}
 	store_calls_free(calls, n);
 	if (r < 0)
@@ -1967,53 +2069,44 @@ counted_len(const char *text, size_t len)
 	return text && (text[0] == '{' || text[0] == '[') ? len : 0;
 }
 
+/* Compact a verified row: its args go, its outcome's result becomes the
+ * tombstone, sealed under the compacted tag. */
 static int
-compact_row(struct store *s, const char *run, struct store_call *c)
+compact_row(struct store *s, struct store_call *c, const struct row_link *l)
 {
 	cleanup_free char *tomb = NULL;
-	char link[AGD_SHA256_HEX], seal[AGD_SHA256_HEX];
-	const char *txt;
-	size_t len;
-	int rc, r;
+	char seal[AGD_SHA256_HEX];
+	int r;
 
-	{
-		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_GET_STATUS];
-		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, c->seq);
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_ROW)
-			return rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
-		r = col_text(st, 1, AGD_SHA256_HEX, &txt, &len);
-		if (r < 0)
-			return r;
-		if (!valid_hex64(txt, len))
-			return -EBADMSG;
-		memcpy(link, txt, len + 1);
-	}
 	agd_sha256_hex(c->result_text, c->result_len, c->result_hash);
 	c->args_len = counted_len(c->args_text, c->args_len);
 	c->result_len = counted_len(c->result_text, c->result_len);
 	r = tombstone_text(c, &tomb);
 	if (r < 0)
 		return r;
-	journal_seal_as(true, link, (int)c->status, tomb, strlen(tomb), c->finished_ms, seal);
+	journal_seal_as(true, l->link, (int)c->status, tomb, strlen(tomb), c->finished_ms, seal);
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_COMPACT];
-		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, c->seq);
-		sqlite3_bind_text(st, 3, tomb, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, seal, -1, SQLITE_STATIC);
-		return store_sqlite_step_done(st);
+		sqlite3_bind_int64(st, 1, l->id);
+		r = store_sqlite_step_done(st);
 	}
+	if (r < 0)
+		return r;
+	cleanup_stmt sqlite3_stmt *st = s->stmt[ST_O_COMPACT];
+	sqlite3_bind_int64(st, 1, l->id);
+	sqlite3_bind_text(st, 2, tomb, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, seal, -1, SQLITE_STATIC);
+	return store_sqlite_step_done(st);
 }
 
 /* The finished, not yet compacted rows at or before seq `cut`, each verified
- * (fields, seal, link). */
+ * (fields, seal, link), with their chain material. */
 static int
 rows_to_compact(struct store *s, const char *run, int64_t cut, struct store_call **ret,
-		size_t *ret_n)
+		struct row_link **ret_links, size_t *ret_n)
 {
 	cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_TO_COMPACT];
+	cleanup_free struct row_link *links = NULL;
 	struct store_call *calls = NULL;
 	size_t n = 0, cap = 0;
 	int rc = SQLITE_DONE, r = 0;
@@ -2021,7 +2114,6 @@ rows_to_compact(struct store *s, const char *run, int64_t cut, struct store_call
 	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, cut);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct row_link l;
 		char prev[AGD_SHA256_HEX] = "", want[AGD_SHA256_HEX];
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
@@ -2031,16 +2123,23 @@ rows_to_compact(struct store *s, const char *run, int64_t cut, struct store_call
 				break;
 			}
 			calls = nc;
+			struct row_link *nl = realloc(links, ncap * sizeof(*links));
+			if (!nl) {
+				r = -ENOMEM;
+				break;
+			}
+			links = nl;
 			cap = ncap;
 		}
-		r = read_call(st, sqlite3_column_int64(st, 0), false, &calls[n], &l);
+		r = read_call(st, sqlite3_column_int64(st, 0), false, &calls[n], &links[n]);
 		if (r < 0)
 			break;
 		n++;
-		if (l.ord > 1 && (r = link_at(s, run, l.ord - 1, prev)) < 0)
+		struct row_link *l = &links[n - 1];
+		if (l->ord > 1 && (r = link_at(s, run, l->ord - 1, prev)) < 0)
 			break;
-		journal_link(prev, run, l.ord, &calls[n - 1], calls[n - 1].args_hash, want);
-		if (strcmp(want, l.link) != 0)
+		journal_link(prev, run, l->ord, &calls[n - 1], calls[n - 1].args_hash, want);
+		if (strcmp(want, l->link) != 0)
 			r = -EBADMSG;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
@@ -2050,6 +2149,7 @@ rows_to_compact(struct store *s, const char *run, int64_t cut, struct store_call
 		return r;
 	}
 	*ret = calls;
+	*ret_links = steal_ptr(&links);
 	*ret_n = n;
 	return 0;
 }
@@ -2058,6 +2158,7 @@ int
 store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_compacted)
 {
 	cleanup_tx struct store_tx tx = {0};
+	cleanup_free struct row_link *links = NULL;
 	struct store_call *calls = NULL;
 	size_t n = 0;
 	int64_t cut, cut_rowid, done = 0;
@@ -2100,9 +2201,9 @@ store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_
 	 * Compaction never launders an edited row, and costs O(rows compacted)
 	 * rather than O(journal): compacted rows and rows after the cut are not
 	 * rewritten, and every load still verifies the whole chain. */
-	r = rows_to_compact(s, run, cut, &calls, &n);
+	r = rows_to_compact(s, run, cut, &calls, &links, &n);
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		r = compact_row(s, run, &calls[i]);
+		r = compact_row(s, &calls[i], &links[i]);
 		if (r == 0)
 			done++;
 	}

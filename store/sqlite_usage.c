@@ -49,9 +49,10 @@ int
 store_user_calls_since(struct store *s, int64_t owner_uid, int64_t since_ms, uint64_t *ret_n)
 {
 	/* Calls refused by a limit did not use the budget (supervisor/budget.c). */
-	static const char sql[] = "SELECT count(*) FROM journal WHERE owner_uid = ?1"
-				  " AND started_ms >= ?2"
-				  " AND NOT (status = 3 AND substr(rule, 1, 7) = 'limits.')";
+	static const char sql[] = "SELECT count(*) FROM journal j WHERE owner_uid = ?1"
+				  " AND started_ms >= ?2 AND NOT (substr(rule, 1, 7) = 'limits.'"
+				  " AND EXISTS (SELECT 1 FROM outcomes o"
+				  " WHERE o.id = j.id AND o.status = 3))";
 	__attribute__((cleanup(finalizep))) sqlite3_stmt *st = NULL;
 	int rc;
 

@@ -6,8 +6,11 @@
  * Line layout: journal rows of 14 lines each (seq, ord, tool, args_hash,
  * args, status, result, attempt, decision, rule, started_ms, finished_ms,
  * link, chain), at most 3 rows; the first line is also used as a state blob
- * and a run spec. A value "\N" is SQL NULL. */
+ * and a run spec. A value "\N" is SQL NULL. Row i is journal row i + 1; its
+ * outcome columns (status, result, finished_ms, chain) go to the outcomes
+ * row of that id unless status is "\N" (an intent), numbered in row order. */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,22 +94,40 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			start = i + 1;
 		}
 	}
-	sqlite3_exec(fz_raw, "DELETE FROM journal; DELETE FROM states; DELETE FROM runs", NULL,
-		     NULL, NULL);
-	if (sqlite3_prepare_v2(
-		fz_raw,
-		"INSERT OR REPLACE INTO journal(run, seq, ord, tool, args_hash, args, "
-		"status, result, attempt, decision, rule, started_ms, finished_ms, "
-		"link, chain) VALUES ('f', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-		"?11, ?12, ?13, ?14)",
-		-1, &st, NULL) == SQLITE_OK) {
+	sqlite3_exec(fz_raw,
+		     "DELETE FROM journal; DELETE FROM outcomes; DELETE FROM states; "
+		     "DELETE FROM runs",
+		     NULL, NULL, NULL);
+	sqlite3_stmt *out = NULL;
+	if (sqlite3_prepare_v2(fz_raw,
+			       "INSERT OR REPLACE INTO journal(id, run, seq, ord, tool, args_hash, "
+			       "args, attempt, decision, rule, started_ms, link) VALUES (?15, 'f', "
+			       "?1, ?2, ?3, ?4, ?5, ?8, ?9, ?10, ?11, ?13)",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(fz_raw,
+			       "INSERT OR REPLACE INTO outcomes(id, fin, status, result, "
+			       "finished_ms, chain) VALUES (?15, ?16, ?6, ?7, ?12, ?14)",
+			       -1, &out, NULL) == SQLITE_OK) {
+		int64_t fin = 0;
 		for (size_t row = 0; (row + 1) * COLS <= nlines; row++) {
-			for (int c = 0; c < COLS; c++)
-				bind_value(st, c + 1, lines[row * COLS + c], lens[row * COLS + c]);
-			sqlite3_step(st);
-			sqlite3_reset(st);
+			const char *status = lines[row * COLS + 5];
+			bool intent = lens[row * COLS + 5] == 2 && !memcmp(status, "\\N", 2);
+			for (int k = 0; k < 2; k++) {
+				sqlite3_stmt *q = k ? out : st;
+				if (k && intent)
+					break;
+				for (int c = 0; c < COLS; c++)
+					bind_value(q, c + 1, lines[row * COLS + c],
+						   lens[row * COLS + c]);
+				sqlite3_bind_int64(q, 15, (int64_t)row + 1);
+				sqlite3_bind_int64(q, 16, fin + 1);
+				if (sqlite3_step(q) == SQLITE_DONE && k)
+					fin++;
+				sqlite3_reset(q);
+			}
 		}
 	}
+	sqlite3_finalize(out);
 	sqlite3_finalize(st);
 	st = NULL;
 	if (nlines > 0 &&

@@ -27,7 +27,8 @@ python3 - "$T/small/state/agentd.db" "$n" <<'PY' || { cat "$T/out"; fail "journa
 import sqlite3, sys
 db, n = sys.argv[1], int(sys.argv[2])
 c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-rows = dict(c.execute("SELECT seq, status FROM journal WHERE run = 'fill'").fetchall())
+rows = dict(c.execute("SELECT seq, coalesce(status, 0) FROM journal j LEFT JOIN outcomes o "
+                      "ON o.id = j.id WHERE run = 'fill'").fetchall())
 for seq in range(1, n + 1):  # answered: finished (1 = ok) in the journal
     if rows.get(seq) != 1:
         sys.exit(f"call {seq} was answered but its row is {rows.get(seq)!r}")

@@ -53,7 +53,7 @@ for edit in result args; do
 	id="t-$edit"
 	start "$id"
 	case $edit in
-	result) tamper "$id" "UPDATE journal SET result = replace(result, '1', '7') WHERE run = '$id' AND seq = 2" ;;
+	result) tamper "$id" "UPDATE outcomes SET result = replace(result, '1', '7') WHERE id = (SELECT id FROM journal WHERE run = '$id' AND seq = 2)" ;;
 	args) tamper "$id" "UPDATE journal SET args = '{\"value\":5}' WHERE run = '$id' AND seq = 3" ;;
 	esac
 	(cd "$T/lib" && "$AGENTD" resume "$id" --state "$T/state-$id") >"$T/$id.resume" 2>&1 &&

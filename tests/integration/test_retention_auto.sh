@@ -46,7 +46,7 @@ run() {
 	grep -q "^done $n attempt 1" "$T/$name.out" || fail "$name did not finish"
 }
 # text bytes NAME STATE_DIR: args and results held as text, and states
-textbytes() { q "$2" "SELECT (SELECT COALESCE(SUM(LENGTH(args) + LENGTH(result)), 0) FROM journal WHERE run = '$1') + (SELECT COALESCE(SUM(LENGTH(state)), 0) FROM states WHERE run = '$1')"; }
+textbytes() { q "$2" "SELECT (SELECT COALESCE(SUM(LENGTH(args) + COALESCE(LENGTH(result), 0)), 0) FROM journal j LEFT JOIN outcomes o ON o.id = j.id WHERE run = '$1') + (SELECT COALESCE(SUM(LENGTH(state)), 0) FROM states WHERE run = '$1')"; }
 size() { stat -c %s "$1/agentd.db"; }
 
 # 1. bounded

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "store/store.h"
 #include "store/usage.h"
+#include "store_downgrade.h"
 
 struct fixture {
 	char dir[64];
@@ -58,6 +59,9 @@ reopen(struct fixture *f)
 	f->s = store_close(f->s);
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
 }
+
+/* The outcome rows of the journal rows matching WHERE clause w (schema 6). */
+#define OUTCOME_OF(w) " id IN (SELECT id FROM journal WHERE " w ")"
 
 /* Run SQL on the file behind the store's back, as an attacker or a bug would. */
 static void
@@ -159,10 +163,10 @@ test_open_migrate(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(user_version(f->path), 5);
+	assert_int_equal(user_version(f->path), 6);
 	/* Reopening an up-to-date file migrates nothing and works. */
 	reopen(f);
-	assert_int_equal(user_version(f->path), 5);
+	assert_int_equal(user_version(f->path), 6);
 	/* A file from a newer schema is refused, not misread. */
 	f->s = store_close(f->s);
 	{
@@ -515,6 +519,7 @@ test_upgrade_v4(void **state)
 	f->s = store_close(f->s);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
+				      STORE_V6_TO_V5
 				      "DROP INDEX journal_by_owner;"
 				      "ALTER TABLE journal DROP COLUMN owner_uid;"
 				      "CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
@@ -526,7 +531,7 @@ test_upgrade_v4(void **state)
 	assert_int_equal(user_version(f->path), 4);
 
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
-	assert_int_equal(user_version(f->path), 5);
+	assert_int_equal(user_version(f->path), 6);
 	assert_int_equal(store_user_calls_since(f->s, 1000, 0, &used), 0);
 	assert_int_equal(used, 3);
 	assert_int_equal(store_user_calls_since(f->s, 1000, 1003, &used), 0);
@@ -563,7 +568,7 @@ test_tamper_result(void **state)
 
 	fill_journal(f->s, "run1");
 	assert_int_equal(load_rc(f->s, "run1"), 0);
-	tamper(f, "UPDATE journal SET result = '{\"bytes\":999}' WHERE seq = 2");
+	tamper(f, "UPDATE outcomes SET result = '{\"bytes\":999}' WHERE" OUTCOME_OF("seq = 2"));
 	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
 }
 
@@ -580,8 +585,8 @@ test_tamper_compacted(void **state)
 	assert_int_equal(store_retain(f->s, "run1", 1, &done), 0);
 	assert_true(done >= 1);
 	assert_int_equal(load_rc(f->s, "run1"), 0);
-	tamper(f, "UPDATE journal SET result = replace(result, '\"cost\":0', '\"cost\":1') "
-		  "WHERE seq = 1");
+	tamper(f, "UPDATE outcomes SET result = replace(result, '\"cost\":0', '\"cost\":1') "
+		  "WHERE" OUTCOME_OF("seq = 1"));
 	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
 }
 
@@ -601,16 +606,19 @@ test_retain_verifies(void **state)
 	assert_int_equal(store_state_save(f->s, "run1", 2, st), 0);
 	assert_int_equal(store_state_save(f->s, "run2", 2, st), 0);
 	/* run1: row 2 (to be compacted) edited: refused, nothing compacted. */
-	tamper(f, "UPDATE journal SET result = '{\"bytes\":999}' WHERE run = 'run1' AND seq = 2");
+	tamper(f, "UPDATE outcomes SET result = '{\"bytes\":999}' WHERE" OUTCOME_OF(
+		      "run = 'run1' AND seq = 2"));
 	assert_int_equal(store_retain(f->s, "run1", 1, &done), -EBADMSG);
-	tamper(f, "UPDATE journal SET result = '{\"bytes\":20}' WHERE run = 'run1' AND seq = 2");
+	tamper(f, "UPDATE outcomes SET result = '{\"bytes\":20}' WHERE" OUTCOME_OF(
+		      "run = 'run1' AND seq = 2"));
 	assert_int_equal(store_journal_load(f->s, "run1", &calls, &n), 0);
 	for (size_t i = 0; i < n; i++)
 		assert_false(calls[i].compacted);
 	store_calls_free(calls, n);
 	/* run2: row 3 (after the cut) edited: compaction goes on without
 	 * touching it, and the load still refuses the journal. */
-	tamper(f, "UPDATE journal SET finished_ms = 1 WHERE run = 'run2' AND seq = 3");
+	tamper(f,
+	       "UPDATE outcomes SET finished_ms = 1 WHERE" OUTCOME_OF("run = 'run2' AND seq = 3"));
 	assert_int_equal(store_retain(f->s, "run2", 1, &done), 0);
 	assert_int_equal(done, 2);
 	assert_int_equal(load_rc(f->s, "run2"), -EBADMSG);
@@ -652,11 +660,12 @@ reseal_result(struct fixture *f, const char *run, int64_t seq, const char *text)
 
 	f->s = store_close(f->s);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "SELECT link, status, finished_ms FROM journal "
-					    "WHERE run = ?1 AND seq = ?2",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db,
+			       "SELECT link, status, finished_ms FROM journal j "
+			       "JOIN outcomes o ON o.id = j.id WHERE run = ?1 AND seq = ?2",
+			       -1, &st, NULL),
+	    SQLITE_OK);
 	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, seq);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -673,8 +682,8 @@ reseal_result(struct fixture *f, const char *run, int64_t seq, const char *text)
 		snprintf(hex + 2 * i, 3, "%02x", d[i]);
 	sqlite3_finalize(st);
 	assert_int_equal(sqlite3_prepare_v2(db,
-					    "UPDATE journal SET result = ?3, chain = ?4 "
-					    "WHERE run = ?1 AND seq = ?2",
+					    "UPDATE outcomes SET result = ?3, chain = ?4 "
+					    "WHERE" OUTCOME_OF("run = ?1 AND seq = ?2"),
 					    -1, &st, NULL),
 			 SQLITE_OK);
 	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
@@ -765,10 +774,10 @@ test_tamper_status(void **state)
 	struct fixture *f = *state;
 
 	fill_journal(f->s, "run1");
-	tamper(f, "UPDATE journal SET status = 99 WHERE seq = 3");
+	tamper(f, "UPDATE outcomes SET status = 99 WHERE" OUTCOME_OF("seq = 3"));
 	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
-	/* And 99 is not "not INTENT": finishing reports the damage. */
-	assert_int_equal(store_journal_finish(f->s, "run1", 3, STORE_CALL_OK, NULL, 1), -EBADMSG);
+	/* A recorded outcome, damaged or not, is never overwritten. */
+	assert_int_equal(store_journal_finish(f->s, "run1", 3, STORE_CALL_OK, NULL, 1), -EALREADY);
 }
 
 static void
@@ -778,8 +787,156 @@ test_tamper_status_valid(void **state)
 
 	/* A plausible edit (DENIED -> OK) is caught by the seal. */
 	fill_journal(f->s, "run1");
-	tamper(f, "UPDATE journal SET status = 1 WHERE seq = 3");
+	tamper(f, "UPDATE outcomes SET status = 1 WHERE" OUTCOME_OF("seq = 3"));
 	assert_int_equal(load_rc(f->s, "run1"), -EBADMSG);
+}
+
+/* Outcomes live apart from their rows (schema 6): a deleted outcome before
+ * the newest one leaves a gap in the finish ordinals; an outcome moved onto
+ * another row, or two swapped, fail that row's seal; an outcome row that
+ * says INTENT is malformed. None of them loads, so none is replayed. */
+static void
+test_tamper_outcomes(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *args = json_pack("{}");
+	struct store_call c = mkcall(4, "t", args);
+
+	fill_journal(f->s, "del");
+	tamper(f, "DELETE FROM outcomes WHERE" OUTCOME_OF("run = 'del' AND seq = 2"));
+	assert_int_equal(load_rc(f->s, "del"), -EBADMSG);
+
+	fill_journal(f->s, "moved");
+	assert_int_equal(store_journal_intent(f->s, "moved", &c), 0);
+	assert_int_equal(load_rc(f->s, "moved"), 0);
+	tamper(f,
+	       "UPDATE outcomes SET id = (SELECT id FROM journal WHERE run = 'moved' AND seq = 4)"
+	       " WHERE" OUTCOME_OF("run = 'moved' AND seq = 3"));
+	assert_int_equal(load_rc(f->s, "moved"), -EBADMSG);
+
+	fill_journal(f->s, "swap");
+	tamper(f, "UPDATE outcomes SET id = -id WHERE" OUTCOME_OF(
+		      "run = 'swap' AND seq IN (1, 3)") "; UPDATE outcomes SET id = (SELECT "
+							"max(id) FROM journal WHERE run = 'swap')"
+							" WHERE id = -(SELECT min(id) FROM journal "
+							"WHERE run = 'swap');"
+							"UPDATE outcomes SET id = (SELECT min(id) "
+							"FROM journal WHERE run = 'swap')"
+							" WHERE id = -(SELECT max(id) FROM journal "
+							"WHERE run = 'swap')");
+	assert_int_equal(load_rc(f->s, "swap"), -EBADMSG);
+
+	fill_journal(f->s, "intent");
+	tamper(f, "UPDATE outcomes SET status = 0 WHERE" OUTCOME_OF("run = 'intent' AND seq = 3"));
+	assert_int_equal(load_rc(f->s, "intent"), -EBADMSG);
+
+	/* A finish ordinal repeated instead of missing. */
+	fill_journal(f->s, "fin");
+	tamper(f, "UPDATE outcomes SET fin = 1 WHERE" OUTCOME_OF("run = 'fin' AND seq = 2"));
+	assert_int_equal(load_rc(f->s, "fin"), -EBADMSG);
+}
+
+/* Outcomes are numbered in the order they are written, whatever the seq
+ * order; a truncation renumbers the kept ones and the journal goes on. */
+static void
+test_outcome_order(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *args = json_pack("{}");
+	struct store_call *calls = NULL;
+	size_t n = 0;
+
+	for (int64_t seq = 1; seq <= 4; seq++) {
+		struct store_call c = mkcall(seq, "t", args);
+		assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	}
+	int64_t order[] = {3, 1, 4, 2};
+	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+		assert_int_equal(store_journal_finish(f->s, "r", order[i], STORE_CALL_OK, args, 9),
+				 0);
+		/* Another connection's finish reads the count from the file. */
+		if (i == 1)
+			reopen(f);
+	}
+	assert_int_equal(store_journal_finish(f->s, "r", 2, STORE_CALL_OK, args, 9), -EALREADY);
+	assert_int_equal(load_rc(f->s, "r"), 0);
+	/* Kept: seq 1 (outcome 2) and seq 2 (outcome 4), renumbered 1 and 2. */
+	assert_int_equal(store_journal_truncate(f->s, "r", 2), 0);
+	assert_int_equal(load_rc(f->s, "r"), 0);
+	struct store_call c = mkcall(3, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	assert_int_equal(store_journal_finish(f->s, "r", 3, STORE_CALL_ERROR, args, 9), 0);
+	reopen(f);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(calls[2].status, STORE_CALL_ERROR);
+	store_calls_free(calls, n);
+}
+
+/* Schema version 5 to 6: outcomes move off the journal rows into their own
+ * table, keyed by the row's id, and every journal still verifies; an edit
+ * made before the upgrade is still caught after it. */
+static void
+test_upgrade_v5(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *args = json_pack("{}");
+	cleanup_json json_t *st = json_object();
+	struct store_call *before = NULL, *after = NULL;
+	size_t nb = 0, na = 0;
+	int64_t done = 0;
+	sqlite3 *db;
+
+	fill_journal(f->s, "a");
+	fill_journal(f->s, "b");
+	struct store_call c = mkcall(4, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "a", &c), 0);
+	fill_journal(f->s, "edited");
+	fill_journal(f->s, "compact");
+	assert_int_equal(store_state_save(f->s, "compact", 2, st), 0);
+	assert_int_equal(store_retain(f->s, "compact", 1, &done), 0);
+	assert_int_equal(done, 2);
+	assert_int_equal(store_journal_load(f->s, "a", &before, &nb), 0);
+	f->s = store_close(f->s);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      STORE_V6_TO_V5 "UPDATE journal SET result = '{\"bytes\":5}'"
+						     " WHERE run = 'edited' AND seq = 1",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(user_version(f->path), 5);
+
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	assert_int_equal(user_version(f->path), 6);
+	assert_int_equal(store_journal_load(f->s, "a", &after, &na), 0);
+	assert_int_equal(na, nb);
+	for (size_t i = 0; i < na; i++) {
+		assert_int_equal(after[i].status, before[i].status);
+		assert_int_equal(after[i].finished_ms, before[i].finished_ms);
+		if (before[i].result_text)
+			assert_string_equal(after[i].result_text, before[i].result_text);
+		else
+			assert_null(after[i].result_text);
+	}
+	store_calls_free(before, nb);
+	store_calls_free(after, na);
+	assert_int_equal(load_rc(f->s, "b"), 0);
+	assert_int_equal(load_rc(f->s, "compact"), 0);
+	assert_int_equal(load_rc(f->s, "edited"), -EBADMSG);
+	/* The upgraded intent is finished once, as its 4th outcome. */
+	assert_int_equal(store_journal_finish(f->s, "a", 4, STORE_CALL_OK, args, 9), 0);
+	assert_int_equal(store_journal_finish(f->s, "a", 4, STORE_CALL_OK, args, 9), -EALREADY);
+	/* The rows' ids survive a VACUUM (an implicit rowid need not). */
+	assert_int_equal(store_journal_truncate(f->s, "b", 1), 0);
+	f->s = store_close(f->s);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "VACUUM", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	assert_int_equal(load_rc(f->s, "a"), 0);
+	assert_int_equal(load_rc(f->s, "b"), 0);
+	assert_int_equal(load_rc(f->s, "compact"), 0);
 }
 
 static void
@@ -815,10 +972,11 @@ test_tamper_types(void **state)
 	tamper(f, "UPDATE journal SET args_hash = upper(args_hash) WHERE run = 'run2' AND seq = 1");
 	assert_int_equal(load_rc(f->s, "run2"), -EBADMSG);
 	fill_journal(f->s, "run3");
-	tamper(f, "UPDATE journal SET result = '[1] x' WHERE run = 'run3' AND seq = 1");
+	tamper(f,
+	       "UPDATE outcomes SET result = '[1] x' WHERE" OUTCOME_OF("run = 'run3' AND seq = 1"));
 	assert_int_equal(load_rc(f->s, "run3"), -EBADMSG);
 	fill_journal(f->s, "run4");
-	tamper(f, "UPDATE journal SET result = NULL WHERE run = 'run4' AND seq = 1");
+	tamper(f, "UPDATE outcomes SET result = NULL WHERE" OUTCOME_OF("run = 'run4' AND seq = 1"));
 	assert_int_equal(load_rc(f->s, "run4"), -EBADMSG);
 	fill_journal(f->s, "run5");
 	tamper(f, "UPDATE journal SET tool = 'fs.read' || char(10) WHERE run = 'run5'");
@@ -868,7 +1026,8 @@ test_truncate(void **state)
 
 	/* A tampered journal is not laundered by a truncation. */
 	fill_journal(f->s, "q");
-	tamper(f, "UPDATE journal SET result = '{\"bytes\":1}' WHERE run = 'q' AND seq = 1");
+	tamper(f, "UPDATE outcomes SET result = '{\"bytes\":1}' WHERE" OUTCOME_OF(
+		      "run = 'q' AND seq = 1"));
 	assert_int_equal(store_journal_truncate(f->s, "q", 2), -EBADMSG);
 	assert_int_equal(load_rc(f->s, "q"), -EBADMSG);
 }
@@ -1186,6 +1345,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_tamper_args_and_hash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_status_valid, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper_outcomes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outcome_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_upgrade_v5, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_delete_middle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_renumber, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_types, setup, teardown),

@@ -11,6 +11,7 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "store_downgrade.h"
 
 struct fixture {
 	char dir[64];
@@ -316,11 +317,12 @@ test_approval_upgrade_v3(void **state)
 	    store_approval_decide(f->s, "r1", 1, true, "alice", NULL, NULL, STORE_SCOPE_ONCE), 0);
 	f->s = store_close(f->s);
 	/* The version 3 file: version 5's journal indexes undone too. */
-	tamper(f, "ALTER TABLE approvals DROP COLUMN rerun_attempt; DROP INDEX journal_by_owner;"
-		  "ALTER TABLE journal DROP COLUMN owner_uid;"
-		  "CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
-		  "CREATE INDEX journal_by_started ON journal(run, started_ms);"
-		  "PRAGMA user_version = 3");
+	tamper(f, STORE_V6_TO_V5
+	       "ALTER TABLE approvals DROP COLUMN rerun_attempt; DROP INDEX journal_by_owner;"
+	       "ALTER TABLE journal DROP COLUMN owner_uid;"
+	       "CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
+	       "CREATE INDEX journal_by_started ON journal(run, started_ms);"
+	       "PRAGMA user_version = 3");
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
 	assert_int_equal(store_approval_get(f->s, "r1", 1, &a), 0);
 	assert_int_equal(a.status, STORE_APPROVAL_APPROVED);

@@ -92,7 +92,8 @@ test_reader_sees_each_commit(void **state)
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db,
 					    "SELECT count(*), coalesce(sum(length(result)), 0) "
-					    "FROM journal WHERE run = 'r' AND status = 1",
+					    "FROM journal j JOIN outcomes o ON o.id = j.id "
+					    "WHERE run = 'r' AND status = 1",
 					    -1, &st, NULL),
 			 SQLITE_OK);
 	int64_t bytes = 0;

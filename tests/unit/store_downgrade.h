@@ -1,0 +1,23 @@
+/* SQL that turns a current (version 6) store file back into a version 5 one,
+ * for the upgrade tests: each outcome goes back onto its journal row. An
+ * intent's seal is not kept in version 6 (it is the row's link under status
+ * 0), so intents get an empty one, which the version 6 migration drops. */
+#ifndef AGENTD_TESTS_STORE_DOWNGRADE_H
+#define AGENTD_TESTS_STORE_DOWNGRADE_H
+
+#define STORE_V6_TO_V5                                                                             \
+	"ALTER TABLE journal RENAME TO journal_v6;"                                                \
+	"CREATE TABLE journal (run TEXT NOT NULL, seq INTEGER NOT NULL, ord INTEGER NOT NULL,"     \
+	" tool TEXT NOT NULL, args_hash TEXT NOT NULL, args TEXT NOT NULL, status INTEGER NOT "    \
+	"NULL, result TEXT, attempt INTEGER NOT NULL, decision TEXT NOT NULL, rule TEXT NOT NULL," \
+	" started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, link TEXT NOT NULL,"          \
+	" chain TEXT NOT NULL, owner_uid INTEGER NOT NULL DEFAULT -1, PRIMARY KEY (run, seq));"    \
+	"INSERT INTO journal SELECT j.run, j.seq, j.ord, j.tool, j.args_hash, j.args,"             \
+	" coalesce(o.status, 0), o.result, j.attempt, j.decision, j.rule, j.started_ms,"           \
+	" coalesce(o.finished_ms, 0), j.link, coalesce(o.chain, ''), j.owner_uid"                  \
+	" FROM journal_v6 j LEFT JOIN outcomes o ON o.id = j.id ORDER BY j.id;"                    \
+	"DROP TABLE journal_v6; DROP TABLE outcomes;"                                              \
+	"CREATE INDEX journal_by_owner ON journal(owner_uid, started_ms);"                         \
+	"PRAGMA user_version = 5;"
+
+#endif
