@@ -8,7 +8,8 @@
  * link, chain), at most 3 rows; the first line is also used as a state blob
  * and a run spec. A value "\N" is SQL NULL. Row i is journal row i + 1; its
  * outcome columns (status, result, finished_ms, chain) go to the outcomes
- * row of that id unless status is "\N" (an intent), numbered in row order. */
+ * row of that id unless status is "0" or "\N" (an intent), numbered in row
+ * order. */
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,7 +112,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int64_t fin = 0;
 		for (size_t row = 0; (row + 1) * COLS <= nlines; row++) {
 			const char *status = lines[row * COLS + 5];
-			bool intent = lens[row * COLS + 5] == 2 && !memcmp(status, "\\N", 2);
+			size_t slen = lens[row * COLS + 5];
+			bool intent = (slen == 2 && !memcmp(status, "\\N", 2)) ||
+				      (slen == 1 && status[0] == '0');
 			for (int k = 0; k < 2; k++) {
 				sqlite3_stmt *q = k ? out : st;
 				if (k && intent)
