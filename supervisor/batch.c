@@ -272,7 +272,10 @@ sup_batch_workers(const struct sup_batch *b, int *ret_workers, size_t *ret_busy)
 bool
 sup_batch_busy(const struct sup_run *r)
 {
-	return r->pending && r->pending->on_worker;
+	/* Landed is busy too: its outcome is written by the next flush, after
+	 * whatever else this loop turn dispatches (a restart's tick, a cancel),
+	 * which must not roll back or end the run under it. */
+	return r->pending && (r->pending->on_worker || r->pending->landed);
 }
 
 int

@@ -202,8 +202,9 @@ int sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t,
 		  int64_t t0_ns, bool rerun);
 void sup_batch_flush(struct sup_batch *b);
 void sup_batch_forget(struct sup_run *r);
-/* The run's call is on a worker: until it lands the run neither ends nor
- * starts another attempt, and its journal is not rolled back. */
+/* The run's call is on a worker, or back from one with its outcome not yet
+ * journaled: until that outcome is written the run neither ends nor starts
+ * another attempt, and its journal is not rolled back. */
 bool sup_batch_busy(const struct sup_run *r);
 /* run.c: the run's call from a worker has been journaled and answered. */
 void sup_run_landed(struct sup_run *r);
