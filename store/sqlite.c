@@ -22,7 +22,7 @@
 
 #define BUSY_TIMEOUT_MS 10000
 /* Page size of a new file. */
-#define PAGE_SIZE 2048
+#define PAGE_SIZE 1024
 
 enum stmt_id {
 	ST_BEGIN,
@@ -949,8 +949,9 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
 
 	/* A journal commit writes one WAL frame per B-tree page it touches, and
-	 * a call's row and index entries are small: 2 KiB pages halve the bytes
-	 * written (only a new file takes it; an existing one keeps its size).
+	 * a call's row and index entries are small: 1 KiB pages write about half
+	 * the bytes of 2 KiB ones for calls up to a few KB (docs/decisions.md;
+	 * only a new file takes it, an existing one keeps its size).
 	 * Checkpoints, which copy them to the database and fsync, run beside
 	 * the writer (sqlite_ckpt.c, docs/performance.md). */
 	r = set_pragma_int(db, "page_size", PAGE_SIZE);

@@ -208,7 +208,7 @@ pragma_page_size(const char *path)
 	return v;
 }
 
-/* A new file gets 2 KiB pages; a file made with another page size keeps it
+/* A new file gets 1 KiB pages; a file made with another page size keeps it
  * and works the same (its journal commits, reloads and verifies). */
 static void
 test_page_size(void **state)
@@ -219,7 +219,7 @@ test_page_size(void **state)
 	struct store *s = NULL;
 
 	assert_int_equal(store_run_create(f->s, "r", NULL), 0);
-	assert_int_equal(pragma_page_size(f->path), 2048);
+	assert_int_equal(pragma_page_size(f->path), 1024);
 	snprintf(old, sizeof(old), "%s/old.db", f->dir);
 	assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "PRAGMA page_size = 8192; VACUUM", NULL, NULL, NULL),

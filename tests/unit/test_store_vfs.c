@@ -53,7 +53,7 @@ teardown(void **state)
 }
 
 /* An effect call at seq whose args and result carry `size` bytes each
- * (several WAL frames per commit with 2 KiB pages). */
+ * (several WAL frames per commit with 1 KiB pages). */
 static int
 pair(struct store *s, const char *run, int64_t seq, size_t size)
 {
