@@ -1269,18 +1269,26 @@ journal_link(const char *prev_link, const char *run, int64_t ord, const struct s
 	hash_hex(&h, out);
 }
 
-/* chain(row) = H(link(row); the outcome: status, result bytes, finished_ms).
- * A row compacted by store_retain is sealed under its own tag over the
- * tombstone that replaced its result (the result's hash and sizes). */
+/* chain(row) = H(link(row), the outcome's finish ordinal; the outcome:
+ * status, result bytes, finished_ms). A row compacted by store_retain is
+ * sealed under its own tag over the tombstone that replaced its result (the
+ * result's hash and sizes). fin 0 gives the v1 seal, without the ordinal,
+ * which outcomes written before it was sealed keep (docs/store.md). */
 static void
-journal_seal_as(bool compacted, const char *link, int status, const char *result, size_t result_len,
-		int64_t finished_ms, char out[AGD_SHA256_HEX])
+journal_seal_as(bool compacted, const char *link, int64_t fin, int status, const char *result,
+		size_t result_len, int64_t finished_ms, char out[AGD_SHA256_HEX])
 {
+	static const char *const tags[2][2] = {
+	    {"agentd.journal.chain.v1", "agentd.journal.chain.v2"},
+	    {"agentd.journal.compacted.v1", "agentd.journal.compacted.v2"},
+	};
 	struct agd_sha256 h;
 
 	agd_sha256_init(&h);
-	chain_str(&h, compacted ? "agentd.journal.compacted.v1" : "agentd.journal.chain.v1");
+	chain_str(&h, tags[compacted][fin != 0]);
 	chain_str(&h, link);
+	if (fin)
+		chain_int(&h, fin);
 	chain_int(&h, status);
 	chain_int(&h, result != NULL);
 	if (result)
@@ -1411,7 +1419,8 @@ outcome_insert(struct store *s, struct tail *t, bool compacted, enum store_call_
 	char chain[AGD_SHA256_HEX];
 	int r;
 
-	journal_seal_as(compacted, t->link, status, result_txt, len, finished_ms, chain);
+	journal_seal_as(compacted, t->link, t->fins + 1, status, result_txt, len, finished_ms,
+			chain);
 	sqlite3_bind_int64(st, 1, t->rowid);
 	sqlite3_bind_int64(st, 2, t->fins + 1);
 	sqlite3_bind_int(st, 3, status);
@@ -1830,8 +1839,13 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 	if (r == 0 && !intent) {
 		/* res_txt is still valid: fetching other columns of the row
 		 * does not convert or move column 6. */
-		journal_seal_as(c.compacted, l.link, (int)c.status, res_txt, res_len, c.finished_ms,
-				seal);
+		journal_seal_as(c.compacted, l.link, l.fin, (int)c.status, res_txt, res_len,
+				c.finished_ms, seal);
+		/* Else a v1 seal: its finish ordinal is checked only for being
+		 * one of 1..m (verify_links). */
+		if (strcmp(seal, txt) != 0)
+			journal_seal_as(c.compacted, l.link, 0, (int)c.status, res_txt, res_len,
+					c.finished_ms, seal);
 		if (strcmp(seal, txt) != 0)
 			r = -EBADMSG;
 	}
@@ -2046,8 +2060,8 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 			rt = res;
 			rl = strlen(res);
 		}
-		journal_seal_as(calls[i].compacted, link, (int)calls[i].status, rt, rl,
-				calls[i].finished_ms, chain);
+		journal_seal_as(calls[i].compacted, link, new_fin[links[i].fin],
+				(int)calls[i].status, rt, rl, calls[i].finished_ms, chain);
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_O_RESEAL];
 		sqlite3_bind_int64(st, 1, links[i].id);
 		sqlite3_bind_int64(st, 2, new_fin[links[i].fin]);
@@ -2085,7 +2099,8 @@ compact_row(struct store *s, struct store_call *c, const struct row_link *l)
 	r = tombstone_text(c, &tomb);
 	if (r < 0)
 		return r;
-	journal_seal_as(true, l->link, (int)c->status, tomb, strlen(tomb), c->finished_ms, seal);
+	journal_seal_as(true, l->link, l->fin, (int)c->status, tomb, strlen(tomb), c->finished_ms,
+			seal);
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_COMPACT];
 		sqlite3_bind_int64(st, 1, l->id);

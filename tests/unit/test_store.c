@@ -834,6 +834,14 @@ test_tamper_outcomes(void **state)
 	fill_journal(f->s, "fin");
 	tamper(f, "UPDATE outcomes SET fin = 1 WHERE" OUTCOME_OF("run = 'fin' AND seq = 2"));
 	assert_int_equal(load_rc(f->s, "fin"), -EBADMSG);
+
+	/* An outcome deleted before the newest and the later ones renumbered
+	 * to close the gap: plain edits, no hash recomputed. */
+	fill_journal(f->s, "renum");
+	tamper(f, "DELETE FROM outcomes WHERE" OUTCOME_OF("run = 'renum' AND seq = 2"));
+	tamper(f, "UPDATE outcomes SET fin = fin - 1 WHERE"
+		  " fin > 1 AND" OUTCOME_OF("run = 'renum'"));
+	assert_int_equal(load_rc(f->s, "renum"), -EBADMSG);
 }
 
 /* Outcomes are numbered in the order they are written, whatever the seq
