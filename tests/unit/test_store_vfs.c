@@ -179,12 +179,78 @@ test_failed_write_fails_commit(void **state)
 	store_close(s);
 }
 
+/* A transaction that spilled pages to the WAL rolls back while its last
+ * frames, still buffered, cannot be written (the file size limit here, a
+ * full disk in use): the call that writes them fails and drops them (no
+ * reader can see them), and the connection lets go of the WAL's write lock,
+ * so another connection can write. */
+static void
+test_failed_write_releases_lock(void **state)
+{
+	struct fx *f = *state;
+	char wal[128];
+	pid_t pid;
+	int status;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *s = NULL;
+		sqlite3 *a = NULL, *b = NULL;
+		struct rlimit rl;
+		if (store_open(f->path, STORE_DURABILITY_PROCESS, &s) < 0 ||
+		    sqlite3_open_v2(f->path, &a, SQLITE_OPEN_READWRITE, "agentd") != SQLITE_OK ||
+		    sqlite3_open_v2(f->path, &b, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+			_exit(10);
+		/* A page cache of a few pages spills the transaction's pages to
+		 * the WAL before its commit. */
+		if (sqlite3_exec(
+			a,
+			"PRAGMA cache_size = 4; CREATE TABLE t(x);"
+			"BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+			"WHERE i < 300) INSERT INTO t SELECT randomblob(900) FROM n;",
+			NULL, NULL, NULL) != SQLITE_OK)
+			_exit(11);
+		off_t size = file_size(wal);
+		if (size <= 0)
+			_exit(12);
+		signal(SIGXFSZ, SIG_IGN);
+		if (getrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(13);
+		rlim_t cur = rl.rlim_cur;
+		rl.rlim_cur = (rlim_t)size;
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(13);
+		sqlite3_exec(a, "ROLLBACK", NULL, NULL, NULL); /* may fail: the store goes on */
+		if (file_size(wal) != size)
+			_exit(15); /* written past the limit? */
+		rl.rlim_cur = cur;
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(13);
+		int rc = sqlite3_exec(b, "BEGIN IMMEDIATE; INSERT INTO t VALUES (1); COMMIT", NULL,
+				      NULL, NULL);
+		if (rc != SQLITE_OK) {
+			fprintf(stderr, "second connection: %s\n", sqlite3_errmsg(b));
+			_exit(14);
+		}
+		sqlite3_close(b);
+		sqlite3_close(a);
+		store_close(s);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_reader_sees_each_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_write_fails_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_write_releases_lock, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
