@@ -155,7 +155,11 @@ fork_copy(struct store *st, const char *dir, const char *src, int64_t at, const 
 		}
 		json_object_set_new(spec, "workspace", json_string(ws));
 	}
-	e = store_run_create(st, id, spec);
+	/* One transaction: a fork that fails part way leaves no run that a
+	 * daemon would start with only some of the calls copied. */
+	e = store_batch_begin(st);
+	if (e >= 0)
+		e = store_run_create(st, id, spec);
 	for (size_t i = 0; e >= 0 && i < (size_t)at; i++)
 		e = store_journal_record(st, id, &calls[i]);
 	store_calls_free(calls, n);
@@ -163,6 +167,10 @@ fork_copy(struct store *st, const char *dir, const char *src, int64_t at, const 
 		e = store_state_save(st, id, sseq, state);
 	if (e >= 0)
 		e = store_run_set_status(st, id, "interrupted", -1, "forked");
+	if (e >= 0)
+		e = store_batch_commit(st);
+	else
+		store_batch_abort(st);
 	if (e == -EEXIST)
 		return agd_die(1, "a run named %s already exists", id);
 	if (e < 0)

@@ -987,6 +987,10 @@ serve_run_fork(struct serve *sv, struct serve_run *src, int64_t at, const char *
 		e = -ENOMEM;
 	if (e == 0) /* the key stays the source's: a retried submit finds that one */
 		json_object_del(d, "idempotency_key");
+	/* One transaction: a fork that fails part way leaves no run with only
+	 * some of the calls copied. */
+	if (e == 0)
+		e = store_batch_begin(sv->st);
 	if (e == 0)
 		e = store_run_create(sv->st, id, spec);
 	for (size_t i = 0; e == 0 && i < (size_t)at; i++)
@@ -1000,6 +1004,10 @@ serve_run_fork(struct serve *sv, struct serve_run *src, int64_t at, const char *
 	}
 	if (e == 0)
 		e = store_run_set_status(sv->st, id, "queued", -1, "");
+	if (e == 0)
+		e = store_batch_commit(sv->st);
+	else
+		store_batch_abort(sv->st);
 	if (e < 0) {
 		snprintf(err, errsz, "cannot create the fork: %s", strerror(-e));
 		return e;
