@@ -210,7 +210,12 @@ v_shm_lock(sqlite3_file *p, int offset, int n, int flags)
 {
 	int rc = shm_flush(p);
 
-	return rc != SQLITE_OK ? rc : REAL(p)->pMethods->xShmLock(REAL(p), offset, n, flags);
+	/* A release always goes through (SQLite ignores its result): a lock
+	 * kept after a failed write would block every other connection. */
+	if (rc != SQLITE_OK && !(flags & SQLITE_SHM_UNLOCK))
+		return rc;
+	int rc2 = REAL(p)->pMethods->xShmLock(REAL(p), offset, n, flags);
+	return rc != SQLITE_OK ? rc : rc2;
 }
 
 static void
@@ -230,8 +235,9 @@ static int
 v_shm_unmap(sqlite3_file *p, int delete_flag)
 {
 	int rc = shm_flush(p);
+	int rc2 = REAL(p)->pMethods->xShmUnmap(REAL(p), delete_flag); /* as a release */
 
-	return rc != SQLITE_OK ? rc : REAL(p)->pMethods->xShmUnmap(REAL(p), delete_flag);
+	return rc != SQLITE_OK ? rc : rc2;
 }
 
 static int
