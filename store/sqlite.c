@@ -823,6 +823,24 @@ exec_pragma(sqlite3 *db, const char *sql, const char *expect)
 	return 0;
 }
 
+/* WAL mode. Switching a new file to it takes an exclusive lock that SQLite
+ * does not wait for when another connection holds a shared one: two
+ * processes opening a new store at once (a daemon and `agentd show`, two
+ * runs) would see one of them refused at once. It waits as the busy
+ * timeout would. */
+static int
+wal_mode(sqlite3 *db)
+{
+	int r, waited_ms = 0;
+
+	while ((r = exec_pragma(db, "PRAGMA journal_mode = WAL", "wal")) == -EBUSY &&
+	       waited_ms < BUSY_TIMEOUT_MS) {
+		sqlite3_sleep(2);
+		waited_ms += 2;
+	}
+	return r;
+}
+
 static int
 set_pragma_int(sqlite3 *db, const char *name, int v)
 {
@@ -956,7 +974,7 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	 * the writer (sqlite_ckpt.c, docs/performance.md). */
 	r = set_pragma_int(db, "page_size", PAGE_SIZE);
 	if (r == 0)
-		r = exec_pragma(db, "PRAGMA journal_mode = WAL", "wal");
+		r = wal_mode(db);
 	if (r == 0)
 		r = exec_pragma(db,
 				d == STORE_DURABILITY_POWER ? "PRAGMA synchronous = FULL"

@@ -208,6 +208,43 @@ pragma_page_size(const char *path)
 	return v;
 }
 
+/* Processes that open a new store at the same moment (a daemon and `agentd
+ * show`, two runs on a fresh state directory) all succeed: switching the new
+ * file to WAL waits for the others instead of failing with -EBUSY. */
+static void
+test_concurrent_first_open(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int round = 0; round < 30; round++) {
+		char path[160];
+		int go[2], status, failed = 0;
+
+		snprintf(path, sizeof(path), "%s/new-%d.db", f->dir, round);
+		assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+		for (int k = 0; k < 6; k++) {
+			pid_t pid = fork();
+			assert_true(pid >= 0);
+			if (pid == 0) {
+				struct store *s = NULL;
+				char c;
+				close(go[1]);
+				if (read(go[0], &c, 1) != 0) /* released by the close */
+					_exit(2);
+				_exit(store_open(path, STORE_DURABILITY_PROCESS, &s) == 0 &&
+					      store_run_create(s, "r", NULL) != -EBUSY
+					  ? 0
+					  : 1);
+			}
+		}
+		close(go[0]);
+		close(go[1]);
+		while (wait(&status) > 0)
+			failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+		assert_int_equal(failed, 0);
+	}
+}
+
 /* A new file gets 1 KiB pages; a file made with another page size keeps it
  * and works the same (its journal commits, reloads and verifies). */
 static void
@@ -1342,6 +1379,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_first_writer_wins, setup, teardown),
