@@ -22,9 +22,11 @@
  * rewritten in place, the WAL restarting at offset 0) goes to the file
  * directly. A second guard: each shared-memory call on the database file
  * (the WAL index) writes its WAL's buffer first, should a SQLite version
- * order its writes otherwise; if that write fails the process aborts
- * rather than let the index publish frames that are not in the file (a
- * crash there is recovered from the file like any other). Only the WAL is
+ * order its writes otherwise. A failed write is that call's error, except
+ * that a release (unlock, unmap) still goes through, and at the barrier
+ * that publishes a commit, which cannot fail, the process aborts rather
+ * than let the index publish frames that are not in the file (a crash
+ * there is recovered from the file like any other). Only the WAL is
  * buffered: the database file is written by checkpoints, off the writer's
  * path. */
 #include <pthread.h>
