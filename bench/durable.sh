@@ -7,11 +7,17 @@
 # supervisor's replay path, and end to end through the socket) and
 # crash-to-resume time (agentd itself killed, then agentd resume; and the
 # agent killed, restarted by agentd run).
-# usage: bench/durable.sh BUILD_DIR   (AGENTD_BENCH_STEPS, default 1000)
+# The machine's speed drifts by tens of percent over seconds, so the compared
+# pair (agentd process, LangGraph.js) runs alternately for ROUNDS rounds and
+# each side's time per step is its median over the rounds.
+# usage: bench/durable.sh BUILD_DIR
+#   (AGENTD_BENCH_STEPS, default 1000; AGENTD_BENCH_ROUNDS, default 3)
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 STEPS=${AGENTD_BENCH_STEPS:-1000}
+ROUNDS=${AGENTD_BENCH_ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "AGENTD_BENCH_ROUNDS must be a positive integer, not '$ROUNDS'" >&2; exit 2; }
 T=$(mktemp -d /var/tmp/agentd-durable.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 A="$BUILD/bin/agentd"
@@ -49,31 +55,53 @@ agentd_loop() { # NAME PAYLOAD MODE DURABILITY -> "ns bytes"
 	local ns
 	ns=$(sed -n 's/^BENCH steps=[0-9]* ns=//p' "$d/out")
 	echo "$ns $(size_of "$d/agentd.db")"
+	rm -f "$d"/agentd.db* # the 10 KB rounds would otherwise hold tens of MB each
 }
 
 lg_loop() { # NAME PAYLOAD MODE -> "ns bytes"
 	local db="$T/lg-$1.db"
 	(cd "$PEER" && node langgraph_bench.mjs "$db" "$STEPS" "$2" "$3") >"$T/lg-$1.out" 2>&1 ||
-		{ cat "$T/lg-$1.out"; echo "0 0"; return; }
+		{ cat "$T/lg-$1.out" >&2; echo "0 0"; return; }
 	echo "$(sed -n 's/^BENCH steps=[0-9]* ns=//p' "$T/lg-$1.out") $(size_of "$db")"
+	rm -f "$db"*
 }
 
+median() { # NS... -> their median
+	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 }
+		END { printf "%.0f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+us() { awk -v n="$1" -v s="$STEPS" 'BEGIN { printf "%.1f us", n / s / 1000 }'; }
+per_step() { awk -v s="$STEPS" 'BEGIN { for (i = 1; i < ARGC; i++) printf " %.1f", ARGV[i] / s / 1000 }' "$@"; }
+ratio() { awk -v a="$1" -v l="$ln" 'BEGIN { if (l > 0) printf "1/%.1f", l / a; else print "-" }'; }
+
 echo "== durable loop: $STEPS steps, time and storage per step (agentd process = synchronous NORMAL in WAL, like the peer's SqliteSaver; power = FULL)"
+echo "   agentd process and LangGraph.js run alternately, median of $ROUNDS rounds; agentd power one run"
 printf "  %-10s %16s %16s %16s %10s %10s   %14s %14s\n" case "agentd process" "agentd power" "LangGraph.js" "ratio" "power" "agentd B/step" "LG B/step"
 for c in "0B 0 fixed" "1KB 1024 fixed" "10KB 10240 fixed" "grow100B 0 grow"; do
+	# shellcheck disable=SC2086 # split into name, payload, mode
 	set -- $c
-	read -r ap _ < <(agentd_loop "p$1" "$2" "$3" process)
+	aps=() lns=() lb=0
+	for r in $(seq "$ROUNDS"); do
+		read -r ns _ < <(agentd_loop "p$1-$r" "$2" "$3" process)
+		aps+=("$ns")
+		if $peer_ok; then
+			read -r ns lb < <(lg_loop "$1-$r" "$2" "$3")
+			lns+=("$ns")
+		fi
+	done
 	read -r aw ab < <(agentd_loop "w$1" "$2" "$3" power)
-	if $peer_ok; then read -r ln lb < <(lg_loop "$1" "$2" "$3"); else ln=0 lb=0; fi
-	us() { awk -v n="$1" -v s="$STEPS" 'BEGIN { printf "%.1f us", n / s / 1000 }'; }
-	ratio() { awk -v a="$1" -v l="$ln" 'BEGIN { if (l > 0) printf "1/%.1f", l / a; else print "-" }'; }
+	ap=$(median "${aps[@]}")
+	ln=0
+	# a failed peer round (0) leaves no figure to compare: ratio "-"
+	$peer_ok && [[ " ${lns[*]} " != *" 0 "* ]] && ln=$(median "${lns[@]}")
 	printf "  %-10s %16s %16s %16s %10s %10s   %14d %14s\n" "$1" "$(us "$ap")" "$(us "$aw")" \
 		"$($peer_ok && us "$ln" || echo n/a)" "$(ratio "$ap")" "$(ratio "$aw")" $((ab / STEPS)) \
 		"$($peer_ok && echo $((lb / STEPS)) || echo n/a)"
+	echo "             rounds: agentd$(per_step "${aps[@]}") us$($peer_ok && echo "; LangGraph.js$(per_step "${lns[@]}") us")"
 done
-$peer_ok && sed -n 's/^SQLITE /  LangGraph.js saver connection: /p' "$T/lg-0B.out"
-echo "  (ratio: agentd process per-step time / LangGraph.js per-step time, the like-for-like durability;"
-echo "   power: agentd power / LangGraph.js; B/step: database + WAL bytes / steps)"
+$peer_ok && sed -n 's/^SQLITE /  LangGraph.js saver connection: /p' "$T/lg-0B-1.out"
+echo "  (ratio: median agentd process per-step time / median LangGraph.js per-step time, the like-for-like"
+echo "   durability; power: agentd power (one run) / median LangGraph.js; B/step: database + WAL bytes / steps)"
 
 echo
 echo "== storage growth with a state growing 100 B/step (bytes per step at N steps; linear = flat)"
