@@ -81,7 +81,7 @@ ckpt_connect(const struct store_ckpt *c)
 	if (sqlite3_open_v2(c->path, &db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
 				SQLITE_OPEN_EXRESCODE,
-			    NULL) != SQLITE_OK)
+			    store_sqlite_vfs()) != SQLITE_OK)
 		goto fail;
 	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);

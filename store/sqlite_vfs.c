@@ -1,18 +1,19 @@
-/* A commit's WAL frames in one write (docs/store.md, "WAL writes").
+/* Fewer, larger reads and writes for SQLite's WAL and checkpoints
+ * (docs/store.md, "WAL writes", "Checkpoint reads and writes").
  *
- * SQLite appends a commit to the WAL with one write(2) per frame header and
- * one per page: a 10 KB call is about forty of them over its two commits,
- * and the kernel's cost per write (the page-cache walk, the filesystem's
- * block reservation, the file's timestamps) is most of what the writer
- * spends in the kernel. This VFS, a thin layer over SQLite's default one,
- * gathers the consecutive writes of a connection's WAL in a buffer and
+ * WAL writes. SQLite appends a commit to the WAL with one write(2) per frame
+ * header and one per page: a 10 KB call is about forty of them over its two
+ * commits, and the kernel's cost per write (the page-cache walk, the
+ * filesystem's block reservation, the file's timestamps) is most of what the
+ * writer spends in the kernel. This VFS, a thin layer over SQLite's default
+ * one, gathers the consecutive writes of a connection's WAL in a buffer and
  * writes them with one call once the commit's last frame is complete: the
  * frame whose header carries the database size, which SQLite writes last.
- * That is before SQLite publishes the commit in the WAL index, where
- * readers (other connections and processes, the checkpoint thread) find
- * it, and before the commit returns; a failed write fails the commit as it
- * did before. So a commit that returns is in the file as before, and a
- * crash before that point loses only frames no reader could see, as a crash
+ * That is before SQLite publishes the commit in the WAL index, where readers
+ * (other connections and processes, the checkpoint thread) find it, and
+ * before the commit returns; a failed write fails the commit as it did
+ * before. So a commit that returns is in the file as before, and a crash
+ * before that point loses only frames no reader could see, as a crash
  * between SQLite's own writes would. With --durability power SQLite syncs
  * the WAL at each commit, and a sync writes the buffer first.
  *
@@ -26,9 +27,40 @@
  * that a release (unlock, unmap) still goes through, and at the barrier
  * that publishes a commit, which cannot fail, the process aborts rather
  * than let the index publish frames that are not in the file (a crash
- * there is recovered from the file like any other). Only the WAL is
- * buffered: the database file is written by checkpoints, off the writer's
- * path. */
+ * there is recovered from the file like any other).
+ *
+ * Reads ahead. SQLite reads the WAL one frame at a time: a checkpoint one
+ * page per read(2), and the recovery after a crash one frame per read, so a
+ * 4 MiB WAL of 1 KiB pages is four thousand calls. On a read that continues
+ * the previous one, a connection reads 64 KiB of the WAL at once and serves
+ * the next reads from it, but only while those bytes cannot change:
+ * - while it holds the WAL's write lock (recovery runs under it): only the
+ *   holder writes the WAL, and its own writes drop what was read ahead;
+ * - while it copies frames to the database (between SQLite's CKPT_START and
+ *   CKPT_DONE): it reads only frames a commit had published before, which no
+ *   one rewrites until a later checkpoint has copied them all (SQLite's own
+ *   rule for the WAL to start over). Bytes past them, which a writer may be
+ *   appending meanwhile, are read ahead but never served.
+ * Outside those two, and whenever the read-ahead itself fails or would pass
+ * the file's end, a read goes to the file as before.
+ *
+ * Checkpoint writes. A checkpoint writes the database one page per write(2),
+ * in page order, so the pages a run appends go out as long runs of 1 KiB
+ * writes. Between CKPT_START and CKPT_DONE the database file gathers
+ * consecutive writes in a buffer of the same size, and writes them out when
+ * a write does not continue them, when the buffer fills, before any other
+ * call on the file (size, sync, truncate, read, lock, control, the shared
+ * memory), and at CKPT_DONE, which SQLite sends after copying and before it
+ * records the frames as copied. A failed write there is the next write's
+ * error, which ends the checkpoint unrecorded, as before; but SQLite ignores
+ * the result of CKPT_DONE, so only writes into space the file already has
+ * are gathered: at the size hint SQLite gives before copying (the size the
+ * database will grow to) the file is extended to it with zeros, and a write
+ * past what it holds afterwards (the extension failed: disk full, a file
+ * size limit) goes to the file directly and fails the checkpoint as it did.
+ * A write into that space that still fails at CKPT_DONE (an I/O error)
+ * stops the process, as at the commit barrier: the checkpoint is then not
+ * recorded, and the next open copies the frames again. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,6 +75,8 @@
  * out as the buffer fills. The default VFS writes at most 128 KiB - 1
  * bytes in one call (it masks the length), so the buffer stays below. */
 #define WAL_BUF (64 << 10)
+/* The read-ahead: 64 KiB, a little over sixty 1 KiB frames. */
+#define WAL_RA (64 << 10)
 
 struct vfile {
 	sqlite3_file base;
@@ -55,6 +89,16 @@ struct vfile {
 	sqlite3_int64 off, next; /* next: where the last write ended (-1: none) */
 	int len;
 	bool commit; /* the last write was a commit frame's header */
+	/* A WAL file's reads ahead (see "Reads ahead" above): rlen bytes from
+	 * roff, kept only while the bytes cannot change under them. */
+	char *rbuf;
+	sqlite3_int64 roff, rnext, rsize; /* rnext: where the last read ended; rsize: -1 unknown */
+	int rlen;
+	bool ckpt;   /* the connection is copying frames (a checkpoint) */
+	bool writer; /* the connection holds the WAL's write lock */
+	/* A database file during a checkpoint: its size, known to be
+	 * allocated (-1: unknown). Its pending writes use buf, off, len. */
+	sqlite3_int64 room;
 };
 
 static sqlite3_vfs *base_vfs;
@@ -100,13 +144,89 @@ v_close(sqlite3_file *p)
 		f->wal->db = NULL;
 	rc2 = f->real->pMethods->xClose(f->real);
 	free(f->buf);
+	free(f->rbuf);
 	return rc != SQLITE_OK ? rc : rc2;
+}
+
+/* Forget what was read ahead: the bytes may change from here on. */
+static void
+ra_drop(struct vfile *f)
+{
+	if (!f)
+		return;
+	f->rlen = 0;
+	f->rsize = -1;
+}
+
+/* n bytes at o from what was read ahead, reading the next WAL_RA bytes
+ * first if needed. 1 if the read must go to the file instead. */
+static int
+ra_read(struct vfile *f, void *b, int n, sqlite3_int64 o)
+{
+	bool continues = o >= f->rnext && o - f->rnext <= WAL_FRAME_HDR;
+
+	f->rnext = o + n;
+	if (!f->ckpt && !f->writer)
+		return 1;
+	if (o >= f->roff && o + n <= f->roff + f->rlen) {
+		memcpy(b, f->rbuf + (o - f->roff), (size_t)n);
+		return 0;
+	}
+	if (!continues || n > WAL_RA)
+		return 1;
+	if (f->rsize < 0 && f->real->pMethods->xFileSize(f->real, &f->rsize) != SQLITE_OK) {
+		f->rsize = -1;
+		return 1;
+	}
+	sqlite3_int64 len = f->rsize - o < WAL_RA ? f->rsize - o : WAL_RA;
+	if (len < n)
+		return 1;
+	if (!f->rbuf && !(f->rbuf = malloc(WAL_RA)))
+		return 1;
+	f->rlen = 0;
+	if (f->real->pMethods->xRead(f->real, f->rbuf, (int)len, o) != SQLITE_OK)
+		return 1;
+	f->roff = o;
+	f->rlen = (int)len;
+	memcpy(b, f->rbuf, (size_t)n);
+	return 0;
 }
 
 static int
 v_read(sqlite3_file *p, void *b, int n, sqlite3_int64 o)
 {
-	FLUSHED(p, xRead(REAL(p), b, n, o));
+	struct vfile *f = (struct vfile *)p;
+	int rc = flush(f);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	if (f->is_wal && ra_read(f, b, n, o) == 0)
+		return SQLITE_OK;
+	return f->real->pMethods->xRead(f->real, b, n, o);
+}
+
+/* A checkpoint's write to the database: gathered if it lands in allocated
+ * space (see "Checkpoint writes" above). */
+static int
+db_write(struct vfile *f, const void *b, int n, sqlite3_int64 o)
+{
+	bool gather = f->wal && f->wal->ckpt && o + n <= f->room && n <= WAL_BUF;
+	int rc;
+
+	if (f->len > 0 && (!gather || o != f->off + f->len || f->len + n > WAL_BUF)) {
+		rc = flush(f);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	if (gather && !f->buf)
+		gather = (f->buf = malloc(WAL_BUF)) != NULL;
+	if (!gather)
+		return f->real->pMethods->xWrite(f->real, b, n, o);
+	if (f->len == 0)
+		f->off = o;
+	memcpy(f->buf + f->len, b, (size_t)n);
+	f->len += n;
+	return SQLITE_OK;
 }
 
 static int
@@ -118,7 +238,8 @@ v_write(sqlite3_file *p, const void *b, int n, sqlite3_int64 o)
 	int rc;
 
 	if (!f->is_wal)
-		return f->real->pMethods->xWrite(f->real, b, n, o);
+		return db_write(f, b, n, o);
+	ra_drop(f);
 	/* A frame header whose commit field (bytes 4-7: the database size in
 	 * pages) is set: the page written next ends the commit. */
 	f->commit = n == WAL_FRAME_HDR && (h[4] | h[5] | h[6] | h[7]) != 0;
@@ -140,6 +261,7 @@ v_write(sqlite3_file *p, const void *b, int n, sqlite3_int64 o)
 static int
 v_truncate(sqlite3_file *p, sqlite3_int64 size)
 {
+	ra_drop((struct vfile *)p);
 	FLUSHED(p, xTruncate(REAL(p), size));
 }
 
@@ -152,7 +274,15 @@ v_sync(sqlite3_file *p, int flags)
 static int
 v_file_size(sqlite3_file *p, sqlite3_int64 *size)
 {
-	FLUSHED(p, xFileSize(REAL(p), size));
+	struct vfile *f = (struct vfile *)p;
+	int rc = flush(f);
+
+	if (rc == SQLITE_OK)
+		rc = f->real->pMethods->xFileSize(f->real, size);
+	/* SQLite asks the database's size right after CKPT_START. */
+	if (rc == SQLITE_OK && f->wal && f->wal->ckpt)
+		f->room = *size;
+	return rc;
 }
 
 static int
@@ -173,10 +303,49 @@ v_check_reserved(sqlite3_file *p, int *out)
 	FLUSHED(p, xCheckReservedLock(REAL(p), out));
 }
 
+/* Before a checkpoint copies pages past the database's end: the file
+ * extended to the size it will have, with zeros, so that the copy writes
+ * only into allocated space (a failure here, disk full, leaves the rest to
+ * the copy's own writes, which fail the checkpoint). */
+static void
+db_extend(struct vfile *f, sqlite3_int64 want)
+{
+	static const char zeros[WAL_BUF];
+	sqlite3_int64 have;
+
+	if (f->real->pMethods->xFileSize(f->real, &have) != SQLITE_OK)
+		return;
+	while (have < want) {
+		int n = want - have < WAL_BUF ? (int)(want - have) : WAL_BUF;
+		if (f->real->pMethods->xWrite(f->real, zeros, n, have) != SQLITE_OK)
+			break;
+		have += n;
+	}
+	f->room = have;
+}
+
 static int
 v_file_control(sqlite3_file *p, int op, void *arg)
 {
-	FLUSHED(p, xFileControl(REAL(p), op, arg));
+	struct vfile *f = (struct vfile *)p, *w = f->wal;
+	int rc = flush(f);
+
+	/* On the database file, around a checkpoint's copy loop. */
+	if (w && (op == SQLITE_FCNTL_CKPT_START || op == SQLITE_FCNTL_CKPT_DONE)) {
+		if (rc != SQLITE_OK) {
+			fprintf(stderr, "agentd: store: cannot write the pages of a checkpoint "
+					"being recorded; stopping so that it is not\n");
+			abort();
+		}
+		ra_drop(w);
+		w->ckpt = op == SQLITE_FCNTL_CKPT_START;
+		f->room = -1;
+	}
+	if (rc != SQLITE_OK)
+		return rc;
+	if (op == SQLITE_FCNTL_SIZE_HINT && w && w->ckpt)
+		db_extend(f, *(const sqlite3_int64 *)arg);
+	return f->real->pMethods->xFileControl(f->real, op, arg);
 }
 
 static int
@@ -196,7 +365,9 @@ v_device_characteristics(sqlite3_file *p)
 static int
 shm_flush(sqlite3_file *p)
 {
-	return flush(((struct vfile *)p)->wal);
+	int rc = flush((struct vfile *)p);
+
+	return rc != SQLITE_OK ? rc : flush(((struct vfile *)p)->wal);
 }
 
 static int
@@ -217,6 +388,12 @@ v_shm_lock(sqlite3_file *p, int offset, int n, int flags)
 	if (rc != SQLITE_OK && !(flags & SQLITE_SHM_UNLOCK))
 		return rc;
 	int rc2 = REAL(p)->pMethods->xShmLock(REAL(p), offset, n, flags);
+	/* The WAL's write lock is slot 0: taken, or given up. */
+	struct vfile *w = ((struct vfile *)p)->wal;
+	if (w && offset == 0 && (flags & SQLITE_SHM_EXCLUSIVE)) {
+		ra_drop(w);
+		w->writer = (flags & SQLITE_SHM_LOCK) && rc2 == SQLITE_OK;
+	}
 	return rc != SQLITE_OK ? rc : rc2;
 }
 
@@ -264,6 +441,9 @@ v_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *p, int flags, int *o
 	memset(f, 0, sizeof(*f));
 	f->real = (sqlite3_file *)(f + 1);
 	f->next = -1;
+	f->rnext = -1;
+	f->rsize = -1;
+	f->room = -1;
 	if (flags & SQLITE_OPEN_WAL) {
 		f->buf = malloc(WAL_BUF);
 		if (!f->buf)

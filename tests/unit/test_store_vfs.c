@@ -244,6 +244,219 @@ test_failed_write_releases_lock(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* count(*) and sum(length(x)) of t on a connection of SQLite's own VFS. */
+static int
+table_sums(const char *path, int64_t *n, int64_t *bytes)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(length(x)), 0) FROM t",
+					-1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*n = sqlite3_column_int64(st, 0);
+		*bytes = sqlite3_column_int64(st, 1);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* Rows of 100 B to 20 KB in WAL mode on the store's VFS: runs of
+ * overflow pages, which a checkpoint writes as long runs. */
+static sqlite3 *
+wal_table(const char *path, int rows, int64_t *bytes)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "agentd") !=
+		SQLITE_OK ||
+	    sqlite3_exec(db,
+			 "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;"
+			 "PRAGMA wal_autocheckpoint = 0; CREATE TABLE t(x)",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	*bytes = 0;
+	for (int i = 0; i < rows; i++) {
+		char sql[96];
+		int size = 100 + i * 7919 % 20000;
+		snprintf(sql, sizeof(sql), "INSERT INTO t VALUES (randomblob(%d))", size);
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+			sqlite3_close(db);
+			return NULL;
+		}
+		*bytes += size;
+	}
+	return db;
+}
+
+/* A checkpoint copies every page, whether its writes are gathered or not:
+ * once the WAL is copied and emptied, the database file alone, copied
+ * elsewhere without its WAL, holds every row. A reader holding an old
+ * snapshot makes the first pass stop short of the end (the pages it did
+ * copy are recorded as copied at CKPT_DONE). */
+static void
+test_checkpoint_copies_every_page(void **state)
+{
+	struct fx *f = *state;
+	char copy[128], cmd[320];
+	int64_t want = 0, n = 0, bytes = 0;
+	sqlite3 *w = wal_table(f->path, 150, &want), *r = NULL;
+	int log = 0, done = 0;
+
+	assert_non_null(w);
+	assert_int_equal(sqlite3_open_v2(f->path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(r, "BEGIN; SELECT count(*) FROM t", NULL, NULL, NULL),
+			 SQLITE_OK);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(
+		    sqlite3_exec(w, "INSERT INTO t VALUES (randomblob(9000))", NULL, NULL, NULL),
+		    SQLITE_OK);
+	want += 40 * 9000;
+	assert_int_equal(sqlite3_wal_checkpoint_v2(w, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done),
+			 SQLITE_OK);
+	assert_true(done > 0 && done < log); /* the reader held the rest back */
+	assert_int_equal(sqlite3_exec(r, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(r), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_wal_checkpoint_v2(w, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done), SQLITE_OK);
+	assert_int_equal(log, 0);
+	snprintf(copy, sizeof(copy), "%s/copy.db", f->dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", f->path, copy);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(table_sums(copy, &n, &bytes), SQLITE_OK);
+	assert_int_equal(n, 190);
+	assert_int_equal(bytes, want);
+	sqlite3 *c = NULL;
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_open_v2(copy, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(c, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+	sqlite3_close(c);
+	assert_int_equal(sqlite3_close(w), SQLITE_OK);
+}
+
+/* A writer killed with its WAL uncopied: the next open rebuilds the WAL
+ * index from the file, reading ahead under the write lock, and finds every
+ * commit (a byte served wrong would fail a frame's checksum and cut the WAL
+ * short there). */
+static void
+test_recovery_finds_every_commit(void **state)
+{
+	struct fx *f = *state;
+	int64_t want, n = 0, bytes = 0;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int64_t b = 0;
+		sqlite3 *w = wal_table(f->path, 400, &b);
+		if (!w)
+			_exit(10);
+		/* The expected total, for the parent. */
+		char p[128];
+		snprintf(p, sizeof(p), "%s/bytes", f->dir);
+		FILE *o = fopen(p, "w");
+		if (!o || fprintf(o, "%lld\n", (long long)b) < 0 || fclose(o) != 0)
+			_exit(11);
+		raise(SIGKILL);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	char p[128];
+	snprintf(p, sizeof(p), "%s/bytes", f->dir);
+	FILE *in = fopen(p, "r");
+	long long b = 0;
+	assert_non_null(in);
+	assert_int_equal(fscanf(in, "%lld", &b), 1);
+	fclose(in);
+	want = b;
+
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, "agentd"), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "SELECT count(*), sum(length(x)) FROM t", -1, &st, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(st, 0), 400);
+	assert_int_equal(sqlite3_column_int64(st, 1), want);
+	sqlite3_finalize(st);
+	/* And what a checkpoint copies from it reads back alone. */
+	assert_int_equal(
+	    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(table_sums(f->path, &n, &bytes), SQLITE_OK);
+	assert_int_equal(n, 400);
+	assert_int_equal(bytes, want);
+}
+
+/* A checkpoint that cannot grow the database to its full size (a file size
+ * limit ten pages short of it here, a full disk in use) fails, and the
+ * process goes on: the pages past what the file could hold were not
+ * gathered (they would be written, and fail, only at CKPT_DONE, whose error
+ * SQLite ignores), so the write that fails is SQLite's own, and the
+ * checkpoint is not recorded. With the limit lifted, the next one copies
+ * everything. */
+static void
+test_checkpoint_cannot_grow(void **state)
+{
+	struct fx *f = *state;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int64_t want = 0, n = 0, bytes = 0;
+		struct rlimit rl;
+		sqlite3_stmt *st = NULL;
+		sqlite3 *w = wal_table(f->path, 200, &want);
+		if (!w || sqlite3_prepare_v2(w, "PRAGMA page_count", -1, &st, NULL) != SQLITE_OK ||
+		    sqlite3_step(st) != SQLITE_ROW)
+			_exit(10);
+		off_t full = (off_t)sqlite3_column_int64(st, 0) * 1024, limit = full - 10 * 1024;
+		sqlite3_finalize(st);
+		if (file_size(f->path) >= limit)
+			_exit(10);
+		signal(SIGXFSZ, SIG_IGN);
+		if (getrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(11);
+		rlim_t cur = rl.rlim_cur;
+		rl.rlim_cur = (rlim_t)limit;
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(11);
+		if (sqlite3_wal_checkpoint_v2(w, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
+		    SQLITE_OK)
+			_exit(12); /* grew past the limit? */
+		if (file_size(f->path) > limit)
+			_exit(13);
+		rl.rlim_cur = cur;
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			_exit(11);
+		if (table_sums(f->path, &n, &bytes) != SQLITE_OK || n != 200 || bytes != want)
+			_exit(14);
+		if (sqlite3_wal_checkpoint_v2(w, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) !=
+		    SQLITE_OK)
+			_exit(15);
+		sqlite3_close(w);
+		if (file_size(f->path) != full || table_sums(f->path, &n, &bytes) != SQLITE_OK ||
+		    n != 200 || bytes != want)
+			_exit(16);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status)); /* not aborted */
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int
 main(void)
 {
@@ -251,6 +464,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_reader_sees_each_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_write_fails_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_write_releases_lock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_copies_every_page, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recovery_finds_every_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_cannot_grow, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
