@@ -92,12 +92,12 @@ main(int argc, char **argv)
 			return 1;
 		sup_replay_consume(&rp, (size_t)k);
 		/* As call.c answers a replayed call: the stored canonical text
-		 * framed as it is. */
+		 * framed as it is (with the text block, MCP's default). */
 		const struct store_call *sc = &rp.calls[k];
 		char *text = NULL;
 		size_t len = 0;
 		if (proto_stored_result_frame(id, sc->result_text, sc->result_len, false, sc->seq,
-					      true, &text, &len) < 0)
+					      true, true, &text, &len) < 0)
 			return 1;
 		bytes += len;
 		free(text);

@@ -55,7 +55,8 @@ struct sup_pending {
 	char hash[AGD_SHA256_HEX]; /* of args */
 	int64_t seq, t0_ns, started_ms;
 	enum tool_class cls;
-	bool rerun; /* of a journaled intent (unknown outcome): no intent row to write */
+	bool rerun;	 /* of a journaled intent (unknown outcome): no intent row to write */
+	bool reply_text; /* the reply carries the text block (r->call_text) */
 	char *rule_id, *path_root, *decision; /* copies: a reload may replace the policy */
 	/* phase results */
 	bool dead;	/* failed or abandoned: no further phase, no reply */
@@ -305,6 +306,7 @@ sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, con
 	    .started_ms = agd_wall_ms(),
 	    .cls = t->classify(exec_args),
 	    .rerun = rerun,
+	    .reply_text = r->call_text,
 	    .rule_id = strdup(pr->rule_id ? pr->rule_id : ""),
 	    .path_root = pr->path_root ? strdup(pr->path_root) : NULL,
 	    .decision = strdup(decision),
@@ -526,7 +528,7 @@ reply(struct sup_pending *p)
 					p->is_error ? "error" : "ok", false,
 					(agd_now_ns() - p->t0_ns) / 1000));
 	int e = proto_stored_result_frame(p->id, p->text, p->text_len, p->is_error, p->seq, false,
-					  &frame, &len);
+					  p->reply_text, &frame, &len);
 	if (e == 0)
 		sup_send_frame(r, frame, len);
 	else

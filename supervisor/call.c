@@ -15,9 +15,9 @@
 
 /* The MCP result for a stored outcome, tagged with its seq (and replay flag). */
 static json_t *
-tool_reply(const json_t *content, bool is_error, int64_t seq, bool replayed)
+tool_reply(const json_t *content, bool is_error, int64_t seq, bool replayed, bool text)
 {
-	json_t *res = proto_tool_result(json_deep_copy(content), is_error);
+	json_t *res = proto_tool_result(json_deep_copy(content), is_error, text);
 	json_t *meta = json_pack("{s:I}", "agentd/seq", (json_int_t)seq);
 
 	if (!res || !meta) {
@@ -391,8 +391,8 @@ do_replayed_call(struct sup_run *r, const json_t *id, struct store_call *c)
 	size_t len = 0;
 	if (c->status != STORE_CALL_DENIED && c->result_text &&
 	    proto_stored_result_frame(id, c->result_text, c->result_len,
-				      c->status == STORE_CALL_ERROR, c->seq, true, &frame,
-				      &len) == 0) {
+				      c->status == STORE_CALL_ERROR, c->seq, true, r->call_text,
+				      &frame, &len) == 0) {
 		sup_send_frame(r, frame, len);
 		return;
 	}
@@ -412,15 +412,15 @@ do_replayed_call(struct sup_run *r, const json_t *id, struct store_call *c)
 		    data ? json_deep_copy(data) : NULL);
 		return;
 	}
-	sup_send(r, proto_result(
-			id, tool_reply(c->result, c->status == STORE_CALL_ERROR, c->seq, true)));
+	sup_send(r, proto_result(id, tool_reply(c->result, c->status == STORE_CALL_ERROR, c->seq,
+						true, r->call_text)));
 }
 
 void
 sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 {
 	const char *tool = NULL;
-	json_t *args = NULL;
+	json_t *args = NULL, *meta = NULL;
 	json_error_t jerr;
 	char hash[AGD_SHA256_HEX];
 
@@ -431,13 +431,15 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 		return;
 	}
 	if (!params ||
-	    json_unpack_ex(params, &jerr, JSON_STRICT, "{s:s,s?o}", "name", &tool, "arguments",
-			   &args) < 0 ||
-	    (args && !json_is_object(args))) {
+	    json_unpack_ex(params, &jerr, JSON_STRICT, "{s:s,s?o,s?o}", "name", &tool, "arguments",
+			   &args, "_meta", &meta) < 0 ||
+	    (args && !json_is_object(args)) || (meta && !json_is_object(meta))) {
 		sup_reply_error(r, id, PROTO_INVALID_PARAMS,
 				"tools/call needs {\"name\": string, \"arguments\": object}", NULL);
 		return;
 	}
+	/* Only false turns the text block off: MCP's SHOULD is the default. */
+	r->call_text = !json_is_false(json_object_get(meta, "agentd/text"));
 	cleanup_json json_t *empty = args ? NULL : json_object();
 	if (!args)
 		args = empty;

@@ -87,6 +87,11 @@ struct sup_run {
 	struct agd_watch w_grace;
 	/* sup_run_pause: the broker reads nothing until sup_run_resume. */
 	bool paused;
+	/* The tools/call being answered wants the result's text block
+	 * (docs/protocol.md: "_meta": {"agentd/text": false} turns it off).
+	 * One call is answered at a time: the broker reads nothing more while
+	 * a call waits (for its approval, or in the group commit). */
+	bool call_text;
 
 	/* Group commit (batch.c): the batch the run's live calls join, and its
 	 * one queued call (the broker reads nothing more while it is set). */

@@ -417,35 +417,25 @@ proto_notification(const char *method, json_t *params)
 }
 
 json_t *
-proto_tool_result(json_t *content, bool is_error)
+proto_tool_result(json_t *content, bool is_error, bool text)
 {
 	cleanup_json json_t *c = content;
-	cleanup_free char *text = NULL;
-	json_t *item, *arr, *res;
+	cleanup_json json_t *arr = NULL;
+	json_t *res;
 
 	if (!c)
 		return NULL;
-	text = json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (!text)
-		return NULL;
-	res = json_object();
 	arr = json_array();
-	item = json_object();
-	if (!res || !arr || !item) {
-		json_decref(res);
-		json_decref(arr);
-		json_decref(item);
+	if (!arr)
 		return NULL;
+	if (text) {
+		cleanup_free char *t = json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (!t || json_array_append_new(
+			      arr, json_pack("{s:s,s:s}", "type", "text", "text", t)) < 0)
+			return NULL;
 	}
-	/* The array and item are owned by res as soon as they are set. */
-	if (json_object_set_new(res, "content", arr) < 0) {
-		json_decref(item);
-		json_decref(res);
-		return NULL;
-	}
-	if (json_array_append_new(arr, item) < 0 ||
-	    json_object_set_new(item, "type", json_string("text")) < 0 ||
-	    json_object_set_new(item, "text", json_string(text)) < 0 ||
+	res = json_object();
+	if (!res || json_object_set_new(res, "content", steal_ptr(&arr)) < 0 ||
 	    json_object_set_new(res, "structuredContent", steal_ptr(&c)) < 0 ||
 	    json_object_set_new(res, "isError", json_boolean(is_error)) < 0) {
 		json_decref(res);
@@ -505,12 +495,12 @@ escape_into(char *out, const char *s, size_t len)
 
 int
 proto_stored_result_frame(const json_t *id, const char *content, size_t len, bool is_error,
-			  int64_t seq, bool replayed, char **ret, size_t *ret_len)
+			  int64_t seq, bool replayed, bool text, char **ret, size_t *ret_len)
 {
 	cleanup_free char *id_txt = NULL;
 	cleanup_free char *buf = NULL;
-	char head[64], tail[160];
-	int hl, tl;
+	char tail[160];
+	int tl;
 	size_t total;
 	char *p;
 
@@ -522,26 +512,29 @@ proto_stored_result_frame(const json_t *id, const char *content, size_t len, boo
 	/* Field order is that of proto_result(envelope) + proto_tool_result +
 	 * the _meta the broker adds, so a replayed reply is byte for byte what
 	 * encoding the parsed result would give. */
-	hl =
-	    snprintf(head, sizeof(head), "\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"");
 	tl = snprintf(tail, sizeof(tail), ",\"isError\":%s,\"_meta\":{\"agentd/seq\":%lld%s}}}\n",
 		      is_error ? "true" : "false", (long long)seq,
 		      replayed ? ",\"agentd/replayed\":true" : "");
-	if (hl < 0 || tl < 0 || (size_t)hl >= sizeof(head) || (size_t)tl >= sizeof(tail))
+	if (tl < 0 || (size_t)tl >= sizeof(tail))
 		return -EOVERFLOW;
 	/* Room for the text escaped at its longest (escape_into), so the
 	 * content is scanned once. */
-	total = strlen("{\"jsonrpc\":\"2.0\",\"id\":,") + strlen(id_txt) + (size_t)hl + 2 * len +
-		strlen("\"}],\"structuredContent\":") + len + (size_t)tl;
+	total = strlen("{\"jsonrpc\":\"2.0\",\"id\":,\"result\":{\"content\":[{\"type\":\"text\","
+		       "\"text\":\"\"}],\"structuredContent\":") +
+		strlen(id_txt) + (text ? 2 * len : 0) + len + (size_t)tl;
 	buf = malloc(total + 1);
 	if (!buf)
 		return -ENOMEM;
 	p = buf;
-	p += sprintf(p, "{\"jsonrpc\":\"2.0\",\"id\":%s,%s", id_txt, head);
-	p = escape_into(p, content, len);
-	if (!p)
-		return -EINVAL;
-	p += sprintf(p, "\"}],\"structuredContent\":");
+	p += sprintf(p, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[", id_txt);
+	if (text) {
+		p += sprintf(p, "{\"type\":\"text\",\"text\":\"");
+		p = escape_into(p, content, len);
+		if (!p)
+			return -EINVAL;
+		p += sprintf(p, "\"}");
+	}
+	p += sprintf(p, "],\"structuredContent\":");
 	memcpy(p, content, len);
 	p += len;
 	memcpy(p, tail, (size_t)tl);

@@ -93,13 +93,15 @@ int proto_send_frame(int fd, const char *text, size_t len, int timeout_ms);
 /* The encoded response frame (ending in '\n') answering request `id` with a
  * stored tool outcome, from content's canonical text (len bytes, one JSON
  * value, as the journal holds it) without parsing or re-encoding it: the
- * bytes proto_send gives for proto_result(id, proto_tool_result(content))
- * with "_meta": {"agentd/seq": seq[, "agentd/replayed": true]}. The text is
- * read once. *ret is malloc'd; 0 or -errno (-EINVAL: empty, or a control
- * character that no JSON text holds). */
+ * bytes proto_send gives for proto_result(id, proto_tool_result(content,
+ * is_error, text)) with "_meta": {"agentd/seq": seq[, "agentd/replayed":
+ * true]}. The text is read once. *ret is malloc'd; 0 or -errno (-EINVAL:
+ * empty, or with text a control character that no JSON text holds). */
 int proto_stored_result_frame(const json_t *id, const char *content, size_t len, bool is_error,
-			      int64_t seq, bool replayed, char **ret, size_t *ret_len);
+			      int64_t seq, bool replayed, bool text, char **ret, size_t *ret_len);
 
 /* MCP tool result: {"content":[{"type":"text","text":<compact json>}],
- * "structuredContent": content, "isError": is_error}. Steals content. */
-json_t *proto_tool_result(json_t *content, bool is_error);
+ * "structuredContent": content, "isError": is_error}; without text (the
+ * client reads structuredContent only: "agentd/text": false) "content" is
+ * [] and the result is not encoded twice. Steals content. */
+json_t *proto_tool_result(json_t *content, bool is_error, bool text);

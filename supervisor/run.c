@@ -673,6 +673,7 @@ sup_run_open(struct agd_loop *loop, struct store *st, const char *run_id,
 	r->w_pid.fd = r->w_chan.fd = r->w_timer.fd = r->viol.w.fd = r->w_wall.fd = -1;
 	r->w_grace.fd = -1;
 	r->exit_code = -1;
+	r->call_text = true;
 	r->batch = opt->batch;
 	if (!r->batch) {
 		r->batch = sup_batch_new(loop, st, 0); /* one run: its tools on its loop */

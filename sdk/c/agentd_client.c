@@ -234,11 +234,12 @@ parse_frame(const char *f, size_t len, json_t **ret)
 }
 
 /* ---- the reply to a tools/call without building it ----
- * A live or replayed call's reply carries its result twice (the text block
- * and structuredContent) and structuredContent is what agentd_call returns,
- * as the supervisor wrote it. Parsing the frame into jansson values and
- * encoding structuredContent again cost more than the rest of a call; this
- * scanner checks the frame and finds that text in one pass instead. It
+ * A live or replayed call's reply carries its result as structuredContent,
+ * which is what agentd_call returns as the supervisor wrote it (and as a
+ * text block too unless the call asked for none: the scanner skips it).
+ * Parsing the frame into jansson values and encoding structuredContent
+ * again cost more than the rest of a call; this scanner checks the frame
+ * and finds that text in one pass instead. It
  * accepts only what it fully checks (JSON syntax, UTF-8, no NUL, no lone
  * surrogate, no repeated key, integers that fit) and leaves everything else
  * (errors, messages, isError, a bare MCP result, \u-escaped or repeated keys,
@@ -860,6 +861,7 @@ request_call_text(struct agentd_client *c, const char *tool, const char *args, s
 {
 	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"method\":\"tools/call\","
 				   "\"params\":{\"name\":\"%s\",\"arguments\":";
+	static const char tail[] = ",\"_meta\":{\"agentd/text\":false}}}";
 	size_t tlen = strlen(tool);
 	int64_t id;
 	int r;
@@ -869,14 +871,14 @@ request_call_text(struct agentd_client *c, const char *tool, const char *args, s
 			return -EAGAIN;
 	if (alen > AGENTD_MAX_FRAME)
 		return -EMSGSIZE;
-	cleanup_free char *text = malloc(sizeof(head) + 24 + tlen + alen + 3);
+	cleanup_free char *text = malloc(sizeof(head) + 24 + tlen + alen + sizeof(tail));
 	if (!text)
 		return -ENOMEM;
 	id = c->next_id++;
 	int n = sprintf(text, head, (long long)id, tool);
 	memcpy(text + n, args, alen);
-	memcpy(text + n + alen, "}}", 2);
-	r = send_text(c, text, (size_t)n + alen + 2);
+	memcpy(text + n + alen, tail, sizeof(tail) - 1);
+	r = send_text(c, text, (size_t)n + alen + sizeof(tail) - 1);
 	if (r < 0)
 		return r;
 	return await_reply(c, id, ret_result, fast, err);
@@ -963,7 +965,8 @@ agentd_call(struct agentd_client *c, const char *tool, const char *args_json,
 	if (r == -EAGAIN) {
 		if (!args && parse_params(args_json, &args) < 0)
 			return -EINVAL;
-		params = json_pack("{s:s, s:O}", "name", tool, "arguments", args);
+		params = json_pack("{s:s, s:O, s:{s:b}}", "name", tool, "arguments", args, "_meta",
+				   "agentd/text", 0);
 		if (!params)
 			return -ENOMEM;
 		r = request_json(c, "tools/call", params, &result, &fast, err);

@@ -66,7 +66,9 @@ int agentd_request(struct agentd_client *c, const char *method, const char *para
 
 /* tools/call. args_json may be NULL ("{}"). On success *ret_result_json is the
  * structuredContent as compact JSON (malloc'd). A tool-level failure returns
- * -AGENTD_ETOOL with err->code/message and err->json = the structuredContent. */
+ * -AGENTD_ETOOL with err->code/message and err->json = the structuredContent.
+ * The request asks for no text copy of the result ("_meta":
+ * {"agentd/text": false}); a reply that has one is read the same. */
 int agentd_call(struct agentd_client *c, const char *tool, const char *args_json,
 		char **ret_result_json, struct agentd_error *err);
 

@@ -322,7 +322,9 @@ class Client:
         LimitReached or ProtocolError. After the call, last_replayed says
         whether the result came from the journal instead of a live run.
         """
-        res = self.request("tools/call", {"name": tool, "arguments": args or {}})
+        # Only structuredContent is read: no text copy of it is needed.
+        res = self.request("tools/call", {"name": tool, "arguments": args or {},
+                                          "_meta": {"agentd/text": False}})
         if not isinstance(res, dict):
             raise ProtocolError("tools/call result is not an object")
         meta = res.get("_meta") if isinstance(res.get("_meta"), dict) else {}

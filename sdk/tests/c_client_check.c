@@ -89,6 +89,14 @@ main(void)
 	free(out);
 	out = NULL;
 
+	/* Arguments on two lines: the request is built by jansson, not
+	 * framed around their text. */
+	r = agentd_call(c, "fs.write", "{\"path\":\n\"/out/r.md\"}", &out, &err);
+	check("multi-line args",
+	      r == 0 && out && strcmp(out, "{\"path\":\"/out/r.md\",\"bytes\":3}") == 0, out);
+	free(out);
+	out = NULL;
+
 	r = agentd_call(c, "fs.read", "{\"path\":\"/data/garbage\"}", &out, &err);
 	check("garbage frame", r == -EPROTO, agentd_strerror(r));
 

@@ -148,12 +148,12 @@ def run_tool(tool, args, key):
     return tool_err("ENOSYS", "tool not implemented by the fake supervisor")
 
 
-def tool_result(content, is_error, seq, replayed=False):
+def tool_result(content, is_error, seq, replayed=False, text=True):
     meta = {"agentd/seq": seq}
     if replayed:
         meta["agentd/replayed"] = True
-    return {"content": [{"type": "text", "text": json.dumps(content, separators=(",", ":"))}],
-            "structuredContent": content, "isError": is_error, "_meta": meta}
+    blocks = [{"type": "text", "text": json.dumps(content, separators=(",", ":"))}] if text else []
+    return {"content": blocks, "structuredContent": content, "isError": is_error, "_meta": meta}
 
 
 class Fake:
@@ -254,6 +254,11 @@ class Fake:
             reply = {"result": {"seq": self.state_seq}}
         elif method == "tools/call":
             tool, args = params.get("name"), params.get("arguments") or {}
+            # Like agentd with --text-flag: no text block when the call says
+            # "agentd/text": false; without it, like a supervisor that ignores it.
+            meta = params.get("_meta")
+            with_text = not (self.opts.text_flag and isinstance(meta, dict)
+                             and meta.get("agentd/text") is False)
             entry = self.scripted(tool, args)
             if entry is not None:
                 for text in entry.get("notify", []):
@@ -268,10 +273,11 @@ class Fake:
                 if "error" in entry:
                     reply = {"error": entry["error"]}
                 elif "tool_error" in entry:
-                    reply = {"result": tool_result({"error": entry["tool_error"]}, True, seq)}
+                    reply = {"result": tool_result({"error": entry["tool_error"]}, True, seq,
+                                                   text=with_text)}
                 else:
                     reply = {"result": tool_result(entry.get("result", {}), False, seq,
-                                                   entry.get("replayed", False))}
+                                                   entry.get("replayed", False), with_text)}
             elif self.live:
                 reply = self.live_call(tool, args)
             else:
@@ -347,6 +353,8 @@ def main():
     ap.add_argument("--deny", action="store_true")
     ap.add_argument("--max-restarts", type=int, default=3)
     ap.add_argument("--log")
+    ap.add_argument("--text-flag", action="store_true",
+                    help='honour "_meta": {"agentd/text": false} in tools/call')
     ap.add_argument("cmd", nargs="+")
     opts = ap.parse_args()
     sys.exit(Fake(opts).run(opts.cmd))

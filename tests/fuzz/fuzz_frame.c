@@ -48,7 +48,8 @@ handle_frame(const char *frame, size_t len)
 	case PROTO_REQUEST:
 		if (!m.method || !m.id || (!json_is_string(m.id) && !json_is_integer(m.id)))
 			abort();
-		check_reply(proto_result(m.id, proto_tool_result(json_deep_copy(m.root), false)));
+		check_reply(
+		    proto_result(m.id, proto_tool_result(json_deep_copy(m.root), false, true)));
 		break;
 	case PROTO_NOTIFICATION:
 		if (!m.method || m.id)

@@ -49,11 +49,28 @@ if nm "$SDK/lib/libagentd_client.a" 2>/dev/null | grep __asan_ >/dev/null; then
 fi
 cc -std=gnu17 -Wall -Wextra -Werror $SAN -I"$SDK/include" -o "$TMP/c_client_check" \
 	"$SRC/sdk/tests/c_client_check.c" "$SDK/lib/libagentd_client.a" -ljansson
+# Against a supervisor that ignores "agentd/text" (every reply has the text
+# block), then one that honours it (content []): the same results.
 if "$PY" "$FAKE" --scenario "$TMP/scenario.json" -- "$TMP/c_client_check"; then
 	pass "C library checks"
 else
 	fail "C library checks"
 fi
+rm -f "$TMP/frames.jsonl"
+if "$PY" "$FAKE" --text-flag --scenario "$TMP/scenario.json" --log "$TMP/frames.jsonl" -- \
+	"$TMP/c_client_check"; then
+	pass "C library checks, replies without the text block"
+else
+	fail "C library checks, replies without the text block"
+fi
+"$PY" - "$TMP/frames.jsonl" <<'PYEOF' && pass 'every call sends "agentd/text": false' || fail "no text flag on the wire"
+import json, sys
+calls = [f for f in map(json.loads, open(sys.argv[1])) if f.get("method") == "tools/call"]
+# Framed around the caller's text (one line) and built by jansson (not).
+assert {f["params"]["name"] for f in calls} >= {"fs.read", "fs.write"}, calls
+for f in calls:
+    assert f["params"]["_meta"] == {"agentd/text": False}, f
+PYEOF
 
 # 2. agentd-call: run one invocation under the fake; sets out, errout, rc.
 run_call() {
@@ -99,7 +116,8 @@ STDIN="$TMP/stdin.json" run_call fs.write -
 import json, sys
 f = [json.loads(l) for l in open(sys.argv[1])][0]
 assert f["method"] == "tools/call" and f["id"] == 1, f
-assert f["params"] == {"name": "fs.write", "arguments": {"path": "/out/r.md", "content": "x\ny"}}, f
+assert f["params"] == {"name": "fs.write", "arguments": {"path": "/out/r.md", "content": "x\ny"},
+                       "_meta": {"agentd/text": False}}, f
 PYEOF
 
 run_call fs.read 'not json'

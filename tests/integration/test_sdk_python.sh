@@ -44,6 +44,12 @@ PYTHONPATH="$SRC/sdk/python" "$PY" "$SRC/sdk/tests/fake_supervisor.py" \
 	--scenario "$TMP/scenario.json" --log "$TMP/frames.jsonl" -- \
 	"$PY" "$SRC/sdk/tests/python_client_check.py" || rc=$?
 [ "$rc" -eq 0 ] || { echo "FAIL: client checks (exit $rc)"; exit 1; }
+# The same against a supervisor that honours "agentd/text": false (content []).
+PYTHONPATH="$SRC/sdk/python" "$PY" "$SRC/sdk/tests/fake_supervisor.py" --text-flag \
+	--scenario "$TMP/scenario.json" -- \
+	"$PY" "$SRC/sdk/tests/python_client_check.py" >"$TMP/notext.out" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$TMP/notext.out"; echo "FAIL: client checks without the text block (exit $rc)"; exit 1; }
+echo "ok   client checks, replies without the text block"
 
 # What the SDK put on the wire: unique increasing ids, the right methods and
 # params, and an answer to the supervisor's ping.
@@ -60,6 +66,8 @@ ckpt = [f for f in reqs if f["method"] == "agentd/checkpoint"][0]
 assert ckpt["params"]["state"]["ünï"] == "✓", ckpt
 w = [f for f in reqs if f["method"] == "tools/call" and f["params"]["name"] == "fs.write"][0]
 assert w["params"]["arguments"] == {"path": "/out/r.md", "content": "x\ny", "append": True}, w
+calls = [f for f in reqs if f["method"] == "tools/call"]
+assert all(f["params"]["_meta"] == {"agentd/text": False} for f in calls), calls
 h = [f for f in reqs if f["method"] == "tools/call" and f["params"]["name"] == "http.request"][1]
 assert h["params"]["arguments"] == {"method": "GET", "url": "http://127.0.0.1/big",
                                     "headers": {"X-A": "1"}, "timeout_ms": 500}, h

@@ -386,13 +386,24 @@ test_builders(void **state)
 	    "\"mode\":\"queue\"}}");
 	expect_dump(proto_notification("ping", NULL), "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}");
 	expect_dump(
-	    proto_tool_result(json_pack("{s:s,s:i}", "path", "/a", "bytes", 2), false),
+	    proto_tool_result(json_pack("{s:s,s:i}", "path", "/a", "bytes", 2), false, true),
 	    "{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"path\\\":\\\"/a\\\",\\\"bytes\\\":"
 	    "2}\"}],\"structuredContent\":{\"path\":\"/a\",\"bytes\":2},\"isError\":false}");
+	/* "agentd/text": false: no text block, the same structuredContent. */
+	expect_dump(
+	    proto_tool_result(json_pack("{s:s,s:i}", "path", "/a", "bytes", 2), false, false),
+	    "{\"content\":[],\"structuredContent\":{\"path\":\"/a\",\"bytes\":2},"
+	    "\"isError\":false}");
 	expect_dump(
 	    proto_tool_result(
 		json_pack("{s:{s:s,s:s}}", "error", "code", "ENOENT", "message", "no such file"),
-		true),
+		true, false),
+	    "{\"content\":[],\"structuredContent\":{\"error\":{\"code\":\"ENOENT\",\"message\":"
+	    "\"no such file\"}},\"isError\":true}");
+	expect_dump(
+	    proto_tool_result(
+		json_pack("{s:{s:s,s:s}}", "error", "code", "ENOENT", "message", "no such file"),
+		true, true),
 	    "{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"error\\\":{\\\"code\\\":"
 	    "\\\"ENOENT\\\",\\\"message\\\":\\\"no such file\\\"}}\"}],\"structuredContent\":"
 	    "{\"error\":{\"code\":\"ENOENT\",\"message\":\"no such file\"}},\"isError\":true}");
@@ -437,8 +448,9 @@ test_stored_result_frame(void **state)
 		v = json_loads(canon, JSON_DECODE_ANY, NULL);
 		assert_non_null(v);
 		for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++) {
-			for (int err = 0; err < 2; err++) {
-				json_t *res = proto_tool_result(json_deep_copy(v), err);
+			for (int err = 0; err < 4; err++) {
+				bool text = err < 2;
+				json_t *res = proto_tool_result(json_deep_copy(v), err & 1, text);
 				json_t *meta = json_pack("{s:I,s:b}", "agentd/seq", (json_int_t)42,
 							 "agentd/replayed", 1);
 				json_object_set_new(res, "_meta", meta);
@@ -447,10 +459,10 @@ test_stored_result_frame(void **state)
 				json_decref(msg);
 				char *got = NULL;
 				size_t len = 0;
-				assert_int_equal(proto_stored_result_frame(ids[k], canon,
-									   strlen(canon), err, 42,
-									   true, &got, &len),
-						 0);
+				assert_int_equal(
+				    proto_stored_result_frame(ids[k], canon, strlen(canon), err & 1,
+							      42, true, text, &got, &len),
+				    0);
 				assert_int_equal(len, strlen(want) + 1);
 				assert_int_equal(got[len - 1], '\n');
 				got[len - 1] = '\0';
@@ -464,13 +476,48 @@ test_stored_result_frame(void **state)
 		json_decref(ids[k]);
 	char *got = NULL;
 	size_t len = 0;
-	assert_int_equal(proto_stored_result_frame(NULL, "", 0, false, 1, true, &got, &len),
+	assert_int_equal(proto_stored_result_frame(NULL, "", 0, false, 1, true, true, &got, &len),
+			 -EINVAL);
+	assert_null(got);
+	assert_int_equal(proto_stored_result_frame(NULL, "", 0, false, 1, true, false, &got, &len),
 			 -EINVAL);
 	assert_null(got);
 	/* A control character no JSON text holds (it would need \u00XX). */
 	assert_int_equal(
-	    proto_stored_result_frame(NULL, "[\"a\x01\"]", 6, false, 1, true, &got, &len), -EINVAL);
+	    proto_stored_result_frame(NULL, "[\"a\x01\"]", 6, false, 1, true, true, &got, &len),
+	    -EINVAL);
 	assert_null(got);
+}
+
+/* The exact bytes of a stored result's frame with and without the text
+ * block ("_meta": {"agentd/text": false} in the call). */
+static void
+test_stored_result_frame_bytes(void **state)
+{
+	static const char content[] = "{\"s\":\"a\\\"b\\n\"}";
+	json_t *id = json_integer(3);
+	char *got = NULL;
+	size_t len = 0;
+	(void)state;
+
+	assert_int_equal(proto_stored_result_frame(id, content, strlen(content), false, 5, false,
+						   true, &got, &len),
+			 0);
+	assert_string_equal(got, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[{\"type\":"
+				 "\"text\",\"text\":\"{\\\"s\\\":\\\"a\\\\\\\"b\\\\n\\\"}\"}],"
+				 "\"structuredContent\":{\"s\":\"a\\\"b\\n\"},\"isError\":false,"
+				 "\"_meta\":{\"agentd/seq\":5}}}\n");
+	assert_int_equal(len, strlen(got));
+	free(got);
+	assert_int_equal(proto_stored_result_frame(id, content, strlen(content), true, 5, true,
+						   false, &got, &len),
+			 0);
+	assert_string_equal(got, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[],"
+				 "\"structuredContent\":{\"s\":\"a\\\"b\\n\"},\"isError\":true,"
+				 "\"_meta\":{\"agentd/seq\":5,\"agentd/replayed\":true}}}\n");
+	assert_int_equal(len, strlen(got));
+	free(got);
+	json_decref(id);
 }
 
 static void
@@ -541,6 +588,7 @@ main(void)
 	    cmocka_unit_test(test_parse_deep_nesting),
 	    cmocka_unit_test(test_builders),
 	    cmocka_unit_test(test_stored_result_frame),
+	    cmocka_unit_test(test_stored_result_frame_bytes),
 	    cmocka_unit_test(test_send_roundtrip_and_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

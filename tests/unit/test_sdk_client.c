@@ -12,7 +12,7 @@
 
 /* supervisor/proto.c: the frame a live or replayed call is answered with. */
 int proto_stored_result_frame(const json_t *id, const char *content, size_t len, bool is_error,
-			      int64_t seq, bool replayed, char **ret, size_t *ret_len);
+			      int64_t seq, bool replayed, bool text, char **ret, size_t *ret_len);
 
 /* What agentd_call's jansson path makes of frame as the reply to id 1: true
  * with structuredContent's compact text when it is a plain result. */
@@ -101,12 +101,14 @@ test_supervisor_frames(void **state)
 	json_t *id = json_integer(1);
 
 	for (size_t i = 0; i < sizeof(contents) / sizeof(contents[0]); i++) {
-		for (int replayed = 0; replayed <= 1; replayed++) {
+		/* With and without the text block ("agentd/text": false). */
+		for (int k = 0; k < 4; k++) {
 			const char *text = contents[i].text;
 			char *frame = NULL;
 			size_t len = 0;
 			assert_int_equal(proto_stored_result_frame(id, text, strlen(text), false,
-								   7 + i, replayed, &frame, &len),
+								   7 + i, k & 1, k < 2, &frame,
+								   &len),
 					 0);
 			len--; /* the newline */
 			if (check_frame(frame, len) != contents[i].taken)
@@ -300,17 +302,30 @@ test_call_over_socket(void **state)
 	assert_int_equal(agentd_call(c, "agentd.echo", "{\"b\":\n 1}", &out, &err), 0);
 	assert_string_equal(out, "{\"text\":\"\"}"); /* a bare result without text */
 	free(out);
+	/* A reply without the text block, as the call asked ("agentd/text": false). */
+	static const char fourth[] =
+	    "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"content\":[],\"structuredContent\":"
+	    "{\"x\":[1]},\"isError\":false,\"_meta\":{\"agentd/seq\":6}}}\n";
+	assert_int_equal(write(sv[1], fourth, sizeof(fourth) - 1), (ssize_t)sizeof(fourth) - 1);
+	assert_int_equal(agentd_call(c, "agentd.echo", "{\"x\":[1]}", &out, &err), 0);
+	assert_string_equal(out, "{\"x\":[1]}");
+	assert_int_equal(agentd_last_seq(c), 6);
+	free(out);
 	char sent[1024];
 	ssize_t n = read(sv[1], sent, sizeof(sent) - 1);
 	assert_true(n > 0);
 	sent[n] = '\0';
 	assert_string_equal(
-	    sent, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
-		  "\"agentd.echo\",\"arguments\":{\"v\":\"\xc3\xa9\"}}}\n"
-		  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
-		  "\"agentd.echo\",\"arguments\":{}}}\n"
-		  "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
-		  "\"agentd.echo\",\"arguments\":{\"b\":1}}}\n");
+	    sent,
+	    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+	    "\"agentd.echo\",\"arguments\":{\"v\":\"\xc3\xa9\"},\"_meta\":{\"agentd/text\":"
+	    "false}}}\n"
+	    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+	    "\"agentd.echo\",\"arguments\":{},\"_meta\":{\"agentd/text\":false}}}\n"
+	    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+	    "\"agentd.echo\",\"arguments\":{\"b\":1},\"_meta\":{\"agentd/text\":false}}}\n"
+	    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":"
+	    "\"agentd.echo\",\"arguments\":{\"x\":[1]},\"_meta\":{\"agentd/text\":false}}}\n");
 	agentd_client_free(c);
 	close(sv[1]);
 }
