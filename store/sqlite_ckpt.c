@@ -7,8 +7,9 @@
  * checkpoint never waits for the writer, and so never catches up with one
  * that keeps writing; but SQLite only rewinds the WAL to its start once a
  * checkpoint has copied every frame. So when the WAL reaches CKPT_CAP the
- * writer checkpoints what the thread has not copied yet (the frames since
- * its last pass), and its next commit starts the WAL over. The WAL left by
+ * thread makes one more pass, and once it has ended the writer checkpoints
+ * what it left (the frames committed during that pass: about a tenth of
+ * CKPT_STEP with 10 KB calls), and its next commit starts the WAL over. The WAL left by
  * a crash, which the next open reads back whole, stays near CKPT_CAP, and
  * under CKPT_HARD (the writer's threshold before) whatever the disk does.
  * The checkpoints' fsyncs are SQLite's, from a connection with the
@@ -42,6 +43,7 @@ struct store_ckpt {
 	bool power;
 	int step, cap, hard; /* in frames */
 	int next, last;	     /* writer only: frames at the next wake-up, at the last commit */
+	bool final;	     /* writer only: the last pass before its own was asked for */
 	bool started;	     /* writer only: the thread exists (or failed to start) */
 	pthread_t thread;    /* valid if started and !failed */
 	bool failed;
@@ -164,22 +166,37 @@ ckpt_start(struct store_ckpt *c)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* Whether the thread is out of a pass, after cancelling one not begun.
- * With wait, until it is. */
+/* Wake the thread for a pass, starting it first if need be. False if
+ * there is no thread (it could not be started). */
 static bool
-ckpt_idle(struct store_ckpt *c, bool wait)
+ckpt_wake(struct store_ckpt *c)
 {
-	bool idle;
+	if (!c->started)
+		ckpt_start(c);
+	if (c->failed)
+		return false;
+	pthread_mutex_lock(&c->mu);
+	c->pending = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return true;
+}
+
+/* Whether the pass asked for last has ended (or there is no thread). With
+ * wait, until it has. */
+static bool
+ckpt_done(struct store_ckpt *c, bool wait)
+{
+	bool done;
 
 	if (!c->started || c->failed)
 		return true;
 	pthread_mutex_lock(&c->mu);
-	c->pending = false;
-	while (wait && c->running)
+	while (wait && (c->pending || c->running))
 		pthread_cond_wait(&c->cv, &c->mu);
-	idle = !c->running;
+	done = !c->pending && !c->running;
 	pthread_mutex_unlock(&c->mu);
-	return idle;
+	return done;
 }
 
 static int
@@ -187,15 +204,23 @@ ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct store_ckpt *c = arg;
 
-	if (frames < c->last) /* the WAL started over */
+	if (frames < c->last) { /* the WAL started over */
 		c->next = c->step;
+		c->final = false;
+	}
 	c->last = frames;
 	if (frames >= c->cap) {
-		/* The frames the thread has not copied yet, once it is out of
-		 * its pass: a later commit if it is in one, unless the WAL has
-		 * grown to CKPT_HARD meanwhile (a pass slowed down by other
-		 * I/O); then this commit waits for it. No wake-up until then. */
-		if (!ckpt_idle(c, frames >= c->hard))
+		/* A last pass first, from here: what it leaves, the frames
+		 * committed while it runs, is what the writer copies itself,
+		 * once it has ended (a later commit), unless the WAL has grown
+		 * to CKPT_HARD meanwhile (a pass slowed down by other I/O); then
+		 * this commit waits for it. No other wake-up until then. */
+		if (!c->final) {
+			c->final = true;
+			if (ckpt_wake(c))
+				return SQLITE_OK;
+		}
+		if (!ckpt_done(c, frames >= c->hard))
 			return SQLITE_OK;
 		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		return SQLITE_OK;
@@ -203,14 +228,7 @@ ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	if (frames < c->next)
 		return SQLITE_OK;
 	c->next = frames + c->step;
-	if (!c->started)
-		ckpt_start(c);
-	if (c->failed)
-		return SQLITE_OK; /* the writer's checkpoints at CKPT_CAP remain */
-	pthread_mutex_lock(&c->mu);
-	c->pending = true;
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->mu);
+	ckpt_wake(c); /* without a thread, the writer's checkpoints at CKPT_CAP remain */
 	return SQLITE_OK;
 }
 
