@@ -8,9 +8,9 @@
  * that keeps writing; but SQLite only rewinds the WAL to its start once a
  * checkpoint has copied every frame. So when the WAL reaches CKPT_CAP the
  * thread makes one more pass, and once it has ended the writer checkpoints
- * what it left (the frames committed during that pass: about a tenth of
- * CKPT_STEP with 10 KB calls), and its next commit starts the WAL over. The WAL left by
- * a crash, which the next open reads back whole, stays near CKPT_CAP, and
+ * what it left (the frames committed during that pass: 165 to 220 KB with
+ * 10 KB calls), and its next commit starts the WAL over. The WAL left by a
+ * crash, which the next open reads back whole, stays near CKPT_CAP, and
  * under CKPT_HARD (the writer's threshold before) whatever the disk does.
  * The checkpoints' fsyncs are SQLite's, from a connection with the
  * writer's synchronous setting, plus one of the database per pass: no

@@ -84,7 +84,8 @@ struct vfile {
 	struct vfile *wal;  /* a database file: its connection's WAL, if open */
 	struct vfile *db;   /* a WAL file: its database file */
 	bool is_wal;
-	/* A WAL file's pending writes: len bytes for offset off.. */
+	/* Pending writes (a WAL's, or a database's during a checkpoint): len
+	 * bytes for offset off.. */
 	char *buf;
 	sqlite3_int64 off, next; /* next: where the last write ended (-1: none) */
 	int len;
@@ -122,7 +123,7 @@ flush(struct vfile *f)
 	return f->real->pMethods->xWrite(f->real, f->buf, n, f->off);
 }
 
-/* The WAL's buffer, before any call on the file but a continuing write. */
+/* The file's pending writes, before any call on it but a continuing write. */
 #define REAL(p) (((struct vfile *)(p))->real)
 #define FLUSHED(p, call)                                                                           \
 	do {                                                                                       \
