@@ -110,6 +110,14 @@ print_event(const char *run_id, int attempt, int64_t seq, const char *type, cons
 	fprintf(stderr, "%s\n", sup_format_event(attempt, seq, type, data, line, sizeof(line)));
 }
 
+static void
+print_call(const char *run_id, int attempt, const struct sup_call_line *c, void *ud)
+{
+	char line[1024];
+
+	fprintf(stderr, "%s\n", sup_format_call(c, line, sizeof(line)));
+}
+
 /* Hold the run's lock for as long as we supervise it: one supervisor per run. */
 static int
 lock_run(const char *dir, const char *id)
@@ -164,6 +172,7 @@ supervise(struct store *st, const char *dir, const char *id, enum sup_approval a
 	    .sandbox_uid = sid,
 	    .sandbox_gid = sid,
 	    .on_event = print_event,
+	    .on_call = print_call,
 	    .stdout_fd = -1,
 	    .stderr_fd = -1,
 	    .approval_idle_suspend_s = idle_suspend_opt,

@@ -446,7 +446,6 @@ start_run(struct serve *sv, struct serve_run *r)
 	    .sandbox_gid = (gid_t)r->sandbox_uid,
 	    .on_event = on_run_event,
 	    .event_ud = r,
-	    .no_call_events = true, /* on_run_event ignores them */
 	    .stdout_fd = r->log_wr,
 	    .stderr_fd = r->log_wr,
 	    .on_done = on_run_done,

@@ -522,17 +522,16 @@ reply(struct sup_pending *p)
 	char *frame = NULL;
 	size_t len = 0;
 
-	if (r->opt.on_event && !r->opt.no_call_events)
-		sup_emit(r, p->seq, "call.finished",
-			 sup_call_event(p->seq, p->t->name, p->decision, p->rule_id,
-					p->is_error ? "error" : "ok", false,
-					(agd_now_ns() - p->t0_ns) / 1000));
+	int64_t dur_us = (agd_now_ns() - p->t0_ns) / 1000;
 	int e = proto_stored_result_frame(p->id, p->text, p->text_len, p->is_error, p->seq, false,
 					  p->reply_text, &frame, &len);
 	if (e == 0)
 		sup_send_frame(r, frame, len);
 	else
 		sup_fail(r, "cannot answer #%lld: %s", (long long)p->seq, strerror(-e));
+	/* After the answer: the agent goes on while the line is written. */
+	sup_show_call(r, p->seq, p->t->name, p->decision, p->rule_id, p->is_error ? "error" : "ok",
+		      false, dur_us);
 }
 
 void

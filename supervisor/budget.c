@@ -270,9 +270,6 @@ sup_refuse_limit(struct sup_run *r, const json_t *id, const char *tool, const js
 	}
 	r->next_seq++;
 	r->last_seq = seq;
-	sup_emit(r, seq, "call.denied",
-		 json_pack("{s:I,s:s,s:s,s:s,s:s,s:b,s:I}", "seq", (json_int_t)seq, "tool", tool,
-			   "decision", "deny", "rule", rule, "outcome", "denied", "replayed", false,
-			   "duration_us", (json_int_t)0));
 	sup_reply_error(r, id, PROTO_LIMIT, "limit reached", data);
+	sup_show_call(r, seq, tool, "deny", rule, "denied", false, 0);
 }

@@ -71,13 +71,14 @@ approve(struct sup_run *r, int64_t seq, const char *tool, const json_t *args, co
 	return ask_tty(r, seq, tool, args, rule);
 }
 
-json_t *
-sup_call_event(int64_t seq, const char *tool, const char *decision, const char *rule,
-	       const char *outcome, bool replayed, int64_t dur_us)
+void
+sup_show_call(struct sup_run *r, int64_t seq, const char *tool, const char *decision,
+	      const char *rule, const char *outcome, bool replayed, int64_t dur_us)
 {
-	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:b,s:I}", "seq", (json_int_t)seq, "tool", tool,
-			 "decision", decision, "rule", rule ? rule : "", "outcome", outcome,
-			 "replayed", replayed, "duration_us", (json_int_t)dur_us);
+	if (!r->opt.on_call)
+		return;
+	struct sup_call_line c = {seq, tool, decision, rule, outcome, replayed, dur_us};
+	r->opt.on_call(r->id, r->attempt, &c, r->opt.event_ud);
 }
 
 static const char *
@@ -181,9 +182,8 @@ sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const jso
 	r->next_seq++;
 	r->last_seq = seq;
 	r->live_calls++;
-	sup_emit(r, seq, "call.denied",
-		 sup_call_event(seq, tool, decision, rule_id, "denied", false, 0));
 	sup_reply_error(r, id, code, message, data);
+	sup_show_call(r, seq, tool, decision, rule_id, "denied", false, 0);
 }
 
 /* Run an allowed live call at seq and answer it: intent unless pure, the tool
@@ -370,12 +370,7 @@ do_replayed_call(struct sup_run *r, const json_t *id, struct store_call *c)
 	if (!r->first_replayed)
 		r->first_replayed = c->seq;
 	r->last_replayed = c->seq;
-	/* call.* events are only shown live (sup_emit): build one only for a
-	 * listener, so a replay does not pay for it per call. */
-	if (r->opt.on_event && !r->opt.no_call_events)
-		sup_emit(r, c->seq, "call.replayed",
-			 sup_call_event(c->seq, c->tool, c->decision, c->rule,
-					outcome_name(c->status), true, 0));
+	sup_show_call(r, c->seq, c->tool, c->decision, c->rule, outcome_name(c->status), true, 0);
 	if (c->compacted) {
 		/* Retention dropped this outcome: nothing can answer it. Only a
 		 * re-execution that ignores the saved state gets here. */

@@ -190,9 +190,9 @@ int sup_call_job(struct sup_run *r, const struct tool_def *t, const json_t *args
 		 const char *path_root, enum tool_class cls, struct sup_job **ret_job);
 int sup_call_job_done(struct sup_run *r, struct sup_job *j, json_t **ret_content,
 		      bool *ret_is_error);
-/* The live-only call.* event. */
-json_t *sup_call_event(int64_t seq, const char *tool, const char *decision, const char *rule,
-		       const char *outcome, bool replayed, int64_t dur_us);
+/* Show a call on the live timeline (the options' on_call, if any). */
+void sup_show_call(struct sup_run *r, int64_t seq, const char *tool, const char *decision,
+		   const char *rule, const char *outcome, bool replayed, int64_t dur_us);
 
 /* batch.c: the group commit. add queues an allowed live call (its run reads
  * nothing more until it is answered; r->pending); flush runs every queued call

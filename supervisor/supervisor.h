@@ -42,6 +42,20 @@ enum sup_divergence {
 typedef void (*sup_event_fn)(const char *run_id, int attempt, int64_t seq, const char *type,
 			     const json_t *data, void *ud);
 
+/* A brokered call as the live timeline shows it. Never stored: the call's
+ * journal row is its record. */
+struct sup_call_line {
+	int64_t seq;
+	const char *tool, *decision, *rule; /* rule: NULL or "" for none */
+	const char *outcome;		    /* "ok", "error", "denied", "unknown" */
+	bool replayed;
+	int64_t duration_us; /* shown for a live call that ran */
+};
+
+/* Receives each call as it is answered; used by `agentd run` to print it. */
+typedef void (*sup_call_fn)(const char *run_id, int attempt, const struct sup_call_line *c,
+			    void *ud);
+
 struct sup_run;
 /* Group commit (docs/durability.md): runs that share a batch share their
  * journal commits. A batch belongs to one loop and one store; it commits
@@ -66,12 +80,10 @@ struct sup_options {
 	const char *sdk_dir; /* host dir bound at /opt/agentd (NULL: none) */
 	uid_t sandbox_uid;   /* root mode only */
 	gid_t sandbox_gid;
-	size_t max_frame;      /* 0: PROTO_MAX_FRAME_DEFAULT */
-	sup_event_fn on_event; /* may be NULL */
-	void *event_ud;
-	/* on_event is not called for the live-only call.* events (never stored
-	 * either), so the hot path does not build them: agentd serve. */
-	bool no_call_events;
+	size_t max_frame;	  /* 0: PROTO_MAX_FRAME_DEFAULT */
+	sup_event_fn on_event;	  /* may be NULL */
+	sup_call_fn on_call;	  /* may be NULL */
+	void *event_ud;		  /* for both */
 	int stdout_fd, stderr_fd; /* the agent's stdout/stderr (-1: inherit ours) */
 	sup_done_fn on_done;	  /* may be NULL */
 	void *done_ud;
@@ -191,3 +203,6 @@ int sup_supervise(struct store *st, const char *run_id, const struct sup_options
 /* Render one event as a single timeline line (no newline). Returns buf. */
 const char *sup_format_event(int attempt, int64_t seq, const char *type, const json_t *data,
 			     char *buf, size_t bufsz);
+/* The same for a call (sup_format_event renders a stored call.* event, as
+ * older versions stored them, the same way). Returns buf. */
+const char *sup_format_call(const struct sup_call_line *c, char *buf, size_t bufsz);
