@@ -218,7 +218,7 @@ scan_string(struct scan *s, bool *escaped)
 		if (c < 0x20)
 			return false;
 		if (c != '\\') {
-			/* A plain run, eight bytes a step. */
+			/* A plain run (agd_json_plain_len). */
 			size_t n =
 			    agd_json_plain_len((const char *)s->p, (size_t)(s->end - s->p), true);
 			if (n) {
