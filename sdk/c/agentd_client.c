@@ -13,6 +13,10 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SKIP_AVX2 1 /* an AVX2 scan, taken when the CPU has it */
+#endif
 
 /* Queued user messages beyond this are dropped oldest first: an agent that
  * never reads its messages must not grow without bound. */
@@ -289,24 +293,60 @@ hexval(unsigned char ch)
 	return -1;
 }
 
+#ifdef SKIP_AVX2
+/* The lanes of the 32 bytes at p that end a plain run: '"', '\\', and those
+ * below 0x20 as signed bytes, which are also all the bytes >= 0x80. */
+__attribute__((target("avx2"))) static inline unsigned
+special32(const unsigned char *p)
+{
+	__m256i x = _mm256_loadu_si256((const __m256i *)(const void *)p);
+	__m256i m = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(x, _mm256_set1_epi8('"')),
+						    _mm256_cmpeq_epi8(x, _mm256_set1_epi8('\\'))),
+				    _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), x));
+
+	return (unsigned)_mm256_movemask_epi8(m);
+}
+
+/* skip_plain for end - p >= 32, thirty-two bytes a step. The last step reads
+ * the 32 bytes that end at end, overlapping bytes already found plain, so
+ * that nothing past end is read. */
+__attribute__((target("avx2"))) static const unsigned char *
+skip_plain_avx2(const unsigned char *p, const unsigned char *end)
+{
+	unsigned bits;
+
+	for (; end - p >= 32; p += 32)
+		if ((bits = special32(p)))
+			return p + __builtin_ctz(bits);
+	if (p == end)
+		return end;
+	p = end - 32;
+	bits = special32(p);
+	return bits ? p + __builtin_ctz(bits) : end;
+}
+#endif
+
 /* The first byte at or after p that is '"', '\\', a control character or
- * non-ASCII (end if none): a payload's long plain runs are skipped sixteen
- * or eight bytes a step. In the eight-byte test a lane above a true one may
- * be marked falsely (a borrow), never one below, so the lowest mark is the
- * answer. */
+ * non-ASCII (end if none): a payload's long plain runs are skipped 32 bytes
+ * a step on a CPU with AVX2, else sixteen or eight. In the eight-byte test a
+ * lane above a true one may be marked falsely (a borrow), never one below,
+ * so the lowest mark is the answer. */
 static const unsigned char *
 skip_plain(const unsigned char *p, const unsigned char *end)
 {
+#ifdef SKIP_AVX2
+	if (end - p >= 32 && __builtin_cpu_supports("avx2"))
+		return skip_plain_avx2(p, end);
+#endif
 #ifdef __SSE2__
-	/* Sixteen bytes a step: '"', '\\', <= 0x1f as unsigned (max(x, 0x1f)
-	 * == 0x1f), and the sign bits of x for the bytes >= 0x80. */
+	/* Sixteen bytes a step, the test of special32. */
 	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-		      ctl = _mm_set1_epi8(0x1f);
+		      below = _mm_set1_epi8(0x20);
 	for (; end - p >= 16; p += 16) {
 		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
 		__m128i m =
 		    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
-				 _mm_or_si128(_mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl), x));
+				 _mm_cmplt_epi8(x, below));
 		unsigned bits = (unsigned)_mm_movemask_epi8(m);
 		if (bits)
 			return p + __builtin_ctz(bits);
