@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "sdk/c/agentd_client.c"
+#include "plain_scan_cases.h"
 
 /* supervisor/proto.c: the frame a live or replayed call is answered with. */
 int proto_stored_result_frame(const json_t *id, const char *content, size_t len, bool is_error,
@@ -208,37 +209,11 @@ same_skip(const unsigned char *s, size_t len, unsigned char c, size_t at)
 		fail_msg("length %zu, 0x%02x at %zu: %zu, not %zu", len, c, at, got, want);
 }
 
-/* Every length to 160 (32-byte steps and the overlapping last one, the 16-
- * and 8-byte steps, the bytewise tail) and a few long ones, with a special
- * byte at each position, or near the end of the long ones, and a second one
- * after it. Each text is at the end of a buffer of its exact size, at an odd
- * or even address, so that ASan sees any read past it. */
 static void
 test_skip_plain(void **state)
 {
-	static const unsigned char stops[] = {'"', '\\', 0, 0x1f, '\n', 0x80, 0xc3, 0xff};
-	/* Plain, and next to the specials in value. */
-	static const unsigned char plain[] = {' ', '!', '#', '[', ']', 0x7f, 'a', '~', '-'};
-	static const size_t long_lens[] = {1024, 4095, 4096, 4097, 10240 + 13};
 	(void)state;
-
-	for (size_t n = 0; n <= 160 + sizeof(long_lens) / sizeof(*long_lens); n++) {
-		size_t len = n <= 160 ? n : long_lens[n - 161], off = len % 2;
-		unsigned char *buf = malloc(off + len + (len == 0)), *s = buf + off;
-		assert_non_null(buf);
-		for (size_t at = len > 160 ? len - 70 : 0; at <= len; at++) {
-			for (size_t k = 0; k < sizeof(stops); k++) {
-				for (size_t i = 0; i < len; i++)
-					s[i] = plain[(i + k) % sizeof(plain)];
-				if (at < len)
-					s[at] = stops[k];
-				if (at + 1 + k * 5 < len)
-					s[at + 1 + k * 5] = stops[(k + 3) % sizeof(stops)];
-				same_skip(s, len, stops[k], at);
-			}
-		}
-		free(buf);
-	}
+	plain_scan_cases(same_skip);
 }
 
 static bool
