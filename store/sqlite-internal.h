@@ -64,10 +64,46 @@ int64_t store_sqlite_spec_owner(const json_t *spec);
  * in place of SQLite's own checkpoint after a commit. store_ckpt_free stops
  * its thread (waiting for a pass in progress) and must run before db closes. */
 struct store_ckpt;
-int store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, struct store_ckpt **ret);
+/* payload_fd: the payload file, fsynced before every checkpoint. */
+int store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, int payload_fd,
+		      struct store_ckpt **ret);
 struct store_ckpt *store_ckpt_free(struct store_ckpt *c);
 
 /* The VFS the store's connections open their files with (sqlite_vfs.c): the
  * default one, with a commit's WAL frames written in one call. Its name, or
  * NULL (SQLite's default VFS) if it could not be registered. */
 const char *store_sqlite_vfs(void);
+
+/* The payload file (sqlite_payload.c, docs/store.md "Payloads apart from the
+ * pages"): DB-payloads holds every journal text of STORE_PAYLOAD_MIN bytes or
+ * more; its row holds a STORE_PAYLOAD_REF-byte reference in its place. */
+#define STORE_PAYLOAD_MIN 1024
+#define STORE_PAYLOAD_REF 16
+#define STORE_PAYLOAD_HDR 64 /* the file's header: magic and id */
+#define STORE_PAYLOAD_ID  33 /* the id: 32 hex digits and NUL */
+struct stat;
+struct store_payload_ref {
+	int64_t off, len;
+};
+/* A new, empty file at path with a new id (fsynced, as is its directory
+ * entry), owned as db_st says when made by root. */
+int store_payload_create(const char *path, const struct stat *db_st, char ret_id[STORE_PAYLOAD_ID]);
+/* Open the file; -EBADMSG if it is missing or is not the one with that id. */
+int store_payload_open(const char *path, const char id[STORE_PAYLOAD_ID], int *ret_fd);
+/* Append a text at *end (the file's size if negative: under the write lock,
+ * the file's end is the writer's) and give its reference. */
+int store_payload_append(int fd, int64_t *end, const char *txt, size_t len,
+			 unsigned char ref[STORE_PAYLOAD_REF]);
+/* Decode a reference read from a row (untrusted): -EBADMSG unless well formed
+ * and of 1..max bytes. */
+int store_payload_ref(const void *blob, int n, size_t max, struct store_payload_ref *ret);
+/* Read a referenced text, NUL-terminated, into a new buffer: -ENODATA if it
+ * lies past the file's end, -EBADMSG if it holds a NUL. */
+int store_payload_read(int fd, const struct store_payload_ref *ref, char **ret);
+/* A reader's shared lock (waits), the exclusive one that reclaiming space
+ * needs (-EAGAIN while any reader holds one), and their release. */
+int store_payload_lock_read(int fd);
+int store_payload_trylock_free(int fd);
+void store_payload_unlock(int fd);
+/* Give a text's space back to the file system (a hole). */
+int store_payload_punch(int fd, const struct store_payload_ref *ref);

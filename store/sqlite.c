@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/sha256.h"
@@ -59,6 +60,9 @@ enum stmt_id {
 	ST_J_LINK_AT,
 	ST_EVENT_INSERT,
 	ST_EVENT_LIST,
+	ST_PL_FREE_ADD,
+	ST_PL_FREE_LIST,
+	ST_PL_FREE_DROP,
 	ST__MAX,
 };
 
@@ -124,6 +128,9 @@ static const char *const stmt_sql[ST__MAX] = {
 			"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_EVENT_LIST] = "SELECT id, ts_ms, attempt, seq, type, data FROM events WHERE run = ?1 "
 		      "ORDER BY id",
+    [ST_PL_FREE_ADD] = "INSERT INTO payload_free(off, len) VALUES (?1, ?2)",
+    [ST_PL_FREE_LIST] = "SELECT rowid, off, len FROM payload_free ORDER BY rowid",
+    [ST_PL_FREE_DROP] = "DELETE FROM payload_free WHERE rowid <= ?1",
 };
 
 /* A run's journal tail as this connection last wrote or read it: the ordinal
@@ -157,6 +164,12 @@ struct store {
 	struct tail *tails[TAIL_BUCKETS];
 	size_t n_tails;
 	int64_t data_version;
+	/* The payload file (sqlite_payload.c): its fd, its end while this
+	 * connection holds the write lock (-1: not known yet), and whether a
+	 * text was appended since the last commit. */
+	int pfd;
+	int64_t pend;
+	bool pdirty;
 };
 
 /* ---- schema migrations ----
@@ -286,6 +299,20 @@ migrate_v6(sqlite3 *db)
 	return map_rc(sqlite3_exec(db, schema_v6, NULL, NULL, NULL));
 }
 
+/* Version 7: texts apart (docs/store.md, "Payloads apart from the pages"):
+ * the payload file's id, and the spans of it that rows no longer name and
+ * that are not given back yet. */
+static const char schema_v7[] = "CREATE TABLE payload_file (id TEXT NOT NULL);"
+				"CREATE TABLE payload_free ("
+				" off INTEGER NOT NULL,"
+				" len INTEGER NOT NULL);";
+
+static int
+migrate_v7(sqlite3 *db)
+{
+	return map_rc(sqlite3_exec(db, schema_v7, NULL, NULL, NULL));
+}
+
 static int (*const migrations[])(sqlite3 *db) = {
     migrate_v1,
     store_sqlite_migrate_v2,
@@ -293,6 +320,7 @@ static int (*const migrations[])(sqlite3 *db) = {
     store_sqlite_migrate_v4,
     migrate_v5,
     migrate_v6,
+    migrate_v7,
 };
 
 #define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
@@ -478,9 +506,25 @@ store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 
 	t->s = s;
 	t->active = r == 0;
-	if (r == 0)
+	if (r == 0) {
 		tails_check(s);
+		s->pend = -1;
+	}
 	return r;
+}
+
+/* Before a COMMIT: with durability power, SQLite fsyncs the WAL in it, so
+ * the texts the commit's rows name are fsynced first. (With process, every
+ * checkpoint fsyncs the payload file before the WAL: sqlite_ckpt.c.) */
+static int
+payload_sync(struct store *s)
+{
+	if (!s->pdirty)
+		return 0;
+	if (s->durability == STORE_DURABILITY_POWER && fdatasync(s->pfd) < 0)
+		return -errno;
+	s->pdirty = false;
+	return 0;
 }
 
 int
@@ -511,7 +555,10 @@ store_sqlite_tx_commit(struct store_tx *t)
 		s->batch_rows++;
 		return 0;
 	}
-	int r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
+	int r = payload_sync(s);
+
+	if (r == 0)
+		r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
 
 	/* A failed COMMIT leaves the transaction open: the cleanup rolls it back. */
 	if (r == 0) {
@@ -538,6 +585,7 @@ store_batch_begin(struct store *s)
 	if (r < 0)
 		return r;
 	tails_check(s);
+	s->pend = -1;
 	s->batch = true;
 	s->batch_rows = 0;
 	return 0;
@@ -548,7 +596,10 @@ store_batch_commit(struct store *s)
 {
 	if (!s || !s->batch)
 		return -EINVAL;
-	int r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
+	int r = payload_sync(s);
+
+	if (r == 0)
+		r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
 
 	if (r < 0) {
 		store_batch_abort(s);
@@ -933,6 +984,77 @@ precreate(const char *path)
 	return 0;
 }
 
+/* The payload file's id as the database records it: 0, -ENOENT if none. */
+static int
+payload_id(sqlite3 *db, char out[STORE_PAYLOAD_ID])
+{
+	cleanup_finalize sqlite3_stmt *st = NULL;
+	const char *txt;
+	size_t len;
+	int rc = sqlite3_prepare_v2(db, "SELECT id FROM payload_file", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return map_rc(rc);
+	int r = col_text(st, 0, STORE_PAYLOAD_ID - 1, &txt, &len);
+	if (r < 0)
+		return r;
+	if (len != STORE_PAYLOAD_ID - 1 || strspn(txt, "0123456789abcdef") != len)
+		return -EBADMSG;
+	memcpy(out, txt, len + 1);
+	return 0;
+}
+
+/* Open the payload file that the database names, making it first if it
+ * names none (a new store, or a backup, whose texts are all in its rows). */
+static int
+payload_attach(struct store *s, const char *path)
+{
+	char ppath[PATH_MAX], id[STORE_PAYLOAD_ID];
+	struct stat st;
+	int r;
+
+	if ((size_t)snprintf(ppath, sizeof(ppath), "%s-payloads", path) >= sizeof(ppath))
+		return -ENAMETOOLONG;
+	r = payload_id(s->db, id);
+	if (r == -ENOENT) {
+		if (stat(path, &st) < 0)
+			return -errno;
+		if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			return map_rc(sqlite3_extended_errcode(s->db));
+		r = payload_id(s->db, id);
+		if (r == -ENOENT) {
+			cleanup_finalize sqlite3_stmt *ins = NULL;
+			int rc = SQLITE_OK;
+
+			r = store_payload_create(ppath, &st, id);
+			if (r == 0)
+				rc = sqlite3_prepare_v2(s->db,
+							"INSERT INTO payload_file(id) VALUES (?1)",
+							-1, &ins, NULL);
+			if (r == 0 && rc == SQLITE_OK) {
+				sqlite3_bind_text(ins, 1, id, -1, SQLITE_STATIC);
+				rc = sqlite3_step(ins);
+			}
+			if (r == 0 && rc != SQLITE_DONE)
+				r = map_rc(rc);
+		}
+		if (r == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			r = map_rc(sqlite3_extended_errcode(s->db));
+		if (r < 0) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return r;
+		}
+	}
+	if (r < 0)
+		return r;
+	return store_payload_open(ppath, id, &s->pfd);
+}
+
 int
 store_open(const char *path, enum store_durability d, struct store **ret)
 {
@@ -958,6 +1080,7 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	}
 	s->db = db;
 	s->durability = d;
+	s->pfd = -1;
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 	/* The file is untrusted: no schema-defined functions with side effects,
@@ -981,9 +1104,11 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 							    : "PRAGMA synchronous = NORMAL",
 				NULL);
 	if (r == 0)
-		r = store_ckpt_attach(db, d, page_size(db), &s->ckpt);
-	if (r == 0)
 		r = migrate(db);
+	if (r == 0)
+		r = payload_attach(s, path);
+	if (r == 0)
+		r = store_ckpt_attach(db, d, page_size(db), s->pfd, &s->ckpt);
 	for (int i = 0; r == 0 && i < ST__MAX; i++) {
 		rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
 					NULL);
@@ -1010,6 +1135,12 @@ store_close(struct store *s)
 		sqlite3_finalize(s->stmt[i]);
 	s->ix = store_ix_free(s->ix);
 	s->ckpt = store_ckpt_free(s->ckpt);
+	/* The last connection's close copies the WAL into the database: the
+	 * texts its rows name go to the disk first (as before any checkpoint). */
+	if (s->pfd >= 0) {
+		fdatasync(s->pfd);
+		close(s->pfd);
+	}
 	sqlite3_close(s->db);
 	free(s);
 	return NULL;
@@ -1426,6 +1557,26 @@ journal_tail(struct store *s, const char *run, struct tail *ret)
 	return ret->ord ? link_at(s, run, ret->ord, ret->link) : 0;
 }
 
+/* Bind a journal text (args or result): in the row below STORE_PAYLOAD_MIN
+ * bytes, else appended to the payload file with its reference bound. */
+static int
+bind_journal_text(struct store *s, sqlite3_stmt *st, int idx, const char *txt, size_t len)
+{
+	unsigned char ref[STORE_PAYLOAD_REF];
+	int r;
+
+	if (len < STORE_PAYLOAD_MIN) {
+		sqlite3_bind_text(st, idx, txt, (int)len, SQLITE_STATIC);
+		return 0;
+	}
+	r = store_payload_append(s->pfd, &s->pend, txt, len, ref);
+	if (r < 0)
+		return r;
+	s->pdirty = true;
+	sqlite3_bind_blob(st, idx, ref, sizeof(ref), SQLITE_TRANSIENT);
+	return 0;
+}
+
 /* Seal and insert the outcome of the row t->rowid (whose link is t->link)
  * as the run's outcome number t->fins + 1, then count it in *t. -EEXIST if
  * the row has one already. */
@@ -1442,10 +1593,11 @@ outcome_insert(struct store *s, struct tail *t, bool compacted, enum store_call_
 	sqlite3_bind_int64(st, 1, t->rowid);
 	sqlite3_bind_int64(st, 2, t->fins + 1);
 	sqlite3_bind_int(st, 3, status);
-	sqlite3_bind_text(st, 4, result_txt, (int)len, SQLITE_STATIC);
+	r = bind_journal_text(s, st, 4, result_txt, len);
 	sqlite3_bind_int64(st, 5, finished_ms);
 	sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
-	r = store_sqlite_step_done(st);
+	if (r == 0)
+		r = store_sqlite_step_done(st);
 	if (r == 0)
 		t->fins++;
 	return r;
@@ -1551,14 +1703,15 @@ have_texts:
 		sqlite3_bind_int64(st, 3, tail.ord);
 		sqlite3_bind_text(st, 4, c->tool, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, args_hash, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 6, args, (int)args_len, SQLITE_STATIC);
+		r = bind_journal_text(s, st, 6, args, args_len);
 		sqlite3_bind_int(st, 7, c->attempt);
 		sqlite3_bind_text(st, 8, c->decision ? c->decision : "", -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 9, c->rule ? c->rule : "", -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 10, c->started_ms);
 		sqlite3_bind_text(st, 11, link, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 12, tail.owner);
-		r = store_sqlite_step_done(st);
+		if (r == 0)
+			r = store_sqlite_step_done(st);
 	}
 	tail.seq = c->seq;
 	tail.rowid = sqlite3_last_insert_rowid(s->db);
@@ -1758,17 +1911,58 @@ store_call_json(struct store_call *c)
 struct row_link {
 	int64_t id, ord, fin;
 	char link[AGD_SHA256_HEX];
+	struct store_payload_ref args_ref, res_ref; /* len 0: the text is in the row */
 };
 
-/* Read one journal row (columns as in ST_J_LOAD), validating every field and
- * the row's seal; the link is checked once all rows are known. */
+/* A journal text column: in the row, or a reference to the payload file,
+ * whose text is read into *own unless !texts (then *ret is NULL). */
 static int
-read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret,
-	  struct row_link *ret_link)
+col_journal_text(struct store *s, sqlite3_stmt *st, int col, bool texts, const char **ret,
+		 size_t *ret_len, char **own, struct store_payload_ref *ref)
+{
+	int r;
+
+	if (sqlite3_column_type(st, col) != SQLITE_BLOB)
+		return col_text(st, col, STORE_VALUE_MAX, ret, ret_len);
+	const void *blob = sqlite3_column_blob(st, col);
+	r = store_payload_ref(blob, sqlite3_column_bytes(st, col), STORE_VALUE_MAX, ref);
+	if (r < 0)
+		return r;
+	*ret = NULL;
+	*ret_len = (size_t)ref->len;
+	if (!texts)
+		return 0;
+	r = store_payload_read(s->pfd, ref, own);
+	if (r < 0)
+		return r;
+	*ret = *own;
+	return 0;
+}
+
+/* A text read for a call: the buffer itself when it was read from the
+ * payload file, else a copy of the row's. */
+static int
+take_text(const char *txt, size_t len, char **own, char **ret, size_t *ret_len)
+{
+	if (!*own)
+		return dup_text(txt, len, ret, ret_len);
+	*ret = steal_ptr(own);
+	*ret_len = len;
+	return 0;
+}
+
+/* Read one journal row (columns as in ST_J_LOAD), validating every field and
+ * the row's seal; the link is checked once all rows are known. With !texts
+ * (a row about to be deleted) its args and result are neither read nor
+ * checked: only what the chain's links cover. */
+static int
+read_call(struct store *s, sqlite3_stmt *st, int64_t want_seq, bool parse, bool texts,
+	  struct store_call *ret, struct row_link *ret_link)
 {
 	struct store_call c = {0};
 	struct row_link l = {0};
 	char hash[AGD_SHA256_HEX], seal[AGD_SHA256_HEX];
+	cleanup_free char *args_own = NULL, *res_own = NULL;
 	const char *txt = NULL, *res_txt = NULL;
 	size_t len = 0, res_len = 0;
 	int64_t status;
@@ -1791,20 +1985,20 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 	 * canonical, so hashing them is what re-encoding the parsed value would
 	 * give, without the encode, and a non-canonical edit fails too. */
 	if (r == 0)
-		r = col_text(st, 4, STORE_VALUE_MAX, &txt, &len);
+		r = col_journal_text(s, st, 4, texts, &txt, &len, &args_own, &l.args_ref);
 	/* Empty args (never valid JSON, so never written for a live row) mark a
 	 * row compacted by store_retain. */
 	if (r == 0 && len == 0)
 		c.compacted = true;
-	if (r == 0 && !c.compacted) {
+	if (r == 0 && texts && !c.compacted) {
 		agd_sha256_hex(txt, len, hash);
 		if (strcmp(hash, c.args_hash) != 0)
 			r = -EBADMSG;
 	}
-	if (r == 0 && !c.compacted)
+	if (r == 0 && texts && !c.compacted)
 		r = check_json_text(txt, len, parse, &c.args);
-	if (r == 0 && !c.compacted)
-		r = dup_text(txt, len, &c.args_text, &c.args_len);
+	if (r == 0 && texts && !c.compacted)
+		r = take_text(txt, len, &args_own, &c.args_text, &c.args_len);
 	/* No outcome row: an intent, never a compacted one. */
 	bool intent = sqlite3_column_type(st, 5) == SQLITE_NULL;
 	if (r == 0 && intent && c.compacted)
@@ -1814,20 +2008,24 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 	if (r == 0) {
 		c.status = intent ? STORE_CALL_INTENT : (enum store_call_status)status;
 		if (!intent) {
-			r = col_text(st, 6, STORE_VALUE_MAX, &res_txt, &res_len);
-			if (r == 0 && c.compacted)
+			r = col_journal_text(s, st, 6, texts, &res_txt, &res_len, &res_own,
+					     &l.res_ref);
+			if (r == 0 && !texts)
+				; /* not read */
+			else if (r == 0 && c.compacted)
 				r = read_tombstone(res_txt, res_len, &c);
 			else if (r == 0)
 				r = check_json_text(res_txt, res_len, parse, &c.result);
 			/* A text proven canonical has no escaped key, so a result
 			 * without the bytes "cost": has no "cost" member. */
-			if (r == 0 && !c.compacted && !c.result &&
+			if (r == 0 && texts && !c.compacted && !c.result &&
 			    memmem(res_txt, res_len, "\"cost\":", 7))
 				r = json_from_text(res_txt, res_len, &c.result);
-			if (r == 0 && !c.compacted)
+			if (r == 0 && texts && !c.compacted)
 				c.result_cost = result_cost(c.result);
-			if (r == 0 && !c.compacted)
-				r = dup_text(res_txt, res_len, &c.result_text, &c.result_len);
+			if (r == 0 && texts && !c.compacted)
+				r = take_text(res_txt, res_len, &res_own, &c.result_text,
+					      &c.result_len);
 		}
 	}
 	if (r == 0)
@@ -1854,9 +2052,10 @@ read_call(sqlite3_stmt *st, int64_t want_seq, bool parse, struct store_call *ret
 		r = col_text(st, 13, AGD_SHA256_HEX, &txt, &len);
 	if (r == 0 && !intent && !valid_hex64(txt, len))
 		r = -EBADMSG;
-	if (r == 0 && !intent) {
+	if (r == 0 && !intent && texts) {
 		/* res_txt is still valid: fetching other columns of the row
-		 * does not convert or move column 6. */
+		 * does not convert or move column 6 (and a text read from the
+		 * payload file is c.result_text's buffer). */
 		journal_seal_as(c.compacted, l.link, l.fin, (int)c.status, res_txt, res_len,
 				c.finished_ms, seal);
 		/* Else a v1 seal: its finish ordinal is checked only for being
@@ -1921,17 +2120,26 @@ verify_links(const char *run, const struct store_call *calls, const struct row_l
 	return 0;
 }
 
-/* Read and verify a run's journal; its chain material too if ret_links. */
+/* Read and verify a run's journal; its chain material too if ret_links.
+ * The args and results of rows after seq texts_upto are not read (they are
+ * about to be deleted). -ENODATA, with *ret_lost its seq, if a row's text
+ * lies past the payload file's end. */
 static int
-journal_read(struct store *s, const char *run, bool parse, struct store_call **ret,
-	     struct row_link **ret_links, size_t *ret_n)
+journal_read(struct store *s, const char *run, bool parse, int64_t texts_upto,
+	     struct store_call **ret, struct row_link **ret_links, size_t *ret_n, int64_t *ret_lost)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cleanup_free struct row_link *links = NULL;
 	struct store_call *calls = NULL;
 	size_t n = 0, cap = 0;
 	int rc, r = 0;
+	/* Outside a write transaction, texts are read under the payload file's
+	 * read lock, taken before the statement's snapshot: no space a row of
+	 * it names is given back meanwhile (payload_reclaim). */
+	bool locked = sqlite3_get_autocommit(s->db);
 
+	if (locked && (r = store_payload_lock_read(s->pfd)) < 0)
+		return r;
 	st = s->stmt[ST_J_LOAD];
 	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1959,13 +2167,20 @@ journal_read(struct store *s, const char *run, bool parse, struct store_call **r
 			links = nl;
 			cap = ncap;
 		}
-		r = read_call(st, (int64_t)n + 1, parse, &calls[n], &links[n]);
+		int64_t seq = (int64_t)n + 1;
+		r = read_call(s, st, seq, parse, seq <= texts_upto, &calls[n], &links[n]);
+		if (r == -ENODATA)
+			*ret_lost = seq;
 		if (r < 0)
 			break;
 		n++;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = map_rc(rc);
+	if (locked) {
+		sqlite3_reset(st);
+		store_payload_unlock(s->pfd);
+	}
 	if (r == 0)
 		r = verify_links(run, calls, links, n);
 	if (r < 0) {
@@ -1979,20 +2194,46 @@ journal_read(struct store *s, const char *run, bool parse, struct store_call **r
 	return 0;
 }
 
+/* A load that meets a row whose text a power loss cut from the payload
+ * file (durability process: the file is fsynced before each checkpoint,
+ * but the kernel may write a WAL page first) ends the journal before that
+ * row, as a commit the power loss took whole would have: the row and every
+ * later one are deleted, with the run's approvals after it, and the run's
+ * timeline says so (docs/store.md, "Payloads apart from the pages"). */
+static int
+journal_load(struct store *s, const char *run, bool parse, struct store_call **ret, size_t *n)
+{
+	int64_t lost = 0;
+	int r;
+
+	if (!s || !ret || !n || !valid_id(run))
+		return -EINVAL;
+	r = journal_read(s, run, parse, INT64_MAX, ret, NULL, n, &lost);
+	if (r != -ENODATA || lost < 1 || s->batch)
+		return r;
+	r = store_journal_truncate(s, run, lost - 1);
+	if (r == 0)
+		r = store_approval_discard(s, run, lost - 1);
+	if (r == 0) {
+		cleanup_json json_t *data =
+		    json_pack("{s:s,s:I}", "reason", "payload lost", "from_seq", (json_int_t)lost);
+		r = data ? store_event_append(s, run, 0, lost, "journal.truncated", data) : -ENOMEM;
+	}
+	if (r < 0)
+		return r;
+	return journal_read(s, run, parse, INT64_MAX, ret, NULL, n, &lost);
+}
+
 int
 store_journal_load(struct store *s, const char *run, struct store_call **ret, size_t *n)
 {
-	if (!s || !ret || !n || !valid_id(run))
-		return -EINVAL;
-	return journal_read(s, run, true, ret, NULL, n);
+	return journal_load(s, run, true, ret, n);
 }
 
 int
 store_journal_load_lazy(struct store *s, const char *run, struct store_call **ret, size_t *n)
 {
-	if (!s || !ret || !n || !valid_id(run))
-		return -EINVAL;
-	return journal_read(s, run, false, ret, NULL, n);
+	return journal_load(s, run, false, ret, n);
 }
 
 /* A compacted row's tombstone text, canonical (sorted keys). */
@@ -2007,6 +2248,62 @@ tombstone_text(const struct store_call *c, char **ret)
 	if (!t)
 		return -ENOMEM;
 	return json_to_text(t, ret, NULL);
+}
+
+/* Record that a row no longer names its texts in the payload file: their
+ * space is given back once the transaction has committed and no reader may
+ * still see the row (payload_reclaim). */
+static int
+payload_free(struct store *s, const struct row_link *l)
+{
+	const struct store_payload_ref *refs[] = {&l->args_ref, &l->res_ref};
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(refs); i++) {
+		if (!refs[i]->len)
+			continue;
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_PL_FREE_ADD];
+		sqlite3_bind_int64(st, 1, refs[i]->off);
+		sqlite3_bind_int64(st, 2, refs[i]->len);
+		r = store_sqlite_step_done(st);
+	}
+	return r;
+}
+
+/* Punch holes where the texts that no row names were (payload_free), under
+ * the payload file's exclusive lock: a reader, which takes the shared one
+ * before its snapshot, never reads a row that names them. While any reader
+ * holds it, the spans wait for the next call. */
+static void
+payload_reclaim(struct store *s)
+{
+	int64_t last = 0;
+
+	if (store_payload_trylock_free(s->pfd) < 0)
+		return;
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_PL_FREE_LIST];
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			struct store_payload_ref ref = {sqlite3_column_int64(st, 1),
+							sqlite3_column_int64(st, 2)};
+			last = sqlite3_column_int64(st, 0);
+			/* Untrusted like any row: never the header. */
+			if (ref.off >= STORE_PAYLOAD_HDR && ref.len > 0 &&
+			    ref.off <= INT64_MAX - ref.len)
+				store_payload_punch(s->pfd, &ref);
+		}
+	}
+	store_payload_unlock(s->pfd);
+	if (!last)
+		return;
+	/* Failing here leaves spans that are punched again later: no harm. */
+	cleanup_tx struct store_tx tx = {0};
+	if (store_sqlite_tx_begin(s, &tx) < 0)
+		return;
+	cleanup_stmt sqlite3_stmt *st = s->stmt[ST_PL_FREE_DROP];
+	sqlite3_bind_int64(st, 1, last);
+	if (store_sqlite_step_done(st) == 0)
+		store_sqlite_tx_commit(&tx);
 }
 
 int
@@ -2025,9 +2322,13 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 	r = store_sqlite_tx_begin(s, &tx);
 	if (r < 0)
 		return r;
-	r = journal_read(s, run, false, &calls, &links, &n);
+	r = journal_read(s, run, false, after_seq, &calls, &links, &n, &(int64_t){0});
 	if (r < 0)
 		return r;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if (calls[i].seq > after_seq)
+			r = payload_free(s, &links[i]);
+	}
 	/* The kept outcomes keep their finish order, renumbered 1..k: new_fin
 	 * maps a verified finish ordinal (1..m <= n) to its new one. */
 	new_fin = calloc(n + 1, sizeof(*new_fin));
@@ -2089,7 +2390,10 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 	store_calls_free(calls, n);
 	if (r < 0)
 		return r;
-	return store_sqlite_tx_commit(&tx);
+	r = store_sqlite_tx_commit(&tx);
+	if (r == 0)
+		payload_reclaim(s);
+	return r;
 }
 
 /* ---- agent state ---- */
@@ -2119,6 +2423,9 @@ compact_row(struct store *s, struct store_call *c, const struct row_link *l)
 		return r;
 	journal_seal_as(true, l->link, l->fin, (int)c->status, tomb, strlen(tomb), c->finished_ms,
 			seal);
+	r = payload_free(s, l);
+	if (r < 0)
+		return r;
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_COMPACT];
 		sqlite3_bind_int64(st, 1, l->id);
@@ -2165,7 +2472,8 @@ rows_to_compact(struct store *s, const char *run, int64_t cut, struct store_call
 			links = nl;
 			cap = ncap;
 		}
-		r = read_call(st, sqlite3_column_int64(st, 0), false, &calls[n], &links[n]);
+		r = read_call(s, st, sqlite3_column_int64(st, 0), false, true, &calls[n],
+			      &links[n]);
 		if (r < 0)
 			break;
 		n++;
@@ -2247,6 +2555,7 @@ store_retain(struct store *s, const char *run, int keep_snapshots, int64_t *ret_
 	r = store_sqlite_tx_commit(&tx);
 	if (r < 0)
 		return r;
+	payload_reclaim(s);
 	if (ret_compacted)
 		*ret_compacted = done;
 	return 0;
@@ -2397,6 +2706,62 @@ store_event_foreach(struct store *s, const char *run,
 
 /* ---- operations ---- */
 
+/* agentd_payload(x) on a backup's connection: the text a reference names
+ * (read from the source store's payload file), any other value as it is. */
+static void
+payload_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct store *s = sqlite3_user_data(ctx);
+	struct store_payload_ref ref;
+	char *txt = NULL;
+	int r;
+
+	(void)argc;
+	if (sqlite3_value_type(argv[0]) != SQLITE_BLOB) {
+		sqlite3_result_value(ctx, argv[0]);
+		return;
+	}
+	const void *blob = sqlite3_value_blob(argv[0]);
+	r = store_payload_ref(blob, sqlite3_value_bytes(argv[0]), STORE_VALUE_MAX, &ref);
+	if (r == 0)
+		r = store_payload_read(s->pfd, &ref, &txt);
+	if (r < 0) {
+		sqlite3_result_error(ctx, "journal text unreadable", -1);
+		return;
+	}
+	sqlite3_result_text64(ctx, txt, (sqlite3_uint64)ref.len, free, SQLITE_UTF8);
+}
+
+/* A backup is one file: the texts its rows name in the payload file are put
+ * back in the rows, and it names no payload file (a store opened on it
+ * makes its own). */
+static int
+backup_inline(struct store *s, sqlite3 *dst)
+{
+	int rc = sqlite3_create_function(dst, "agentd_payload", 1, SQLITE_UTF8, s, payload_fn, NULL,
+					 NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(dst,
+				  "BEGIN;"
+				  "UPDATE journal SET args = agentd_payload(args)"
+				  " WHERE typeof(args) = 'blob';"
+				  "UPDATE outcomes SET result = agentd_payload(result)"
+				  " WHERE typeof(result) = 'blob';"
+				  "DELETE FROM payload_free;"
+				  "DELETE FROM payload_file;"
+				  "COMMIT;",
+				  NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		int r = sqlite3_extended_errcode(dst) == SQLITE_ERROR
+			    ? -EBADMSG
+			    : map_rc(sqlite3_extended_errcode(dst));
+		sqlite3_exec(dst, "ROLLBACK", NULL, NULL, NULL);
+		return r < 0 ? r : -EIO;
+	}
+	return 0;
+}
+
 int
 store_backup(struct store *s, const char *path)
 {
@@ -2425,15 +2790,21 @@ store_backup(struct store *s, const char *path)
 		return r < 0 ? r : -EIO;
 	}
 	/* Copy in one step: the source is read inside one read transaction,
-	 * so the copy is a consistent snapshot. */
-	for (int tries = 0; tries < BUSY_TIMEOUT_MS / 10; tries++) {
+	 * so the copy is a consistent snapshot; and under the payload file's
+	 * read lock until its texts are copied too. */
+	r = store_payload_lock_read(s->pfd);
+	for (int tries = 0; r == 0 && tries < BUSY_TIMEOUT_MS / 10; tries++) {
 		rc = sqlite3_backup_step(b, -1);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
 			break;
 		sqlite3_sleep(10);
 	}
 	sqlite3_backup_finish(b);
-	r = rc == SQLITE_DONE ? 0 : map_rc(rc);
+	if (r == 0)
+		r = rc == SQLITE_DONE ? 0 : map_rc(rc);
+	if (r == 0)
+		r = backup_inline(s, dst);
+	store_payload_unlock(s->pfd);
 	if (sqlite3_close(dst) != SQLITE_OK && r == 0)
 		r = -EIO;
 	return r;

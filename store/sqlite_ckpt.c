@@ -14,7 +14,9 @@
  * under CKPT_HARD (the writer's threshold before) whatever the disk does.
  * The checkpoints' fsyncs are SQLite's, from a connection with the
  * writer's synchronous setting, plus one of the database per pass: no
- * durability mode is weakened.
+ * durability mode is weakened. Before each checkpoint the payload file is
+ * fsynced (sqlite_payload.c): the texts of the rows it copies into the
+ * database are on the disk before them.
  *
  * The thread is started by the first wake-up, so a store that writes little
  * never has one. It only ever runs SQLite on its own connection, holding
@@ -27,6 +29,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/sqlite-internal.h"
 
@@ -40,6 +43,7 @@
 struct store_ckpt {
 	sqlite3 *db; /* the writer's connection, whose WAL hook this is */
 	char *path;
+	int pfd; /* the payload file */
 	bool power;
 	int step, cap, hard; /* in frames */
 	int next, last;	     /* writer only: frames at the next wake-up, at the last commit */
@@ -108,6 +112,8 @@ ckpt_pass(const struct store_ckpt *c, sqlite3 *db)
 	sqlite3_file *f = NULL;
 	int log = 0, done = 0;
 
+	if (fdatasync(c->pfd) < 0)
+		return;
 	if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
 		SQLITE_OK ||
 	    done <= 0)
@@ -222,7 +228,8 @@ ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 		}
 		if (!ckpt_done(c, frames >= c->hard))
 			return SQLITE_OK;
-		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		if (fdatasync(c->pfd) == 0)
+			sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		return SQLITE_OK;
 	}
 	if (frames < c->next)
@@ -233,7 +240,8 @@ ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 }
 
 int
-store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, struct store_ckpt **ret)
+store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, int payload_fd,
+		  struct store_ckpt **ret)
 {
 	struct store_ckpt *c;
 	const char *path = sqlite3_db_filename(db, "main");
@@ -249,6 +257,7 @@ store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, struct st
 		return -ENOMEM;
 	}
 	c->db = db;
+	c->pfd = payload_fd;
 	c->power = d == STORE_DURABILITY_POWER;
 	c->step = CKPT_STEP / page_size;
 	c->cap = CKPT_CAP / page_size;

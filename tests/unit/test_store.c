@@ -163,10 +163,10 @@ test_open_migrate(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(user_version(f->path), 6);
+	assert_int_equal(user_version(f->path), 7);
 	/* Reopening an up-to-date file migrates nothing and works. */
 	reopen(f);
-	assert_int_equal(user_version(f->path), 6);
+	assert_int_equal(user_version(f->path), 7);
 	/* A file from a newer schema is refused, not misread. */
 	f->s = store_close(f->s);
 	{
@@ -556,7 +556,7 @@ test_upgrade_v4(void **state)
 	f->s = store_close(f->s);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
-				      STORE_V6_TO_V5
+				      STORE_V7_TO_V6 STORE_V6_TO_V5
 				      "DROP INDEX journal_by_owner;"
 				      "ALTER TABLE journal DROP COLUMN owner_uid;"
 				      "CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
@@ -568,7 +568,7 @@ test_upgrade_v4(void **state)
 	assert_int_equal(user_version(f->path), 4);
 
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
-	assert_int_equal(user_version(f->path), 6);
+	assert_int_equal(user_version(f->path), 7);
 	assert_int_equal(store_user_calls_since(f->s, 1000, 0, &used), 0);
 	assert_int_equal(used, 3);
 	assert_int_equal(store_user_calls_since(f->s, 1000, 1003, &used), 0);
@@ -945,15 +945,16 @@ test_upgrade_v5(void **state)
 	f->s = store_close(f->s);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
-				      STORE_V6_TO_V5 "UPDATE journal SET result = '{\"bytes\":5}'"
-						     " WHERE run = 'edited' AND seq = 1",
+				      STORE_V7_TO_V6 STORE_V6_TO_V5
+				      "UPDATE journal SET result = '{\"bytes\":5}'"
+				      " WHERE run = 'edited' AND seq = 1",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(user_version(f->path), 5);
 
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
-	assert_int_equal(user_version(f->path), 6);
+	assert_int_equal(user_version(f->path), 7);
 	assert_int_equal(store_journal_load(f->s, "a", &after, &na), 0);
 	assert_int_equal(na, nb);
 	for (size_t i = 0; i < na; i++) {
