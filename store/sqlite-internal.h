@@ -90,10 +90,13 @@ struct store_payload_ref {
 int store_payload_create(const char *path, const struct stat *db_st, char ret_id[STORE_PAYLOAD_ID]);
 /* Open the file; -EBADMSG if it is missing or is not the one with that id. */
 int store_payload_open(const char *path, const char id[STORE_PAYLOAD_ID], int *ret_fd);
-/* Append a text at *end (the file's size if negative: under the write lock,
- * the file's end is the writer's) and give its reference. */
-int store_payload_append(int fd, int64_t *end, const char *txt, size_t len,
-			 unsigned char ref[STORE_PAYLOAD_REF]);
+/* Append texts, one after the other, at *end (the file's size if negative:
+ * under the write lock, the file's end is the writer's), and give their
+ * references. At most STORE_PAYLOAD_IOV texts. */
+#define STORE_PAYLOAD_IOV 2
+struct iovec;
+int store_payload_append(int fd, int64_t *end, const struct iovec *iov, int n,
+			 unsigned char (*refs)[STORE_PAYLOAD_REF]);
 /* Decode a reference read from a row (untrusted): -EBADMSG unless well formed
  * and of 1..max bytes. */
 int store_payload_ref(const void *blob, int n, size_t max, struct store_payload_ref *ret);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -129,8 +130,8 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_EVENT_LIST] = "SELECT id, ts_ms, attempt, seq, type, data FROM events WHERE run = ?1 "
 		      "ORDER BY id",
     [ST_PL_FREE_ADD] = "INSERT INTO payload_free(off, len) VALUES (?1, ?2)",
-    [ST_PL_FREE_LIST] = "SELECT rowid, off, len FROM payload_free ORDER BY rowid",
-    [ST_PL_FREE_DROP] = "DELETE FROM payload_free WHERE rowid <= ?1",
+    [ST_PL_FREE_LIST] = "SELECT id, off, len FROM payload_free ORDER BY off",
+    [ST_PL_FREE_DROP] = "DELETE FROM payload_free WHERE id <= ?1",
 };
 
 /* A run's journal tail as this connection last wrote or read it: the ordinal
@@ -164,9 +165,12 @@ struct store {
 	struct tail *tails[TAIL_BUCKETS];
 	size_t n_tails;
 	int64_t data_version;
-	/* The payload file (sqlite_payload.c): its fd, its end while this
-	 * connection holds the write lock (-1: not known yet), and whether a
-	 * text was appended since the last commit. */
+	/* The payload file (sqlite_payload.c): its fd, its end as this
+	 * connection left it (-1: not known; valid with the tails, since
+	 * another connection appends only in a transaction of its own, which
+	 * either commits, and data_version tells, or leaves bytes no row names,
+	 * which may be written over), and whether a text was appended since
+	 * the last commit. */
 	int pfd;
 	int64_t pend;
 	bool pdirty;
@@ -304,6 +308,7 @@ migrate_v6(sqlite3 *db)
  * that are not given back yet. */
 static const char schema_v7[] = "CREATE TABLE payload_file (id TEXT NOT NULL);"
 				"CREATE TABLE payload_free ("
+				" id INTEGER PRIMARY KEY AUTOINCREMENT," /* never reused */
 				" off INTEGER NOT NULL,"
 				" len INTEGER NOT NULL);";
 
@@ -357,6 +362,7 @@ tails_clear(struct store *s)
 			free(t);
 		}
 	s->n_tails = 0;
+	s->pend = -1; /* the payload file's end goes with them */
 }
 
 static void
@@ -506,10 +512,8 @@ store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 
 	t->s = s;
 	t->active = r == 0;
-	if (r == 0) {
+	if (r == 0)
 		tails_check(s);
-		s->pend = -1;
-	}
 	return r;
 }
 
@@ -585,7 +589,6 @@ store_batch_begin(struct store *s)
 	if (r < 0)
 		return r;
 	tails_check(s);
-	s->pend = -1;
 	s->batch = true;
 	s->batch_rows = 0;
 	return 0;
@@ -1081,6 +1084,7 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	s->db = db;
 	s->durability = d;
 	s->pfd = -1;
+	s->pend = -1;
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 	/* The file is untrusted: no schema-defined functions with side effects,
@@ -1557,24 +1561,48 @@ journal_tail(struct store *s, const char *run, struct tail *ret)
 	return ret->ord ? link_at(s, run, ret->ord, ret->link) : 0;
 }
 
-/* Bind a journal text (args or result): in the row below STORE_PAYLOAD_MIN
- * bytes, else appended to the payload file with its reference bound. */
-static int
-bind_journal_text(struct store *s, sqlite3_stmt *st, int idx, const char *txt, size_t len)
-{
-	unsigned char ref[STORE_PAYLOAD_REF];
-	int r;
+/* A row's texts (its args, its result): each of STORE_PAYLOAD_MIN bytes or
+ * more is appended to the payload file, all of a row's in one write, and its
+ * reference is bound in its place; a shorter one is bound as text. */
+struct row_texts {
+	const char *txt[STORE_PAYLOAD_IOV];
+	size_t len[STORE_PAYLOAD_IOV];
+	unsigned char ref[STORE_PAYLOAD_IOV][STORE_PAYLOAD_REF];
+	bool apart[STORE_PAYLOAD_IOV];
+};
 
-	if (len < STORE_PAYLOAD_MIN) {
-		sqlite3_bind_text(st, idx, txt, (int)len, SQLITE_STATIC);
-		return 0;
+static int
+texts_put(struct store *s, struct row_texts *t)
+{
+	struct iovec iov[STORE_PAYLOAD_IOV];
+	unsigned char refs[STORE_PAYLOAD_IOV][STORE_PAYLOAD_REF];
+	int n = 0, r;
+
+	for (int i = 0; i < STORE_PAYLOAD_IOV; i++) {
+		t->apart[i] = t->txt[i] && t->len[i] >= STORE_PAYLOAD_MIN;
+		if (t->apart[i])
+			iov[n++] = (struct iovec){(void *)t->txt[i], t->len[i]};
 	}
-	r = store_payload_append(s->pfd, &s->pend, txt, len, ref);
+	if (!n)
+		return 0;
+	r = store_payload_append(s->pfd, &s->pend, iov, n, refs);
 	if (r < 0)
 		return r;
 	s->pdirty = true;
-	sqlite3_bind_blob(st, idx, ref, sizeof(ref), SQLITE_TRANSIENT);
+	for (int i = 0, j = 0; i < STORE_PAYLOAD_IOV; i++)
+		if (t->apart[i])
+			memcpy(t->ref[i], refs[j++], STORE_PAYLOAD_REF);
 	return 0;
+}
+
+/* Bind text i of t (which outlives the statement's step). */
+static void
+bind_row_text(sqlite3_stmt *st, int idx, const struct row_texts *t, int i)
+{
+	if (t->apart[i])
+		sqlite3_bind_blob(st, idx, t->ref[i], STORE_PAYLOAD_REF, SQLITE_STATIC);
+	else
+		sqlite3_bind_text(st, idx, t->txt[i], (int)t->len[i], SQLITE_STATIC);
 }
 
 /* Seal and insert the outcome of the row t->rowid (whose link is t->link)
@@ -1582,8 +1610,10 @@ bind_journal_text(struct store *s, sqlite3_stmt *st, int idx, const char *txt, s
  * the row has one already. */
 static int
 outcome_insert(struct store *s, struct tail *t, bool compacted, enum store_call_status status,
-	       const char *result_txt, size_t len, int64_t finished_ms)
+	       const struct row_texts *texts, int i, int64_t finished_ms)
 {
+	const char *result_txt = texts->txt[i];
+	size_t len = texts->len[i];
 	cleanup_stmt sqlite3_stmt *st = s->stmt[ST_O_INSERT];
 	char chain[AGD_SHA256_HEX];
 	int r;
@@ -1593,11 +1623,10 @@ outcome_insert(struct store *s, struct tail *t, bool compacted, enum store_call_
 	sqlite3_bind_int64(st, 1, t->rowid);
 	sqlite3_bind_int64(st, 2, t->fins + 1);
 	sqlite3_bind_int(st, 3, status);
-	r = bind_journal_text(s, st, 4, result_txt, len);
+	bind_row_text(st, 4, texts, i);
 	sqlite3_bind_int64(st, 5, finished_ms);
 	sqlite3_bind_text(st, 6, chain, -1, SQLITE_STATIC);
-	if (r == 0)
-		r = store_sqlite_step_done(st);
+	r = store_sqlite_step_done(st);
 	if (r == 0)
 		t->fins++;
 	return r;
@@ -1695,7 +1724,9 @@ have_texts:
 	bool undo = tx.joined && status != STORE_CALL_INTENT;
 	if (undo && (r = store_sqlite_step_done(s->stmt[ST_SAVEPOINT])) < 0)
 		return r;
-	{
+	struct row_texts texts = {.txt = {args, result_txt}, .len = {args_len, result_txt_len}};
+	r = texts_put(s, &texts);
+	if (r == 0) {
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_INSERT];
 
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
@@ -1703,22 +1734,20 @@ have_texts:
 		sqlite3_bind_int64(st, 3, tail.ord);
 		sqlite3_bind_text(st, 4, c->tool, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, args_hash, -1, SQLITE_STATIC);
-		r = bind_journal_text(s, st, 6, args, args_len);
+		bind_row_text(st, 6, &texts, 0);
 		sqlite3_bind_int(st, 7, c->attempt);
 		sqlite3_bind_text(st, 8, c->decision ? c->decision : "", -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 9, c->rule ? c->rule : "", -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 10, c->started_ms);
 		sqlite3_bind_text(st, 11, link, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 12, tail.owner);
-		if (r == 0)
-			r = store_sqlite_step_done(st);
+		r = store_sqlite_step_done(st);
 	}
 	tail.seq = c->seq;
 	tail.rowid = sqlite3_last_insert_rowid(s->db);
 	memcpy(tail.link, link, sizeof(link));
 	if (r == 0 && status != STORE_CALL_INTENT) {
-		r = outcome_insert(s, &tail, c->compacted, status, result_txt, result_txt_len,
-				   finished_ms);
+		r = outcome_insert(s, &tail, c->compacted, status, &texts, 1, finished_ms);
 		if (r == -EEXIST)
 			r = -EBADMSG; /* an outcome left without its row */
 	}
@@ -1822,7 +1851,10 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 		memcpy(row.link, txt, link_len + 1);
 	}
 	/* Never overwrite a recorded outcome: the outcome's key is its row. */
-	r = outcome_insert(s, &row, false, status, result_txt, len, finished_ms);
+	struct row_texts texts = {.txt = {result_txt}, .len = {len}};
+	r = texts_put(s, &texts);
+	if (r == 0)
+		r = outcome_insert(s, &row, false, status, &texts, 0, finished_ms);
 	if (r < 0)
 		return r == -EEXIST ? -EALREADY : r;
 	tail.fins = row.fins;
@@ -2277,21 +2309,35 @@ payload_free(struct store *s, const struct row_link *l)
 static void
 payload_reclaim(struct store *s)
 {
+	struct store_payload_ref span = {0};
 	int64_t last = 0;
 
 	if (store_payload_trylock_free(s->pfd) < 0)
 		return;
 	{
+		/* Adjacent spans are punched as one: a block they share is
+		 * given back too. */
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_PL_FREE_LIST];
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			struct store_payload_ref ref = {sqlite3_column_int64(st, 1),
 							sqlite3_column_int64(st, 2)};
-			last = sqlite3_column_int64(st, 0);
+			int64_t id = sqlite3_column_int64(st, 0);
+			if (id > last)
+				last = id;
 			/* Untrusted like any row: never the header. */
-			if (ref.off >= STORE_PAYLOAD_HDR && ref.len > 0 &&
-			    ref.off <= INT64_MAX - ref.len)
-				store_payload_punch(s->pfd, &ref);
+			if (ref.off < STORE_PAYLOAD_HDR || ref.len <= 0 ||
+			    ref.off > INT64_MAX - ref.len)
+				continue;
+			if (span.len && ref.off == span.off + span.len) {
+				span.len += ref.len;
+				continue;
+			}
+			if (span.len)
+				store_payload_punch(s->pfd, &span);
+			span = ref;
 		}
+		if (span.len)
+			store_payload_punch(s->pfd, &span);
 	}
 	store_payload_unlock(s->pfd);
 	if (!last)

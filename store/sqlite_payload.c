@@ -15,11 +15,13 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -129,12 +131,15 @@ store_payload_open(const char *path, const char id[STORE_PAYLOAD_ID], int *ret_f
 }
 
 int
-store_payload_append(int fd, int64_t *end, const char *txt, size_t len,
-		     unsigned char ref[STORE_PAYLOAD_REF])
+store_payload_append(int fd, int64_t *end, const struct iovec *iov, int n,
+		     unsigned char (*refs)[STORE_PAYLOAD_REF])
 {
-	uint64_t v;
-	int r;
+	struct iovec v[STORE_PAYLOAD_IOV];
+	size_t total = 0, done = 0;
+	int64_t off;
 
+	if (n < 1 || n > STORE_PAYLOAD_IOV)
+		return -EINVAL;
 	if (*end < 0) {
 		struct stat st;
 		if (fstat(fd, &st) < 0)
@@ -143,16 +148,36 @@ store_payload_append(int fd, int64_t *end, const char *txt, size_t len,
 			return -EBADMSG;
 		*end = st.st_size;
 	}
-	r = write_all(fd, txt, len, *end);
-	if (r < 0) {
-		*end = -1; /* what got written, if anything, is left unreferenced */
-		return r;
+	off = *end;
+	for (int i = 0; i < n; i++) {
+		uint64_t le = htole64((uint64_t)(off + (int64_t)total));
+		memcpy(refs[i], &le, 8);
+		le = htole64((uint64_t)iov[i].iov_len);
+		memcpy(refs[i] + 8, &le, 8);
+		total += iov[i].iov_len;
+		v[i] = iov[i];
 	}
-	v = htole64((uint64_t)*end);
-	memcpy(ref, &v, 8);
-	v = htole64((uint64_t)len);
-	memcpy(ref + 8, &v, 8);
-	*end += (int64_t)len;
+	/* One write for all of a row's texts; a short one goes on from where
+	 * it stopped. */
+	for (int first = 0; done < total;) {
+		ssize_t w = pwritev(fd, v + first, n - first, off + (int64_t)done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			*end = -1; /* what got written, if anything, is left unreferenced */
+			return w < 0 ? -errno : -EIO;
+		}
+		done += (size_t)w;
+		while (first < n && (size_t)w >= v[first].iov_len) {
+			w -= (ssize_t)v[first].iov_len;
+			first++;
+		}
+		if (first < n) {
+			v[first].iov_base = (char *)v[first].iov_base + w;
+			v[first].iov_len -= (size_t)w;
+		}
+	}
+	*end = off + (int64_t)total;
 	return 0;
 }
 
@@ -239,10 +264,35 @@ store_payload_unlock(int fd)
 	lock(fd, F_UNLCK, F_OFD_SETLK);
 }
 
+/* Whether [off, off + len) lies in the file and holds only zero bytes: space
+ * given back before, or never written (a text is JSON: never a zero byte). */
+static bool
+zeros(int fd, int64_t off, size_t len)
+{
+	char buf[4096];
+
+	if (len > sizeof(buf) || pread(fd, buf, len, off) != (ssize_t)len)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (buf[i])
+			return false;
+	return true;
+}
+
 int
 store_payload_punch(int fd, const struct store_payload_ref *ref)
 {
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, ref->off, ref->len) < 0)
+	const int64_t blk = 4096;
+	int64_t a = ref->off, b = ref->off + ref->len;
+	int64_t a0 = a / blk * blk, b1 = (b + blk - 1) / blk * blk;
+
+	/* A block this span shares with one given back before is free whole
+	 * once this one is: widen to it, or it would stay allocated for good. */
+	if (a > a0 && zeros(fd, a0, (size_t)(a - a0)))
+		a = a0;
+	if (b < b1 && zeros(fd, b, (size_t)(b1 - b)))
+		b = b1;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, a, b - a) < 0)
 		return errno == EOPNOTSUPP ? 0 : -errno;
 	return 0;
 }

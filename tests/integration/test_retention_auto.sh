@@ -45,9 +45,13 @@ run() {
 		{ cat "$T/$name.err"; fail "$name did not succeed"; }
 	grep -q "^done $n attempt 1" "$T/$name.out" || fail "$name did not finish"
 }
-# text bytes NAME STATE_DIR: args and results held as text, and states
-textbytes() { q "$2" "SELECT (SELECT COALESCE(SUM(LENGTH(args) + COALESCE(LENGTH(result), 0)), 0) FROM journal j LEFT JOIN outcomes o ON o.id = j.id WHERE run = '$1') + (SELECT COALESCE(SUM(LENGTH(state)), 0) FROM states WHERE run = '$1')"; }
-size() { stat -c %s "$1/agentd.db"; }
+# the disk space the payload file takes (the long args and results; holes
+# where retention gave texts back take none)
+pbytes() { stat -c '%b %B' "$1/agentd.db-payloads" | awk '{ print $1 * $2 }'; }
+# text bytes NAME STATE_DIR: args and results held as text in the rows, states,
+# and the payload file's (one run per state directory here)
+textbytes() { echo $(($(q "$2" "SELECT (SELECT COALESCE(SUM(IIF(typeof(args) = 'text', LENGTH(args), 0) + IIF(typeof(result) = 'text', LENGTH(result), 0)), 0) FROM journal j LEFT JOIN outcomes o ON o.id = j.id WHERE run = '$1') + (SELECT COALESCE(SUM(LENGTH(state)), 0) FROM states WHERE run = '$1')") + $(pbytes "$2"))); }
+size() { echo $(($(stat -c %s "$1/agentd.db") + $(pbytes "$1"))); }
 
 # 1. bounded
 run keep300 "$T/s300" 300 --durable "$T/keep2.json"
