@@ -94,9 +94,9 @@ elif command -v node >/dev/null; then
 fi
 echo '{"version": 1, "rules": [{"id": "echo", "tool": "agentd.echo", "decision": "allow"}]}' >"$T/policy.json"
 
-size_of() { # total bytes of a SQLite file and its WAL
+size_of() { # total bytes of a SQLite file, its WAL and (agentd) its payload file
 	local s=0 f
-	for f in "$1" "$1-wal"; do [ -f "$f" ] && s=$((s + $(stat -c %s "$f"))); done
+	for f in "$1" "$1-wal" "$1-payloads"; do [ -f "$f" ] && s=$((s + $(stat -c %s "$f"))); done
 	echo $s
 }
 

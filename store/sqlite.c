@@ -165,15 +165,13 @@ struct store {
 	struct tail *tails[TAIL_BUCKETS];
 	size_t n_tails;
 	int64_t data_version;
-	/* The payload file (sqlite_payload.c): its fd, its end as this
+	/* The payload file (sqlite_payload.c): its fd, and its end as this
 	 * connection left it (-1: not known; valid with the tails, since
 	 * another connection appends only in a transaction of its own, which
 	 * either commits, and data_version tells, or leaves bytes no row names,
-	 * which may be written over), and whether a text was appended since
-	 * the last commit. */
+	 * which may be written over). */
 	int pfd;
 	int64_t pend;
-	bool pdirty;
 };
 
 /* ---- schema migrations ----
@@ -517,20 +515,6 @@ store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 	return r;
 }
 
-/* Before a COMMIT: with durability power, SQLite fsyncs the WAL in it, so
- * the texts the commit's rows name are fsynced first. (With process, every
- * checkpoint fsyncs the payload file before the WAL: sqlite_ckpt.c.) */
-static int
-payload_sync(struct store *s)
-{
-	if (!s->pdirty)
-		return 0;
-	if (s->durability == STORE_DURABILITY_POWER && fdatasync(s->pfd) < 0)
-		return -errno;
-	s->pdirty = false;
-	return 0;
-}
-
 int
 store_sqlite_tx_join(struct store *s, struct store_tx *t)
 {
@@ -559,10 +543,7 @@ store_sqlite_tx_commit(struct store_tx *t)
 		s->batch_rows++;
 		return 0;
 	}
-	int r = payload_sync(s);
-
-	if (r == 0)
-		r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
+	int r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
 
 	/* A failed COMMIT leaves the transaction open: the cleanup rolls it back. */
 	if (r == 0) {
@@ -599,10 +580,7 @@ store_batch_commit(struct store *s)
 {
 	if (!s || !s->batch)
 		return -EINVAL;
-	int r = payload_sync(s);
-
-	if (r == 0)
-		r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
+	int r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
 
 	if (r < 0) {
 		store_batch_abort(s);
@@ -1561,9 +1539,12 @@ journal_tail(struct store *s, const char *run, struct tail *ret)
 	return ret->ord ? link_at(s, run, ret->ord, ret->link) : 0;
 }
 
-/* A row's texts (its args, its result): each of STORE_PAYLOAD_MIN bytes or
- * more is appended to the payload file, all of a row's in one write, and its
- * reference is bound in its place; a shorter one is bound as text. */
+/* A row's texts (its args, its result): with durability process, each of
+ * STORE_PAYLOAD_MIN bytes or more is appended to the payload file, all of a
+ * row's in one write, and its reference is bound in its place; a shorter
+ * one, and every one with durability power, is bound as text. (Power fsyncs
+ * each commit: the texts in the WAL cost that one fsync, apart they would
+ * cost a second.) */
 struct row_texts {
 	const char *txt[STORE_PAYLOAD_IOV];
 	size_t len[STORE_PAYLOAD_IOV];
@@ -1579,7 +1560,8 @@ texts_put(struct store *s, struct row_texts *t)
 	int n = 0, r;
 
 	for (int i = 0; i < STORE_PAYLOAD_IOV; i++) {
-		t->apart[i] = t->txt[i] && t->len[i] >= STORE_PAYLOAD_MIN;
+		t->apart[i] = t->txt[i] && t->len[i] >= STORE_PAYLOAD_MIN &&
+			      s->durability == STORE_DURABILITY_PROCESS;
 		if (t->apart[i])
 			iov[n++] = (struct iovec){(void *)t->txt[i], t->len[i]};
 	}
@@ -1588,7 +1570,6 @@ texts_put(struct store *s, struct row_texts *t)
 	r = store_payload_append(s->pfd, &s->pend, iov, n, refs);
 	if (r < 0)
 		return r;
-	s->pdirty = true;
 	for (int i = 0, j = 0; i < STORE_PAYLOAD_IOV; i++)
 		if (t->apart[i])
 			memcpy(t->ref[i], refs[j++], STORE_PAYLOAD_REF);
