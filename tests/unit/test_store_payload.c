@@ -507,7 +507,7 @@ test_writers_in_processes(void **state)
 		assert_true(pids[w] >= 0);
 		if (pids[w] == 0) {
 			struct store *s = NULL;
-			char run[8];
+			char run[16];
 			snprintf(run, sizeof(run), "w%d", w);
 			if (store_open(f->path, STORE_DURABILITY_PROCESS, &s) < 0)
 				_exit(10);
@@ -528,7 +528,7 @@ test_writers_in_processes(void **state)
 	struct store *s = NULL;
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
 	for (int w = 0; w < WRITERS; w++) {
-		char run[8];
+		char run[16];
 		snprintf(run, sizeof(run), "w%d", w);
 		load_expect(s, run, CALLS, size_mixed);
 	}
