@@ -195,10 +195,10 @@ test_long_texts_apart(void **state)
 	assert_int_equal(pair(s, "r", 7, size_mixed(7)), 0);
 	load_expect(s, "r", 7, size_mixed);
 	store_close(s);
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"),
-			 4);
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'text'"),
-			 3);
+	assert_int_equal(
+	    sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"), 4);
+	assert_int_equal(
+	    sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'text'"), 3);
 }
 
 /* Flip one byte of the file at off. */
