@@ -121,9 +121,6 @@ ckpt_pass(const struct store_ckpt *c, sqlite3 *db)
 	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) == SQLITE_OK && f &&
 	    f->pMethods)
 		f->pMethods->xSync(f, c->power ? SQLITE_SYNC_FULL : SQLITE_SYNC_NORMAL);
-	/* And the texts appended meanwhile: the writer's own checkpoint, which
-	 * fsyncs the payload file on its path, then finds little to write. */
-	fdatasync(c->pfd);
 }
 
 static void *
