@@ -16,6 +16,11 @@
 #   approved rerun that a second crash interrupts.
 . "$AGENTD_SRC_DIR/tests/integration/lib/common.sh"
 has() { grep "$@" >/dev/null; }
+# Each run NAME keeps the agent's lines (stdout) in $T/NAME/agent and agentd's
+# (stderr, where the agent's stderr goes too) in $T/NAME/log: agentd writes a
+# call's timeline line after the reply, so in one file it could land inside
+# the line the agent prints next, which is printed in pieces.
+logs() { cat "$T/$1/agent" "$T/$1/log"; } # NAME
 command -v strace >/dev/null || { echo "SKIP: strace is not installed (apt-get install strace): it holds the supervisor mid-call"; exit 77; }
 strace -o /dev/null true 2>/dev/null || { echo "SKIP: ptrace is not permitted here (strace cannot trace)"; exit 77; }
 stage
@@ -47,7 +52,7 @@ json.dump(p, open(d + "/policy.json", "w"))
 PY
 	(cd "$T/lib" && exec strace -o /dev/null -e trace=openat2 -e inject=openat2:delay_enter=60s \
 		"$AGENTD" run --id "$name" --state "$S" --policy "$d/policy.json" "$@" \
-		-- python3 unknown_agent.py "$d/out") >"$d/log" 2>&1 &
+		-- python3 unknown_agent.py "$d/out") >"$d/agent" 2>"$d/log" &
 	local tracer=$!
 	PIDS+=($tracer)
 	for _ in $(seq 300); do
@@ -57,7 +62,7 @@ PY
 		sleep 0.05
 	done
 	"$AGENTD" show "$name" --state "$S" | has '#2 .*fs.write.*unknown outcome' ||
-		{ cat "$d/log"; fail "$name: the append's intent was never journaled"; }
+		{ logs "$name"; fail "$name: the append's intent was never journaled"; }
 	local sv
 	sv=$(pgrep -P $tracer) || fail "$name: no supervisor to kill"
 	# The kill is pending while strace holds it at the openat2; once strace
@@ -74,7 +79,7 @@ PY
 # resume NAME [OPTIONS...]: resume after the crash; prints its exit status
 resume() {
 	local name=$1 rc=0; shift
-	(cd "$T/lib" && "$AGENTD" resume "$name" --state "$S" "$@") >>"$T/$name/log" 2>&1 || rc=$?
+	(cd "$T/lib" && "$AGENTD" resume "$name" --state "$S" "$@") >>"$T/$name/agent" 2>>"$T/$name/log" || rc=$?
 	echo $rc
 }
 
@@ -83,15 +88,15 @@ appended() { # NAME: how many times the ledger got the entry
 }
 
 expect() { # NAME RC APPENDS AGENT_LINE: the resume's outcome
-	local name=$1 rc=$2 n=$3 line=$4 log="$T/$1/log"
+	local name=$1 rc=$2 n=$3 line=$4 log="$T/$1/log" agent="$T/$1/agent"
 	has "#2 fs.write: a crash left its outcome unknown (effect)" "$log" ||
-		{ cat "$log"; fail "$name: the unknown outcome was not found"; }
-	[ "$(appended "$name")" = "$n" ] || { cat "$log"; fail "$name: appended $(appended "$name") times, want $n"; }
+		{ logs "$name"; fail "$name: the unknown outcome was not found"; }
+	[ "$(appended "$name")" = "$n" ] || { logs "$name"; fail "$name: appended $(appended "$name") times, want $n"; }
 	if [ -n "$line" ]; then
-		has -x "$line" "$log" || { cat "$log"; fail "$name: the agent did not print '$line'"; }
-		has -x finished "$log" || { cat "$log"; fail "$name: the agent did not finish"; }
+		has -x "$line" "$agent" || { logs "$name"; fail "$name: the agent did not print '$line'"; }
+		has -x finished "$agent" || { logs "$name"; fail "$name: the agent did not finish"; }
 	fi
-	[ "$rc" = 0 ] || { cat "$log"; fail "$name: resume exited $rc"; }
+	[ "$rc" = 0 ] || { logs "$name"; fail "$name: resume exited $rc"; }
 }
 
 crash retry - retry
@@ -104,9 +109,9 @@ echo "ok: on_unknown skip (policy) answers -32004, the agent goes on"
 
 crash failing fail -
 rc=$(resume failing)
-[ "$rc" != 0 ] || { cat "$T/failing/log"; fail "failing: resume succeeded"; }
+[ "$rc" != 0 ] || { logs failing; fail "failing: resume succeeded"; }
 has "#2 fs.write: a crash left this effect's outcome unknown (on_unknown: fail)" "$T/failing/log" ||
-	{ cat "$T/failing/log"; fail "failing: no reason naming the call"; }
+	{ logs failing; fail "failing: no reason naming the call"; }
 [ "$(appended failing)" = 0 ] && [ ! -e "$T/failing/out/done.txt" ] || fail "failing: the run went on"
 "$AGENTD" runs --state "$S" | has '^failing .*failed' || { "$AGENTD" runs --state "$S"; fail "failing: not failed"; }
 echo "ok: on_unknown fail (policy) fails the run"
@@ -130,7 +135,7 @@ wait_pending() { # NAME: until #2's unknown-outcome approval is listed pending
 		"$AGENTD" approvals "$1" --state "$S" --status pending | has "^$1 *2 *fs.write *pending *on_unknown " && return 0
 		sleep 0.05
 	done
-	"$AGENTD" approvals "$1" --state "$S"; cat "$T/$1/log"; fail "$1: no pending approval for #2"
+	"$AGENTD" approvals "$1" --state "$S"; logs "$1"; fail "$1: no pending approval for #2"
 }
 check_row() { # NAME: the row says what is asked, naming the call and its args
 	"$AGENTD" approvals "$1" --state "$S" --json | python3 -c '
@@ -146,13 +151,13 @@ assert a["args"]["path"] == sys.argv[1] + "/out/ledger.txt", a
 resume_waiting() {
 	local name=$1; shift
 	(cd "$T/lib" && exec "$AGENTD" resume "$name" --state "$S" --durable-approvals "$@" \
-		< <(exec sleep 60 2>/dev/null)) >>"$T/$name/log" 2>&1 &
+		< <(exec sleep 60 2>/dev/null)) >>"$T/$name/agent" 2>>"$T/$name/log" &
 	bg=$!
 	PIDS+=($bg)
 }
 finish() { rc=0; wait "$1" || rc=$?; } # PID: its exit status in $rc
 once() { # NAME: the agent saw one answer for the append
-	[ "$(grep -c '^append: ' "$T/$1/log")" = 1 ] || { cat "$T/$1/log"; fail "$1: the agent saw $(grep -c '^append: ' "$T/$1/log") answers for the append"; }
+	[ "$(grep -c '^append: ' "$T/$1/agent")" = 1 ] || { logs "$1"; fail "$1: the agent saw $(grep -c '^append: ' "$T/$1/agent") answers for the append"; }
 }
 
 crash waiting - - --durable-approvals
@@ -160,7 +165,7 @@ resume_waiting waiting
 wait_pending waiting
 check_row waiting
 sleep 0.5
-kill -0 $bg 2>/dev/null || { cat "$T/waiting/log"; fail "waiting: the resume did not wait"; }
+kill -0 $bg 2>/dev/null || { logs waiting; fail "waiting: the resume did not wait"; }
 [ "$(appended waiting)" = 0 ] || fail "waiting: the append was rerun before the decision"
 "$AGENTD" approve waiting 2 --state "$S" >/dev/null || fail "waiting: approve"
 finish $bg
@@ -207,8 +212,8 @@ echo "ok: durable approvals: an expired approval of the rerun answers -32004, no
 # found when a resume replays to the call.
 crash idle - - --durable-approvals
 rc=$(resume idle --durable-approvals --approval-idle-suspend 1 < <(exec sleep 60 2>/dev/null))
-[ "$rc" = 75 ] || { cat "$T/idle/log"; fail "idle: the resume exited $rc, not 75 (suspended)"; }
-has "suspended waiting for approval of call #2" "$T/idle/log" || { cat "$T/idle/log"; fail "idle: no suspension"; }
+[ "$rc" = 75 ] || { logs idle; fail "idle: the resume exited $rc, not 75 (suspended)"; }
+has "suspended waiting for approval of call #2" "$T/idle/log" || { logs idle; fail "idle: no suspension"; }
 wait_pending idle
 [ "$(appended idle)" = 0 ] || fail "idle: appended before the decision"
 "$AGENTD" approve idle 2 --state "$S" >/dev/null || fail "idle: approve"
@@ -227,7 +232,7 @@ rerun_attempt() { # NAME: the attempt that started the approved rerun (0: none)
 crash rerun - - --durable-approvals
 (cd "$T/lib" && exec strace -o /dev/null -e trace=openat2 -e inject=openat2:delay_enter=60s \
 	"$AGENTD" resume rerun --state "$S" --durable-approvals \
-	< <(exec sleep 60 2>/dev/null)) >>"$T/rerun/log" 2>&1 &
+	< <(exec sleep 60 2>/dev/null)) >>"$T/rerun/agent" 2>>"$T/rerun/log" &
 tracer=$!
 PIDS+=($tracer)
 wait_pending rerun
@@ -238,7 +243,7 @@ for _ in $(seq 200); do
 	[ "$(rerun_attempt rerun)" = 0 ] || break
 	sleep 0.05
 done
-sv=$(pgrep -P $tracer) || { cat "$T/rerun/log"; fail "rerun: no supervisor to kill"; }
+sv=$(pgrep -P $tracer) || { logs rerun; fail "rerun: no supervisor to kill"; }
 kill -KILL $sv
 kill -KILL $tracer
 wait $tracer 2>/dev/null || true
@@ -257,8 +262,8 @@ assert re.fullmatch(r"unknown outcome: the call may or may not have run: #2 fs\.
 assert a["args"]["path"] == sys.argv[1] + "/out/ledger.txt", a
 ' "$T/rerun" || fail "rerun: the new approval row"
 sleep 0.5
-kill -0 $bg 2>/dev/null || { cat "$T/rerun/log"; fail "rerun: the resume did not wait"; }
-[ "$(appended rerun)" = 0 ] || { cat "$T/rerun/log"; fail "rerun: the append was rerun again without a decision"; }
+kill -0 $bg 2>/dev/null || { logs rerun; fail "rerun: the resume did not wait"; }
+[ "$(appended rerun)" = 0 ] || { logs rerun; fail "rerun: the append was rerun again without a decision"; }
 "$AGENTD" approve rerun 2 --state "$S" >/dev/null || fail "rerun: approve again"
 finish $bg
 expect rerun $rc 1 "append: ok"

@@ -46,10 +46,12 @@ run() { # run NAME LIMITS PATH N
   "method": "GET", "decision": "allow"}], "limits": $2}
 JSON
 	(cd "$T/lib" && "$AGENTD" run --id "$1" --state "$T/st" --policy "$T/$1.json" \
-		-- python3 cost_agent.py "$URL$3" "$4") >"$T/$1.out" 2>&1 ||
-		{ cat "$T/$1.out"; fail "$1: run failed"; }
+		-- python3 cost_agent.py "$URL$3" "$4") >"$T/$1.out" 2>"$T/$1.err" ||
+		{ cat "$T/$1.out" "$T/$1.err"; fail "$1: run failed"; }
 }
-expect() { grep -qx -- "$2" "$T/$1.out" || { cat "$T/$1.out"; fail "$1: expected '$2'"; }; }
+# The agent's lines only: agentd's timeline goes to stderr, written after each
+# reply, and would land inside a line printed in pieces.
+expect() { grep -qx -- "$2" "$T/$1.out" || { cat "$T/$1.out" "$T/$1.err"; fail "$1: expected '$2'"; }; }
 
 run cost '{"max_spend": 10, "cost_header": "X-Cost"}' /x 4
 expect cost "call 1: ok status=200 cost=4"

@@ -15,12 +15,14 @@ cat > "$T/policy.json" <<JSON
 ]}
 JSON
 (cd "$T/lib" && "$AGENTD" run --id aud --state "$T/st" --policy "$T/policy.json" --deny \
-	-- python3 audit_agent.py "$D") >"$T/out" 2>&1 || { cat "$T/out"; fail "run failed"; }
+	-- python3 audit_agent.py "$D") >"$T/out" 2>"$T/err" || { cat "$T/out" "$T/err"; fail "run failed"; }
 (cd "$T/lib" && "$AGENTD" run --id aud2 --state "$T/st" --policy "$T/policy.json" --deny \
 	-- python3 audit_agent.py "$D") >/dev/null 2>&1 || fail "second run failed"
+# The agent's lines only: agentd's timeline goes to stderr, written after each
+# reply, and would land inside a line printed in pieces.
 want_sugg="{\"decision\": \"allow\", \"id\": \"allow-fs.read-other.txt\", \"path\": \"$T/other.txt\", \"tool\": \"fs.read\"}"
-grep -qxF "none: rule=None suggestion=$want_sugg" "$T/out" || { cat "$T/out"; fail "agent did not get the suggestion"; }
-grep -qxF "rule: rule=no-hidden suggestion=null" "$T/out" || { cat "$T/out"; fail "a deny rule got a suggestion"; }
+grep -qxF "none: rule=None suggestion=$want_sugg" "$T/out" || { cat "$T/out" "$T/err"; fail "agent did not get the suggestion"; }
+grep -qxF "rule: rule=no-hidden suggestion=null" "$T/out" || { cat "$T/out" "$T/err"; fail "a deny rule got a suggestion"; }
 "$AGENTD" show aud --state "$T/st" >"$T/show" 2>&1 || fail "show failed"
 grep -qF "would be allowed by: {\"decision\":\"allow\",\"id\":\"allow-fs.read-other.txt\"" "$T/show" || { cat "$T/show"; fail "timeline lacks the suggestion"; }
 "$AGENTD" audit --run aud --state "$T/st" >"$T/audit" || fail "audit failed"

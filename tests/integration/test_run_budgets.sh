@@ -17,22 +17,26 @@ run() { # run NAME LIMITS N [agentd options...]
 	local name=$1 limits=$2 n=$3; shift 3
 	policy "$T/$name.json" "$limits"
 	(cd "$T/lib" && "$AGENTD" run --id "$name" --state "$T/st" --policy "$T/$name.json" "$@" \
-		-- python3 budget_agent.py "$n" 0) >"$T/$name.out" 2>&1 || { cat "$T/$name.out"; fail "$name: run failed"; }
+		-- python3 budget_agent.py "$n" 0) >"$T/$name.out" 2>"$T/$name.err" ||
+		{ cat "$T/$name.out" "$T/$name.err"; fail "$name: run failed"; }
 }
+# The agent's lines only: agentd's timeline goes to stderr, written after each
+# reply, and would land inside a line printed in pieces.
 expect() { # expect NAME LINE
-	grep -qx -- "$2" "$T/$1.out" || { cat "$T/$1.out"; fail "$1: expected '$2'"; }
+	grep -qx -- "$2" "$T/$1.out" || { cat "$T/$1.out" "$T/$1.err"; fail "$1: expected '$2'"; }
 }
 mkdir -p "$T/st"
 
 # max_calls across a supervisor crash: 2 calls, SIGKILL agentd, resume.
 policy "$T/max.json" '{"max_calls": 3}'
 (cd "$T/lib" && exec "$AGENTD" run --id max --state "$T/st" --policy "$T/max.json" \
-	-- python3 budget_agent.py 5 2) >"$T/max.out" 2>&1 &
+	-- python3 budget_agent.py 5 2) >"$T/max.out" 2>"$T/max.err" &
 bg=$!
 for _ in $(seq 400); do grep -q '^waiting$' "$T/max.out" && break; sleep 0.025; done
-grep -q '^waiting$' "$T/max.out" || { cat "$T/max.out"; fail "max: agent never paused"; }
+grep -q '^waiting$' "$T/max.out" || { cat "$T/max.out" "$T/max.err"; fail "max: agent never paused"; }
 kill -KILL $bg; wait $bg 2>/dev/null || true
-(cd "$T/lib" && "$AGENTD" resume max --state "$T/st") >"$T/max.out" 2>&1 || { cat "$T/max.out"; fail "max: resume failed"; }
+(cd "$T/lib" && "$AGENTD" resume max --state "$T/st") >"$T/max.out" 2>"$T/max.err" ||
+	{ cat "$T/max.out" "$T/max.err"; fail "max: resume failed"; }
 expect max "call 2: ok"
 expect max "call 3: ok"
 expect max "call 4: limit max_calls rule=limits.max_calls code=-32005"

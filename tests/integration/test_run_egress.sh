@@ -15,8 +15,10 @@ cat > "$T/policy.json" <<JSON
 JSON
 chmod 644 "$T/policy.json"
 (cd "$T/lib" && "$AGENTD" run --state "$T/st" --policy "$T/policy.json" \
-	-- python3 egress_agent.py "$PORT") >"$T/out" 2>&1 || { cat "$T/out"; fail "run failed"; }
-ex() { grep -qx -- "$1" "$T/out" || { cat "$T/out"; fail "expected '$1'"; }; }
+	-- python3 egress_agent.py "$PORT") >"$T/out" 2>"$T/err" || { cat "$T/out" "$T/err"; fail "run failed"; }
+# The agent's lines only: agentd's timeline goes to stderr, written after each
+# reply, and would land inside a line printed in pieces.
+ex() { grep -qx -- "$1" "$T/out" || { cat "$T/out" "$T/err"; fail "expected '$1'"; }; }
 ex "named: status 200"
 ex "unnamed-ip: EACCES"
 ex "name-to-loopback: EACCES"

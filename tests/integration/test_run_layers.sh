@@ -44,10 +44,12 @@ for user in $(test_users); do
 	r() { # r NAME [agentd run options]
 		local n=$1; shift
 		(cd "$T/lib" && as_user "$user" "$AGENTD" run --id "$n" --state "$st" --policy-dir "$T/pdir" "$@" \
-			-- python3 layers_agent.py "$D/a/f" "$D/b/f" "$D/secret/f" /etc/hostname) >"$T/$n.out" 2>&1 ||
-			{ cat "$T/$n.out"; fail "$user/$n: run failed"; }
+			-- python3 layers_agent.py "$D/a/f" "$D/b/f" "$D/secret/f" /etc/hostname) >"$T/$n.out" 2>"$T/$n.err" ||
+			{ cat "$T/$n.out" "$T/$n.err"; fail "$user/$n: run failed"; }
 	}
-	ex() { grep -qxF -- "$2" "$T/$1.out" || { cat "$T/$1.out"; fail "$user/$1: expected '$2'"; }; }
+	# The agent's lines only: agentd's timeline goes to stderr, written after
+	# each reply, and would land inside a line printed in pieces.
+	ex() { grep -qxF -- "$2" "$T/$1.out" || { cat "$T/$1.out" "$T/$1.err"; fail "$user/$1: expected '$2'"; }; }
 
 	# the user's own policy under the system layer
 	r user
@@ -55,7 +57,7 @@ for user in $(test_users); do
 	ex user "read $D/a/f: ok A"
 	ex user "read $D/b/f: ok B"
 	ex user "read $D/secret/f: denied rule=sys-no-secret reason=rule 'sys-no-secret' (deny) matched fs.read path $D/secret/f in layer 'system'"
-	grep -q "^read /etc/hostname: denied rule=None reason=no rule matched in layer 'system'$" "$T/user.out" || { cat "$T/user.out"; fail "$user: /etc outside every layer"; }
+	grep -q "^read /etc/hostname: denied rule=None reason=no rule matched in layer 'system'$" "$T/user.out" || { cat "$T/user.out" "$T/user.err"; fail "$user: /etc outside every layer"; }
 	ex user "constraint: allow (rule 'sys-fs'): path \"$T/**\" [layer system]"
 	ex user "constraint: allow (rule '$rid'): path \"$D/**\" [layer $layer]"
 
@@ -69,7 +71,7 @@ for user in $(test_users); do
 	# a run file cannot widen: /etc stays denied, fs.write stays hidden
 	r widen --policy "$T/widen.json"
 	ex widen "tools: fs.read"
-	grep -q "^read /etc/hostname: denied rule=None reason=no rule matched in layer 'system'$" "$T/widen.out" || { cat "$T/widen.out"; fail "$user: a run file widened the user policy"; }
+	grep -q "^read /etc/hostname: denied rule=None reason=no rule matched in layer 'system'$" "$T/widen.out" || { cat "$T/widen.out" "$T/widen.err"; fail "$user: a run file widened the user policy"; }
 	ex widen "read $D/secret/f: denied rule=sys-no-secret reason=rule 'sys-no-secret' (deny) matched fs.read path $D/secret/f in layer 'system'"
 	echo "ok: $user"
 done

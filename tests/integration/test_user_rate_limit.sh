@@ -15,11 +15,13 @@ mkdir -p "$T/st"
 run() { # run USER NAME N
 	local u=$1 name=$2 n=$3
 	(cd "$T/lib" && as_user "$u" env HOME="$T" "$AGENTD" run --id "$name" --state "$T/st" \
-		--policy "$T/p.json" -- python3 budget_agent.py "$n" 0) >"$T/$name.out" 2>&1 ||
-		{ cat "$T/$name.out"; fail "$name: run failed"; }
+		--policy "$T/p.json" -- python3 budget_agent.py "$n" 0) >"$T/$name.out" 2>"$T/$name.err" ||
+		{ cat "$T/$name.out" "$T/$name.err"; fail "$name: run failed"; }
 }
+# The agent's lines only: agentd's timeline goes to stderr, written after each
+# reply, and would land inside a line printed in pieces.
 expect() { # expect NAME LINE
-	grep -qx -- "$2" "$T/$1.out" || { cat "$T/$1.out"; fail "$1: expected '$2'"; }
+	grep -qx -- "$2" "$T/$1.out" || { cat "$T/$1.out" "$T/$1.err"; fail "$1: expected '$2'"; }
 }
 
 run self a 2

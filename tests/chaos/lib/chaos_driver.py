@@ -50,8 +50,8 @@ def policy(outdir):
     return p
 
 
-def start(args, log):
-    return subprocess.Popen([agentd] + args, cwd=libdir, stdout=log, stderr=log,
+def start(args, agent_out, log):
+    return subprocess.Popen([agentd] + args, cwd=libdir, stdout=agent_out, stderr=log,
                             stdin=subprocess.DEVNULL)
 
 
@@ -82,12 +82,15 @@ def one_run(name, kills):
     outdir = os.path.join(d, "out")
     os.makedirs(outdir)
     pol = policy(outdir)
-    logpath = os.path.join(d, "log")
-    log = open(logpath, "ab")
+    # The agent's lines (stdout) apart from agentd's (stderr): agentd writes a
+    # call's timeline line after the reply, so in one file it could land
+    # inside the line the agent prints next, which is printed in pieces.
+    agentpath, logpath = os.path.join(d, "agent"), os.path.join(d, "log")
+    agent_out, log = open(agentpath, "ab"), open(logpath, "ab")
     state = os.path.join(d, "state")
     cmd = ["run", "--id", name, "--state", state, "--policy", pol, "--max-restarts", "1000",
            "--", "python3", "chaos_agent.py", url, name, str(N), outdir]
-    p = start(cmd, log)
+    p = start(cmd, agent_out, log)
     t0 = time.monotonic()
     landed = 0
     for _ in range(kills):
@@ -118,23 +121,25 @@ def one_run(name, kills):
             landed += 1
             outcomes["kill supervisor"] += 1
             if status:
-                p = start(["resume", name, "--state", state], log)
+                p = start(["resume", name, "--state", state], agent_out, log)
             else:
                 outcomes["supervisor killed before the run was recorded"] += 1
-                p = start(cmd, log)
+                p = start(cmd, agent_out, log)
     try:
         rc = p.wait(timeout=60)
     except subprocess.TimeoutExpired:
         p.kill()
         rc = "timeout"
+    agent_out.close()
     log.close()
+    agent_text = open(agentpath, errors="replace").read()
     text = open(logpath, errors="replace").read()
     if rc != 0:
-        violations.append(f"{name}: exit {rc}\n{text[-3000:]}")
+        violations.append(f"{name}: exit {rc}\n{agent_text[-1500:]}{text[-3000:]}")
         return landed
     res = os.path.join(outdir, "result.txt")
     out = open(res).read() if os.path.exists(res) else None
-    unknown = [int(l.split()[3]) for l in text.splitlines()
+    unknown = [int(l.split()[3]) for l in agent_text.splitlines()
                if l.startswith("chaos agent: step") and l.endswith("outcome unknown")]
     c = counts()
     for i in range(1, N + 1, 4):
