@@ -51,8 +51,8 @@ if (cd "$T/lib" && "$A" run --id dv1 --state "$S" --policy "$T/policy.json" -- p
 fi
 grep -q "replay diverged at #2: the journal has agentd.echo" "$T/dv1.err" || { cat "$T/dv1.err"; fail "divergence message"; }
 (cd "$T/lib" && "$A" run --id dv2 --state "$S" --policy "$T/policy.json" --on-divergence live \
-	-- python3 diverge_agent.py) 2>"$T/dv2.err" || { cat "$T/dv2.err"; fail "on-divergence live failed"; }
-grep -q "diverge agent finished" "$T/dv2.err" "$T/lib" -r 2>/dev/null || true
+	-- python3 diverge_agent.py) >"$T/dv2.out" 2>"$T/dv2.err" || { cat "$T/dv2.out" "$T/dv2.err"; fail "on-divergence live failed"; }
+grep -qx "diverge agent finished" "$T/dv2.out" || { cat "$T/dv2.out" "$T/dv2.err"; fail "the agent did not go on past the divergence"; }
 "$A" show dv2 --state "$S" | grep -q "replay.diverged\|diverged" || fail "live divergence not in the timeline"
 
 # Fork: the fork's journal is the prefix; it replays it and goes live after.
