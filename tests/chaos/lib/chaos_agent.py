@@ -6,7 +6,9 @@ Step i (1..N) is, by i % 4:
   1  http.request POST URL/effect/<TAG>-e<i>       idempotent (Idempotency-Key)
   2  fs.write OUTDIR/log.txt "step <i>" append     effect (never rerun blindly)
   3  fs.read OUTDIR/log.txt                        pure (sees the appends so far)
-  0  agentd.echo {"value": <digest so far>}        idempotent
+  0  agentd.echo {"value": <digest so far> x 40}  idempotent (2.5 KB: its args
+                                                   and result go to the store's
+                                                   payload file)
 Every 5 steps it checkpoints {"i", "digest"}; a restarted attempt resumes from
 the newest state and the calls after it are replayed from the journal.
 The digest covers only what a correct run must reproduce exactly (no tags,
@@ -52,7 +54,7 @@ while i < n:
         except agentd.ToolError as e:
             v = e.code  # only after the first append's outcome was unknown
     else:
-        v = c.call("agentd.echo", {"value": digest})["value"]
+        v = c.call("agentd.echo", {"value": digest * 40})["value"]
     digest = mix(digest, [i, v])
     if i % 5 == 0:
         c.checkpoint({"i": i, "digest": digest})
