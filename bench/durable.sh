@@ -171,7 +171,7 @@ $peer_ok && sed -n 's/^SQLITE /  LangGraph.js saver connection: /p' "$T/lg-0B-1.
 $dbos_ok && sed -n 's/^PG /  DBOS system database (PostgreSQL): /p' "$T/dbos-0B-1.out"
 echo "  (ratio: median agentd process per-step time / median LangGraph.js per-step time, the like-for-like"
 echo "   durability; power: agentd power (one run) / median LangGraph.js; vs DBOS: agentd process / DBOS;"
-echo "   B/step: database + WAL bytes / steps; for DBOS, what the run added to its database / steps)"
+echo "   B/step: database + WAL (+ agentd's payload file) bytes / steps; for DBOS, what the run added to its database / steps)"
 $dbos_ok && echo "  (DBOS: PostgreSQL compresses a value over 2 KB (TOAST) and the payload repeats one byte, so its"
 $dbos_ok && echo "   10 KB B/step is far below what the same size of real data would take)"
 
