@@ -24,63 +24,9 @@
 #include "common/util.h"
 #include "store/sqlite-internal.h"
 #include "store/store.h"
+#include "store_files.h"
 
-struct fx {
-	char dir[64], path[96], ppath[112];
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/agentd-payload-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
-	snprintf(f->ppath, sizeof(f->ppath), "%s-payloads", f->path);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
-
-/* A call at seq whose args and result each carry `size` bytes. */
-static int
-pair(struct store *s, const char *run, int64_t seq, size_t size)
-{
-	cleanup_free char *fill = malloc(size + 1);
-	if (!fill)
-		return -ENOMEM;
-	memset(fill, 'a' + (int)(seq % 26), size);
-	fill[size] = '\0';
-	cleanup_json json_t *args = json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "fill", fill);
-	cleanup_json json_t *res = json_pack("{s:s}", "echo", fill);
-	struct store_call c = {
-	    .seq = seq,
-	    .tool = "agentd.echo",
-	    .args = args,
-	    .attempt = 1,
-	    .decision = "allow",
-	    .rule = "",
-	    .started_ms = seq,
-	};
-	int r = store_journal_intent(s, run, &c);
-
-	return r < 0 ? r : store_journal_finish(s, run, seq, STORE_CALL_OK, res, seq + 1);
-}
-
-/* Check a loaded call against what pair() wrote. */
+/* Check a loaded call against what store_pair() wrote. */
 static void
 check_pair(const struct store_call *c, int64_t seq, size_t size)
 {
@@ -95,7 +41,7 @@ check_pair(const struct store_call *c, int64_t seq, size_t size)
 	assert_string_equal(json_string_value(echo), json_string_value(fill));
 }
 
-/* The run's journal is exactly calls 1..want as pair() wrote them, call
+/* The run's journal is exactly calls 1..want as store_pair() wrote them, call
  * seq with size(seq) bytes. */
 static void
 load_expect(struct store *s, const char *run, size_t want, size_t (*size)(int64_t seq))
@@ -177,7 +123,7 @@ test_long_texts_apart(void **state)
 	assert_int_equal(st.st_size, STORE_PAYLOAD_HDR);
 	assert_int_equal(store_run_create(s, "r", NULL), 0);
 	for (int64_t seq = 1; seq <= 6; seq++)
-		assert_int_equal(pair(s, "r", seq, size_mixed(seq)), 0);
+		assert_int_equal(store_pair(s, "r", seq, size_mixed(seq)), 0);
 	load_expect(s, "r", 6, size_mixed);
 	store_close(s);
 	/* Four calls' args and results are in the file, the rest in rows. */
@@ -192,7 +138,7 @@ test_long_texts_apart(void **state)
 	 * in the rows (each commit is fsynced: one fsync, not two). */
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_POWER, &s), 0);
 	load_expect(s, "r", 6, size_mixed);
-	assert_int_equal(pair(s, "r", 7, size_mixed(7)), 0);
+	assert_int_equal(store_pair(s, "r", 7, size_mixed(7)), 0);
 	load_expect(s, "r", 7, size_mixed);
 	store_close(s);
 	assert_int_equal(
@@ -225,8 +171,8 @@ test_edited_text_detected(void **state)
 
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
 	assert_int_equal(store_run_create(s, "r", NULL), 0);
-	assert_int_equal(pair(s, "r", 1, 4000), 0);
-	assert_int_equal(pair(s, "r", 2, 4000), 0);
+	assert_int_equal(store_pair(s, "r", 1, 4000), 0);
+	assert_int_equal(store_pair(s, "r", 2, 4000), 0);
 	off_t end = file_size(f->ppath);
 	/* The last byte of the second result: its seal no longer matches. */
 	flip(f->ppath, end - 3);
@@ -265,7 +211,7 @@ test_file_missing_or_replaced(void **state)
 
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
 	assert_int_equal(store_run_create(s, "r", NULL), 0);
-	assert_int_equal(pair(s, "r", 1, 4000), 0);
+	assert_int_equal(store_pair(s, "r", 1, 4000), 0);
 	store_close(s);
 	snprintf(cmd, sizeof(cmd), "mv '%s' '%s.away'", f->ppath, f->ppath);
 	assert_int_equal(system(cmd), 0);
@@ -314,9 +260,9 @@ test_power_loss_cuts_tail(void **state)
 	assert_int_equal(store_run_create(s, "r", NULL), 0);
 	assert_int_equal(store_run_create(s, "other", NULL), 0);
 	for (int64_t seq = 1; seq <= 5; seq++) {
-		assert_int_equal(pair(s, "r", seq, 4000), 0);
+		assert_int_equal(store_pair(s, "r", seq, 4000), 0);
 		if (seq == 3)
-			assert_int_equal(pair(s, "other", 1, 4000), 0);
+			assert_int_equal(store_pair(s, "other", 1, 4000), 0);
 		if (seq == 4)
 			cut = file_size(f->ppath) - 100; /* inside call 4's result */
 	}
@@ -328,7 +274,7 @@ test_power_loss_cuts_tail(void **state)
 	assert_int_equal(store_event_foreach(s, "r", count_event, &from), 0);
 	assert_int_equal(from, 4);
 	/* The run goes on from there. */
-	assert_int_equal(pair(s, "r", 4, 4000), 0);
+	assert_int_equal(store_pair(s, "r", 4, 4000), 0);
 	load_expect(s, "r", 4, size_4000);
 	store_close(s);
 }
@@ -346,7 +292,7 @@ test_retention_gives_space_back(void **state)
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
 	assert_int_equal(store_run_create(s, "r", NULL), 0);
 	for (int64_t seq = 1; seq <= 40; seq++)
-		assert_int_equal(pair(s, "r", seq, 10 << 10), 0);
+		assert_int_equal(store_pair(s, "r", seq, 10 << 10), 0);
 	assert_int_equal(store_state_save(s, "r", 20, st), 0);
 	assert_int_equal(store_state_save(s, "r", 40, st), 0);
 	blkcnt_t before = file_blocks(f->ppath);
@@ -379,7 +325,7 @@ test_retention_gives_space_back(void **state)
 	for (size_t i = 0; i < n; i++)
 		assert_true(calls[i].compacted);
 	store_calls_free(calls, n);
-	assert_int_equal(pair(s, "r", 41, 10 << 10), 0);
+	assert_int_equal(store_pair(s, "r", 41, 10 << 10), 0);
 	assert_true(file_size(f->ppath) > size);
 	store_close(s);
 }
@@ -398,7 +344,7 @@ test_truncate_and_copy(void **state)
 	assert_int_equal(store_run_create(s, "a", NULL), 0);
 	assert_int_equal(store_run_create(s, "b", NULL), 0);
 	for (int64_t seq = 1; seq <= 10; seq++)
-		assert_int_equal(pair(s, "a", seq, 10 << 10), 0);
+		assert_int_equal(store_pair(s, "a", seq, 10 << 10), 0);
 	assert_int_equal(store_journal_load(s, "a", &calls, &n), 0);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(store_journal_record(s, "b", &calls[i]), 0);
@@ -425,7 +371,7 @@ test_backup_self_contained(void **state)
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
 	assert_int_equal(store_run_create(s, "r", NULL), 0);
 	for (int64_t seq = 1; seq <= 6; seq++)
-		assert_int_equal(pair(s, "r", seq, size_mixed(seq)), 0);
+		assert_int_equal(store_pair(s, "r", seq, size_mixed(seq)), 0);
 	assert_int_equal(store_backup(s, bak), 0);
 	store_close(s);
 	assert_int_equal(sql_int(bak, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"),
@@ -437,7 +383,7 @@ test_backup_self_contained(void **state)
 	assert_int_equal(system(cmd), 0);
 	assert_int_equal(store_open(bak, STORE_DURABILITY_PROCESS, &s), 0);
 	load_expect(s, "r", 6, size_mixed);
-	assert_int_equal(pair(s, "r", 7, size_mixed(7)), 0);
+	assert_int_equal(store_pair(s, "r", 7, size_mixed(7)), 0);
 	store_close(s);
 	assert_int_equal(store_open(bak, STORE_DURABILITY_PROCESS, &s), 0);
 	load_expect(s, "r", 7, size_mixed);
@@ -465,7 +411,7 @@ test_append_fails(void **state)
 		    store_run_create(s, "r", NULL) < 0)
 			_exit(10);
 		for (int64_t seq = 1; seq <= 3; seq++)
-			if (pair(s, "r", seq, 200 << 10) < 0)
+			if (store_pair(s, "r", seq, 200 << 10) < 0)
 				_exit(11);
 		off_t room =
 		    file_size(wal) > file_size(f->path) ? file_size(wal) : file_size(f->path);
@@ -475,9 +421,9 @@ test_append_fails(void **state)
 		rl.rlim_cur = rl.rlim_max = (rlim_t)(room + (64 << 10));
 		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
 			_exit(13);
-		if (pair(s, "r", 4, 8000) >= 0)
+		if (store_pair(s, "r", 4, 8000) >= 0)
 			_exit(14);
-		if (pair(s, "r", 4, 100) < 0)
+		if (store_pair(s, "r", 4, 100) < 0)
 			_exit(15);
 		struct store_call *calls = NULL;
 		size_t n = 0;
@@ -514,7 +460,7 @@ test_writers_in_processes(void **state)
 			if (store_run_create(s, run, NULL) < 0)
 				_exit(11);
 			for (int64_t seq = 1; seq <= CALLS; seq++)
-				if (pair(s, run, seq, size_mixed(seq)) < 0)
+				if (store_pair(s, run, seq, size_mixed(seq)) < 0)
 					_exit(12);
 			store_close(s);
 			_exit(0);
@@ -539,15 +485,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_long_texts_apart, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_edited_text_detected, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_file_missing_or_replaced, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_power_loss_cuts_tail, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_retention_gives_space_back, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_truncate_and_copy, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_backup_self_contained, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_append_fails, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_writers_in_processes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_texts_apart, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_edited_text_detected, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_file_missing_or_replaced, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_power_loss_cuts_tail, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_gives_space_back, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_truncate_and_copy, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_backup_self_contained, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_append_fails, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_writers_in_processes, store_files_setup,
+					    store_files_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

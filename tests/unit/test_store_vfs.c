@@ -22,72 +22,16 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "store/store.h"
-
-struct fx {
-	char dir[64], path[96];
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/agentd-vfs-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
-
-/* An effect call at seq whose args and result carry `size` bytes each
- * (several WAL frames per commit with 1 KiB pages). */
-static int
-pair(struct store *s, const char *run, int64_t seq, size_t size)
-{
-	cleanup_free char *fill = malloc(size + 1);
-	if (!fill)
-		return -ENOMEM;
-	memset(fill, 'a' + (int)(seq % 26), size);
-	fill[size] = '\0';
-	cleanup_json json_t *args = json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "fill", fill);
-	cleanup_json json_t *res = json_pack("{s:s}", "echo", fill);
-	struct store_call c = {
-	    .seq = seq,
-	    .tool = "agentd.echo",
-	    .args = args,
-	    .attempt = 1,
-	    .decision = "allow",
-	    .rule = "",
-	    .started_ms = seq,
-	};
-	int r = store_journal_intent(s, run, &c);
-
-	return r < 0 ? r : store_journal_finish(s, run, seq, STORE_CALL_OK, res, seq + 1);
-}
+#include "store_files.h"
 
 /* A commit of about size bytes that stays in SQLite's pages: an agent state
  * (a call's long args and result go to the payload file). */
 static int
 big_state(struct store *s, const char *run, int64_t seq, size_t size)
 {
-	cleanup_free char *fill = malloc(size + 1);
+	cleanup_free char *fill = store_fill(seq, size);
 	if (!fill)
 		return -ENOMEM;
-	memset(fill, 'a' + (int)(seq % 26), size);
-	fill[size] = '\0';
 	cleanup_json json_t *v = json_pack("{s:s}", "fill", fill);
 	return v ? store_state_save(s, run, seq, v) : -ENOMEM;
 }
@@ -152,7 +96,7 @@ test_failed_write_fails_commit(void **state)
 		    store_run_create(s, "r", NULL) < 0)
 			_exit(10);
 		for (int64_t seq = 1; seq <= 5; seq++)
-			if (pair(s, "r", seq, 100) < 0)
+			if (store_pair(s, "r", seq, 100) < 0)
 				_exit(11);
 		/* The WAL may grow by a few frames, not by the next commit. */
 		off_t size = file_size(wal);
@@ -188,7 +132,7 @@ test_failed_write_fails_commit(void **state)
 		assert_int_equal(calls[i].status, STORE_CALL_OK);
 	store_calls_free(calls, n);
 	/* And the next commit lands. */
-	assert_int_equal(pair(s, "r", 6, 20 << 10), 0);
+	assert_int_equal(store_pair(s, "r", 6, 20 << 10), 0);
 	store_close(s);
 }
 
@@ -468,12 +412,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_reader_sees_each_commit, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_failed_write_fails_commit, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_failed_write_releases_lock, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_checkpoint_copies_every_page, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_recovery_finds_every_commit, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_checkpoint_cannot_grow, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reader_sees_each_commit, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_write_fails_commit, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_write_releases_lock, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_copies_every_page, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_recovery_finds_every_commit, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_cannot_grow, store_files_setup,
+					    store_files_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,82 @@
+/* Shared by the store tests that work on a store's files: a fresh directory
+ * per test with the store's path in it, and calls whose args and result
+ * carry a given number of bytes. Include after cmocka.h and store/store.h. */
+#ifndef AGENTD_TESTS_STORE_FILES_H
+#define AGENTD_TESTS_STORE_FILES_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/util.h"
+
+struct fx {
+	char dir[64], path[96], ppath[112]; /* the directory, the store, its payload file */
+};
+
+static inline int
+store_files_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/agentd-store-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+	snprintf(f->ppath, sizeof(f->ppath), "%s-payloads", f->path);
+	*state = f;
+	return 0;
+}
+
+static inline int
+store_files_teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+/* size bytes of the letter for seq, NUL-terminated (NULL if out of memory). */
+static inline char *
+store_fill(int64_t seq, size_t size)
+{
+	char *fill = malloc(size + 1);
+
+	if (fill) {
+		memset(fill, 'a' + (int)(seq % 26), size);
+		fill[size] = '\0';
+	}
+	return fill;
+}
+
+/* An effect call at seq whose args ({"seq", "fill"}) and result ({"echo"})
+ * carry `size` bytes each: an intent, then its outcome. */
+static inline int
+store_pair(struct store *s, const char *run, int64_t seq, size_t size)
+{
+	cleanup_free char *fill = store_fill(seq, size);
+	if (!fill)
+		return -ENOMEM;
+	cleanup_json json_t *args = json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "fill", fill);
+	cleanup_json json_t *res = json_pack("{s:s}", "echo", fill);
+	struct store_call c = {
+	    .seq = seq,
+	    .tool = "agentd.echo",
+	    .args = args,
+	    .attempt = 1,
+	    .decision = "allow",
+	    .rule = "",
+	    .started_ms = seq,
+	};
+	int r = store_journal_intent(s, run, &c);
+
+	return r < 0 ? r : store_journal_finish(s, run, seq, STORE_CALL_OK, res, seq + 1);
+}
+
+#endif
