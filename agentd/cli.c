@@ -72,6 +72,17 @@ agd_open_state_store(const char *state, char *dir, size_t dirsz, struct store **
 	snprintf(path, sizeof(path), "%s/agentd.db", dir);
 	e = store_open(path, agd_durability(), ret);
 	if (e < 0)
-		return agd_die(1, "cannot open store %s: %s", path, strerror(-e));
+		return agd_die(1, "cannot open store %s: %s", path, agd_store_open_error(e));
 	return 0;
+}
+
+const char *
+agd_store_open_error(int e)
+{
+	if (e == -EPROTONOSUPPORT)
+		return "it was written by a newer agentd";
+	if (e == -EBADMSG)
+		return "not an agentd store, or damaged, or its payload file (the store's name "
+		       "followed by -payloads) is missing or another store's";
+	return strerror(-e);
 }

@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 
+/* Why store_open failed, for a person: its errors that need more than strerror. */
+const char *agd_store_open_error(int e);
 /* Print "agentd: <message>" on stderr and return code (for `return agd_die(...)`). */
 int agd_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1587,7 +1587,7 @@ agd_cmd_serve(int argc, char **argv)
 	/* AGENTD_DURABILITY=power: synchronous=FULL, one fsync per group commit. */
 	e = store_open(path, agd_durability(), &sv->st);
 	if (e < 0)
-		return agd_die(1, "cannot open store %s: %s", path, strerror(-e));
+		return agd_die(1, "cannot open store %s: %s", path, agd_store_open_error(e));
 	if ((e = agd_loop_init(&sv->loop)) < 0)
 		return agd_die(1, "event loop: %s", strerror(-e));
 	/* Every run's live calls share the journal's commits; their tools that
