@@ -78,7 +78,7 @@ const char *store_sqlite_vfs(void);
  * pages"): DB-payloads holds every journal text of STORE_PAYLOAD_MIN bytes or
  * more; its row holds a STORE_PAYLOAD_REF-byte reference in its place. */
 #define STORE_PAYLOAD_MIN 1024
-#define STORE_PAYLOAD_REF 16
+#define STORE_PAYLOAD_REF 24 /* offset, length, check */
 #define STORE_PAYLOAD_HDR 64 /* the file's header: magic and id */
 #define STORE_PAYLOAD_ID  33 /* the id: 32 hex digits and NUL */
 struct stat;

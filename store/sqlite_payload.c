@@ -2,14 +2,17 @@
  *
  * A journal text (a call's args or result) of STORE_PAYLOAD_MIN bytes or
  * more is appended to DB-payloads, next to the database, and its row holds
- * a 16-byte reference (offset and length, little-endian) as a BLOB where the
- * text would be. SQLite writes every byte twice, to the WAL and again to the
- * database at a checkpoint, and keeps a large text in a chain of overflow
- * pages; here it is written once. Appends happen only inside a write
- * transaction, under SQLite's write lock, so the file's end is each
- * writer's to use, whatever process it is in. The file starts with a header
- * that names it: its id is also in the database, so a file replaced or lost
- * is told from one a power loss cut short. */
+ * a reference as a BLOB where the text would be. SQLite writes every byte
+ * twice, to the WAL and again to the database at a checkpoint, and keeps a
+ * large text in a chain of overflow pages; here it is written once. A
+ * reference is the offset, the length and a check of both (little-endian,
+ * 8 bytes each): a reference damaged in the database is told from a text
+ * lost past the file's end (a power loss) and reported as corruption.
+ * Appends happen only inside a write transaction, under SQLite's write
+ * lock, so the file's end is each writer's to use, whatever process it is
+ * in. The file starts with a header that names it: its id is also in the
+ * database, so a file replaced or lost is told from one a power loss cut
+ * short. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -130,6 +133,26 @@ store_payload_open(const char *path, const char id[STORE_PAYLOAD_ID], int *ret_f
 	return 0;
 }
 
+/* The check word of a reference: a mix of its offset and length (not a
+ * secret: the texts' hashes and seals are what detect an edit). */
+static uint64_t
+ref_check(uint64_t off, uint64_t len)
+{
+	uint64_t z = off * 0x9e3779b97f4a7c15ULL ^ len ^ 0x6167647061796c31ULL;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void
+ref_put(unsigned char ref[STORE_PAYLOAD_REF], uint64_t off, uint64_t len)
+{
+	uint64_t v[3] = {htole64(off), htole64(len), htole64(ref_check(off, len))};
+
+	memcpy(ref, v, sizeof(v));
+}
+
 int
 store_payload_append(int fd, int64_t *end, const struct iovec *iov, int n,
 		     unsigned char (*refs)[STORE_PAYLOAD_REF])
@@ -150,10 +173,7 @@ store_payload_append(int fd, int64_t *end, const struct iovec *iov, int n,
 	}
 	off = *end;
 	for (int i = 0; i < n; i++) {
-		uint64_t le = htole64((uint64_t)(off + (int64_t)total));
-		memcpy(refs[i], &le, 8);
-		le = htole64((uint64_t)iov[i].iov_len);
-		memcpy(refs[i] + 8, &le, 8);
+		ref_put(refs[i], (uint64_t)(off + (int64_t)total), iov[i].iov_len);
 		total += iov[i].iov_len;
 		v[i] = iov[i];
 	}
@@ -184,14 +204,15 @@ store_payload_append(int fd, int64_t *end, const struct iovec *iov, int n,
 int
 store_payload_ref(const void *blob, int n, size_t max, struct store_payload_ref *ret)
 {
-	uint64_t off, len;
+	uint64_t v[3], off, len;
 
 	if (!blob || n != STORE_PAYLOAD_REF)
 		return -EBADMSG;
-	memcpy(&off, blob, 8);
-	memcpy(&len, (const char *)blob + 8, 8);
-	off = le64toh(off);
-	len = le64toh(len);
+	memcpy(v, blob, sizeof(v));
+	off = le64toh(v[0]);
+	len = le64toh(v[1]);
+	if (le64toh(v[2]) != ref_check(off, len))
+		return -EBADMSG;
 	if (off < STORE_PAYLOAD_HDR || len == 0 || len > max || off > (uint64_t)INT64_MAX - len)
 		return -EBADMSG;
 	ret->off = (int64_t)off;

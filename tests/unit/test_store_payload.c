@@ -202,6 +202,64 @@ test_edited_text_detected(void **state)
 	store_close(s);
 }
 
+static int
+count_event(const struct store_event *e, void *ud)
+{
+	if (strcmp(e->type, "journal.truncated") == 0) {
+		json_t *from = json_object_get(e->data, "from_seq");
+		*(int64_t *)ud = json_integer_value(from);
+	}
+	return 0;
+}
+
+/* A reference damaged in the database (here its length, made to reach past
+ * the file's end) fails its check: corruption, reported, and the journal
+ * is left as it is, never cut as after a power loss. */
+static void
+test_damaged_reference_is_corruption(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = NULL;
+	struct store_call *calls = NULL;
+	size_t n = 0;
+	int64_t from = 0;
+
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
+	assert_int_equal(store_run_create(s, "r", NULL), 0);
+	for (int64_t seq = 1; seq <= 3; seq++)
+		assert_int_equal(store_pair(s, "r", seq, 4000), 0);
+	store_close(s);
+	{
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+		unsigned char ref[STORE_PAYLOAD_REF];
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_equal(
+		    sqlite3_prepare_v2(db, "SELECT args FROM journal WHERE run = 'r' AND seq = 2",
+				       -1, &st, NULL),
+		    SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_bytes(st, 0), STORE_PAYLOAD_REF);
+		memcpy(ref, sqlite3_column_blob(st, 0), sizeof(ref));
+		sqlite3_finalize(st);
+		ref[13] ^= 1; /* the length's sixth byte: far past the end */
+		assert_int_equal(sqlite3_prepare_v2(
+				     db, "UPDATE journal SET args = ?1 WHERE run = 'r' AND seq = 2",
+				     -1, &st, NULL),
+				 SQLITE_OK);
+		sqlite3_bind_blob(st, 1, ref, sizeof(ref), SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
+	assert_int_equal(store_journal_load(s, "r", &calls, &n), -EBADMSG);
+	assert_int_equal(store_event_foreach(s, "r", count_event, &from), 0);
+	assert_int_equal(from, 0);
+	store_close(s);
+	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM journal WHERE run = 'r'"), 3);
+}
+
 static void
 test_file_missing_or_replaced(void **state)
 {
@@ -232,16 +290,6 @@ test_file_missing_or_replaced(void **state)
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
 	load_expect(s, "r", 1, size_4000);
 	store_close(s);
-}
-
-static int
-count_event(const struct store_event *e, void *ud)
-{
-	if (strcmp(e->type, "journal.truncated") == 0) {
-		json_t *from = json_object_get(e->data, "from_seq");
-		*(int64_t *)ud = json_integer_value(from);
-	}
-	return 0;
 }
 
 /* A power loss (durability process) kept the rows of calls 4 and 5 but cut
@@ -488,6 +536,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_long_texts_apart, store_files_setup,
 					    store_files_teardown),
 	    cmocka_unit_test_setup_teardown(test_edited_text_detected, store_files_setup,
+					    store_files_teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_reference_is_corruption, store_files_setup,
 					    store_files_teardown),
 	    cmocka_unit_test_setup_teardown(test_file_missing_or_replaced, store_files_setup,
 					    store_files_teardown),
