@@ -212,7 +212,7 @@ count_event(const struct store_event *e, void *ud)
 	return 0;
 }
 
-/* A reference damaged in the database (here its length, made to reach past
+/* A reference damaged in the database (here its offset, moved past
  * the file's end) fails its check: corruption, reported, and the journal
  * is left as it is, never cut as after a power loss. */
 static void
@@ -242,7 +242,7 @@ test_damaged_reference_is_corruption(void **state)
 		assert_int_equal(sqlite3_column_bytes(st, 0), STORE_PAYLOAD_REF);
 		memcpy(ref, sqlite3_column_blob(st, 0), sizeof(ref));
 		sqlite3_finalize(st);
-		ref[13] ^= 1; /* the length's sixth byte: far past the end */
+		ref[2] ^= 1; /* the offset, 64 KiB on: past the end */
 		assert_int_equal(sqlite3_prepare_v2(
 				     db, "UPDATE journal SET args = ?1 WHERE run = 'r' AND seq = 2",
 				     -1, &st, NULL),
