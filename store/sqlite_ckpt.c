@@ -18,6 +18,10 @@
  * fsynced (sqlite_payload.c): the texts of the rows it copies into the
  * database are on the disk before them.
  *
+ * Nothing is checkpointed in the first CKPT_GRACE_NS after open (unless the
+ * WAL reaches CKPT_HARD), so a run resumed after a crash does not copy the
+ * WAL the crash left while it builds its sandbox.
+ *
  * The thread is started by the first wake-up, so a store that writes little
  * never has one. It only ever runs SQLite on its own connection, holding
  * fork_gate, which fork() takes first (pthread_atfork): a child forked by
@@ -29,6 +33,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/sqlite-internal.h"
@@ -39,6 +44,13 @@
 #define CKPT_STEP (512 << 10)
 #define CKPT_CAP  (4 << 20)
 #define CKPT_HARD (16 << 20)
+/* No checkpoint in the first CKPT_GRACE_NS after the store opens, unless the
+ * WAL reaches CKPT_HARD. A run resumed after a crash opens onto the WAL the
+ * crash left, up to CKPT_CAP, and its first commit would start copying it
+ * (and fsyncing) on the second CPU just as the sandbox is built and the
+ * journal verified (docs/performance.md, "Resuming without a checkpoint
+ * beside it"). */
+#define CKPT_GRACE_NS (100 * 1000000LL)
 
 struct store_ckpt {
 	sqlite3 *db; /* the writer's connection, whose WAL hook this is */
@@ -54,7 +66,17 @@ struct store_ckpt {
 	pthread_mutex_t mu; /* guards pending, running and stop */
 	pthread_cond_t cv;
 	bool pending, running, stop;
+	int64_t grace_until; /* writer only: CLOCK_MONOTONIC ns, 0 once past */
 };
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static pthread_mutex_t fork_gate = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -210,6 +232,11 @@ ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct store_ckpt *c = arg;
 
+	if (c->grace_until) {
+		if (frames < c->hard && now_ns() < c->grace_until)
+			return SQLITE_OK;
+		c->grace_until = 0;
+	}
 	if (frames < c->last) { /* the WAL started over */
 		c->next = c->step;
 		c->final = false;
@@ -263,6 +290,7 @@ store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, int paylo
 	c->cap = CKPT_CAP / page_size;
 	c->hard = CKPT_HARD / page_size;
 	c->next = c->step;
+	c->grace_until = now_ns() + CKPT_GRACE_NS;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	/* Replaces SQLite's own checkpoint after a commit (wal_autocheckpoint). */
