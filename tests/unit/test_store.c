@@ -1252,7 +1252,11 @@ big_pair(struct store *s, const char *run, int64_t seq)
 	struct store_call c = mkcall(seq, "t", args);
 	int r = store_journal_intent(s, run, &c);
 
-	return r < 0 ? r : store_journal_finish(s, run, seq, STORE_CALL_OK, res, 2000 + seq);
+	if (r == 0)
+		r = store_journal_finish(s, run, seq, STORE_CALL_OK, res, 2000 + seq);
+	/* The call's texts go to the payload file; a state of the same size
+	 * keeps the WAL as busy as two such texts in the rows did. */
+	return r < 0 ? r : store_state_save(s, run, seq, res);
 }
 
 static off_t
@@ -1276,6 +1280,9 @@ test_checkpoints(void **state)
 	struct fixture *f = *state;
 	off_t max = 0;
 
+	/* Past the store's first 100 ms, in which it checkpoints nothing. */
+	reopen(f);
+	usleep(150 * 1000);
 	for (int64_t seq = 1; seq <= BIG_CALLS; seq++) {
 		assert_int_equal(big_pair(f->s, "big", seq), 0);
 		if (wal_size(f) > max)
@@ -1297,9 +1304,10 @@ test_checkpoints(void **state)
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
-	/* The writer's own checkpoint is due at 4 MiB, forced at 16. */
-	assert_true(max > 0);
-	assert_true(max < (17 << 20));
+	/* The writer's own checkpoint is due at 4 MiB (forced at 16): the WAL
+	 * passes it only by what is committed while the last pass runs. */
+	assert_true(max > (4 << 20));
+	assert_true(max < (8 << 20));
 	reopen(f);
 	assert_int_equal(load_rc(f->s, "big"), 0);
 	struct store_call *calls = NULL;
