@@ -25,7 +25,7 @@ echo "  (live = durable journal commits before each reply; replay = answered fro
 echo
 if [ -x "$HERE/durable.sh" ]; then "$HERE/durable.sh" "$BUILD"; fi
 
-for b in policy_bench store_bench; do
+for b in policy_bench store_bench digest_bench; do
 	if [ -x "$BUILD/bench/$b" ]; then
 		echo
 		echo "== $b"

@@ -1,0 +1,548 @@
+/* BLAKE3 as in its specification (github.com/BLAKE3-team/BLAKE3-specs): the
+ * default hash mode only, one-shot, 32-byte output.
+ *
+ * The input is cut into 1024-byte chunks. Each chunk is hashed alone: its
+ * 64-byte blocks are compressed in turn into an 8-word chaining value, with
+ * the chunk's index as the counter. Chaining values are then combined two by
+ * two by parent compressions (the 64-byte pair as the message) up a
+ * left-balanced binary tree: the left subtree of a node holds the largest
+ * power of two of chunks that leaves at least one for the right. The very
+ * last compression, of a chunk if there is only one, else of the top parent,
+ * has the ROOT flag and gives the digest.
+ *
+ * Chunks do not depend on each other, so the x86-64 paths hash 8 (AVX2) or
+ * 16 (AVX-512) of them at once, chunk i in lane i of every vector, and the
+ * parents of one tree level likewise. */
+#include "common/blake3.h"
+#include "common/blake3-internal.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+enum {
+	CHUNK_START = 1,
+	CHUNK_END = 2,
+	PARENT = 4,
+	ROOT = 8,
+};
+
+#define BLOCK 64
+#define CHUNK 1024
+#define CV    32 /* a chaining value's 8 words, little-endian */
+/* Chunks in one subtree hashed in one piece (a power of two): their chaining
+ * values are kept together, on the stack. */
+#define SUBTREE 64
+
+static const uint32_t IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+			       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+/* The message words each round takes, in order: round r + 1 takes round r's
+ * through the permutation {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14,
+ * 15, 8}. */
+static const uint8_t SCHED[7][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
+    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
+    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
+    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
+    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
+    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
+};
+
+/* Flags of block b of a chunk, or of a parent's only block. */
+static inline uint32_t
+block_flags(bool parent, int b)
+{
+	if (parent)
+		return PARENT;
+	return (b == 0 ? CHUNK_START : 0) | (b == CHUNK / BLOCK - 1 ? CHUNK_END : 0);
+}
+
+static inline uint32_t
+ror(uint32_t x, int n)
+{
+	return (x >> n) | (x << (32 - n));
+}
+
+static inline void
+g(uint32_t v[16], int a, int b, int c, int d, uint32_t x, uint32_t y)
+{
+	v[a] += v[b] + x;
+	v[d] = ror(v[d] ^ v[a], 16);
+	v[c] += v[d];
+	v[b] = ror(v[b] ^ v[c], 12);
+	v[a] += v[b] + y;
+	v[d] = ror(v[d] ^ v[a], 8);
+	v[c] += v[d];
+	v[b] = ror(v[b] ^ v[c], 7);
+}
+
+/* Compresses block into the chaining value cv (the first half of the output,
+ * all a 32-byte digest needs). */
+static void
+compress(uint32_t cv[8], const uint8_t block[BLOCK], uint64_t counter, uint32_t len, uint32_t flags)
+{
+	uint32_t m[16], v[16];
+
+	for (int i = 0; i < 16; i++)
+		m[i] = (uint32_t)block[4 * i] | (uint32_t)block[4 * i + 1] << 8 |
+		       (uint32_t)block[4 * i + 2] << 16 | (uint32_t)block[4 * i + 3] << 24;
+	memcpy(v, cv, 8 * sizeof(*v));
+	memcpy(v + 8, IV, 4 * sizeof(*v));
+	v[12] = (uint32_t)counter, v[13] = (uint32_t)(counter >> 32);
+	v[14] = len, v[15] = flags;
+	for (int r = 0; r < 7; r++) {
+		const uint8_t *s = SCHED[r];
+		g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]); /* columns */
+		g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
+		g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
+		g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
+		g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]); /* diagonals */
+		g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
+		g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
+		g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+	}
+	for (int i = 0; i < 8; i++)
+		cv[i] = v[i] ^ v[i + 8];
+}
+
+static void
+store_cv(uint8_t out[CV], const uint32_t cv[8])
+{
+	for (int i = 0; i < 8; i++) {
+		out[4 * i] = (uint8_t)cv[i];
+		out[4 * i + 1] = (uint8_t)(cv[i] >> 8);
+		out[4 * i + 2] = (uint8_t)(cv[i] >> 16);
+		out[4 * i + 3] = (uint8_t)(cv[i] >> 24);
+	}
+}
+
+/* One whole chunk (counter: its index) or one parent (in: the pair of its
+ * children's chaining values) to its chaining value. */
+static void
+hash_one(const uint8_t *in, uint64_t counter, bool parent, uint8_t out[CV])
+{
+	uint32_t cv[8];
+
+	memcpy(cv, IV, sizeof(cv));
+	for (int b = 0; b < (parent ? 1 : CHUNK / BLOCK); b++)
+		compress(cv, in + b * BLOCK, parent ? 0 : counter, BLOCK, block_flags(parent, b));
+	store_cv(out, cv);
+}
+
+#if defined(__x86_64__)
+/* The same for 8 inputs at once, in the lanes of AVX2 registers: v[j] and
+ * m[j] hold word j of the state and of the message of every input. Inputs
+ * n to 7 are spares: they hash input 0 again and are not stored. */
+#define TARGET_AVX2 __attribute__((target("avx2")))
+
+TARGET_AVX2 static inline __m256i
+ror8x(__m256i x, int n)
+{
+	const __m256i rot16 =
+	    _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7,
+			     4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+	const __m256i rot8 = _mm256_setr_epi8(1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12,
+					      1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12);
+	if (n == 16) /* whole bytes: one shuffle instead of two shifts and an or */
+		return _mm256_shuffle_epi8(x, rot16);
+	if (n == 8)
+		return _mm256_shuffle_epi8(x, rot8);
+	return _mm256_or_si256(_mm256_srli_epi32(x, n), _mm256_slli_epi32(x, 32 - n));
+}
+
+TARGET_AVX2 static inline void
+g8x(__m256i v[16], int a, int b, int c, int d, __m256i x, __m256i y)
+{
+	v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), x);
+	v[d] = ror8x(_mm256_xor_si256(v[d], v[a]), 16);
+	v[c] = _mm256_add_epi32(v[c], v[d]);
+	v[b] = ror8x(_mm256_xor_si256(v[b], v[c]), 12);
+	v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), y);
+	v[d] = ror8x(_mm256_xor_si256(v[d], v[a]), 8);
+	v[c] = _mm256_add_epi32(v[c], v[d]);
+	v[b] = ror8x(_mm256_xor_si256(v[b], v[c]), 7);
+}
+
+/* r[i] holds 8 words of input i; afterwards r[j] holds word j of every
+ * input. Transposes 2x2 words, then 4x4 within each 128-bit half, then
+ * swaps halves. */
+TARGET_AVX2 static inline void
+transpose8x(__m256i r[8])
+{
+	__m256i t[8], u[8];
+
+	for (int i = 0; i < 8; i += 2) {
+		t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	for (int i = 0; i < 8; i += 4) {
+		u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+		u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+		u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+		u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+	}
+	for (int k = 0; k < 4; k++) {
+		r[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
+		r[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
+	}
+}
+
+TARGET_AVX2 static void
+hash8_avx2(const uint8_t *in, size_t n, uint64_t counter, bool parent, uint8_t *out)
+{
+	size_t stride = parent ? BLOCK : CHUNK;
+	const uint8_t *p[8];
+	uint32_t lo[8], hi[8];
+	__m256i h[8], v[16], m[16];
+
+	for (size_t i = 0; i < 8; i++) {
+		uint64_t c = parent ? 0 : counter + i;
+		p[i] = in + (i < n ? i : 0) * stride;
+		lo[i] = (uint32_t)c, hi[i] = (uint32_t)(c >> 32);
+	}
+	for (int j = 0; j < 8; j++)
+		h[j] = _mm256_set1_epi32((int)IV[j]);
+	for (int b = 0; b < (parent ? 1 : CHUNK / BLOCK); b++) {
+		for (int i = 0; i < 8; i++) {
+			m[i] = _mm256_loadu_si256((const __m256i *)(p[i] + b * BLOCK));
+			m[i + 8] = _mm256_loadu_si256((const __m256i *)(p[i] + b * BLOCK + 32));
+		}
+		transpose8x(m);
+		transpose8x(m + 8);
+		for (int j = 0; j < 8; j++) {
+			v[j] = h[j];
+			v[j + 8] = _mm256_set1_epi32((int)IV[j]);
+		}
+		v[12] = _mm256_loadu_si256((const __m256i *)lo);
+		v[13] = _mm256_loadu_si256((const __m256i *)hi);
+		v[14] = _mm256_set1_epi32(BLOCK);
+		v[15] = _mm256_set1_epi32((int)block_flags(parent, b));
+#pragma GCC unroll 7
+		for (int r = 0; r < 7; r++) {
+			const uint8_t *s = SCHED[r];
+			g8x(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
+			g8x(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
+			g8x(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
+			g8x(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
+			g8x(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
+			g8x(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
+			g8x(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
+			g8x(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+		}
+		for (int j = 0; j < 8; j++)
+			h[j] = _mm256_xor_si256(v[j], v[j + 8]);
+	}
+	transpose8x(h); /* back: h[i] is input i's chaining value */
+	for (size_t i = 0; i < n; i++)
+		_mm256_storeu_si256((__m256i *)(out + i * CV), h[i]);
+}
+
+/* The same with 16 inputs in AVX-512 registers, which also rotate. */
+#define TARGET_AVX512 __attribute__((target("avx512f")))
+
+TARGET_AVX512 static inline void
+g16x(__m512i v[16], int a, int b, int c, int d, __m512i x, __m512i y)
+{
+	v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], v[b]), x);
+	v[d] = _mm512_ror_epi32(_mm512_xor_si512(v[d], v[a]), 16);
+	v[c] = _mm512_add_epi32(v[c], v[d]);
+	v[b] = _mm512_ror_epi32(_mm512_xor_si512(v[b], v[c]), 12);
+	v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], v[b]), y);
+	v[d] = _mm512_ror_epi32(_mm512_xor_si512(v[d], v[a]), 8);
+	v[c] = _mm512_add_epi32(v[c], v[d]);
+	v[b] = _mm512_ror_epi32(_mm512_xor_si512(v[b], v[c]), 7);
+}
+
+/* As transpose8x, then a 4x4 transpose of the 128-bit quarters. */
+TARGET_AVX512 static inline void
+transpose16x(__m512i r[16])
+{
+	__m512i t[16], u[16];
+
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	/* u[4 * q + k]: in quarter Q, word 4 * Q + k of inputs 4 * q to 4 * q + 3 */
+	for (int i = 0; i < 16; i += 4) {
+		u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+		u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+		u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+		u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+	}
+	for (int k = 0; k < 4; k++) {
+		__m512i x0 = _mm512_shuffle_i32x4(u[k], u[k + 4], 0x44);
+		__m512i x1 = _mm512_shuffle_i32x4(u[k], u[k + 4], 0xee);
+		__m512i x2 = _mm512_shuffle_i32x4(u[k + 8], u[k + 12], 0x44);
+		__m512i x3 = _mm512_shuffle_i32x4(u[k + 8], u[k + 12], 0xee);
+		r[k] = _mm512_shuffle_i32x4(x0, x2, 0x88);
+		r[k + 4] = _mm512_shuffle_i32x4(x0, x2, 0xdd);
+		r[k + 8] = _mm512_shuffle_i32x4(x1, x3, 0x88);
+		r[k + 12] = _mm512_shuffle_i32x4(x1, x3, 0xdd);
+	}
+}
+
+TARGET_AVX512 static void
+hash16_avx512(const uint8_t *in, size_t n, uint64_t counter, bool parent, uint8_t *out)
+{
+	size_t stride = parent ? BLOCK : CHUNK;
+	const uint8_t *p[16];
+	uint32_t lo[16], hi[16];
+	__m512i h[16], v[16], m[16];
+
+	for (size_t i = 0; i < 16; i++) {
+		uint64_t c = parent ? 0 : counter + i;
+		p[i] = in + (i < n ? i : 0) * stride;
+		lo[i] = (uint32_t)c, hi[i] = (uint32_t)(c >> 32);
+	}
+	for (int j = 0; j < 8; j++)
+		h[j] = _mm512_set1_epi32((int)IV[j]);
+	for (int b = 0; b < (parent ? 1 : CHUNK / BLOCK); b++) {
+		for (int i = 0; i < 16; i++)
+			m[i] = _mm512_loadu_si512(p[i] + b * BLOCK);
+		transpose16x(m);
+		for (int j = 0; j < 8; j++) {
+			v[j] = h[j];
+			v[j + 8] = _mm512_set1_epi32((int)IV[j]);
+		}
+		v[12] = _mm512_loadu_si512(lo);
+		v[13] = _mm512_loadu_si512(hi);
+		v[14] = _mm512_set1_epi32(BLOCK);
+		v[15] = _mm512_set1_epi32((int)block_flags(parent, b));
+#pragma GCC unroll 7
+		for (int r = 0; r < 7; r++) {
+			const uint8_t *s = SCHED[r];
+			g16x(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
+			g16x(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
+			g16x(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
+			g16x(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
+			g16x(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
+			g16x(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
+			g16x(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
+			g16x(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+		}
+		for (int j = 0; j < 8; j++)
+			h[j] = _mm512_xor_si512(v[j], v[j + 8]);
+	}
+	/* h[8..15] are unused: the transpose leaves their words in the
+	 * upper halves, which are not stored. */
+	for (int j = 8; j < 16; j++)
+		h[j] = _mm512_setzero_si512();
+	transpose16x(h);
+	for (size_t i = 0; i < n; i++)
+		_mm256_storeu_si256((__m256i *)(out + i * CV), _mm512_castsi512_si256(h[i]));
+}
+
+/* XCR0: which register states the kernel saves (YMM: bits 1-2; ZMM: 5-7). */
+static uint64_t
+xcr0(void)
+{
+	uint32_t lo, hi;
+
+	__asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return (uint64_t)hi << 32 | lo;
+}
+
+static int
+cpu_path(void)
+{
+	unsigned a, b, c, d;
+	uint64_t x;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) /* OSXSAVE */
+		return AGD_BLAKE3_PORTABLE;
+	x = xcr0();
+	if ((x & 0x06) != 0x06 || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5)))
+		return AGD_BLAKE3_PORTABLE;
+	if ((x & 0xe6) == 0xe6 && (b & (1u << 16))) /* AVX512F */
+		return AGD_BLAKE3_AVX512;
+	return AGD_BLAKE3_AVX2;
+}
+#else
+static int
+cpu_path(void)
+{
+	return AGD_BLAKE3_PORTABLE;
+}
+#endif
+
+static int best = -1, forced = AGD_BLAKE3_AUTO;
+
+static int
+path(void)
+{
+	int f = __atomic_load_n(&forced, __ATOMIC_RELAXED);
+	int b = __atomic_load_n(&best, __ATOMIC_RELAXED);
+
+	if (f != AGD_BLAKE3_AUTO)
+		return f;
+	if (b < 0) {
+		b = cpu_path();
+		__atomic_store_n(&best, b, __ATOMIC_RELAXED);
+	}
+	return b;
+}
+
+int
+agd_blake3_force(int p)
+{
+	if (p != AGD_BLAKE3_AUTO && (p < AGD_BLAKE3_PORTABLE || p > cpu_path()))
+		return -ENOTSUP;
+	__atomic_store_n(&forced, p, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* n whole chunks at in (counter: the first one's index), or n parents of the
+ * chaining value pairs at in, to n chaining values at out. For parents, out
+ * may be in: each group of pairs is read before its parents are written, and
+ * those land below the pairs still to read. */
+static void
+hash_many(const uint8_t *in, size_t n, uint64_t counter, bool parent, uint8_t *out)
+{
+	size_t stride = parent ? BLOCK : CHUNK, k;
+	int p = path();
+
+	for (; n > 0; in += k * stride, out += k * CV, counter += k, n -= k) {
+#if defined(__x86_64__)
+		/* A lone input is faster alone than among 7 spares. */
+		if (p >= AGD_BLAKE3_AVX512 && n > 8) {
+			k = n < 16 ? n : 16;
+			hash16_avx512(in, k, counter, parent, out);
+			continue;
+		}
+		if (p >= AGD_BLAKE3_AVX2 && n > 1) {
+			k = n < 8 ? n : 8;
+			hash8_avx2(in, k, counter, parent, out);
+			continue;
+		}
+#endif
+		k = 1;
+		hash_one(in, counter, parent, out);
+	}
+}
+
+/* A compression not done yet: the last of a chunk, or a parent's. It gives
+ * the chaining value, or the digest with ROOT if nothing follows. */
+struct node {
+	uint32_t cv[8];
+	uint8_t block[BLOCK];
+	uint64_t counter;
+	uint32_t len, flags;
+};
+
+static void
+chunk_node(const uint8_t *in, size_t len, uint64_t counter, struct node *ret)
+{
+	memcpy(ret->cv, IV, sizeof(ret->cv));
+	ret->counter = counter;
+	ret->flags = CHUNK_START;
+	for (; len > BLOCK; in += BLOCK, len -= BLOCK) {
+		compress(ret->cv, in, counter, BLOCK, ret->flags);
+		ret->flags = 0;
+	}
+	memset(ret->block, 0, BLOCK);
+	if (len > 0) /* in is NULL for an empty input */
+		memcpy(ret->block, in, len);
+	ret->len = (uint32_t)len;
+	ret->flags |= CHUNK_END;
+}
+
+static void
+parent_node(const uint8_t pair[2 * CV], struct node *ret)
+{
+	memcpy(ret->cv, IV, sizeof(ret->cv));
+	memcpy(ret->block, pair, BLOCK);
+	ret->counter = 0;
+	ret->len = BLOCK;
+	ret->flags = PARENT;
+}
+
+static void
+node_finish(struct node *n, uint32_t flags, uint8_t out[CV])
+{
+	compress(n->cv, n->block, n->counter, n->len, n->flags | flags);
+	store_cv(out, n->cv);
+}
+
+/* The top node of the tree over len bytes at in (at most SUBTREE chunks, the
+ * first one's index counter). */
+static void
+subtree(const uint8_t *in, size_t len, uint64_t counter, struct node *ret)
+{
+	uint8_t cvs[SUBTREE * CV];
+	size_t n = len / CHUNK;
+
+	if (len <= CHUNK) {
+		chunk_node(in, len, counter, ret);
+		return;
+	}
+	hash_many(in, n, counter, false, cvs);
+	if (len % CHUNK) {
+		chunk_node(in + n * CHUNK, len % CHUNK, counter + n, ret);
+		node_finish(ret, 0, cvs + n++ * CV);
+	}
+	/* Level by level: pairing the nodes of a level from the left, an odd
+	 * last one going up alone, makes the left-balanced tree. */
+	for (; n > 2; n = (n + 1) / 2) {
+		hash_many(cvs, n / 2, 0, true, cvs);
+		if (n % 2)
+			memmove(cvs + n / 2 * CV, cvs + (n - 1) * CV, CV);
+	}
+	parent_node(cvs, ret);
+}
+
+void
+agd_blake3(const void *buf, size_t len, uint8_t out[AGD_BLAKE3_LEN])
+{
+	const uint8_t *in = buf;
+	/* One chaining value per set bit of the count of whole subtrees: at
+	 * most 64 - 16 of them (a subtree is 2^16 bytes). */
+	uint8_t stack[48][CV], pair[2 * CV];
+	size_t depth = 0;
+	uint64_t done = 0;
+	struct node top;
+
+	/* Longer inputs: whole subtrees while more input follows. The left
+	 * subtree of a node being a power of two, two subtrees of a size merge
+	 * as soon as both are done; the k-th subtree ends as many merges as k
+	 * has trailing zero bits. */
+	for (; len > SUBTREE * CHUNK; in += SUBTREE * CHUNK, len -= SUBTREE * CHUNK) {
+		subtree(in, SUBTREE * CHUNK, done * SUBTREE, &top);
+		node_finish(&top, 0, pair + CV);
+		for (uint64_t k = ++done; !(k & 1); k >>= 1) {
+			memcpy(pair, stack[--depth], CV);
+			parent_node(pair, &top);
+			node_finish(&top, 0, pair + CV);
+		}
+		memcpy(stack[depth++], pair + CV, CV);
+	}
+	/* The last subtree, then what is left on the stack, right to left. */
+	subtree(in, len, done * SUBTREE, &top);
+	while (depth > 0) {
+		memcpy(pair, stack[--depth], CV);
+		node_finish(&top, 0, pair + CV);
+		parent_node(pair, &top);
+	}
+	node_finish(&top, ROOT, out);
+}
+
+void
+agd_blake3_hex(const void *buf, size_t len, char out[AGD_BLAKE3_HEX])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t d[AGD_BLAKE3_LEN];
+
+	agd_blake3(buf, len, d);
+	for (int i = 0; i < AGD_BLAKE3_LEN; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[AGD_BLAKE3_HEX - 1] = '\0';
+}
