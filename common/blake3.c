@@ -442,8 +442,8 @@ hash16_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint
 		for (int j = 0; j < 8; j++)
 			h[j] = _mm512_mask_xor_epi32(h[j], live, v[j], v[j + 8]);
 	}
-	/* h[8..15] are unused: the transpose leaves their words in the
-	 * upper halves, which are not stored. */
+	/* The transpose takes 16 rows and a chaining value has 8 words: rows
+	 * 8 to 15 are zero and end up in the upper halves, not stored. */
 	for (int j = 8; j < 16; j++)
 		h[j] = _mm512_setzero_si512();
 	transpose16x(h);
@@ -601,13 +601,14 @@ hash_many(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t 
 		void (*hash)(const uint8_t *, size_t, uint64_t, bool, uint8_t *) = hash_one;
 
 #if defined(__x86_64__)
-		/* Spare lanes cost as much as used ones: 9 inputs take 16 lanes
-		 * rather than 8 and 8, but a lone input is hashed alone. */
+		/* Spare lanes cost as much as used ones, so 9 inputs take 16
+		 * lanes rather than 8 and 8; but one or two inputs are faster
+		 * one at a time, in four-word vectors (compress_rows()). */
 		if (p == AGD_BLAKE3_AVX512 && n > 8)
 			hash = hash16_avx512, k = 16;
-		else if (p == AGD_BLAKE3_AVX512 && n > 1)
+		else if (p == AGD_BLAKE3_AVX512 && n > 2)
 			hash = hash8_avx512, k = 8;
-		else if (p == AGD_BLAKE3_AVX2 && n > 1)
+		else if (p == AGD_BLAKE3_AVX2 && n > 2)
 			hash = hash8_avx2, k = 8;
 #endif
 		k = n < k ? n : k;
