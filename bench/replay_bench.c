@@ -67,7 +67,7 @@ main(int argc, char **argv)
 					  .rule = "echo",
 					  .started_ms = agd_wall_ms(),
 					  .finished_ms = agd_wall_ms()};
-		agd_json_hash(args, call.args_hash);
+		agd_json_hash(store_digest(st), args, call.args_hash);
 		if (store_journal_record(st, "r", &call) < 0)
 			return 1;
 		incoming[i] = args; /* what the agent sends again on replay */
@@ -85,8 +85,8 @@ main(int argc, char **argv)
 	size_t bytes = 0;
 	json_t *id = json_integer(1);
 	for (long i = 0; i < n; i++) {
-		char hash[AGD_SHA256_HEX];
-		agd_json_hash(incoming[i], hash);
+		char hash[AGD_DIGEST_HEX];
+		agd_json_hash(store_digest(st), incoming[i], hash);
 		ssize_t k = sup_replay_match(&rp, "agentd.echo", hash);
 		if (k < 0)
 			return 1;

@@ -103,13 +103,13 @@ agd_json_encoded_len(const json_t *v)
 }
 
 int
-agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX])
+agd_json_hash(enum agd_digest d, const json_t *v, char out[AGD_DIGEST_HEX])
 {
 	char *s = agd_json_canonical(v);
 
 	if (!s)
 		return -ENOMEM;
-	agd_sha256_hex(s, strlen(s), out);
+	agd_digest_hex(d, s, strlen(s), out);
 	free(s);
 	return 0;
 }

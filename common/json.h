@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "common/sha256.h"
+#include "common/digest.h"
 
 /* Maximum nesting depth accepted from untrusted input. */
 #define AGD_JSON_MAX_DEPTH 64
@@ -49,8 +49,8 @@ size_t agd_json_plain_len(const char *s, size_t len, bool ascii);
  * nothing above U+10FFFF), as jansson decides. */
 size_t agd_utf8_len(const unsigned char *p, size_t left);
 
-/* Hex SHA-256 of the canonical encoding of v. Returns 0 or -ENOMEM. */
-int agd_json_hash(const json_t *v, char out[AGD_SHA256_HEX]);
+/* Hex digest d of the canonical encoding of v. Returns 0 or -ENOMEM. */
+int agd_json_hash(enum agd_digest d, const json_t *v, char out[AGD_DIGEST_HEX]);
 
 /* Depth of the deepest array/object in v (a scalar is 0). */
 size_t agd_json_depth(const json_t *v);

@@ -172,6 +172,7 @@ struct store {
 	 * which may be written over). */
 	int pfd;
 	int64_t pend;
+	enum agd_digest digest; /* of texts: store_digest */
 };
 
 /* ---- schema migrations ----
@@ -316,6 +317,18 @@ migrate_v7(sqlite3 *db)
 	return map_rc(sqlite3_exec(db, schema_v7, NULL, NULL, NULL));
 }
 
+/* Version 8: the digest of the store's texts (docs/store.md, "Schema version
+ * 8"). A file that had rows keeps SHA-256, which they were sealed with; a
+ * new one takes BLAKE3 (migrate). */
+static const char schema_v8[] = "CREATE TABLE text_digest (alg TEXT NOT NULL);"
+				"INSERT INTO text_digest(alg) VALUES ('sha256');";
+
+static int
+migrate_v8(sqlite3 *db)
+{
+	return map_rc(sqlite3_exec(db, schema_v8, NULL, NULL, NULL));
+}
+
 static int (*const migrations[])(sqlite3 *db) = {
     migrate_v1,
     store_sqlite_migrate_v2,
@@ -324,6 +337,7 @@ static int (*const migrations[])(sqlite3 *db) = {
     migrate_v5,
     migrate_v6,
     migrate_v7,
+    migrate_v8,
 };
 
 #define SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
@@ -929,6 +943,13 @@ migrate(sqlite3 *db)
 		if (r < 0)
 			goto fail;
 	}
+	if (version == 0) { /* a new file */
+		rc = sqlite3_exec(db, "UPDATE text_digest SET alg = 'blake3'", NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			r = map_rc(rc);
+			goto fail;
+		}
+	}
 	if (version != SCHEMA_VERSION) {
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
 		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -962,6 +983,30 @@ precreate(const char *path)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
+	return 0;
+}
+
+/* The digest the file's texts are under: its one text_digest row. */
+static int
+digest_read(sqlite3 *db, enum agd_digest *ret)
+{
+	cleanup_finalize sqlite3_stmt *st = NULL;
+	const char *txt;
+	size_t len;
+	int rc = sqlite3_prepare_v2(db, "SELECT alg FROM text_digest", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return rc == SQLITE_ERROR ? -EBADMSG : map_rc(rc);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -EBADMSG : map_rc(rc);
+	int r = col_text(st, 0, 16, &txt, &len);
+	if (r < 0)
+		return r;
+	int d = agd_digest_from_name(txt);
+	if (d < 0 || sqlite3_step(st) != SQLITE_DONE)
+		return -EBADMSG;
+	*ret = (enum agd_digest)d;
 	return 0;
 }
 
@@ -1088,6 +1133,8 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	if (r == 0)
 		r = migrate(db);
 	if (r == 0)
+		r = digest_read(db, &s->digest);
+	if (r == 0)
 		r = payload_attach(s, path);
 	if (r == 0)
 		r = store_ckpt_attach(db, d, page_size(db), s->pfd, &s->ckpt);
@@ -1104,6 +1151,12 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	}
 	*ret = steal_ptr(&s);
 	return 0;
+}
+
+enum agd_digest
+store_digest(const struct store *s)
+{
+	return s->digest;
 }
 
 struct store *
@@ -1404,26 +1457,37 @@ journal_link(const char *prev_link, const char *run, int64_t ord, const struct s
  * status, result bytes, finished_ms). A row compacted by store_retain is
  * sealed under its own tag over the tombstone that replaced its result (the
  * result's hash and sizes). fin 0 gives the v1 seal, without the ordinal,
- * which outcomes written before it was sealed keep (docs/store.md). */
+ * which outcomes written before it was sealed keep. In a BLAKE3 store (v3)
+ * the result enters as its BLAKE3 digest, and there is no v1 seal
+ * (docs/store.md). */
 static void
-journal_seal_as(bool compacted, const char *link, int64_t fin, int status, const char *result,
-		size_t result_len, int64_t finished_ms, char out[AGD_SHA256_HEX])
+journal_seal_as(enum agd_digest d, bool compacted, const char *link, int64_t fin, int status,
+		const char *result, size_t result_len, int64_t finished_ms,
+		char out[AGD_SHA256_HEX])
 {
-	static const char *const tags[2][2] = {
-	    {"agentd.journal.chain.v1", "agentd.journal.chain.v2"},
-	    {"agentd.journal.compacted.v1", "agentd.journal.compacted.v2"},
+	static const char *const tags[2][3] = {
+	    {"agentd.journal.chain.v1", "agentd.journal.chain.v2", "agentd.journal.chain.v3"},
+	    {"agentd.journal.compacted.v1", "agentd.journal.compacted.v2",
+	     "agentd.journal.compacted.v3"},
 	};
+	bool b3 = d == AGD_DIGEST_BLAKE3;
 	struct agd_sha256 h;
 
 	agd_sha256_init(&h);
-	chain_str(&h, tags[compacted][fin != 0]);
+	chain_str(&h, tags[compacted][b3 ? 2 : fin != 0]);
 	chain_str(&h, link);
-	if (fin)
+	if (fin || b3)
 		chain_int(&h, fin);
 	chain_int(&h, status);
 	chain_int(&h, result != NULL);
-	if (result)
+	if (result && b3) {
+		uint8_t rd[AGD_BLAKE3_LEN];
+
+		agd_blake3(result, result_len, rd);
+		chain_bytes(&h, rd, sizeof(rd));
+	} else if (result) {
 		chain_bytes(&h, result, result_len);
+	}
 	chain_int(&h, finished_ms);
 	hash_hex(&h, out);
 }
@@ -1459,7 +1523,7 @@ valid_status(int64_t v)
 	return v >= STORE_CALL_INTENT && v <= STORE_CALL_DENIED;
 }
 
-static int tombstone_text(const struct store_call *c, char **ret);
+static int tombstone_text(enum agd_digest d, const struct store_call *c, char **ret);
 
 /* The link of a run's row with ordinal `ord`. No index is kept on ordinals
  * (docs/store.md): the row whose seq equals it is tried first, which is the
@@ -1599,8 +1663,8 @@ outcome_insert(struct store *s, struct tail *t, bool compacted, enum store_call_
 	char chain[AGD_SHA256_HEX];
 	int r;
 
-	journal_seal_as(compacted, t->link, t->fins + 1, status, result_txt, len, finished_ms,
-			chain);
+	journal_seal_as(s->digest, compacted, t->link, t->fins + 1, status, result_txt, len,
+			finished_ms, chain);
 	sqlite3_bind_int64(st, 1, t->rowid);
 	sqlite3_bind_int64(st, 2, t->fins + 1);
 	sqlite3_bind_int(st, 3, status);
@@ -1642,7 +1706,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 		args = "";
 		args_len = 0;
 		memcpy(args_hash, c->args_hash, sizeof(args_hash));
-		r = tombstone_text(c, &result_own);
+		r = tombstone_text(s->digest, c, &result_own);
 		if (r < 0)
 			return r;
 		result_txt = result_own;
@@ -1672,7 +1736,7 @@ journal_insert(struct store *s, const char *run, const struct store_call *c,
 			return -EINVAL;
 		memcpy(args_hash, c->args_hash, sizeof(args_hash));
 	} else {
-		agd_sha256_hex(args, args_len, args_hash);
+		agd_digest_hex(s->digest, args, args_len, args_hash);
 		/* A caller-supplied hash must describe these args. */
 		if (c->args_hash[0] && strcmp(c->args_hash, args_hash) != 0)
 			return -EINVAL;
@@ -1858,9 +1922,10 @@ dup_text(const char *txt, size_t len, char **ret, size_t *ret_len)
 }
 
 /* The tombstone a compacted row keeps in place of its result:
- * {"args_bytes":N,"cost":C,"result_bytes":M,"sha256":"<hex of the result text>"}. */
+ * {"args_bytes":N,"cost":C,"result_bytes":M,"sha256":"<hex of the result text>"}, the
+ * digest named "blake3" in a BLAKE3 store. */
 static int
-read_tombstone(const char *txt, size_t len, struct store_call *c)
+read_tombstone(enum agd_digest d, const char *txt, size_t len, struct store_call *c)
 {
 	cleanup_json json_t *t = NULL;
 	json_error_t jerr;
@@ -1871,7 +1936,7 @@ read_tombstone(const char *txt, size_t len, struct store_call *c)
 	if (r < 0)
 		return r;
 	if (json_unpack_ex(t, &jerr, JSON_STRICT, "{s:I,s:I,s:I,s:s}", "args_bytes", &ab, "cost",
-			   &cost, "result_bytes", &rb, "sha256", &hex) < 0 ||
+			   &cost, "result_bytes", &rb, agd_digest_name(d), &hex) < 0 ||
 	    ab < 0 || rb < 0 || cost < 0 || !valid_hex64(hex, strlen(hex)))
 		return -EBADMSG;
 	c->args_len = (size_t)ab;
@@ -2004,7 +2069,7 @@ read_call(struct store *s, sqlite3_stmt *st, int64_t want_seq, bool parse, bool 
 	if (r == 0 && len == 0)
 		c.compacted = true;
 	if (r == 0 && texts && !c.compacted) {
-		agd_sha256_hex(txt, len, hash);
+		agd_digest_hex(s->digest, txt, len, hash);
 		if (strcmp(hash, c.args_hash) != 0)
 			r = -EBADMSG;
 	}
@@ -2026,7 +2091,7 @@ read_call(struct store *s, sqlite3_stmt *st, int64_t want_seq, bool parse, bool 
 			if (r == 0 && !texts)
 				; /* not read */
 			else if (r == 0 && c.compacted)
-				r = read_tombstone(res_txt, res_len, &c);
+				r = read_tombstone(s->digest, res_txt, res_len, &c);
 			else if (r == 0)
 				r = check_json_text(res_txt, res_len, parse, &c.result);
 			/* A text proven canonical has no escaped key, so a result
@@ -2069,13 +2134,13 @@ read_call(struct store *s, sqlite3_stmt *st, int64_t want_seq, bool parse, bool 
 		/* res_txt is still valid: fetching other columns of the row
 		 * does not convert or move column 6 (and a text read from the
 		 * payload file is c.result_text's buffer). */
-		journal_seal_as(c.compacted, l.link, l.fin, (int)c.status, res_txt, res_len,
-				c.finished_ms, seal);
+		journal_seal_as(s->digest, c.compacted, l.link, l.fin, (int)c.status, res_txt,
+				res_len, c.finished_ms, seal);
 		/* Else a v1 seal: its finish ordinal is checked only for being
 		 * one of 1..m (verify_links). */
-		if (strcmp(seal, txt) != 0)
-			journal_seal_as(c.compacted, l.link, 0, (int)c.status, res_txt, res_len,
-					c.finished_ms, seal);
+		if (strcmp(seal, txt) != 0 && s->digest == AGD_DIGEST_SHA256)
+			journal_seal_as(s->digest, c.compacted, l.link, 0, (int)c.status, res_txt,
+					res_len, c.finished_ms, seal);
 		if (strcmp(seal, txt) != 0)
 			r = -EBADMSG;
 	}
@@ -2251,12 +2316,12 @@ store_journal_load_lazy(struct store *s, const char *run, struct store_call **re
 
 /* A compacted row's tombstone text, canonical (sorted keys). */
 static int
-tombstone_text(const struct store_call *c, char **ret)
+tombstone_text(enum agd_digest d, const struct store_call *c, char **ret)
 {
 	cleanup_json json_t *t =
 	    json_pack("{s:I,s:I,s:I,s:s}", "args_bytes", (json_int_t)c->args_len, "cost",
 		      (json_int_t)c->result_cost, "result_bytes", (json_int_t)c->result_len,
-		      "sha256", c->result_hash);
+		      agd_digest_name(d), c->result_hash);
 
 	if (!t)
 		return -ENOMEM;
@@ -2400,13 +2465,13 @@ store_journal_truncate(struct store *s, const char *run, int64_t after_seq)
 		const char *rt = calls[i].result_text;
 		size_t rl = calls[i].result_len;
 		if (calls[i].compacted) {
-			r = tombstone_text(&calls[i], &res);
+			r = tombstone_text(s->digest, &calls[i], &res);
 			if (r < 0)
 				break;
 			rt = res;
 			rl = strlen(res);
 		}
-		journal_seal_as(calls[i].compacted, link, new_fin[links[i].fin],
+		journal_seal_as(s->digest, calls[i].compacted, link, new_fin[links[i].fin],
 				(int)calls[i].status, rt, rl, calls[i].finished_ms, chain);
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_O_RESEAL];
 		sqlite3_bind_int64(st, 1, links[i].id);
@@ -2442,14 +2507,14 @@ compact_row(struct store *s, struct store_call *c, const struct row_link *l)
 	char seal[AGD_SHA256_HEX];
 	int r;
 
-	agd_sha256_hex(c->result_text, c->result_len, c->result_hash);
+	agd_digest_hex(s->digest, c->result_text, c->result_len, c->result_hash);
 	c->args_len = counted_len(c->args_text, c->args_len);
 	c->result_len = counted_len(c->result_text, c->result_len);
-	r = tombstone_text(c, &tomb);
+	r = tombstone_text(s->digest, c, &tomb);
 	if (r < 0)
 		return r;
-	journal_seal_as(true, l->link, l->fin, (int)c->status, tomb, strlen(tomb), c->finished_ms,
-			seal);
+	journal_seal_as(s->digest, true, l->link, l->fin, (int)c->status, tomb, strlen(tomb),
+			c->finished_ms, seal);
 	r = payload_free(s, l);
 	if (r < 0)
 		return r;

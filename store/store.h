@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/sha256.h"
+#include "common/digest.h"
 
 struct store;
 
@@ -29,6 +29,10 @@ enum store_durability {
 int store_open(const char *path, enum store_durability d, struct store **ret);
 /* Destructor; accepts NULL, returns NULL. */
 struct store *store_close(struct store *s);
+/* The digest of the store's texts (args_hash, the seals): BLAKE3 in a file
+ * created at schema version 8 or later, SHA-256 in an older one. A call's
+ * args are matched against the journal under this digest. */
+enum agd_digest store_digest(const struct store *s);
 
 /* ---- runs ---- */
 struct store_run {
@@ -68,7 +72,7 @@ enum store_call_status {
 struct store_call {
 	int64_t seq;
 	char *tool;
-	char args_hash[AGD_SHA256_HEX];
+	char args_hash[AGD_DIGEST_HEX];
 	json_t *args; /* owned */
 	enum store_call_status status;
 	json_t *result; /* owned; NULL while INTENT */
@@ -83,20 +87,20 @@ struct store_call {
 	 * store_journal_record may set args_text and args_len to
 	 * store_json_text(args) and its length: it is then stored and hashed as
 	 * is (-EINVAL if args_len is 0 or not where its NUL is). A caller that sets args_text and
-	 * args_hash both must have set args_hash to the SHA-256 (lower-case hex)
-	 * of exactly args_text: it is stored as given, not computed again (a
-	 * row written with a wrong one is reported as corrupt, -EBADMSG, by
-	 * every load, and never replayed). Without args_text a given args_hash
-	 * is checked against the args (-EINVAL). */
+	 * args_hash both must have set args_hash to the store's digest
+	 * (store_digest, lower-case hex) of exactly args_text: it is stored as given, not computed
+	 * again (a row written with a wrong one is reported as corrupt, -EBADMSG, by every load,
+	 * and never replayed). Without args_text a given args_hash is checked against the args
+	 * (-EINVAL). */
 	char *args_text;
 	size_t args_len;
 	char *result_text; /* NULL while INTENT */
 	size_t result_len;
 	/* A row compacted by store_retain: args, result and their texts are
-	 * NULL; what is left is the chain, the result's SHA-256 and, for budgets,
+	 * NULL; what is left is the chain, the result's digest and, for budgets,
 	 * the sizes json_size gave (args_len, result_len) and the result's cost. */
 	bool compacted;
-	char result_hash[AGD_SHA256_HEX];
+	char result_hash[AGD_DIGEST_HEX];
 	/* Set by store_journal_load for every finished row: the result's "cost"
 	 * member when a positive integer, else 0 (a compacted row's from its
 	 * tombstone). */

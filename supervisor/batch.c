@@ -52,7 +52,7 @@ struct sup_pending {
 	char *args_text;	   /* their canonical text, hashed and journaled (or NULL) */
 	size_t args_len;	   /* its length */
 	json_t *exec_args;	   /* what the tool runs with (an approver's edit) */
-	char hash[AGD_SHA256_HEX]; /* of args */
+	char hash[AGD_DIGEST_HEX]; /* of args */
 	int64_t seq, t0_ns, started_ms;
 	enum tool_class cls;
 	bool rerun;	 /* of a journaled intent (unknown outcome): no intent row to write */
@@ -311,7 +311,7 @@ sup_batch_add(struct sup_run *r, const json_t *id, const struct tool_def *t, con
 	    .path_root = pr->path_root ? strdup(pr->path_root) : NULL,
 	    .decision = strdup(decision),
 	};
-	memcpy(p->hash, hash, AGD_SHA256_HEX);
+	memcpy(p->hash, hash, AGD_DIGEST_HEX);
 	if (!p->rule_id || !p->decision || (pr->path_root && !p->path_root)) {
 		pending_free(p);
 		return -ENOMEM;
@@ -359,7 +359,7 @@ store_call_of(const struct sup_pending *p, struct store_call *c)
 	    .rule = p->rule_id,
 	    .started_ms = p->started_ms,
 	};
-	memcpy(c->args_hash, p->hash, AGD_SHA256_HEX);
+	memcpy(c->args_hash, p->hash, AGD_DIGEST_HEX);
 }
 
 /* Phase 1: the intents, durable before any tool of the batch runs. */

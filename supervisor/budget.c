@@ -260,7 +260,7 @@ sup_refuse_limit(struct sup_run *r, const json_t *id, const char *tool, const js
 		sup_reply_error(r, id, PROTO_INTERNAL_ERROR, "out of memory", NULL);
 		return;
 	}
-	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
+	memcpy(c.args_hash, hash, AGD_DIGEST_HEX);
 	c.finished_ms = c.started_ms;
 	int e = store_journal_record(r->st, r->id, &c);
 	if (e < 0) {

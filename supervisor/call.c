@@ -170,7 +170,7 @@ sup_call_refuse(struct sup_run *r, const json_t *id, const char *tool, const jso
 	};
 	int e;
 
-	memcpy(c.args_hash, hash, AGD_SHA256_HEX);
+	memcpy(c.args_hash, hash, AGD_DIGEST_HEX);
 	c.finished_ms = c.started_ms;
 	e = store_journal_record(r->st, r->id, &c);
 	json_decref(err);
@@ -417,7 +417,7 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 	const char *tool = NULL;
 	json_t *args = NULL, *meta = NULL;
 	json_error_t jerr;
-	char hash[AGD_SHA256_HEX];
+	char hash[AGD_DIGEST_HEX];
 
 	/* A cancelled run runs nothing more; the agent sees why and may exit. */
 	if (r->cancelling) {
@@ -455,7 +455,7 @@ sup_tools_call(struct sup_run *r, const json_t *id, json_t *params)
 			sup_reply_error(r, id, PROTO_INVALID_PARAMS, "arguments too large", NULL);
 		return;
 	}
-	agd_sha256_hex(args_text, args_len, hash);
+	agd_digest_hex(store_digest(r->st), args_text, args_len, hash);
 
 	ssize_t i = sup_replay_match(&r->replay, tool, hash);
 	if (i >= 0) {

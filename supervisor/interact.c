@@ -32,7 +32,7 @@ struct ix_pending {
 	const struct tool_def *t;
 	char *tool;
 	json_t *args;
-	char hash[AGD_SHA256_HEX];
+	char hash[AGD_DIGEST_HEX];
 	int64_t seq;
 	struct policy_result pr; /* its pointers live in the run's policy */
 	int64_t since_ns;
@@ -407,7 +407,7 @@ wait_for(struct sup_run *r, struct sup_ix *ix, const json_t *id, const struct to
 	p->id = json_deep_copy(id);
 	p->t = t;
 	p->args = json_deep_copy(args);
-	memcpy(p->hash, hash, AGD_SHA256_HEX);
+	memcpy(p->hash, hash, AGD_DIGEST_HEX);
 	p->seq = seq;
 	p->pr = *pr;
 	p->since_ns = agd_now_ns();
@@ -428,7 +428,7 @@ sup_ix_ask(struct sup_run *r, const json_t *id, const struct tool_def *t, const 
 	struct sup_ix *ix = ix_get(r);
 	struct store_approval a = {0};
 	int64_t seq = r->next_seq;
-	char h[AGD_SHA256_HEX];
+	char h[AGD_DIGEST_HEX];
 	int e;
 
 	if (!ix) {
@@ -463,7 +463,8 @@ sup_ix_ask(struct sup_run *r, const json_t *id, const struct tool_def *t, const 
 	};
 	if (ask_row(r, &row, &a) < 0)
 		return;
-	if (strcmp(a.tool, tool) != 0 || agd_json_hash(a.args, h) < 0 || strcmp(h, hash) != 0) {
+	if (strcmp(a.tool, tool) != 0 || agd_json_hash(store_digest(r->st), a.args, h) < 0 ||
+	    strcmp(h, hash) != 0) {
 		store_approval_clear(&a);
 		sup_call_refuse(r, id, tool, args, hash, seq, pr->rule_id, "ask:mismatch",
 				PROTO_DENIED, "denied by policy",
@@ -567,7 +568,7 @@ sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t
 {
 	struct sup_ix *ix = ix_get(r);
 	struct store_approval a = {0};
-	char h[AGD_SHA256_HEX];
+	char h[AGD_DIGEST_HEX];
 	int e;
 
 	if (!ix) {
@@ -638,7 +639,7 @@ sup_ix_ask_unknown(struct sup_run *r, const json_t *id, const struct tool_def *t
 			return;
 	}
 	/* Anything else is not this call's: no one has decided on its rerun. */
-	bool same_args = agd_json_hash(a.args, h) == 0 &&
+	bool same_args = agd_json_hash(store_digest(r->st), a.args, h) == 0 &&
 			 (strcmp(h, c->args_hash) == 0 ||
 			  (c->decision && strcmp(c->decision, "ask:edited") == 0));
 	if (!unknown_row(&a) || strcmp(a.tool, c->tool) != 0 || !same_args) {

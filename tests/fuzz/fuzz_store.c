@@ -157,7 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < n; i++) {
 			char hash[AGD_SHA256_HEX];
 			if (calls[i].seq != (int64_t)i + 1 ||
-			    agd_json_hash(calls[i].args, hash) != 0 ||
+			    agd_json_hash(store_digest(fz_store), calls[i].args, hash) != 0 ||
 			    strcmp(hash, calls[i].args_hash) != 0)
 				abort();
 		}

@@ -516,7 +516,7 @@ cf_retention(void **state)
 		size_t al = 0, rl = 0;
 		assert_int_equal(store_json_text(a, &at, &al), 0);
 		assert_int_equal(store_json_text(r, &rt, &rl), 0);
-		agd_sha256_hex(rt, rl, want);
+		agd_digest_hex(store_digest(s), rt, rl, want);
 		free(at);
 		free(rt);
 		assert_string_equal(calls[i].result_hash, want);
@@ -584,7 +584,7 @@ cf_caller_args_text(void **state)
 
 	assert_int_equal(store_json_text(args, &txt, &len), 0);
 	assert_string_equal(txt, "{\"a\":[1,2],\"b\":\"\u00e9\\n\"}");
-	agd_sha256_hex(txt, len, hash);
+	agd_digest_hex(store_digest(s), txt, len, hash);
 	struct store_call c = cf_call(1, "tool.x", args, 1);
 	c.args_text = txt;
 	c.args_len = len;
@@ -593,7 +593,7 @@ cf_caller_args_text(void **state)
 	assert_int_equal(store_journal_intent(s, "t", &c), -EINVAL);
 	/* The hash of other args, on intent and complete rows. */
 	cleanup_json json_t *other = json_pack("{s:i}", "a", 2);
-	assert_int_equal(agd_json_hash(other, c.args_hash), 0);
+	assert_int_equal(agd_json_hash(store_digest(s), other, c.args_hash), 0);
 	assert_int_equal(store_journal_intent(s, "bad-intent", &c), 0);
 	c.status = STORE_CALL_OK;
 	c.result = args;

@@ -1,7 +1,24 @@
 #ifndef AGENTD_TESTS_STORE_DOWNGRADE_H
 #define AGENTD_TESTS_STORE_DOWNGRADE_H
 
-/* SQL that turns a current (version 7) store file back into a version 6 one:
+/* SQL that turns a version 8 store file back into a version 7 one. Only a
+ * SHA-256 store's rows are what version 7 wrote: the upgrade tests make
+ * theirs one first (store_sha256), by applying this to a new, empty file,
+ * which reopened is a file that had rows before version 8. */
+#define STORE_V8_TO_V7 "DROP TABLE text_digest; PRAGMA user_version = 7;"
+
+/* Turn the new, empty store file at path into a SHA-256 one (above). */
+static inline void
+store_sha256(const char *path)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, STORE_V8_TO_V7, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* SQL that turns a version 7 store file back into a version 6 one:
  * the payload file's tables go (the tests that use it write no text long
  * enough to be in the payload file). */
 #define STORE_V7_TO_V6 "DROP TABLE payload_free; DROP TABLE payload_file; PRAGMA user_version = 6;"

@@ -196,16 +196,23 @@ test_canonical_hash_ignores_key_order(void **state)
 	cleanup_json json_t *a = agd_json_parse("{\"b\":1,\"a\":[1,2]}", 17, 8, &e);
 	cleanup_json json_t *b = agd_json_parse("{ \"a\" : [1, 2], \"b\" : 1 }", 25, 8, &e);
 	cleanup_json json_t *c = agd_json_parse("{\"a\":[2,1],\"b\":1}", 17, 8, &e);
-	char ha[AGD_SHA256_HEX], hb[AGD_SHA256_HEX], hc[AGD_SHA256_HEX];
+	char ha[AGD_DIGEST_HEX], hb[AGD_DIGEST_HEX], hc[AGD_DIGEST_HEX], h2[AGD_DIGEST_HEX];
 
 	assert_non_null(a);
 	assert_non_null(b);
 	assert_non_null(c);
-	assert_int_equal(agd_json_hash(a, ha), 0);
-	assert_int_equal(agd_json_hash(b, hb), 0);
-	assert_int_equal(agd_json_hash(c, hc), 0);
-	assert_string_equal(ha, hb);
-	assert_string_not_equal(ha, hc);
+	for (int d = AGD_DIGEST_SHA256; d <= AGD_DIGEST_BLAKE3; d++) {
+		assert_int_equal(agd_json_hash(d, a, ha), 0);
+		assert_int_equal(agd_json_hash(d, b, hb), 0);
+		assert_int_equal(agd_json_hash(d, c, hc), 0);
+		assert_string_equal(ha, hb);
+		assert_string_not_equal(ha, hc);
+		/* The digest of the canonical text, under the digest asked for. */
+		agd_digest_hex(d, "{\"a\":[1,2],\"b\":1}", 17, h2);
+		assert_string_equal(ha, h2);
+		agd_digest_hex(!d, "{\"a\":[1,2],\"b\":1}", 17, h2);
+		assert_string_not_equal(ha, h2);
+	}
 	cleanup_free char *s = agd_json_canonical(b);
 	assert_string_equal(s, "{\"a\":[1,2],\"b\":1}");
 }

@@ -14,7 +14,7 @@
 #include <sqlite3.h>
 
 #include "common/json.h"
-#include "common/sha256.h"
+#include "common/digest.h"
 #include "common/util.h"
 #include "store/store.h"
 #include "store/usage.h"
@@ -58,6 +58,16 @@ reopen(struct fixture *f)
 {
 	f->s = store_close(f->s);
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+}
+
+/* Make the fixture's new, empty store a SHA-256 one (store_downgrade.h). */
+static void
+reopen_sha256(struct fixture *f)
+{
+	f->s = store_close(f->s);
+	store_sha256(f->path);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	assert_int_equal(store_digest(f->s), AGD_DIGEST_SHA256);
 }
 
 /* The outcome rows of the journal rows matching WHERE clause w (schema 6). */
@@ -163,10 +173,10 @@ test_open_migrate(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(user_version(f->path), 7);
+	assert_int_equal(user_version(f->path), 8);
 	/* Reopening an up-to-date file migrates nothing and works. */
 	reopen(f);
-	assert_int_equal(user_version(f->path), 7);
+	assert_int_equal(user_version(f->path), 8);
 	/* A file from a newer schema is refused, not misread. */
 	f->s = store_close(f->s);
 	{
@@ -378,7 +388,7 @@ test_journal(void **state)
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(calls[i].seq, (int64_t)i + 1);
 		assert_string_equal(calls[i].tool, "fs.read");
-		assert_int_equal(agd_json_hash(calls[i].args, hash), 0);
+		assert_int_equal(agd_json_hash(store_digest(f->s), calls[i].args, hash), 0);
 		assert_string_equal(calls[i].args_hash, hash);
 		assert_int_equal(json_integer_value(json_object_get(calls[i].args, "n")), i + 1);
 		assert_int_equal(json_integer_value(json_object_get(calls[i].result, "bytes")),
@@ -550,13 +560,14 @@ test_upgrade_v4(void **state)
 	sqlite3 *db;
 	sqlite3_stmt *q;
 
+	reopen_sha256(f);
 	assert_int_equal(store_run_create(f->s, "u", spec), 0);
 	fill_journal(f->s, "u");
 	fill_journal(f->s, "nobody"); /* rows of a run that has no runs row */
 	f->s = store_close(f->s);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
-				      STORE_V7_TO_V6 STORE_V6_TO_V5
+				      STORE_V8_TO_V7 STORE_V7_TO_V6 STORE_V6_TO_V5
 				      "DROP INDEX journal_by_owner;"
 				      "ALTER TABLE journal DROP COLUMN owner_uid;"
 				      "CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
@@ -568,7 +579,7 @@ test_upgrade_v4(void **state)
 	assert_int_equal(user_version(f->path), 4);
 
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
-	assert_int_equal(user_version(f->path), 7);
+	assert_int_equal(user_version(f->path), 8);
 	assert_int_equal(store_user_calls_since(f->s, 1000, 0, &used), 0);
 	assert_int_equal(used, 3);
 	assert_int_equal(store_user_calls_since(f->s, 1000, 1003, &used), 0);
@@ -684,22 +695,24 @@ seal_int(struct agd_sha256 *h, int64_t v)
 }
 
 /* Replace row seq's result by text and recompute its seal, as someone who
- * knows the format would: the chain verifies, only validation is left. */
+ * knows the format would: the chain verifies, only validation is left. A
+ * new store's seal (v3) takes the result's BLAKE3 digest. */
 static void
 reseal_result(struct fixture *f, const char *run, int64_t seq, const char *text)
 {
-	static const char tag[] = "agentd.journal.chain.v1";
+	static const char tag[] = "agentd.journal.chain.v3";
 	sqlite3 *db;
 	sqlite3_stmt *st;
 	struct agd_sha256 h;
-	uint8_t d[AGD_SHA256_LEN];
+	uint8_t d[AGD_SHA256_LEN], td[AGD_BLAKE3_LEN];
 	char hex[AGD_SHA256_HEX];
 
+	assert_int_equal(store_digest(f->s), AGD_DIGEST_BLAKE3);
 	f->s = store_close(f->s);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(
 	    sqlite3_prepare_v2(db,
-			       "SELECT link, status, finished_ms FROM journal j "
+			       "SELECT link, status, finished_ms, fin FROM journal j "
 			       "JOIN outcomes o ON o.id = j.id WHERE run = ?1 AND seq = ?2",
 			       -1, &st, NULL),
 	    SQLITE_OK);
@@ -707,12 +720,14 @@ reseal_result(struct fixture *f, const char *run, int64_t seq, const char *text)
 	sqlite3_bind_int64(st, 2, seq);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	const char *link = (const char *)sqlite3_column_text(st, 0);
+	agd_blake3(text, strlen(text), td);
 	agd_sha256_init(&h);
 	seal_put(&h, tag, strlen(tag));
 	seal_put(&h, link, strlen(link));
+	seal_int(&h, sqlite3_column_int64(st, 3));
 	seal_int(&h, sqlite3_column_int64(st, 1));
 	seal_int(&h, 1);
-	seal_put(&h, text, strlen(text));
+	seal_put(&h, td, sizeof(td));
 	seal_int(&h, sqlite3_column_int64(st, 2));
 	agd_sha256_final(&h, d);
 	for (int i = 0; i < AGD_SHA256_LEN; i++)
@@ -796,7 +811,7 @@ test_tamper_args_and_hash(void **state)
 
 	/* Consistent args + args_hash still break the chain's link. */
 	fill_journal(f->s, "run1");
-	assert_int_equal(agd_json_hash(evil, hash), 0);
+	assert_int_equal(agd_json_hash(store_digest(f->s), evil, hash), 0);
 	snprintf(sql, sizeof(sql),
 		 "UPDATE journal SET args = '{\"path\":\"/etc/shadow\"}', args_hash = '%s' "
 		 "WHERE seq = 1",
@@ -932,6 +947,7 @@ test_upgrade_v5(void **state)
 	int64_t done = 0;
 	sqlite3 *db;
 
+	reopen_sha256(f);
 	fill_journal(f->s, "a");
 	fill_journal(f->s, "b");
 	struct store_call c = mkcall(4, "t", args);
@@ -945,7 +961,7 @@ test_upgrade_v5(void **state)
 	f->s = store_close(f->s);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
-				      STORE_V7_TO_V6 STORE_V6_TO_V5
+				      STORE_V8_TO_V7 STORE_V7_TO_V6 STORE_V6_TO_V5
 				      "UPDATE journal SET result = '{\"bytes\":5}'"
 				      " WHERE run = 'edited' AND seq = 1",
 				      NULL, NULL, NULL),
@@ -954,7 +970,7 @@ test_upgrade_v5(void **state)
 	assert_int_equal(user_version(f->path), 5);
 
 	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
-	assert_int_equal(user_version(f->path), 7);
+	assert_int_equal(user_version(f->path), 8);
 	assert_int_equal(store_journal_load(f->s, "a", &after, &na), 0);
 	assert_int_equal(na, nb);
 	for (size_t i = 0; i < na; i++) {
@@ -983,6 +999,115 @@ test_upgrade_v5(void **state)
 	assert_int_equal(load_rc(f->s, "a"), 0);
 	assert_int_equal(load_rc(f->s, "b"), 0);
 	assert_int_equal(load_rc(f->s, "compact"), 0);
+}
+
+/* The args text of fill_journal's call seq, as the store encodes it. */
+static char *
+fill_args_text(int64_t seq)
+{
+	cleanup_json json_t *args = json_pack("{s:s,s:I}", "path", "/a/b", "n", seq);
+	char *txt = NULL;
+	size_t len = 0;
+
+	assert_int_equal(store_json_text(args, &txt, &len), 0);
+	return txt;
+}
+
+/* Schema version 8: a new store digests its texts with BLAKE3; the file
+ * records it, and a record that is not one known digest is refused. */
+static void
+test_digest_new_store(void **state)
+{
+	struct fixture *f = *state;
+	struct store_call *calls = NULL;
+	struct store *other = NULL;
+	char want[AGD_DIGEST_HEX];
+	size_t n = 0;
+	sqlite3 *db;
+
+	assert_int_equal(store_digest(f->s), AGD_DIGEST_BLAKE3);
+	fill_journal(f->s, "r");
+	reopen(f);
+	assert_int_equal(store_digest(f->s), AGD_DIGEST_BLAKE3);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		cleanup_free char *txt = fill_args_text(calls[i].seq);
+		agd_blake3_hex(txt, strlen(txt), want);
+		assert_string_equal(calls[i].args_hash, want);
+	}
+	store_calls_free(calls, n);
+	/* The rows were sealed under BLAKE3: read as SHA-256 ones, they are
+	 * corrupt, never accepted. */
+	tamper(f, "UPDATE text_digest SET alg = 'sha256'");
+	assert_int_equal(store_digest(f->s), AGD_DIGEST_SHA256);
+	assert_int_equal(load_rc(f->s, "r"), -EBADMSG);
+	/* Not a digest agentd knows, or not one record: not opened. */
+	f->s = store_close(f->s);
+	static const char *const bad[] = {
+	    "UPDATE text_digest SET alg = 'md5'",
+	    "UPDATE text_digest SET alg = 'blake3'; INSERT INTO text_digest VALUES ('blake3')",
+	    "DELETE FROM text_digest",
+	    "DROP TABLE text_digest",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, bad[i], NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+		assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &other), -EBADMSG);
+		assert_null(other);
+	}
+	/* Recorded as it was: the rows load again. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "CREATE TABLE text_digest (alg TEXT NOT NULL);"
+				      "INSERT INTO text_digest VALUES ('blake3')",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	assert_int_equal(load_rc(f->s, "r"), 0);
+}
+
+/* Schema version 7 to 8: a file with rows keeps SHA-256, which they were
+ * sealed with; they load, and the chains go on under it. */
+static void
+test_upgrade_v7(void **state)
+{
+	struct fixture *f = *state;
+	cleanup_json json_t *args = json_pack("{s:s}", "long", "");
+	struct store_call *calls = NULL;
+	char want[AGD_DIGEST_HEX];
+	size_t n = 0;
+	sqlite3 *db;
+
+	reopen_sha256(f);
+	fill_journal(f->s, "r");
+	f->s = store_close(f->s);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, STORE_V8_TO_V7, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(user_version(f->path), 7);
+	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &f->s), 0);
+	assert_int_equal(user_version(f->path), 8);
+	assert_int_equal(store_digest(f->s), AGD_DIGEST_SHA256);
+	assert_int_equal(load_rc(f->s, "r"), 0);
+	/* A new row, with a text long enough for the payload file. */
+	cleanup_free char *pad = malloc(4000);
+	memset(pad, 'p', 3999);
+	pad[3999] = '\0';
+	json_object_set_new(args, "long", json_string(pad));
+	struct store_call c = mkcall(4, "t", args);
+	assert_int_equal(store_journal_intent(f->s, "r", &c), 0);
+	assert_int_equal(store_journal_finish(f->s, "r", 4, STORE_CALL_OK, args, 3000), 0);
+	reopen(f);
+	assert_int_equal(store_journal_load(f->s, "r", &calls, &n), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++) {
+		agd_sha256_hex(calls[i].args_text, calls[i].args_len, want);
+		assert_string_equal(calls[i].args_hash, want);
+	}
+	store_calls_free(calls, n);
 }
 
 static void
@@ -1405,6 +1530,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_tamper_outcomes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outcome_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_upgrade_v5, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_digest_new_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_upgrade_v7, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_delete_middle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_renumber, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper_types, setup, teardown),

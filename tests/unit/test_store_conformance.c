@@ -71,7 +71,7 @@ main(void)
 	    .open = sqlite_open,
 	    .make_empty = sqlite_make_empty,
 	    .schema_version = sqlite_schema_version,
-	    .current_version = 7,
+	    .current_version = 8,
 	};
 
 	return store_conformance_run(&sqlite_backend) ? 1 : 0;

@@ -317,7 +317,7 @@ test_approval_upgrade_v3(void **state)
 	    store_approval_decide(f->s, "r1", 1, true, "alice", NULL, NULL, STORE_SCOPE_ONCE), 0);
 	f->s = store_close(f->s);
 	/* The version 3 file: version 5's journal indexes undone too. */
-	tamper(f, STORE_V7_TO_V6 STORE_V6_TO_V5
+	tamper(f, STORE_V8_TO_V7 STORE_V7_TO_V6 STORE_V6_TO_V5
 	       "ALTER TABLE approvals DROP COLUMN rerun_attempt; DROP INDEX journal_by_owner;"
 	       "ALTER TABLE journal DROP COLUMN owner_uid;"
 	       "CREATE UNIQUE INDEX journal_by_ord ON journal(run, ord);"
