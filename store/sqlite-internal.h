@@ -64,9 +64,11 @@ int64_t store_sqlite_spec_owner(const json_t *spec);
  * in place of SQLite's own checkpoint after a commit. store_ckpt_free stops
  * its thread (waiting for a pass in progress) and must run before db closes. */
 struct store_ckpt;
-/* payload_fd: the payload file, fsynced before every checkpoint. */
+/* payload_fd: the payload file, fsynced before every checkpoint. wal_found:
+ * the database's WAL was there before this open (a crash's, another
+ * process's), so checkpoints wait out a grace period. */
 int store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, int payload_fd,
-		      struct store_ckpt **ret);
+		      bool wal_found, struct store_ckpt **ret);
 struct store_ckpt *store_ckpt_free(struct store_ckpt *c);
 
 /* The VFS the store's connections open their files with (sqlite_vfs.c): the

@@ -986,6 +986,22 @@ precreate(const char *path)
 	return 0;
 }
 
+/* Whether the database has a WAL with something in it before this open:
+ * one a crash left, or another process's. SQLite removes it at the last
+ * clean close. 1 or 0, or -errno. */
+static int
+wal_found(const char *path)
+{
+	char wal[PATH_MAX];
+	struct stat st;
+
+	if ((size_t)snprintf(wal, sizeof(wal), "%s-wal", path) >= sizeof(wal))
+		return -ENAMETOOLONG;
+	if (stat(wal, &st) == 0)
+		return st.st_size > 0;
+	return errno == ENOENT ? 0 : -errno;
+}
+
 /* The digest the file's texts are under: its one text_digest row. */
 static int
 digest_read(sqlite3 *db, enum agd_digest *ret)
@@ -1093,6 +1109,10 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	r = precreate(path);
 	if (r < 0)
 		return r;
+	r = wal_found(path);
+	if (r < 0)
+		return r;
+	bool wal = r;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -1137,7 +1157,7 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	if (r == 0)
 		r = payload_attach(s, path);
 	if (r == 0)
-		r = store_ckpt_attach(db, d, page_size(db), s->pfd, &s->ckpt);
+		r = store_ckpt_attach(db, d, page_size(db), s->pfd, wal, &s->ckpt);
 	for (int i = 0; r == 0 && i < ST__MAX; i++) {
 		rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
 					NULL);

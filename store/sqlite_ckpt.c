@@ -18,9 +18,13 @@
  * fsynced (sqlite_payload.c): the texts of the rows it copies into the
  * database are on the disk before them.
  *
- * Nothing is checkpointed in the first CKPT_GRACE_NS after open (unless the
- * WAL reaches CKPT_HARD), so a run resumed after a crash does not copy the
- * WAL the crash left while it builds its sandbox.
+ * When the store opens onto a WAL that is there already (the one a crash
+ * left, or another process's), nothing is checkpointed in the first
+ * CKPT_GRACE_NS (unless the WAL reaches CKPT_HARD), so a run resumed after a
+ * crash does not copy that WAL while it builds its sandbox. A store opened
+ * with no WAL has none to copy: its checkpoints start at once, and so a
+ * crash in its first moments leaves a WAL no longer than CKPT_CAP's cycle
+ * makes it, for the next open to read back.
  *
  * The thread is started by the first wake-up, so a store that writes little
  * never has one. It only ever runs SQLite on its own connection, holding
@@ -268,7 +272,7 @@ ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
 int
 store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, int payload_fd,
-		  struct store_ckpt **ret)
+		  bool wal_found, struct store_ckpt **ret)
 {
 	struct store_ckpt *c;
 	const char *path = sqlite3_db_filename(db, "main");
@@ -290,7 +294,7 @@ store_ckpt_attach(sqlite3 *db, enum store_durability d, int page_size, int paylo
 	c->cap = CKPT_CAP / page_size;
 	c->hard = CKPT_HARD / page_size;
 	c->next = c->step;
-	c->grace_until = now_ns() + CKPT_GRACE_NS;
+	c->grace_until = wal_found ? now_ns() + CKPT_GRACE_NS : 0;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	/* Replaces SQLite's own checkpoint after a commit (wal_autocheckpoint). */
