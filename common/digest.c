@@ -3,20 +3,6 @@
 #include <string.h>
 
 void
-agd_digest(enum agd_digest d, const void *buf, size_t len, unsigned char out[AGD_DIGEST_LEN])
-{
-	if (d == AGD_DIGEST_BLAKE3) {
-		agd_blake3(buf, len, out);
-	} else {
-		struct agd_sha256 h;
-
-		agd_sha256_init(&h);
-		agd_sha256_update(&h, buf, len);
-		agd_sha256_final(&h, out);
-	}
-}
-
-void
 agd_digest_hex(enum agd_digest d, const void *buf, size_t len, char out[AGD_DIGEST_HEX])
 {
 	if (d == AGD_DIGEST_BLAKE3)

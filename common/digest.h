@@ -20,7 +20,7 @@ enum agd_digest {
 _Static_assert(AGD_SHA256_LEN == AGD_DIGEST_LEN && AGD_BLAKE3_LEN == AGD_DIGEST_LEN,
 	       "one digest size");
 
-void agd_digest(enum agd_digest d, const void *buf, size_t len, unsigned char out[AGD_DIGEST_LEN]);
+/* The digest d of buf, as lowercase hex. */
 void agd_digest_hex(enum agd_digest d, const void *buf, size_t len, char out[AGD_DIGEST_HEX]);
 
 /* The name a store records ("sha256", "blake3"), and back: -1 if unknown. */

@@ -318,8 +318,8 @@ migrate_v7(sqlite3 *db)
 }
 
 /* Version 8: the digest of the store's texts (docs/store.md, "Schema version
- * 8"). A file that had rows keeps SHA-256, which they were sealed with; a
- * new one takes BLAKE3 (migrate). */
+ * 8"). A file from an older version keeps SHA-256, which its rows were
+ * sealed with; a new one takes BLAKE3 (migrate). */
 static const char schema_v8[] = "CREATE TABLE text_digest (alg TEXT NOT NULL);"
 				"INSERT INTO text_digest(alg) VALUES ('sha256');";
 
