@@ -148,11 +148,11 @@ ror4x(u32x4 x, int n)
 INLINE void
 g4x(u32x4 *a, u32x4 *b, u32x4 *c, u32x4 *d, u32x4 x, u32x4 y)
 {
-	*a += *b + x;
+	*a = *a + x + *b; /* b comes last: the others are ready before it */
 	*d = ror4x(*d ^ *a, 16);
 	*c += *d;
 	*b = ror4x(*b ^ *c, 12);
-	*a += *b + y;
+	*a = *a + y + *b;
 	*d = ror4x(*d ^ *a, 8);
 	*c += *d;
 	*b = ror4x(*b ^ *c, 7);
@@ -173,14 +173,14 @@ compress_rows(uint32_t cv[8], const uint8_t block[BLOCK], uint64_t counter, uint
 		const uint8_t *s = SCHED[r];
 		g4x(&a, &b, &c, &d, (u32x4){m[s[0]], m[s[2]], m[s[4]], m[s[6]]},
 		    (u32x4){m[s[1]], m[s[3]], m[s[5]], m[s[7]]});
-		b = __builtin_shufflevector(b, b, 1, 2, 3, 0);
-		c = __builtin_shufflevector(c, c, 2, 3, 0, 1);
-		d = __builtin_shufflevector(d, d, 3, 0, 1, 2);
-		g4x(&a, &b, &c, &d, (u32x4){m[s[8]], m[s[10]], m[s[12]], m[s[14]]},
-		    (u32x4){m[s[9]], m[s[11]], m[s[13]], m[s[15]]});
-		b = __builtin_shufflevector(b, b, 3, 0, 1, 2);
-		c = __builtin_shufflevector(c, c, 2, 3, 0, 1);
-		d = __builtin_shufflevector(d, d, 1, 2, 3, 0);
+		a = __builtin_shufflevector(a, a, 3, 0, 1, 2);
+		c = __builtin_shufflevector(c, c, 1, 2, 3, 0);
+		d = __builtin_shufflevector(d, d, 2, 3, 0, 1);
+		g4x(&a, &b, &c, &d, (u32x4){m[s[14]], m[s[8]], m[s[10]], m[s[12]]},
+		    (u32x4){m[s[15]], m[s[9]], m[s[11]], m[s[13]]});
+		a = __builtin_shufflevector(a, a, 1, 2, 3, 0);
+		c = __builtin_shufflevector(c, c, 3, 0, 1, 2);
+		d = __builtin_shufflevector(d, d, 2, 3, 0, 1);
 	}
 	a ^= c, b ^= d;
 	memcpy(cv, &a, 16);
@@ -451,6 +451,115 @@ hash16_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint
 		_mm256_storeu_si256((__m256i *)(out + i * CV), _mm512_castsi512_si256(h[i]));
 }
 
+/* Up to 4 inputs in 512-bit vectors, each 128-bit quarter one input's state
+ * rows as compress_rows() has them: fewer instructions per input than the
+ * word-sliced hash16_avx512() wastes on idle lanes when there are few
+ * inputs, and the four chains of dependent instructions run side by side in
+ * about the time of one. The message words a round takes, a quarter each
+ * from the input's own block, come from the blocks' quarters m[0..3] (m[q]:
+ * words 4q to 4q + 3 of every input) by two two-source permutes and a
+ * blend. */
+TARGET_AVX512 INLINE void
+g4r(__m512i *a, __m512i *b, __m512i *c, __m512i *d, __m512i x, __m512i y)
+{
+	*a = _mm512_add_epi32(_mm512_add_epi32(*a, x), *b);
+	*d = _mm512_ror_epi32(_mm512_xor_si512(*d, *a), 16);
+	*c = _mm512_add_epi32(*c, *d);
+	*b = _mm512_ror_epi32(_mm512_xor_si512(*b, *c), 12);
+	*a = _mm512_add_epi32(_mm512_add_epi32(*a, y), *b);
+	*d = _mm512_ror_epi32(_mm512_xor_si512(*d, *a), 8);
+	*c = _mm512_add_epi32(*c, *d);
+	*b = _mm512_ror_epi32(_mm512_xor_si512(*b, *c), 7);
+}
+
+/* Words SCHED[r][w[0..3]] of every input's block, in a vector's quarters. */
+TARGET_AVX512 INLINE __m512i
+msg4r(const __m512i m[4], int r, const uint8_t w[4])
+{
+	uint32_t idx[16];
+	__mmask16 hi = 0;
+
+#pragma GCC unroll 16
+	for (int i = 0; i < 16; i++) {
+		uint32_t k = SCHED[r][w[i % 4]];
+
+		idx[i] = (uint32_t)(i & ~3) + (k & 3) + (k & 4 ? 16 : 0);
+		hi |= (__mmask16)((k >> 3) << i);
+	}
+	__m512i x = _mm512_loadu_si512(idx);
+	return _mm512_mask_blend_epi32(hi, _mm512_permutex2var_epi32(m[0], x, m[1]),
+				       _mm512_permutex2var_epi32(m[2], x, m[3]));
+}
+
+TARGET_AVX512 static void
+hash4_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+{
+	/* which of a round's words the columns and diagonals take: the
+	 * diagonals with rows 0, 2 and 3 turned, so that row 1, the last one
+	 * computed, goes on without a shuffle */
+	static const uint8_t w[4][4] = {
+	    {0, 2, 4, 6}, {1, 3, 5, 7}, {14, 8, 10, 12}, {15, 9, 11, 13}};
+	struct lanes l;
+	uint8_t pad[CHUNK];
+	uint32_t row3[2][16], ends[16], cvs[2][16];
+	__m512i h[2], m[4], end;
+
+	lanes_init(&l, 4, in, len, counter, parent, pad);
+	for (int i = 0; i < 16; i++) {
+		uint32_t row[4] = {l.lo[i / 4], l.hi[i / 4], BLOCK, parent ? PARENT : 0};
+
+		row3[0][i] = row[i % 4];
+		row[2] = l.tail[i / 4], row[3] |= parent ? 0 : CHUNK_END;
+		row3[1][i] = row[i % 4];
+		ends[i] = l.end[i / 4];
+	}
+	end = _mm512_loadu_si512(ends);
+	h[0] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IV));
+	h[1] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(IV + 4)));
+	for (uint32_t b = 0; b <= l.end[0]; b++) {
+		__m512i bv = _mm512_set1_epi32((int)b), a = h[0], bb = h[1], c = h[0], d, x[4];
+		__mmask16 last = _mm512_cmpeq_epi32_mask(end, bv);
+		__mmask16 live = _mm512_cmpge_epi32_mask(end, bv);
+
+		for (int i = 0; i < 4; i++)
+			x[i] = _mm512_loadu_si512(l.p[i] + b * BLOCK);
+		/* x[i] has input i's block; m[q] its quarter q of each */
+		for (int k = 0; k < 2; k++) {
+			__m512i lo = _mm512_shuffle_i32x4(x[2 * k], x[2 * k + 1], 0x44);
+			__m512i hi = _mm512_shuffle_i32x4(x[2 * k], x[2 * k + 1], 0xee);
+			x[2 * k] = lo, x[2 * k + 1] = hi;
+		}
+		m[0] = _mm512_shuffle_i32x4(x[0], x[2], 0x88);
+		m[1] = _mm512_shuffle_i32x4(x[0], x[2], 0xdd);
+		m[2] = _mm512_shuffle_i32x4(x[1], x[3], 0x88);
+		m[3] = _mm512_shuffle_i32x4(x[1], x[3], 0xdd);
+		c = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IV));
+		d = _mm512_mask_blend_epi32(last, _mm512_loadu_si512(row3[0]),
+					    _mm512_loadu_si512(row3[1]));
+		if (b == 0 && !parent)
+			d = _mm512_or_si512(d, _mm512_set4_epi32(CHUNK_START, 0, 0, 0));
+#pragma GCC unroll 7
+		for (int r = 0; r < 7; r++) {
+			g4r(&a, &bb, &c, &d, msg4r(m, r, w[0]), msg4r(m, r, w[1]));
+			a = _mm512_shuffle_epi32(a, _MM_SHUFFLE(2, 1, 0, 3));
+			c = _mm512_shuffle_epi32(c, _MM_SHUFFLE(0, 3, 2, 1));
+			d = _mm512_shuffle_epi32(d, _MM_SHUFFLE(1, 0, 3, 2));
+			g4r(&a, &bb, &c, &d, msg4r(m, r, w[2]), msg4r(m, r, w[3]));
+			a = _mm512_shuffle_epi32(a, _MM_SHUFFLE(0, 3, 2, 1));
+			c = _mm512_shuffle_epi32(c, _MM_SHUFFLE(2, 1, 0, 3));
+			d = _mm512_shuffle_epi32(d, _MM_SHUFFLE(1, 0, 3, 2));
+		}
+		h[0] = _mm512_mask_xor_epi32(h[0], live, a, c);
+		h[1] = _mm512_mask_xor_epi32(h[1], live, bb, d);
+	}
+	_mm512_storeu_si512(cvs[0], h[0]);
+	_mm512_storeu_si512(cvs[1], h[1]);
+	for (size_t i = 0; i < 4 && i * (parent ? BLOCK : CHUNK) < len; i++) {
+		memcpy(out + i * CV, cvs[0] + 4 * i, 16);
+		memcpy(out + i * CV + 16, cvs[1] + 4 * i, 16);
+	}
+}
+
 /* XCR0: which register states the kernel saves (YMM: bits 1-2; ZMM: 5-7). */
 static uint64_t
 xcr0(void)
@@ -606,8 +715,10 @@ hash_many(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t 
 		 * one at a time, in four-word vectors (compress_rows()). */
 		if (p == AGD_BLAKE3_AVX512 && n > 8)
 			hash = hash16_avx512, k = 16;
-		else if (p == AGD_BLAKE3_AVX512 && n > 2)
+		else if (p == AGD_BLAKE3_AVX512 && n > 4)
 			hash = hash8_avx512, k = 8;
+		else if (p == AGD_BLAKE3_AVX512 && n > 1)
+			hash = hash4_avx512, k = 4;
 		else if (p == AGD_BLAKE3_AVX2 && n > 2)
 			hash = hash8_avx2, k = 8;
 #endif

@@ -111,6 +111,8 @@ static const struct {
 
 static const char *const blake3_paths[] = {"portable", "AVX2", "AVX-512"};
 
+#define CHUNK_BYTES 1024 /* BLAKE3's chunk */
+
 static void
 test_blake3_vectors(void **state)
 {
@@ -150,15 +152,54 @@ test_blake3_vectors(void **state)
 	assert_true(tested >= 1);
 }
 
-/* Every path gives the portable one's digest, on random lengths at random
- * alignments. */
+/* Compares every path's digest of len bytes at in with the portable one's;
+ * returns how many paths it compared. */
+static int
+blake3_paths_agree_on(const uint8_t *in, size_t len, size_t off)
+{
+	uint8_t want[AGD_BLAKE3_LEN], got[AGD_BLAKE3_LEN];
+	int compared = 0;
+
+	assert_int_equal(agd_blake3_force(AGD_BLAKE3_PORTABLE), 0);
+	agd_blake3(in, len, want);
+	for (int p = AGD_BLAKE3_AVX2; p <= AGD_BLAKE3_AVX512; p++) {
+		if (agd_blake3_force(p) < 0)
+			continue;
+		agd_blake3(in, len, got);
+		if (memcmp(got, want, sizeof(want)) != 0)
+			print_error("blake3 %s path, %zu bytes at offset %zu\n", blake3_paths[p],
+				    len, off);
+		assert_memory_equal(got, want, sizeof(want));
+		compared++;
+	}
+	return compared;
+}
+
+/* Every path gives the portable one's digest: on each count of chunks up to
+ * 17 (1 to 17 inputs side by side, and the parent levels above them) with
+ * the last chunk one byte short, whole, or 1, 64, 200 or 513 bytes into a
+ * new one; and on random lengths at random alignments. */
 static void
 test_blake3_paths_agree(void **state)
 {
 	uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64, fixed seed */
-	uint8_t want[AGD_BLAKE3_LEN], got[AGD_BLAKE3_LEN];
+	static const size_t ends[] = {CHUNK_BYTES - 1, 0, 1, 64, 200, 513};
 	int compared = 0;
 
+	for (size_t n = 1; n <= 17; n++) {
+		for (size_t e = 0; e < sizeof(ends) / sizeof(*ends); e++) {
+			size_t len = (n - 1) * CHUNK_BYTES + ends[e], off = n % 3;
+			uint8_t *buf = malloc(off + len + 1);
+
+			assert_non_null(buf);
+			for (size_t i = 0; i < off + len; i++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				buf[i] = (uint8_t)x;
+			}
+			compared += blake3_paths_agree_on(buf + off, len, off);
+			free(buf);
+		}
+	}
 	for (int round = 0; round < 400; round++) {
 		size_t len, off;
 
@@ -170,18 +211,7 @@ test_blake3_paths_agree(void **state)
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 			buf[i] = (uint8_t)x;
 		}
-		assert_int_equal(agd_blake3_force(AGD_BLAKE3_PORTABLE), 0);
-		agd_blake3(buf + off, len, want);
-		for (int p = AGD_BLAKE3_AVX2; p <= AGD_BLAKE3_AVX512; p++) {
-			if (agd_blake3_force(p) < 0)
-				continue;
-			agd_blake3(buf + off, len, got);
-			if (memcmp(got, want, sizeof(want)) != 0)
-				print_error("blake3 %s path, %zu bytes at offset %zu\n",
-					    blake3_paths[p], len, off);
-			assert_memory_equal(got, want, sizeof(want));
-			compared++;
-		}
+		compared += blake3_paths_agree_on(buf + off, len, off);
 		free(buf);
 	}
 	assert_int_equal(agd_blake3_force(AGD_BLAKE3_AUTO), 0);
