@@ -10,9 +10,11 @@
  * last compression, of a chunk if there is only one, else of the top parent,
  * has the ROOT flag and gives the digest.
  *
- * Chunks do not depend on each other, so the x86-64 paths hash 8 (AVX2) or
- * 16 (AVX-512) of them at once, chunk i in lane i of every vector, and the
- * parents of one tree level likewise. */
+ * Chunks do not depend on each other, so the x86-64 paths hash several of
+ * them at once, and the parents of one tree level likewise: AVX2 8, chunk i
+ * in lane i of every vector; AVX-512 16 that way, or up to 8 (4 to a set of
+ * vectors) with each input's state rows in a quarter of a vector, which costs
+ * less when there are fewer than 9. */
 #include "common/blake3.h"
 #include "common/blake3-internal.h"
 
@@ -288,8 +290,8 @@ transpose8x(__m256i r[8])
 }
 
 /* Up to 8 inputs (len bytes at in) in 256-bit vectors. */
-TARGET_AVX2 INLINE void
-hash8(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+TARGET_AVX2 static void
+hash8_avx2(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
 {
 	struct lanes l;
 	uint8_t pad[CHUNK];
@@ -342,18 +344,6 @@ hash8(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out
 		_mm256_storeu_si256((__m256i *)(out + i * CV), h[i]);
 }
 
-TARGET_AVX2 static void
-hash8_avx2(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
-{
-	hash8(in, len, counter, parent, out);
-}
-
-TARGET_AVX512 static void
-hash8_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
-{
-	hash8(in, len, counter, parent, out);
-}
-
 TARGET_AVX512 INLINE void
 g16x(__m512i v[16], int a, int b, int c, int d, __m512i x, __m512i y)
 {
@@ -373,17 +363,20 @@ transpose16x(__m512i r[16])
 {
 	__m512i t[16], u[16];
 
+#pragma GCC unroll 8
 	for (int i = 0; i < 16; i += 2) {
 		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
 		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
 	}
 	/* u[4 * q + k]: in quarter Q, word 4 * Q + k of inputs 4 * q to 4 * q + 3 */
+#pragma GCC unroll 4
 	for (int i = 0; i < 16; i += 4) {
 		u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
 		u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
 		u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
 		u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
 	}
+#pragma GCC unroll 4
 	for (int k = 0; k < 4; k++) {
 		__m512i x0 = _mm512_shuffle_i32x4(u[k], u[k + 4], 0x44);
 		__m512i x1 = _mm512_shuffle_i32x4(u[k], u[k + 4], 0xee);
@@ -451,12 +444,12 @@ hash16_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint
 		_mm256_storeu_si256((__m256i *)(out + i * CV), _mm512_castsi512_si256(h[i]));
 }
 
-/* Up to 4 inputs in 512-bit vectors, each 128-bit quarter one input's state
- * rows as compress_rows() has them: fewer instructions per input than the
- * word-sliced hash16_avx512() wastes on idle lanes when there are few
- * inputs, and the four chains of dependent instructions run side by side in
- * about the time of one. The message words a round takes, a quarter each
- * from the input's own block, come from the blocks' quarters m[0..3] (m[q]:
+/* Up to 4 inputs to a set of 512-bit vectors, each 128-bit quarter one
+ * input's state rows as compress_rows() has them: more instructions per
+ * input than the word-sliced hash16_avx512(), but fewer than it spends on
+ * idle lanes when there are fewer than 9 inputs, and a set's four chains of
+ * dependent instructions run side by side in about the time of one. The message words a round
+ * takes, a quarter each from the input's own block, come from the blocks' quarters m[0..3] (m[q]:
  * words 4q to 4q + 3 of every input) by two two-source permutes and a
  * blend. */
 TARGET_AVX512 INLINE void
@@ -491,8 +484,9 @@ msg4r(const __m512i m[4], int r, const uint8_t w[4])
 				       _mm512_permutex2var_epi32(m[2], x, m[3]));
 }
 
-TARGET_AVX512 static void
-hash4_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+/* Up to 4 * sets inputs, 4 to a set of vectors. */
+TARGET_AVX512 INLINE void
+hash_rows(int sets, const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
 {
 	/* which of a round's words the columns and diagonals take: the
 	 * diagonals with rows 0, 2 and 3 turned, so that row 1, the last one
@@ -501,63 +495,106 @@ hash4_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8
 	    {0, 2, 4, 6}, {1, 3, 5, 7}, {14, 8, 10, 12}, {15, 9, 11, 13}};
 	struct lanes l;
 	uint8_t pad[CHUNK];
-	uint32_t row3[2][16], ends[16], cvs[2][16];
-	__m512i h[2], m[4], end;
+	uint32_t cvs[2][2][16];
+	__m512i h[2][2], row3[2][2];
 
-	lanes_init(&l, 4, in, len, counter, parent, pad);
-	for (int i = 0; i < 16; i++) {
-		uint32_t row[4] = {l.lo[i / 4], l.hi[i / 4], BLOCK, parent ? PARENT : 0};
+	lanes_init(&l, 4 * sets, in, len, counter, parent, pad);
+	/* row 3 of each input's state: its counter, block length and flags,
+	 * for its blocks but the last ([0]) and for its last ([1]) */
+	for (int s = 0; s < sets; s++) {
+		row3[s][0] = row3[s][1] = _mm512_setzero_si512();
+		for (int i = 0; i < 4; i++) {
+			uint32_t f = parent ? PARENT : 0, e = parent ? 0 : CHUNK_END;
+			int j = 4 * s + i;
 
-		row3[0][i] = row[i % 4];
-		row[2] = l.tail[i / 4], row[3] |= parent ? 0 : CHUNK_END;
-		row3[1][i] = row[i % 4];
-		ends[i] = l.end[i / 4];
-	}
-	end = _mm512_loadu_si512(ends);
-	h[0] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IV));
-	h[1] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(IV + 4)));
-	for (uint32_t b = 0; b <= l.end[0]; b++) {
-		__m512i bv = _mm512_set1_epi32((int)b), a = h[0], bb = h[1], c = h[0], d, x[4];
-		__mmask16 last = _mm512_cmpeq_epi32_mask(end, bv);
-		__mmask16 live = _mm512_cmpge_epi32_mask(end, bv);
-
-		for (int i = 0; i < 4; i++)
-			x[i] = _mm512_loadu_si512(l.p[i] + b * BLOCK);
-		/* x[i] has input i's block; m[q] its quarter q of each */
-		for (int k = 0; k < 2; k++) {
-			__m512i lo = _mm512_shuffle_i32x4(x[2 * k], x[2 * k + 1], 0x44);
-			__m512i hi = _mm512_shuffle_i32x4(x[2 * k], x[2 * k + 1], 0xee);
-			x[2 * k] = lo, x[2 * k + 1] = hi;
+			row3[s][0] = _mm512_mask_broadcast_i32x4(
+			    row3[s][0], (__mmask16)(0xf << 4 * i),
+			    _mm_setr_epi32((int)l.lo[j], (int)l.hi[j], BLOCK, (int)f));
+			row3[s][1] = _mm512_mask_broadcast_i32x4(
+			    row3[s][1], (__mmask16)(0xf << 4 * i),
+			    _mm_setr_epi32((int)l.lo[j], (int)l.hi[j], (int)l.tail[j],
+					   (int)(f | e)));
 		}
-		m[0] = _mm512_shuffle_i32x4(x[0], x[2], 0x88);
-		m[1] = _mm512_shuffle_i32x4(x[0], x[2], 0xdd);
-		m[2] = _mm512_shuffle_i32x4(x[1], x[3], 0x88);
-		m[3] = _mm512_shuffle_i32x4(x[1], x[3], 0xdd);
-		c = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IV));
-		d = _mm512_mask_blend_epi32(last, _mm512_loadu_si512(row3[0]),
-					    _mm512_loadu_si512(row3[1]));
-		if (b == 0 && !parent)
-			d = _mm512_or_si512(d, _mm512_set4_epi32(CHUNK_START, 0, 0, 0));
+		h[s][0] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IV));
+		h[s][1] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(IV + 4)));
+	}
+	for (uint32_t b = 0; b <= l.end[0]; b++) {
+		__m512i a[2], bb[2], c[2], d[2], m[2][4];
+		__mmask16 last[2] = {0}, live[2] = {0};
+
+#pragma GCC unroll 2
+		for (int s = 0; s < sets; s++) {
+			__m512i x[4];
+
+			for (int i = 0; i < 4; i++) {
+				uint32_t e = l.end[4 * s + i];
+
+				last[s] |= (__mmask16)((e == b ? 0xf : 0) << 4 * i);
+				live[s] |= (__mmask16)((e >= b ? 0xf : 0) << 4 * i);
+				x[i] = _mm512_loadu_si512(l.p[4 * s + i] + b * BLOCK);
+			}
+			/* x[i] has input i's block; m[s][q] its quarter q of each */
+			for (int k = 0; k < 2; k++) {
+				__m512i lo = _mm512_shuffle_i32x4(x[2 * k], x[2 * k + 1], 0x44);
+				__m512i hi = _mm512_shuffle_i32x4(x[2 * k], x[2 * k + 1], 0xee);
+				x[2 * k] = lo, x[2 * k + 1] = hi;
+			}
+			m[s][0] = _mm512_shuffle_i32x4(x[0], x[2], 0x88);
+			m[s][1] = _mm512_shuffle_i32x4(x[0], x[2], 0xdd);
+			m[s][2] = _mm512_shuffle_i32x4(x[1], x[3], 0x88);
+			m[s][3] = _mm512_shuffle_i32x4(x[1], x[3], 0xdd);
+			a[s] = h[s][0], bb[s] = h[s][1];
+			c[s] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IV));
+			d[s] = _mm512_mask_blend_epi32(last[s], row3[s][0], row3[s][1]);
+			if (b == 0 && !parent)
+				d[s] =
+				    _mm512_or_si512(d[s], _mm512_set4_epi32(CHUNK_START, 0, 0, 0));
+		}
 #pragma GCC unroll 7
 		for (int r = 0; r < 7; r++) {
-			g4r(&a, &bb, &c, &d, msg4r(m, r, w[0]), msg4r(m, r, w[1]));
-			a = _mm512_shuffle_epi32(a, _MM_SHUFFLE(2, 1, 0, 3));
-			c = _mm512_shuffle_epi32(c, _MM_SHUFFLE(0, 3, 2, 1));
-			d = _mm512_shuffle_epi32(d, _MM_SHUFFLE(1, 0, 3, 2));
-			g4r(&a, &bb, &c, &d, msg4r(m, r, w[2]), msg4r(m, r, w[3]));
-			a = _mm512_shuffle_epi32(a, _MM_SHUFFLE(0, 3, 2, 1));
-			c = _mm512_shuffle_epi32(c, _MM_SHUFFLE(2, 1, 0, 3));
-			d = _mm512_shuffle_epi32(d, _MM_SHUFFLE(1, 0, 3, 2));
+#pragma GCC unroll 2
+			for (int s = 0; s < sets; s++) {
+				g4r(&a[s], &bb[s], &c[s], &d[s], msg4r(m[s], r, w[0]),
+				    msg4r(m[s], r, w[1]));
+				a[s] = _mm512_shuffle_epi32(a[s], _MM_SHUFFLE(2, 1, 0, 3));
+				c[s] = _mm512_shuffle_epi32(c[s], _MM_SHUFFLE(0, 3, 2, 1));
+				d[s] = _mm512_shuffle_epi32(d[s], _MM_SHUFFLE(1, 0, 3, 2));
+			}
+#pragma GCC unroll 2
+			for (int s = 0; s < sets; s++) {
+				g4r(&a[s], &bb[s], &c[s], &d[s], msg4r(m[s], r, w[2]),
+				    msg4r(m[s], r, w[3]));
+				a[s] = _mm512_shuffle_epi32(a[s], _MM_SHUFFLE(0, 3, 2, 1));
+				c[s] = _mm512_shuffle_epi32(c[s], _MM_SHUFFLE(2, 1, 0, 3));
+				d[s] = _mm512_shuffle_epi32(d[s], _MM_SHUFFLE(1, 0, 3, 2));
+			}
 		}
-		h[0] = _mm512_mask_xor_epi32(h[0], live, a, c);
-		h[1] = _mm512_mask_xor_epi32(h[1], live, bb, d);
+#pragma GCC unroll 2
+		for (int s = 0; s < sets; s++) {
+			h[s][0] = _mm512_mask_xor_epi32(h[s][0], live[s], a[s], c[s]);
+			h[s][1] = _mm512_mask_xor_epi32(h[s][1], live[s], bb[s], d[s]);
+		}
 	}
-	_mm512_storeu_si512(cvs[0], h[0]);
-	_mm512_storeu_si512(cvs[1], h[1]);
-	for (size_t i = 0; i < 4 && i * (parent ? BLOCK : CHUNK) < len; i++) {
-		memcpy(out + i * CV, cvs[0] + 4 * i, 16);
-		memcpy(out + i * CV + 16, cvs[1] + 4 * i, 16);
+	for (int s = 0; s < sets; s++) {
+		_mm512_storeu_si512(cvs[s][0], h[s][0]);
+		_mm512_storeu_si512(cvs[s][1], h[s][1]);
 	}
+	for (size_t i = 0; i < 4 * (size_t)sets && i * (parent ? BLOCK : CHUNK) < len; i++) {
+		memcpy(out + i * CV, cvs[i / 4][0] + 4 * (i % 4), 16);
+		memcpy(out + i * CV + 16, cvs[i / 4][1] + 4 * (i % 4), 16);
+	}
+}
+
+TARGET_AVX512 static void
+hash4_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+{
+	hash_rows(1, in, len, counter, parent, out);
+}
+
+TARGET_AVX512 static void
+hash8r_avx512(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+{
+	hash_rows(2, in, len, counter, parent, out);
 }
 
 /* XCR0: which register states the kernel saves (YMM: bits 1-2; ZMM: 5-7). */
@@ -711,12 +748,15 @@ hash_many(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t 
 
 #if defined(__x86_64__)
 		/* Spare lanes cost as much as used ones, so 9 inputs take 16
-		 * lanes rather than 8 and 8; but one or two inputs are faster
-		 * one at a time, in four-word vectors (compress_rows()). */
+		 * lanes rather than 8 and 8. AVX-512: 2 to 8 inputs go in rows
+		 * (hash_rows(): half the time of 8 word-sliced lanes; 12 in
+		 * rows take as long as 16 lanes). AVX2: one or two inputs are
+		 * faster one at a time, in four-word vectors
+		 * (compress_rows()). */
 		if (p == AGD_BLAKE3_AVX512 && n > 8)
 			hash = hash16_avx512, k = 16;
 		else if (p == AGD_BLAKE3_AVX512 && n > 4)
-			hash = hash8_avx512, k = 8;
+			hash = hash8r_avx512, k = 8;
 		else if (p == AGD_BLAKE3_AVX512 && n > 1)
 			hash = hash4_avx512, k = 4;
 		else if (p == AGD_BLAKE3_AVX2 && n > 2)
