@@ -11,10 +11,10 @@
  * has the ROOT flag and gives the digest.
  *
  * Chunks do not depend on each other, so the x86-64 paths hash several of
- * them at once, and the parents of one tree level likewise: AVX2 8, chunk i
- * in lane i of every vector; AVX-512 16 that way, or up to 8 (4 to a set of
- * vectors) with each input's state rows in a quarter of a vector, which costs
- * less when there are fewer than 9. */
+ * them at once, and the parents of one tree level likewise: 8 (AVX2) or 16
+ * (AVX-512), chunk i in lane i of every vector; or, which costs less when
+ * there are fewer, up to 4 (AVX2) or 8 (AVX-512) with each input's state
+ * rows in a half or a quarter of a vector. */
 #include "common/blake3.h"
 #include "common/blake3-internal.h"
 
@@ -342,6 +342,136 @@ hash8_avx2(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t
 	transpose8x(h); /* back: h[i] is input i's chaining value */
 	for (size_t i = 0; i < 8 && i * (parent ? BLOCK : CHUNK) < len; i++)
 		_mm256_storeu_si256((__m256i *)(out + i * CV), h[i]);
+}
+
+/* Up to 2 * sets inputs with AVX2, 2 to a set of 256-bit vectors, each
+ * 128-bit half one input's state rows (hash_rows() with half as many to a
+ * vector). AVX2 has no two-source permute, so each input keeps its block's
+ * words in the order a round takes them (the columns' first and second
+ * words, then the diagonals', as compress_rows() takes them), in two
+ * vectors, and permutes them for the next round: each word of the next
+ * order is word RNEXT[k] of this one. */
+TARGET_AVX2 INLINE void
+g2r(__m256i *a, __m256i *b, __m256i *c, __m256i *d, __m256i x, __m256i y)
+{
+	*a = _mm256_add_epi32(_mm256_add_epi32(*a, x), *b);
+	*d = ror8x(_mm256_xor_si256(*d, *a), 16);
+	*c = _mm256_add_epi32(*c, *d);
+	*b = ror8x(_mm256_xor_si256(*b, *c), 12);
+	*a = _mm256_add_epi32(_mm256_add_epi32(*a, y), *b);
+	*d = ror8x(_mm256_xor_si256(*d, *a), 8);
+	*c = _mm256_add_epi32(*c, *d);
+	*b = ror8x(_mm256_xor_si256(*b, *c), 7);
+}
+
+TARGET_AVX2 INLINE void
+hash_rows_avx2(int sets, const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+{
+	/* RNEXT = {1, 5, 7, 2, 3, 10, 0, 15, 12, 4, 11, 13, 9, 14, 6, 8}: the
+	 * message permutation, seen in the round's order. Its first 8 words
+	 * come from the first vector but where the blend's bit is set, its
+	 * last 8 likewise. */
+	const __m256i first_lo = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+	const __m256i first_hi = _mm256_setr_epi32(6, 0, 2, 4, 7, 1, 3, 5);
+	const __m256i next_lo = _mm256_setr_epi32(1, 5, 7, 2, 3, 2, 0, 7);
+	const __m256i next_hi = _mm256_setr_epi32(4, 4, 3, 5, 1, 6, 6, 0);
+	struct lanes l;
+	uint8_t pad[CHUNK];
+	uint32_t cvs[2][2][8];
+	__m256i h[2][2];
+
+	lanes_init(&l, 2 * sets, in, len, counter, parent, pad);
+	for (int s = 0; s < sets; s++) {
+		h[s][0] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IV));
+		h[s][1] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(IV + 4)));
+	}
+	for (uint32_t b = 0; b <= l.end[0]; b++) {
+		__m256i a[2], bb[2], c[2], d[2], live[2], m[2][2][2];
+
+#pragma GCC unroll 2
+		for (int s = 0; s < sets; s++) {
+			uint32_t row3[2][4];
+			int64_t on[2];
+
+			for (int i = 0; i < 2; i++) {
+				int j = 2 * s + i;
+				bool last = b == l.end[j];
+				const uint8_t *p = l.p[j] + (b <= l.end[j] ? b : 0) * BLOCK;
+				__m256i lo = _mm256_loadu_si256((const __m256i *)p);
+				__m256i hi = _mm256_loadu_si256((const __m256i *)(p + 32));
+
+				m[s][i][0] = _mm256_permutevar8x32_epi32(lo, first_lo);
+				m[s][i][1] = _mm256_permutevar8x32_epi32(hi, first_hi);
+				row3[i][0] = l.lo[j], row3[i][1] = l.hi[j];
+				row3[i][2] = last ? l.tail[j] : BLOCK;
+				row3[i][3] =
+				    parent ? PARENT
+					   : (b == 0 ? CHUNK_START : 0) | (last ? CHUNK_END : 0);
+				on[i] = b <= l.end[j] ? -1 : 0;
+			}
+			live[s] = _mm256_set_epi64x(on[1], on[1], on[0], on[0]);
+			d[s] = _mm256_loadu_si256((const __m256i *)row3);
+			a[s] = h[s][0], bb[s] = h[s][1];
+			c[s] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IV));
+		}
+#pragma GCC unroll 7
+		for (int r = 0; r < 7; r++) {
+#pragma GCC unroll 2
+			for (int s = 0; s < sets; s++) {
+				__m256i *m0 = m[s][0], *m1 = m[s][1];
+
+				g2r(&a[s], &bb[s], &c[s], &d[s],
+				    _mm256_permute2x128_si256(m0[0], m1[0], 0x20),
+				    _mm256_permute2x128_si256(m0[0], m1[0], 0x31));
+				a[s] = _mm256_shuffle_epi32(a[s], _MM_SHUFFLE(2, 1, 0, 3));
+				c[s] = _mm256_shuffle_epi32(c[s], _MM_SHUFFLE(0, 3, 2, 1));
+				d[s] = _mm256_shuffle_epi32(d[s], _MM_SHUFFLE(1, 0, 3, 2));
+				g2r(&a[s], &bb[s], &c[s], &d[s],
+				    _mm256_permute2x128_si256(m0[1], m1[1], 0x20),
+				    _mm256_permute2x128_si256(m0[1], m1[1], 0x31));
+				a[s] = _mm256_shuffle_epi32(a[s], _MM_SHUFFLE(0, 3, 2, 1));
+				c[s] = _mm256_shuffle_epi32(c[s], _MM_SHUFFLE(2, 1, 0, 3));
+				d[s] = _mm256_shuffle_epi32(d[s], _MM_SHUFFLE(1, 0, 3, 2));
+				for (int i = 0; i < 2 && r < 6; i++) {
+					__m256i *w = m[s][i];
+					__m256i lo = _mm256_blend_epi32(
+					    _mm256_permutevar8x32_epi32(w[0], next_lo),
+					    _mm256_permutevar8x32_epi32(w[1], next_lo), 0xa0);
+					__m256i hi = _mm256_blend_epi32(
+					    _mm256_permutevar8x32_epi32(w[0], next_hi),
+					    _mm256_permutevar8x32_epi32(w[1], next_hi), 0xbd);
+					w[0] = lo, w[1] = hi;
+				}
+			}
+		}
+#pragma GCC unroll 2
+		for (int s = 0; s < sets; s++) {
+			h[s][0] =
+			    _mm256_blendv_epi8(h[s][0], _mm256_xor_si256(a[s], c[s]), live[s]);
+			h[s][1] =
+			    _mm256_blendv_epi8(h[s][1], _mm256_xor_si256(bb[s], d[s]), live[s]);
+		}
+	}
+	for (int s = 0; s < sets; s++) {
+		_mm256_storeu_si256((__m256i *)cvs[s][0], h[s][0]);
+		_mm256_storeu_si256((__m256i *)cvs[s][1], h[s][1]);
+	}
+	for (size_t i = 0; i < 2 * (size_t)sets && i * (parent ? BLOCK : CHUNK) < len; i++) {
+		memcpy(out + i * CV, cvs[i / 2][0] + 4 * (i % 2), 16);
+		memcpy(out + i * CV + 16, cvs[i / 2][1] + 4 * (i % 2), 16);
+	}
+}
+
+TARGET_AVX2 static void
+hash2_avx2(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+{
+	hash_rows_avx2(1, in, len, counter, parent, out);
+}
+
+TARGET_AVX2 static void
+hash4_avx2(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t *out)
+{
+	hash_rows_avx2(2, in, len, counter, parent, out);
 }
 
 TARGET_AVX512 INLINE void
@@ -748,19 +878,22 @@ hash_many(const uint8_t *in, size_t len, uint64_t counter, bool parent, uint8_t 
 
 #if defined(__x86_64__)
 		/* Spare lanes cost as much as used ones, so 9 inputs take 16
-		 * lanes rather than 8 and 8. AVX-512: 2 to 8 inputs go in rows
-		 * (hash_rows(): half the time of 8 word-sliced lanes; 12 in
-		 * rows take as long as 16 lanes). AVX2: one or two inputs are
-		 * faster one at a time, in four-word vectors
-		 * (compress_rows()). */
+		 * lanes rather than 8 and 8. Up to 8 inputs (AVX-512) or 4
+		 * (AVX2) go in rows instead, in half to two thirds of the time
+		 * of 8 lanes (12 in rows take as long as 16 lanes); one goes
+		 * alone, in four-word vectors (compress_rows()). */
 		if (p == AGD_BLAKE3_AVX512 && n > 8)
 			hash = hash16_avx512, k = 16;
 		else if (p == AGD_BLAKE3_AVX512 && n > 4)
 			hash = hash8r_avx512, k = 8;
 		else if (p == AGD_BLAKE3_AVX512 && n > 1)
 			hash = hash4_avx512, k = 4;
-		else if (p == AGD_BLAKE3_AVX2 && n > 2)
+		else if (p == AGD_BLAKE3_AVX2 && n > 4)
 			hash = hash8_avx2, k = 8;
+		else if (p == AGD_BLAKE3_AVX2 && n > 2)
+			hash = hash4_avx2, k = 4;
+		else if (p == AGD_BLAKE3_AVX2 && n > 1)
+			hash = hash2_avx2, k = 2;
 #endif
 		k = n < k ? n : k;
 		l = len < k * stride ? len : k * stride;
