@@ -179,6 +179,23 @@ blake3_paths_agree_on(const uint8_t *in, size_t len, size_t off)
  * 17 (1 to 17 inputs side by side, and the parent levels above them) with
  * the last chunk one byte short, whole, or 1, 64, 200 or 513 bytes into a
  * new one; and on random lengths at random alignments. */
+/* Random bytes (xorshift64 from *x) at off in a fresh buffer, len of them
+ * compared across the paths. */
+static int
+paths_agree_on_random(uint64_t *x, size_t len, size_t off)
+{
+	uint8_t *buf = malloc(off + len + 1);
+
+	assert_non_null(buf);
+	for (size_t i = 0; i < off + len; i++) {
+		*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+		buf[i] = (uint8_t)*x;
+	}
+	int compared = blake3_paths_agree_on(buf + off, len, off);
+	free(buf);
+	return compared;
+}
+
 static void
 test_blake3_paths_agree(void **state)
 {
@@ -188,16 +205,9 @@ test_blake3_paths_agree(void **state)
 
 	for (size_t n = 1; n <= 17; n++) {
 		for (size_t e = 0; e < sizeof(ends) / sizeof(*ends); e++) {
-			size_t len = (n - 1) * CHUNK_BYTES + ends[e], off = n % 3;
-			uint8_t *buf = malloc(off + len + 1);
+			size_t len = (n - 1) * CHUNK_BYTES + ends[e];
 
-			assert_non_null(buf);
-			for (size_t i = 0; i < off + len; i++) {
-				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-				buf[i] = (uint8_t)x;
-			}
-			compared += blake3_paths_agree_on(buf + off, len, off);
-			free(buf);
+			compared += paths_agree_on_random(&x, len, n % 3);
 		}
 	}
 	for (int round = 0; round < 400; round++) {
@@ -205,14 +215,7 @@ test_blake3_paths_agree(void **state)
 
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		len = x % 40001, off = (x >> 32) % 64;
-		uint8_t *buf = malloc(off + len + 1);
-		assert_non_null(buf);
-		for (size_t i = 0; i < off + len; i++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			buf[i] = (uint8_t)x;
-		}
-		compared += blake3_paths_agree_on(buf + off, len, off);
-		free(buf);
+		compared += paths_agree_on_random(&x, len, off);
 	}
 	assert_int_equal(agd_blake3_force(AGD_BLAKE3_AUTO), 0);
 	if (compared == 0)
