@@ -122,11 +122,11 @@ main(int argc, char **argv)
 	free(incoming);
 	free(val);
 	store_close(st);
-	unlink(path);
-	char side[4200];
-	snprintf(side, sizeof(side), "%s-wal", path);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-shm", path);
-	unlink(side);
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-payloads"};
+	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+		cleanup_free char *p = agd_asprintf("%s%s", path, suffixes[i]);
+		if (p)
+			unlink(p);
+	}
 	return 0;
 }

@@ -125,7 +125,7 @@ bench_mode(const char *dir, enum store_durability d, size_t pairs)
 		store_calls_free(calls, r == 0 ? n : 0);
 	}
 	store_close(s);
-	static const char *const suffixes[] = {"", "-wal", "-shm"};
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-payloads"};
 	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
 		cleanup_free char *p = agd_asprintf("%s%s", path, suffixes[i]);
 		if (p)
