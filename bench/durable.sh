@@ -11,14 +11,17 @@
 # agent killed, restarted by agentd run).
 # The machine's speed drifts by tens of percent over seconds, so the compared
 # systems (agentd process, LangGraph.js, DBOS) run alternately for ROUNDS
-# rounds and each one's time per step is its median over the rounds.
+# rounds and each one's time per step is its median over the rounds. Seven
+# rounds: a median of three swung by a tenth with the stretch of the
+# machine its rounds landed in (docs/performance.md, "The 10 KB ratio over
+# many rounds").
 # usage: bench/durable.sh BUILD_DIR
-#   (AGENTD_BENCH_STEPS, default 1000; AGENTD_BENCH_ROUNDS, default 3)
+#   (AGENTD_BENCH_STEPS, default 1000; AGENTD_BENCH_ROUNDS, default 7)
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 STEPS=${AGENTD_BENCH_STEPS:-1000}
-ROUNDS=${AGENTD_BENCH_ROUNDS:-3}
+ROUNDS=${AGENTD_BENCH_ROUNDS:-7}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "AGENTD_BENCH_ROUNDS must be a positive integer, not '$ROUNDS'" >&2; exit 2; }
 T=$(mktemp -d /var/tmp/agentd-durable.XXXXXX)
 PG="" # the PostgreSQL cluster's directory, once started
