@@ -11,7 +11,7 @@ echo "== spawn-to-exit: sandboxed /bin/true, agentd vs bwrap"
 if [ -x "$HERE/spawn.sh" ]; then "$HERE/spawn.sh" "$BUILD"; else echo "(spawn benchmark missing)"; fi
 
 echo
-echo "== brokered no-op call round trip (agentd.echo, idempotent: intent + result commits)"
+echo "== brokered no-op call round trip (agentd.echo, idempotent: intent and result journaled, one commit a step)"
 N=${AGENTD_BENCH_CALLS:-20000}
 cat > "$T/policy.json" <<JSON
 {"version": 1, "rules": [{"id": "echo", "tool": "agentd.echo", "decision": "allow"}]}

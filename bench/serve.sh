@@ -1,7 +1,7 @@
 #!/bin/bash
 # agentd serve under load (part of `make bench`):
 #   1. N concurrent sandboxed runs (default 1000), each making 10 brokered
-#      calls (agentd.echo, idempotent: intent + result commits) with a pause
+#      calls (agentd.echo, idempotent: intent and result journaled) with a pause
 #      between them (4 s) so that all are alive at once: peak concurrency, peak RSS
 #      of the daemon and per run, API latency p50/p99 (GET /v1/runs/{id} and
 #      /v1/health) while they run, time until all succeeded;

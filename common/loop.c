@@ -12,6 +12,7 @@ agd_loop_init(struct agd_loop *l)
 	l->quit = false;
 	l->deferred = NULL;
 	l->deferred_tail = &l->deferred;
+	l->timed = NULL;
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	return l->epfd < 0 ? -errno : 0;
 }
@@ -64,6 +65,8 @@ agd_loop_defer(struct agd_loop *l, struct agd_defer *d)
 void
 agd_loop_cancel(struct agd_loop *l, struct agd_defer *d)
 {
+	if (l->timed == d)
+		l->timed = NULL;
 	if (!d->queued)
 		return;
 	for (struct agd_defer **p = &l->deferred; *p; p = &(*p)->next)
@@ -90,6 +93,27 @@ agd_loop_run_deferred(struct agd_loop *l)
 	}
 }
 
+void
+agd_loop_after(struct agd_loop *l, struct agd_defer *d, int ms)
+{
+	if (l->timed)
+		return;
+	l->timed = d;
+	l->timed_ns = agd_now_ns() + (int64_t)ms * 1000000;
+}
+
+/* The timed work, if due. */
+static void
+run_timed(struct agd_loop *l)
+{
+	struct agd_defer *d = l->timed;
+
+	if (d && agd_now_ns() >= l->timed_ns) {
+		l->timed = NULL;
+		d->fn(d);
+	}
+}
+
 int
 agd_loop_once(struct agd_loop *l, int timeout_ms)
 {
@@ -98,7 +122,15 @@ agd_loop_once(struct agd_loop *l, int timeout_ms)
 	struct epoll_event evs[128];
 
 	agd_loop_run_deferred(l);
-	int n = epoll_wait(l->epfd, evs, ARRAY_SIZE(evs), l->deferred ? 0 : timeout_ms);
+	if (l->deferred)
+		timeout_ms = 0;
+	if (l->timed) {
+		int64_t left = l->timed_ns - agd_now_ns();
+		int due = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+		if (timeout_ms < 0 || due < timeout_ms)
+			timeout_ms = due;
+	}
+	int n = epoll_wait(l->epfd, evs, ARRAY_SIZE(evs), timeout_ms);
 
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
@@ -109,5 +141,6 @@ agd_loop_once(struct agd_loop *l, int timeout_ms)
 			w->fn(w, evs[i].events);
 	}
 	agd_loop_run_deferred(l);
+	run_timed(l);
 	return 0;
 }

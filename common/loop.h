@@ -31,6 +31,8 @@ struct agd_loop {
 	bool quit;
 	struct agd_defer *deferred; /* queued, in order */
 	struct agd_defer **deferred_tail;
+	struct agd_defer *timed; /* agd_loop_after: one, due at timed_ns */
+	int64_t timed_ns;
 };
 
 int agd_loop_init(struct agd_loop *l);
@@ -46,6 +48,10 @@ void agd_loop_close_watch(struct agd_loop *l, struct agd_watch *w);
 void agd_loop_defer(struct agd_loop *l, struct agd_defer *d);
 /* Take d off the queue (nothing if it is not queued). */
 void agd_loop_cancel(struct agd_loop *l, struct agd_defer *d);
+/* Run d once, ms milliseconds from now (monotonic), whatever the loop
+ * dispatches meanwhile: a wait ends in time for it. One such d at a time;
+ * while one is set, a second call does nothing (the first stays due). */
+void agd_loop_after(struct agd_loop *l, struct agd_defer *d, int ms);
 /* Run the queued work now (also what agd_loop_once does around a wait). */
 void agd_loop_run_deferred(struct agd_loop *l);
 /* Run what is queued, wait up to timeout_ms (-1: forever; 0 if work was

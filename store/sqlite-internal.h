@@ -112,3 +112,7 @@ int store_payload_trylock_free(int fd);
 void store_payload_unlock(int fd);
 /* Give a text's space back to the file system (a hole). */
 int store_payload_punch(int fd, const struct store_payload_ref *ref);
+/* Commit the batch store_batch_hold left held, if any: every write of the
+ * store but the journal's own in a group commit comes after it. 0 or the
+ * commit's -errno. */
+int store_sqlite_unhold(struct store *s);

@@ -173,6 +173,18 @@ struct store {
 	int pfd;
 	int64_t pend;
 	enum agd_digest digest; /* of texts: store_digest */
+	/* Held outcomes (store_batch_hold, "---- held outcomes ----" below):
+	 * the side file (-1 until first needed); whether the open batch is
+	 * held between two rounds; whether holding is off for good (answered
+	 * outcomes that could not be finished stay in the side file for the
+	 * next open); whether the side file holds records not yet committed;
+	 * rows of the batch no record covers; the records. */
+	int hfd;
+	bool held, hold_off, hdirty;
+	unsigned hold_other;
+	char *hbuf;
+	size_t hlen, hcap;
+	char hpath[PATH_MAX];
 };
 
 /* ---- schema migrations ----
@@ -225,6 +237,8 @@ static const char schema_v1[] = "CREATE TABLE runs ("
 				"CREATE INDEX events_by_run ON events(run, id);";
 
 static int map_rc(int rc);
+static void held_recover(struct store *s);
+static void held_redo(struct store *s);
 
 static int
 migrate_v1(sqlite3 *db)
@@ -518,10 +532,13 @@ store_sqlite_tx_cleanup(struct store_tx *t)
 int
 store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 {
+	int r = store_sqlite_unhold(s);
+
+	if (r < 0)
+		return r;
 	if (s->batch)
 		return -EBUSY;
-	int r = store_sqlite_step_done(s->stmt[ST_BEGIN]);
-
+	r = store_sqlite_step_done(s->stmt[ST_BEGIN]);
 	t->s = s;
 	t->active = r == 0;
 	if (r == 0)
@@ -532,6 +549,10 @@ store_sqlite_tx_begin(struct store *s, struct store_tx *t)
 int
 store_sqlite_tx_join(struct store *s, struct store_tx *t)
 {
+	int r = store_sqlite_unhold(s);
+
+	if (r < 0)
+		return r;
 	t->journal = true;
 	if (!s->batch)
 		return store_sqlite_tx_begin(s, t);
@@ -545,6 +566,7 @@ store_sqlite_tx_join(struct store *s, struct store_tx *t)
 	 * failed one leaves the batch as it was: no savepoint needed. */
 	t->s = s;
 	t->joined = true;
+	s->hold_other++; /* until a record covers the row (held_note) */
 	return 0;
 }
 
@@ -577,6 +599,10 @@ store_sqlite_tx_commit(struct store_tx *t)
 int
 store_batch_begin(struct store *s)
 {
+	if (s && s->held) { /* the next round of a held batch */
+		s->held = false;
+		return 0;
+	}
 	if (!s || s->batch)
 		return -EBUSY;
 	int r = store_sqlite_step_done(s->stmt[ST_BEGIN]);
@@ -586,6 +612,7 @@ store_batch_begin(struct store *s)
 	tails_check(s);
 	s->batch = true;
 	s->batch_rows = 0;
+	s->hold_other = 0;
 	return 0;
 }
 
@@ -596,10 +623,13 @@ store_batch_commit(struct store *s)
 		return -EINVAL;
 	int r = store_sqlite_step_done(s->stmt[ST_COMMIT]);
 
+	s->held = false;
 	if (r < 0) {
 		store_batch_abort(s);
 		return r;
 	}
+	s->hlen = 0; /* the records' outcomes are in the journal now */
+	s->hdirty = false;
 	s->batch = false;
 	if (s->batch_rows) {
 		s->stats.commits++;
@@ -615,11 +645,17 @@ store_batch_abort(struct store *s)
 {
 	if (!s || !s->batch)
 		return;
+	bool redo = s->hdirty;
+
+	s->held = false;
 	/* After a failed COMMIT SQLite may have rolled back already. */
 	if (!sqlite3_get_autocommit(s->db))
 		store_sqlite_step_done(s->stmt[ST_ROLLBACK]);
 	tails_clear(s);
 	s->batch = false;
+	if (redo)
+		held_redo(s); /* outcomes already answered */
+	s->hlen = 0;
 }
 
 void
@@ -1128,6 +1164,11 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 	s->durability = d;
 	s->pfd = -1;
 	s->pend = -1;
+	s->hfd = -1;
+	if ((size_t)snprintf(s->hpath, sizeof(s->hpath), "%s-held", path) >= sizeof(s->hpath)) {
+		sqlite3_close(db);
+		return -ENAMETOOLONG;
+	}
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 	/* The file is untrusted: no schema-defined functions with side effects,
@@ -1169,6 +1210,7 @@ store_open(const char *path, enum store_durability d, struct store **ret)
 		store_close(steal_ptr(&s));
 		return r;
 	}
+	held_recover(s);
 	*ret = steal_ptr(&s);
 	return 0;
 }
@@ -1184,6 +1226,7 @@ store_close(struct store *s)
 {
 	if (!s)
 		return NULL;
+	store_sqlite_unhold(s); /* answered outcomes: committed, not rolled back */
 	store_batch_abort(s);
 	tails_clear(s);
 	for (int i = 0; i < ST__MAX; i++)
@@ -1197,6 +1240,9 @@ store_close(struct store *s)
 		close(s->pfd);
 	}
 	sqlite3_close(s->db);
+	if (s->hfd >= 0)
+		close(s->hfd);
+	free(s->hbuf);
 	free(s);
 	return NULL;
 }
@@ -1224,6 +1270,9 @@ store_run_create(struct store *s, const char *id, const json_t *spec)
 
 	if (!s || !valid_id(id))
 		return -EINVAL;
+	r = store_sqlite_unhold(s);
+	if (r < 0)
+		return r;
 	r = json_to_text(spec ? spec : json_null(), &txt, NULL);
 	if (r < 0)
 		return r;
@@ -1309,6 +1358,9 @@ store_run_set_status(struct store *s, const char *id, const char *status, int ex
 		reason = "";
 	if (!s || !valid_id(id) || !valid_run_status(status))
 		return -EINVAL;
+	r = store_sqlite_unhold(s);
+	if (r < 0)
+		return r;
 	/* A reason is informational: an over-long one is cut (on a UTF-8
 	 * character boundary) rather than failing the status change. */
 	len = strnlen(reason, STORE_REASON_MAX + 1);
@@ -1337,6 +1389,9 @@ store_run_set_attempts(struct store *s, const char *id, int attempts)
 
 	if (!s || !valid_id(id) || attempts < 0)
 		return -EINVAL;
+	r = store_sqlite_unhold(s);
+	if (r < 0)
+		return r;
 	st = s->stmt[ST_RUN_SET_ATTEMPTS];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, attempts);
@@ -1356,6 +1411,9 @@ store_run_next_attempt(struct store *s, const char *id, int *ret_attempt)
 
 	if (!s || !ret_attempt || !valid_id(id))
 		return -EINVAL;
+	r = store_sqlite_unhold(s);
+	if (r < 0)
+		return r;
 	st = s->stmt[ST_RUN_NEXT_ATTEMPT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, agd_wall_ms());
@@ -1869,6 +1927,263 @@ store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_c
 	return store_journal_finish_text(s, run, seq, status, result_txt, len, finished_ms);
 }
 
+/* ---- held outcomes (docs/store.md, "Held outcomes") ----
+ * store_batch_hold ends a group commit's round without its commit: the
+ * outcomes the batch finished are written as records to DB-held first, so
+ * an answer given before the commit survives the process, and the batch
+ * goes on into the next round, whose commit carries both. The write lock
+ * stays with this connection meanwhile, so no other writer appends to the
+ * files or reads the records back while they are live. Any other write
+ * commits the held batch first (store_sqlite_unhold). The next open finishes
+ * every outcome a record holds whose intent is in the journal, has the
+ * record's link and no outcome yet, the usual way (store_journal_finish_text),
+ * so the row is the one the commit would have written.
+ *
+ * The file: a header (magic, body length, record count, a check of the
+ * body), then the records, each a fixed part (status, kind: the text itself
+ * or its payload-file reference, the run id's length, the data's length,
+ * seq, finish time, the intent's link) then the run id and the data.
+ * Rewritten from offset 0 at each hold; stale records (committed since)
+ * are harmless: their outcomes exist. */
+#define HELD_HDR   24
+#define HELD_FIXED 88
+#define HELD_MAX   (STORE_VALUE_MAX + (64u << 10))
+static const char held_magic[8] = {'a', 'g', 'd', 'h', 'e', 'l', 'd', '1'};
+
+static uint64_t
+held_check(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static void
+put_le(char *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (char)(v >> (8 * i));
+}
+
+static uint64_t
+get_le(const char *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = n - 1; i >= 0; i--)
+		v = v << 8 | (unsigned char)p[i];
+	return v;
+}
+
+/* Note the outcome just finished in the open batch: text i of t, for the
+ * row whose link is given. False if it cannot be kept (no memory, too
+ * large): the round then commits instead of holding. */
+static bool
+held_note(struct store *s, const char *run, int64_t seq, const char *link,
+	  enum store_call_status status, int64_t finished_ms, const struct row_texts *t, int i)
+{
+	size_t rl = strlen(run), dl = t->apart[i] ? STORE_PAYLOAD_REF : t->len[i];
+	size_t need = s->hlen + HELD_FIXED + rl + dl;
+
+	if (s->durability != STORE_DURABILITY_PROCESS || s->hold_off || rl > UINT16_MAX ||
+	    need > HELD_MAX)
+		return false;
+	if (need > s->hcap) {
+		size_t cap = s->hcap ? s->hcap : 4096;
+		while (cap < need)
+			cap *= 2;
+		char *b = realloc(s->hbuf, cap);
+		if (!b)
+			return false;
+		s->hbuf = b;
+		s->hcap = cap;
+	}
+	char *p = s->hbuf + s->hlen;
+	p[0] = (char)status;
+	p[1] = (char)t->apart[i];
+	put_le(p + 2, rl, 2);
+	put_le(p + 4, dl, 4);
+	put_le(p + 8, (uint64_t)seq, 8);
+	put_le(p + 16, (uint64_t)finished_ms, 8);
+	memcpy(p + 24, link, 64);
+	memcpy(p + HELD_FIXED, run, rl);
+	memcpy(p + HELD_FIXED + rl, t->apart[i] ? (const char *)t->ref[i] : t->txt[i], dl);
+	s->hlen = need;
+	return true;
+}
+
+static int
+held_file(struct store *s)
+{
+	struct stat st;
+
+	if (s->hfd >= 0)
+		return 0;
+	s->hfd = open(s->hpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (s->hfd < 0)
+		return -errno;
+	/* Root making the store of another user's file: theirs, as the
+	 * payload file. */
+	const char *db = sqlite3_db_filename(s->db, "main");
+	if (geteuid() == 0 && db && stat(db, &st) == 0 && fchown(s->hfd, st.st_uid, st.st_gid) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+store_batch_hold(struct store *s)
+{
+	if (!s || !s->batch || s->held)
+		return -EINVAL;
+	if (s->durability != STORE_DURABILITY_PROCESS || s->hold_off || s->hold_other || !s->hlen)
+		return store_batch_commit(s);
+	char hdr[HELD_HDR];
+	memcpy(hdr, held_magic, 8);
+	put_le(hdr + 8, s->hlen, 4);
+	put_le(hdr + 12, 0, 4);
+	put_le(hdr + 16, held_check(s->hbuf, s->hlen), 8);
+	struct iovec v[2] = {{hdr, sizeof(hdr)}, {s->hbuf, s->hlen}};
+	ssize_t want = (ssize_t)(sizeof(hdr) + s->hlen), n = -1;
+	if (held_file(s) == 0)
+		while ((n = pwritev(s->hfd, v, 2, 0)) < 0 && errno == EINTR)
+			;
+	/* Not written whole: the round commits instead (a torn file fails its
+	 * check, and its outcomes are committed now). */
+	if (n != want)
+		return store_batch_commit(s);
+	s->hdirty = true;
+	s->held = true;
+	return 0;
+}
+
+bool
+store_batch_held(const struct store *s)
+{
+	return s && s->held;
+}
+
+int
+store_sqlite_unhold(struct store *s)
+{
+	return s->held ? store_batch_commit(s) : 0;
+}
+
+/* One record of the file read back: finished if it applies (see above). A
+ * record that does not apply, or that is not sound, is passed over. */
+static int
+held_apply(struct store *s, const char *p, size_t rl, size_t dl)
+{
+	enum store_call_status status = (unsigned char)p[0];
+	bool ref = p[1] != 0;
+	int64_t seq = (int64_t)get_le(p + 8, 8), fin = (int64_t)get_le(p + 16, 8);
+	char run[STORE_ID_MAX + 1], link[AGD_SHA256_HEX];
+	cleanup_free char *txt = NULL, *canon = NULL;
+	json_t *v = NULL;
+	size_t len;
+	int r;
+
+	if (rl > STORE_ID_MAX)
+		return 0;
+	memcpy(run, p + HELD_FIXED, rl);
+	run[rl] = '\0';
+	memcpy(link, p + 24, 64);
+	link[64] = '\0';
+	if (!valid_id(run) || seq <= 0 || fin < 0 || !valid_hex64(link, 64))
+		return 0;
+	{
+		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_ROW];
+		const char *have;
+		size_t hl;
+
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, seq);
+		if (sqlite3_step(st) != SQLITE_ROW ||
+		    col_text(st, 1, AGD_SHA256_HEX, &have, &hl) < 0 || hl != 64 ||
+		    memcmp(have, link, 64) != 0)
+			return 0; /* not the intent it was the outcome of */
+	}
+	if (ref) {
+		struct store_payload_ref pr;
+		if (store_payload_ref(p + HELD_FIXED + rl, (int)dl, STORE_VALUE_MAX, &pr) < 0 ||
+		    store_payload_read(s->pfd, &pr, &txt) < 0)
+			return 0;
+		len = (size_t)pr.len;
+	} else {
+		txt = malloc(dl + 1);
+		if (!txt)
+			return -ENOMEM;
+		memcpy(txt, p + HELD_FIXED + rl, dl);
+		txt[dl] = '\0';
+		len = dl;
+	}
+	/* Untrusted: a JSON value, in the canonical text it was stored as. */
+	if (json_from_text(txt, len, &v) < 0)
+		return 0;
+	r = json_to_text(v, &canon, NULL);
+	json_decref(v);
+	if (r < 0 || strcmp(canon, txt) != 0)
+		return 0;
+	r = store_journal_finish_text(s, run, seq, status, txt, len, fin);
+	return r == -EALREADY || r == -EINVAL || r == -ENOENT ? 0 : r;
+}
+
+/* Finish the outcomes of n bytes of records (see above). -errno if one of
+ * them could not be written (the rest are not tried). */
+static int
+held_apply_all(struct store *s, const char *body, size_t n)
+{
+	for (size_t off = 0; off + HELD_FIXED <= n;) {
+		const char *p = body + off;
+		size_t rl = (size_t)get_le(p + 2, 2), dl = (size_t)get_le(p + 4, 4);
+		if (rl == 0 || dl > n || off + HELD_FIXED + rl + dl > n)
+			return 0;
+		int r = held_apply(s, p, rl, dl);
+		if (r < 0)
+			return r;
+		off += HELD_FIXED + rl + dl;
+	}
+	return 0;
+}
+
+/* A held batch was rolled back (its commit failed): its outcomes were
+ * answered, so they are finished again at once, each in a commit of its
+ * own. What cannot be (the disk is still full) stays in the side file,
+ * which this connection then never writes again, for the next open. */
+static void
+held_redo(struct store *s)
+{
+	cleanup_free char *body = s->hbuf;
+	size_t n = s->hlen;
+
+	s->hbuf = NULL;
+	s->hlen = s->hcap = 0;
+	s->hdirty = false;
+	if (held_apply_all(s, body, n) < 0)
+		s->hold_off = true;
+}
+
+/* At open: finish what the file holds (see above). Best effort: a file
+ * that cannot be read or checked leaves the journal as it is. */
+static void
+held_recover(struct store *s)
+{
+	char hdr[HELD_HDR];
+	cleanup_free char *body = NULL;
+	cleanup_close int fd = open(s->hpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0 || pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	    memcmp(hdr, held_magic, 8) != 0)
+		return;
+	size_t n = (size_t)get_le(hdr + 8, 4);
+	if (n == 0 || n > HELD_MAX || !(body = malloc(n)) ||
+	    pread(fd, body, n, HELD_HDR) != (ssize_t)n ||
+	    held_check(body, n) != get_le(hdr + 16, 8))
+		return;
+	held_apply_all(s, body, n);
+}
+
 int
 store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 			  enum store_call_status status, const char *result_txt, size_t len,
@@ -1922,6 +2237,8 @@ store_journal_finish_text(struct store *s, const char *run, int64_t seq,
 		r = outcome_insert(s, &row, false, status, &texts, 0, finished_ms);
 	if (r < 0)
 		return r == -EEXIST ? -EALREADY : r;
+	if (tx.joined && held_note(s, run, seq, row.link, status, finished_ms, &texts, 0))
+		s->hold_other--;
 	tail.fins = row.fins;
 	tail_set(s, run, &tail);
 	return store_sqlite_tx_commit(&tx);
@@ -2682,6 +2999,9 @@ store_state_save(struct store *s, const char *run, int64_t seq, const json_t *st
 
 	if (!s || !valid_id(run) || seq < 0 || !state)
 		return -EINVAL;
+	r = store_sqlite_unhold(s);
+	if (r < 0)
+		return r;
 	r = json_to_text(state, &txt, NULL);
 	if (r < 0)
 		return r;
@@ -2741,6 +3061,9 @@ store_event_append(struct store *s, const char *run, int attempt, int64_t seq, c
 
 	if (!s || !valid_id(run) || attempt < 0 || seq < 0 || !valid_name(type, false))
 		return -EINVAL;
+	r = store_sqlite_unhold(s);
+	if (r < 0)
+		return r;
 	if (data) {
 		r = json_to_text(data, &txt, NULL);
 		if (r < 0)
@@ -2883,6 +3206,9 @@ store_backup(struct store *s, const char *path)
 
 	if (!s || !path)
 		return -EINVAL;
+	r = store_sqlite_unhold(s);
+	if (r < 0)
+		return r;
 	r = precreate(path);
 	if (r < 0)
 		return r;

@@ -151,7 +151,8 @@ ix_stmt(struct store *s, enum ix_stmt id, sqlite3_stmt **ret)
 		*pix = ix;
 	}
 	*ret = (*pix)->stmt[id];
-	return 0;
+	/* A write of its own: after the journal's held outcomes (store.h). */
+	return sqlite3_stmt_readonly(*ret) ? 0 : store_sqlite_unhold(s);
 }
 
 /* Free text (reason, comment, message): at most max bytes of valid UTF-8. */

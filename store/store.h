@@ -147,8 +147,23 @@ int store_journal_record(struct store *s, const char *run, const struct store_ca
  * if none is (a failed commit rolls back and closes the batch). */
 int store_batch_begin(struct store *s);
 int store_batch_commit(struct store *s);
-/* Roll the open batch back (nothing when none is open). */
+/* Roll the open batch back (nothing when none is open). Outcomes a held
+ * round carried (store_batch_hold) were answered: they are finished again
+ * at once, or, if that fails too, by the next open. */
 void store_batch_abort(struct store *s);
+/* End a round of the open batch without its commit (docs/store.md, "Held
+ * outcomes"): the outcomes it finished (store_journal_finish_text) are
+ * written first to a side file, from which the next open finishes them
+ * should this process end before the commit, so they may be answered now.
+ * The batch stays open and held: the next store_batch_begin goes on with
+ * it (its commit carries both rounds), store_batch_commit commits it, and
+ * any other write commits it first. Commits instead (same result as
+ * store_batch_commit) with durability power, when the batch holds other
+ * rows, or when the side file cannot be written. -EINVAL if no batch is
+ * open or it is held already. */
+int store_batch_hold(struct store *s);
+/* Whether a batch is held (store_batch_hold). */
+bool store_batch_held(const struct store *s);
 /* Journal rows committed and the commits that carried them, since open. */
 struct store_journal_stats {
 	uint64_t commits;	 /* commits holding at least one journal row */

@@ -28,6 +28,7 @@
  * always journaled. Without workers (agentd run) every tool runs in the
  * flush, as phase 2 of the same round. */
 #include <pthread.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,7 +72,8 @@ struct sup_pending {
 };
 
 struct sup_batch {
-	struct agd_defer d; /* first: the deferred fn finds the batch from it */
+	struct agd_defer d;    /* first: the deferred fn finds the batch from it */
+	struct agd_defer held; /* commits a held round (hold) */
 	struct agd_loop *loop;
 	struct store *st;
 	struct sup_pending *head, **tail;
@@ -91,6 +93,8 @@ struct sup_batch {
 	struct agd_watch w_done;
 	size_t on_workers; /* jobs handed out and not yet taken back (loop only) */
 };
+
+static void on_held(struct agd_defer *d);
 
 static struct sup_pending *
 pending_free(struct sup_pending *p)
@@ -173,6 +177,7 @@ sup_batch_new(struct agd_loop *loop, struct store *st, int workers)
 	if (!b)
 		return NULL;
 	b->d.fn = on_deferred;
+	b->held.fn = on_held;
 	b->loop = loop;
 	b->st = st;
 	b->tail = &b->head;
@@ -202,6 +207,10 @@ sup_batch_free(struct sup_batch *b)
 	if (!b)
 		return NULL;
 	agd_loop_cancel(b->loop, &b->d);
+	agd_loop_cancel(b->loop, &b->held);
+	/* Outcomes answered in a held round: committed now. */
+	if (store_batch_held(b->st))
+		store_batch_commit(b->st);
 	/* The jobs handed out run to their end (a tool is never abandoned
 	 * half-way); their calls are dropped unanswered with their runs. */
 	pthread_mutex_lock(&b->mu);
@@ -331,18 +340,48 @@ fail_call(struct sup_pending *p, int e)
 	sup_fail(p->r, "journal write failed for #%lld: %s", (long long)p->seq, strerror(-e));
 }
 
-/* Commit the rows the calls marked `wrote` put in the open batch; a failed
- * commit fails every one of them. */
+/* The calls marked `wrote` put rows in the open batch, which was just
+ * committed (or held) with result e: a failure fails every one of them. */
 static void
-commit(struct sup_batch *b, struct sup_pending *list)
+settle(struct sup_pending *list, int e)
 {
-	int e = store_batch_commit(b->st);
-
 	for (struct sup_pending *p = list; p; p = p->next) {
 		if (p->wrote && e < 0)
 			fail_call(p, e);
 		p->wrote = false;
 	}
+}
+
+static void
+commit(struct sup_batch *b, struct sup_pending *list)
+{
+	settle(list, store_batch_commit(b->st));
+}
+
+/* The outcomes' round ends held (docs/durability.md, "Held outcomes"):
+ * answered once their records are written, committed with the next round
+ * (its intents), or by on_held within HOLD_MS if none comes: an agent
+ * thinking, a run ending. The store commits instead where holding does not
+ * apply. */
+#define HOLD_MS 1
+
+static void
+on_held(struct agd_defer *d)
+{
+	struct sup_batch *b = (struct sup_batch *)((char *)d - offsetof(struct sup_batch, held));
+
+	/* A failure leaves the outcomes to the side file, which the next open
+	 * of the store finishes (store_batch_abort). */
+	if (store_batch_held(b->st))
+		store_batch_commit(b->st);
+}
+
+static void
+hold(struct sup_batch *b, struct sup_pending *list)
+{
+	settle(list, store_batch_hold(b->st));
+	if (store_batch_held(b->st))
+		agd_loop_after(b->loop, &b->held, HOLD_MS);
 }
 
 static void
@@ -512,7 +551,7 @@ write_outcomes(struct sup_batch *b, struct sup_pending *list)
 			fail_call(p, w);
 	}
 	if (e == 0)
-		commit(b, list);
+		hold(b, list);
 }
 
 static void
