@@ -143,8 +143,9 @@ int store_journal_record(struct store *s, const char *run, const struct store_ca
  * crash before the commit, none is. A journal write that fails inside the
  * batch changes nothing and the batch goes on. Any other write transaction
  * (truncate, retain, approvals, ...) is -EBUSY while a batch is open; keep
- * the batch to journal writes. begin: -EBUSY if one is open; commit: -EINVAL
- * if none is (a failed commit rolls back and closes the batch). */
+ * the batch to journal writes. begin: -EBUSY if one is open (a held one,
+ * store_batch_hold, goes on instead: 0); commit: -EINVAL if none is (a
+ * failed commit rolls back and closes the batch). */
 int store_batch_begin(struct store *s);
 int store_batch_commit(struct store *s);
 /* Roll the open batch back (nothing when none is open). Outcomes a held
