@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "common/json.h"
 #include "common/util.h"
 
@@ -40,6 +42,24 @@ store_files_teardown(void **state)
 	assert_int_equal(system(cmd), 0);
 	free(f);
 	return 0;
+}
+
+/* An integer from one SQL query on the file, through a plain connection
+ * (which sees only what is committed). */
+static inline int64_t
+store_sql_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
 }
 
 /* size bytes of the letter for seq, NUL-terminated (NULL if out of memory). */

@@ -24,28 +24,10 @@
 #include "store/store.h"
 #include "store_files.h"
 
-/* An integer from one SQL query on the file, through a plain connection
- * (which sees only what is committed). */
-static int64_t
-sql_int(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t v = -1;
-
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
 static int64_t
 outcomes(const struct fx *f)
 {
-	return sql_int(f->path, "SELECT count(*) FROM outcomes");
+	return store_sql_int(f->path, "SELECT count(*) FROM outcomes");
 }
 
 /* The canonical text of {"echo": size bytes of the letter for seq}. */
@@ -88,6 +70,19 @@ held_round(struct store *s, int64_t seq, size_t size)
 	assert_int_equal(
 	    store_journal_finish_text(s, "r", seq, STORE_CALL_OK, txt, len, 1000 + seq), 0);
 	assert_int_equal(store_batch_hold(s), 0);
+}
+
+/* A store with run "r" whose call 1 has its outcome held. */
+static struct store *
+open_held(const struct fx *f, enum store_durability d, size_t size)
+{
+	struct store *s = NULL;
+
+	assert_int_equal(store_open(f->path, d, &s), 0);
+	assert_int_equal(store_run_create(s, "r", NULL), 0);
+	intent(s, 1);
+	held_round(s, 1, size);
+	return s;
 }
 
 /* The run's journal: n calls, those up to `done` with the outcome
@@ -189,18 +184,14 @@ static void
 test_other_writes_commit_the_held_round(void **state)
 {
 	struct fx *f = *state;
-	struct store *s = NULL;
+	struct store *s = open_held(f, STORE_DURABILITY_PROCESS, 100);
 
-	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
-	assert_int_equal(store_run_create(s, "r", NULL), 0);
-	intent(s, 1);
-	held_round(s, 1, 100);
 	assert_true(store_batch_held(s));
 	assert_int_equal(outcomes(f), 0);
 	assert_int_equal(store_event_append(s, "r", 1, 1, "note", NULL), 0);
 	assert_false(store_batch_held(s));
 	assert_int_equal(outcomes(f), 1);
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 1);
+	assert_int_equal(store_sql_int(f->path, "SELECT count(*) FROM events"), 1);
 
 	/* The same through a transaction of its own, and through the
 	 * approvals' statements. */
@@ -221,12 +212,8 @@ static void
 test_next_round_commits_both(void **state)
 {
 	struct fx *f = *state;
-	struct store *s = NULL;
+	struct store *s = open_held(f, STORE_DURABILITY_PROCESS, 10 << 10);
 
-	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
-	assert_int_equal(store_run_create(s, "r", NULL), 0);
-	intent(s, 1);
-	held_round(s, 1, 10 << 10);
 	/* The next round: its intent joins the held batch, one commit. */
 	assert_int_equal(store_batch_begin(s), 0);
 	assert_false(store_batch_held(s));
@@ -234,7 +221,7 @@ test_next_round_commits_both(void **state)
 	assert_int_equal(outcomes(f), 0);
 	assert_int_equal(store_batch_commit(s), 0);
 	assert_int_equal(outcomes(f), 1);
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM journal"), 2);
+	assert_int_equal(store_sql_int(f->path, "SELECT count(*) FROM journal"), 2);
 	/* A round that ends held, then the store closes: committed. */
 	held_round(s, 2, 10 << 10);
 	store_close(s);
@@ -250,12 +237,8 @@ static void
 test_rollback_keeps_answered_outcomes(void **state)
 {
 	struct fx *f = *state;
-	struct store *s = NULL;
+	struct store *s = open_held(f, STORE_DURABILITY_PROCESS, 10 << 10);
 
-	assert_int_equal(store_open(f->path, STORE_DURABILITY_PROCESS, &s), 0);
-	assert_int_equal(store_run_create(s, "r", NULL), 0);
-	intent(s, 1);
-	held_round(s, 1, 10 << 10);
 	assert_int_equal(store_batch_begin(s), 0);
 	intent(s, 2);
 	store_batch_abort(s);
@@ -274,12 +257,8 @@ static void
 test_power_durability_commits(void **state)
 {
 	struct fx *f = *state;
-	struct store *s = NULL;
+	struct store *s = open_held(f, STORE_DURABILITY_POWER, 100);
 
-	assert_int_equal(store_open(f->path, STORE_DURABILITY_POWER, &s), 0);
-	assert_int_equal(store_run_create(s, "r", NULL), 0);
-	intent(s, 1);
-	held_round(s, 1, 100);
 	assert_false(store_batch_held(s));
 	assert_int_equal(outcomes(f), 1);
 	/* A batch with a row no record covers (an intent) commits too. */
@@ -287,7 +266,7 @@ test_power_durability_commits(void **state)
 	intent(s, 2);
 	assert_int_equal(store_batch_hold(s), 0);
 	assert_false(store_batch_held(s));
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM journal"), 2);
+	assert_int_equal(store_sql_int(f->path, "SELECT count(*) FROM journal"), 2);
 	assert_int_equal(store_batch_hold(s), -EINVAL); /* no batch open */
 	store_close(s);
 }

@@ -77,23 +77,6 @@ size_mixed(int64_t seq)
 	return seq % 3 == 2 ? 100 : (size_t)(seq % 3 ? 3000 : 10 << 10);
 }
 
-/* An integer from one SQL query on the file, through a plain connection. */
-static int64_t
-sql_int(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t v = -1;
-
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
 static off_t
 file_size(const char *path)
 {
@@ -128,11 +111,12 @@ test_long_texts_apart(void **state)
 	store_close(s);
 	/* Four calls' args and results are in the file, the rest in rows. */
 	assert_int_equal(
-	    sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"), 4);
+	    store_sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"), 4);
 	assert_int_equal(
-	    sql_int(f->path, "SELECT count(*) FROM outcomes WHERE typeof(result) = 'blob'"), 4);
+	    store_sql_int(f->path, "SELECT count(*) FROM outcomes WHERE typeof(result) = 'blob'"),
+	    4);
 	assert_int_equal(
-	    sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'text'"), 2);
+	    store_sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'text'"), 2);
 	assert_true(file_size(f->ppath) > 4 * 2 * 3000);
 	/* Read back by another open; with durability power, long texts stay
 	 * in the rows (each commit is fsynced: one fsync, not two). */
@@ -142,9 +126,9 @@ test_long_texts_apart(void **state)
 	load_expect(s, "r", 7, size_mixed);
 	store_close(s);
 	assert_int_equal(
-	    sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"), 4);
+	    store_sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"), 4);
 	assert_int_equal(
-	    sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'text'"), 3);
+	    store_sql_int(f->path, "SELECT count(*) FROM journal WHERE typeof(args) = 'text'"), 3);
 }
 
 /* Flip one byte of the file at off. */
@@ -257,7 +241,7 @@ test_damaged_reference_is_corruption(void **state)
 	assert_int_equal(store_event_foreach(s, "r", count_event, &from), 0);
 	assert_int_equal(from, 0);
 	store_close(s);
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM journal WHERE run = 'r'"), 3);
+	assert_int_equal(store_sql_int(f->path, "SELECT count(*) FROM journal WHERE run = 'r'"), 3);
 }
 
 static void
@@ -354,7 +338,7 @@ test_retention_gives_space_back(void **state)
 	assert_int_equal(store_retain(s, "r", 1, &done), 0);
 	assert_int_equal(done, 40);
 	assert_int_equal(file_blocks(f->ppath), before);
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM payload_free"), 80);
+	assert_int_equal(store_sql_int(f->path, "SELECT count(*) FROM payload_free"), 80);
 	store_payload_unlock(rfd);
 	close(rfd);
 
@@ -363,7 +347,7 @@ test_retention_gives_space_back(void **state)
 	assert_int_equal(done, 0);
 	assert_true(file_blocks(f->ppath) * 512 <= 8192);
 	assert_int_equal(file_size(f->ppath), size);
-	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM payload_free"), 0);
+	assert_int_equal(store_sql_int(f->path, "SELECT count(*) FROM payload_free"), 0);
 	/* Compacted rows still load (hashes and tombstones), and new calls
 	 * append after the holes. */
 	struct store_call *calls = NULL;
@@ -422,10 +406,10 @@ test_backup_self_contained(void **state)
 		assert_int_equal(store_pair(s, "r", seq, size_mixed(seq)), 0);
 	assert_int_equal(store_backup(s, bak), 0);
 	store_close(s);
-	assert_int_equal(sql_int(bak, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"),
-			 0);
 	assert_int_equal(
-	    sql_int(bak, "SELECT count(*) FROM outcomes WHERE typeof(result) = 'blob'"), 0);
+	    store_sql_int(bak, "SELECT count(*) FROM journal WHERE typeof(args) = 'blob'"), 0);
+	assert_int_equal(
+	    store_sql_int(bak, "SELECT count(*) FROM outcomes WHERE typeof(result) = 'blob'"), 0);
 	/* The source's files are gone; the backup opens and reads whole. */
 	snprintf(cmd, sizeof(cmd), "rm -f '%s' '%s'", f->path, f->ppath);
 	assert_int_equal(system(cmd), 0);
