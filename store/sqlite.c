@@ -2092,6 +2092,7 @@ held_apply(struct store *s, const char *p, size_t rl, size_t dl)
 	link[64] = '\0';
 	if (!valid_id(run) || seq <= 0 || fin < 0 || !valid_hex64(link, 64))
 		return 0;
+	int64_t id = 0;
 	{
 		cleanup_stmt sqlite3_stmt *st = s->stmt[ST_J_ROW];
 		const char *have;
@@ -2099,10 +2100,22 @@ held_apply(struct store *s, const char *p, size_t rl, size_t dl)
 
 		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, seq);
-		if (sqlite3_step(st) != SQLITE_ROW ||
+		if (sqlite3_step(st) != SQLITE_ROW || col_int64(st, 0, 1, INT64_MAX, &id) < 0 ||
 		    col_text(st, 1, AGD_SHA256_HEX, &have, &hl) < 0 || hl != 64 ||
 		    memcmp(have, link, 64) != 0)
 			return 0; /* not the intent it was the outcome of */
+	}
+	/* Finished already (the usual case: a stale record): a read, so an
+	 * open takes no write lock for it. */
+	{
+		cleanup_finalize sqlite3_stmt *st = NULL;
+
+		if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM outcomes WHERE id = ?1", -1, &st,
+				       NULL) != SQLITE_OK)
+			return 0;
+		sqlite3_bind_int64(st, 1, id);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			return 0;
 	}
 	if (ref) {
 		struct store_payload_ref pr;
