@@ -1939,7 +1939,7 @@ store_journal_finish(struct store *s, const char *run, int64_t seq, enum store_c
  * record's link and no outcome yet, the usual way (store_journal_finish_text),
  * so the row is the one the commit would have written.
  *
- * The file: a header (magic, body length, record count, a check of the
+ * The file: a header (magic, body length, a check of the
  * body), then the records, each a fixed part (status, kind: the text itself
  * or its payload-file reference, the run id's length, the data's length,
  * seq, finish time, the intent's link) then the run id and the data.
@@ -2041,8 +2041,7 @@ store_batch_hold(struct store *s)
 		return store_batch_commit(s);
 	char hdr[HELD_HDR];
 	memcpy(hdr, held_magic, 8);
-	put_le(hdr + 8, s->hlen, 4);
-	put_le(hdr + 12, 0, 4);
+	put_le(hdr + 8, s->hlen, 8);
 	put_le(hdr + 16, held_check(s->hbuf, s->hlen), 8);
 	struct iovec v[2] = {{hdr, sizeof(hdr)}, {s->hbuf, s->hlen}};
 	ssize_t want = (ssize_t)(sizeof(hdr) + s->hlen), n = -1;
@@ -2077,7 +2076,7 @@ held_apply(struct store *s, const char *p, size_t rl, size_t dl)
 {
 	enum store_call_status status = (unsigned char)p[0];
 	bool ref = p[1] != 0;
-	int64_t seq = (int64_t)get_le(p + 8, 8), fin = (int64_t)get_le(p + 16, 8);
+	int64_t seq = (int64_t)get_le(p + 8, 8), finished = (int64_t)get_le(p + 16, 8);
 	char run[STORE_ID_MAX + 1], link[AGD_SHA256_HEX];
 	cleanup_free char *txt = NULL, *canon = NULL;
 	json_t *v = NULL;
@@ -2090,7 +2089,7 @@ held_apply(struct store *s, const char *p, size_t rl, size_t dl)
 	run[rl] = '\0';
 	memcpy(link, p + 24, 64);
 	link[64] = '\0';
-	if (!valid_id(run) || seq <= 0 || fin < 0 || !valid_hex64(link, 64))
+	if (!valid_id(run) || seq <= 0 || finished < 0 || !valid_hex64(link, 64))
 		return 0;
 	int64_t id = 0;
 	{
@@ -2138,7 +2137,7 @@ held_apply(struct store *s, const char *p, size_t rl, size_t dl)
 	json_decref(v);
 	if (r < 0 || strcmp(canon, txt) != 0)
 		return 0;
-	r = store_journal_finish_text(s, run, seq, status, txt, len, fin);
+	r = store_journal_finish_text(s, run, seq, status, txt, len, finished);
 	return r == -EALREADY || r == -EINVAL || r == -ENOENT ? 0 : r;
 }
 
@@ -2189,7 +2188,7 @@ held_recover(struct store *s)
 	if (fd < 0 || pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
 	    memcmp(hdr, held_magic, 8) != 0)
 		return;
-	size_t n = (size_t)get_le(hdr + 8, 4);
+	size_t n = (size_t)get_le(hdr + 8, 8);
 	if (n == 0 || n > HELD_MAX || !(body = malloc(n)) ||
 	    pread(fd, body, n, HELD_HDR) != (ssize_t)n ||
 	    held_check(body, n) != get_le(hdr + 16, 8))

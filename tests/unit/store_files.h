@@ -75,6 +75,24 @@ store_fill(int64_t seq, size_t size)
 	return fill;
 }
 
+/* The intent of an agentd.echo call at seq with these args (started at
+ * seq ms). */
+static inline int
+store_echo_intent(struct store *s, const char *run, int64_t seq, json_t *args)
+{
+	struct store_call c = {
+	    .seq = seq,
+	    .tool = "agentd.echo",
+	    .args = args,
+	    .attempt = 1,
+	    .decision = "allow",
+	    .rule = "",
+	    .started_ms = seq,
+	};
+
+	return store_journal_intent(s, run, &c);
+}
+
 /* An effect call at seq whose args ({"seq", "fill"}) and result ({"echo"})
  * carry `size` bytes each: an intent, then its outcome. */
 static inline int
@@ -85,16 +103,7 @@ store_pair(struct store *s, const char *run, int64_t seq, size_t size)
 		return -ENOMEM;
 	cleanup_json json_t *args = json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "fill", fill);
 	cleanup_json json_t *res = json_pack("{s:s}", "echo", fill);
-	struct store_call c = {
-	    .seq = seq,
-	    .tool = "agentd.echo",
-	    .args = args,
-	    .attempt = 1,
-	    .decision = "allow",
-	    .rule = "",
-	    .started_ms = seq,
-	};
-	int r = store_journal_intent(s, run, &c);
+	int r = store_echo_intent(s, run, seq, args);
 
 	return r < 0 ? r : store_journal_finish(s, run, seq, STORE_CALL_OK, res, seq + 1);
 }

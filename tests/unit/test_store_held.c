@@ -46,17 +46,8 @@ static void
 intent(struct store *s, int64_t seq)
 {
 	cleanup_json json_t *args = json_pack("{s:I}", "seq", (json_int_t)seq);
-	struct store_call c = {
-	    .seq = seq,
-	    .tool = "agentd.echo",
-	    .args = args,
-	    .attempt = 1,
-	    .decision = "allow",
-	    .rule = "",
-	    .started_ms = seq,
-	};
 
-	assert_int_equal(store_journal_intent(s, "r", &c), 0);
+	assert_int_equal(store_echo_intent(s, "r", seq, args), 0);
 }
 
 /* A round that finishes call seq's outcome and ends held. */
